@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make demo` (main job end to end) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# On CPU machines the constraint keeps pip on the local CPU build of torch (no CUDA download).
+CONSTRAINTS ?= constraints-cpu.txt
+DEMO   ?= build/demo
+
+.PHONY: demo test lint env clean
+
+env: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	touch $@
+
+demo: env
+	$(BIN)/fornet-data synth --out $(DEMO)/data --train 48 --val 12 --size 256x512 --seed 0
+	$(BIN)/fornet-train --data $(DEMO)/data --variant lite --crop 256x256 --batch 8 --iters 300 \
+		--val-every 100 --out $(DEMO)/run
+	$(BIN)/fornet-eval --ckpt $(DEMO)/run/best.pth --data $(DEMO)/data --split val
+
+test: env
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: env
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(DEMO)

@@ -1,0 +1,95 @@
+"""FoR-Net configurations: the reference ``r101`` and the lighter variants.
+
+Every variant has the same modules and checkpoint key names as the reference; only depths,
+widths, strides and the branch dilations differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from fornet.model.resnet import BackboneSpec
+
+REFERENCE_RATIOS = (0.10, 0.20, 0.30, 0.40)
+REFERENCE_BRANCHES = ((1, 1), (3, 1), (5, 1), (7, 16))
+#: ImageNet statistics in RGB order, as the reference normalises its input.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class FoRNetConfig:
+    """Everything that fixes the architecture (and so the checkpoint layout) of a FoR-Net.
+
+    Attributes:
+        backbone: the ResNet shape and which stages are dilated.
+        num_classes: classifier outputs (19 for Cityscapes).
+        channels: width C of the head (``trans`` output, branches, decoder).
+        low_stage: backbone stage whose output feeds ``low_proj`` (1 = stride 4).
+        low_channels: ``low_proj`` output channels (48 in the reference).
+        ratios: Top-K ratios of the four nested masks.
+        branches: ``(kernel, dilation)`` of each multi-scale branch.
+        context_reduction: ``psi`` bottleneck factor (C -> C / r -> C).
+        selector_reduction: selector ``body`` width factor (C -> C / r).
+    """
+
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
+    num_classes: int = 19
+    channels: int = 256
+    low_stage: int = 1
+    low_channels: int = 48
+    ratios: tuple[float, ...] = REFERENCE_RATIOS
+    branches: tuple[tuple[int, int], ...] = REFERENCE_BRANCHES
+    context_reduction: int = 4
+    selector_reduction: int = 2
+
+    @property
+    def output_stride(self) -> int:
+        """Stride of the selector grid relative to the input."""
+        return self.backbone.output_stride
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-compatible form (stored in checkpoints and ONNX sidecars)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FoRNetConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        bb = dict(data.pop("backbone"))
+        backbone = BackboneSpec(
+            block=bb["block"], layers=tuple(bb["layers"]), widths=tuple(bb["widths"]),
+            dilate=tuple(bool(d) for d in bb["dilate"]),
+        )
+        data["ratios"] = tuple(float(r) for r in data["ratios"])
+        data["branches"] = tuple((int(k), int(d)) for k, d in data["branches"])
+        return cls(backbone=backbone, **data)
+
+
+_OS8 = (False, True, True)
+
+VARIANTS: dict[str, FoRNetConfig] = {
+    # The published configuration: ResNet-101, output stride 8, C = 256.
+    "r101": FoRNetConfig(BackboneSpec("bottleneck", (3, 4, 23, 3), dilate=_OS8)),
+    "r50": FoRNetConfig(BackboneSpec("bottleneck", (3, 4, 6, 3), dilate=_OS8)),
+    "r34": FoRNetConfig(BackboneSpec("basic", (3, 4, 6, 3), dilate=_OS8)),
+    "r18": FoRNetConfig(BackboneSpec("basic", (2, 2, 2, 2), dilate=_OS8)),
+    # Jetson real-time variant, see ``fornet.model.variants`` docs: half-width ResNet-18 at
+    # output stride 16, C = 128, low-level features from layer2 (stride 8), 7x7 branch dilation
+    # halved to 8 so its reach in pixels (8 * 16 * 6 = 768 px) matches the reference's.
+    "lite": FoRNetConfig(
+        BackboneSpec("basic", (2, 2, 2, 2), widths=(32, 64, 128, 256), dilate=(False, False, True)),
+        channels=128, low_stage=2, low_channels=32,
+        branches=((1, 1), (3, 1), (5, 1), (7, 8)),
+    ),
+}
+
+VARIANT_NOTES: dict[str, str] = {
+    "r101": "reference (paper) configuration, ResNet-101, output stride 8",
+    "r50": "ResNet-50 backbone, output stride 8",
+    "r34": "ResNet-34 backbone, output stride 8",
+    "r18": "ResNet-18 backbone, output stride 8",
+    "lite": "Jetson real time: half-width ResNet-18, output stride 16, every k <= 3840 at 1024x2048",
+}

@@ -1,0 +1,39 @@
+"""Shared fixtures and the skip rules for the ``gpu`` and ``tensorrt`` markers."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False on this machine")
+    no_trt = pytest.mark.skip(
+        reason="needs TensorRT's Python bindings (pip install tensorrt, or JetPack's python3-libnvinfer)"
+    )
+    has_gpu = _cuda_available()
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(no_gpu)
+        if "tensorrt" in item.keywords and not has_trt:
+            item.add_marker(no_trt)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated Cityscapes-format data set (6 train, 4 val images of 128x256)."""
+    from fornet.calibration.synth import generate_synthetic_cityscapes
+
+    root = tmp_path_factory.mktemp("cityscapes")
+    return generate_synthetic_cityscapes(root, train=6, val=4, size=(128, 256), seed=0, progress=False)
