@@ -1,0 +1,1 @@
+"""Cityscapes data (real layout and generated), preprocessing and INT8 calibration."""

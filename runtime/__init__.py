@@ -1,0 +1,1 @@
+"""Running exported FoR-Net models: backends, pre/post-processing, metrics."""
