@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from collections.abc import Callable
@@ -21,6 +22,14 @@ def parse_hw(text: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise ValueError(f"height and width must be positive, got {text!r}")
     return h, w
+
+
+def hw_arg(text: str) -> tuple[int, int]:
+    """``argparse`` type for ``HxW`` options: :func:`parse_hw` with argparse's error reporting."""
+    try:
+        return parse_hw(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def friendly_errors(main: F) -> F:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from fornet.cli_utils import friendly_errors, parse_hw
+from fornet.cli_utils import friendly_errors, hw_arg
 from fornet.errors import FornetError
 from fornet.model.config import VARIANT_NOTES
 from fornet.model.fornet import FoRNet
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--variant", choices=list_variants(), help="variant to describe")
     target.add_argument("--all", action="store_true", help="a Markdown table of every variant")
-    parser.add_argument("--input-size", type=parse_hw, default=(1024, 2048), metavar="HxW",
+    parser.add_argument("--input-size", type=hw_arg, default=(1024, 2048), metavar="HxW",
                         help="input height x width (default: 1024x2048, full Cityscapes)")
     parser.add_argument("--num-classes", type=int, default=19, help="classifier outputs (default: 19)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
