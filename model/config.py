@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fornet.model.resnet import BackboneSpec
+from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "VARIANTS", "VARIANT_NOTES", "FoRNetConfig"]
 
 REFERENCE_RATIOS = (0.10, 0.20, 0.30, 0.40)
 REFERENCE_BRANCHES = ((1, 1), (3, 1), (5, 1), (7, 16))
-#: ImageNet statistics in RGB order, as the reference normalises its input.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

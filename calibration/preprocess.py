@@ -1,0 +1,98 @@
+"""The one input preprocessing of fornet-deploy, shared by evaluation, calibration and the CPU runtime.
+
+Steps, in order: optional resize, BGR->RGB if needed, scale to [0, 1], subtract the mean, divide
+by the standard deviation, HWC -> CHW. The output is float32.
+
+Resizing uses ``cv2.resize(..., interpolation=cv2.INTER_LINEAR)``: OpenCV's bilinear with
+half-pixel centres (``align_corners=False``) and **no antialiasing** when shrinking, i.e. the
+same sampling as ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+antialias=False)`` up to OpenCV's fixed-point rounding of uint8 images. An engine fed by another
+resize (PIL, antialiased torchvision) sees slightly different inputs than the calibration did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from fornet.errors import FornetError
+from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+class PreprocessError(FornetError):
+    """The input image or the preprocessing parameters are invalid."""
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray):
+        raise PreprocessError(f"expected a numpy array image, got {type(image).__name__}; "
+                              "load images with cv2.imread or fornet.calibration.cityscapes.read_image")
+    if image.dtype != np.uint8:
+        raise PreprocessError(f"expected a uint8 image (0..255), got dtype {image.dtype}; "
+                              "pass the image as loaded from disk, before any normalisation")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise PreprocessError(f"expected an HxWx3 image, got shape {image.shape}; convert grey or "
+                              "RGBA images to 3 channels first (cv2.cvtColor) and keep channels last")
+
+
+def _check_size(size: tuple[int, int] | None) -> None:
+    if size is not None and (len(size) != 2 or min(int(size[0]), int(size[1])) <= 0):
+        raise PreprocessError(f"size must be (H, W) with positive values, got {size!r}")
+
+
+def preprocess(image: np.ndarray, size: tuple[int, int] | None = None,
+               mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+               channel_order: str = "RGB") -> np.ndarray:
+    """Turn one uint8 HxWx3 image into a normalised float32 3xHxW network input.
+
+    Args:
+        image: HxWx3 uint8 in ``channel_order``.
+        size: ``(H, W)`` to resize to with OpenCV ``INTER_LINEAR`` (half-pixel bilinear, no
+            antialias), or None to keep the image size.
+        mean, std: per-channel statistics in RGB order for pixel values scaled to [0, 1].
+        channel_order: ``"RGB"`` (as :func:`~fornet.calibration.cityscapes.read_image` returns)
+            or ``"BGR"`` (as ``cv2.imread`` returns); the output is always RGB.
+
+    Raises:
+        PreprocessError: wrong dtype, shape, size, statistics or channel order.
+    """
+    _check_image(image)
+    _check_size(size)
+    if channel_order not in CHANNEL_ORDERS:
+        raise PreprocessError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+    mean_arr = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+    std_arr = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+    if mean_arr.size != 3 or std_arr.size != 3 or np.any(std_arr <= 0):
+        raise PreprocessError(f"mean and std need 3 values each and std must be positive, got "
+                              f"mean={mean!r} std={std!r}")
+    if size is not None and tuple(image.shape[:2]) != (size[0], size[1]):
+        import cv2
+
+        image = cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
+    if channel_order == "BGR":
+        image = image[:, :, ::-1]
+    chw = image.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray((chw - mean_arr) / std_arr, dtype=np.float32)
+
+
+def preprocess_batch(images: Sequence[np.ndarray], size: tuple[int, int] | None = None,
+                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                     channel_order: str = "RGB") -> np.ndarray:
+    """Preprocess several images into one float32 Nx3xHxW batch (see :func:`preprocess`).
+
+    ``size`` may be None only when all images already share one size.
+
+    Raises:
+        PreprocessError: an empty batch, mixed sizes without ``size``, or a bad image.
+    """
+    if len(images) == 0:
+        raise PreprocessError("preprocess_batch got no images; pass at least one")
+    if size is None:
+        shapes = {tuple(np.shape(im)[:2]) for im in images}
+        if len(shapes) > 1:
+            raise PreprocessError(f"images have different sizes {sorted(shapes)}; pass size=(H, W) "
+                                  "to resize them to one network input size")
+    return np.stack([preprocess(im, size, mean, std, channel_order) for im in images])
