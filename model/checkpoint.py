@@ -137,8 +137,6 @@ def _format_diff(name: str, diff: dict[str, list[str]], limit: int = 6) -> str:
 def infer_config(state: Mapping[str, Tensor], variant: str | None = None,
                  source: str = "checkpoint") -> tuple[str, FoRNetConfig]:
     """Find the variant whose key names and shapes equal ``state``'s exactly."""
-    if variant is not None and variant not in VARIANTS:
-        raise CheckpointError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     classifier = state.get("classifier.weight")
     num_classes = int(classifier.shape[0]) if classifier is not None else 19
     candidates = [variant] if variant else list(VARIANTS)
@@ -166,6 +164,8 @@ def load_model(path: str | os.PathLike[str], variant: str | None = None,
     :class:`CheckpointError` lists missing, unexpected and mis-shaped keys per variant tried.
     The returned model carries a :class:`CheckpointInfo` as ``model.checkpoint_info``.
     """
+    if variant is not None and variant not in VARIANTS:
+        raise CheckpointError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     state, meta = split_checkpoint(read_checkpoint(path, map_location), str(path))
     if meta:
         config = FoRNetConfig.from_dict(meta["config"])

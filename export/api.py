@@ -1,0 +1,268 @@
+"""``export_onnx``: checkpoint -> verified ``fornet.onnx`` (+ ``fornet_fp16.onnx``) and sidecars.
+
+Steps: load the checkpoint; trace the model with the gate as one ``fornet::TopKGate`` node
+(TorchScript exporter); attach the gate's model-local function; ``onnx.checker`` (full);
+onnxsim (checked); for ``gate="native"`` inline the function and simplify again; refuse float
+arithmetic on shapes; write atomically only after ONNX Runtime agrees with PyTorch; optionally
+convert to FP16 mixed precision and verify that too. Each file gets a JSON sidecar.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import torch
+
+from fornet.atomic import atomic_path, ensure_writable_dir
+from fornet.export.errors import ExportError, VerificationError
+from fornet.export.gate_export import GATE_DOMAIN, GATE_OPSET, export_gate
+from fornet.export.onnx_function import attach_gate_function, inline_gate
+from fornet.export.prepost import INPUT_NAME, ExportWrapper, IOFormat
+from fornet.export.sidecar import ExportDescription, build_sidecar, write_sidecar
+from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
+from fornet.export.verify import VerificationReport, load_images, verify_onnx
+from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
+
+ONNX_NAME = "fornet.onnx"
+FP16_NAME = "fornet_fp16.onnx"
+GATES = ("plugin", "native")
+Verifier = Callable[[Path], VerificationReport]
+#: Opsets accepted: CastLike (in the gate function) needs 15; the TorchScript exporter stops at 20.
+OPSET_RANGE = (15, 20)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export (the CLI flags, as a value).
+
+    Attributes:
+        input_size: ``(H, W)`` of the network input; both divisible by the output stride.
+        batch: static batch size (the example batch when ``dynamic_batch``).
+        dynamic_batch: make the batch dimension dynamic.
+        opset: ONNX opset of the standard ops.
+        gate: ``"plugin"`` (one ``fornet::TopKGate`` node with a local function) or ``"native"``
+            (standard ops inlined; every k must be <= TensorRT's TopK limit 3840).
+        fp16: also write the FP16 mixed-precision ``fornet_fp16.onnx``.
+        io_fp16: FP16 model inputs and outputs in the FP16 file (default FP32).
+        io: in-graph pre/post-processing (raw uint8 input, labels output).
+        verify: compare ONNX Runtime with PyTorch before publishing each file.
+        verify_data: Cityscapes-layout folder for verification images (default: generated scenes).
+        verify_split: split of ``verify_data`` to read.
+        verify_images: number of verification images.
+        fp32_threshold, fp16_threshold: argmax agreement each file must reach.
+        progress: show progress bars.
+    """
+
+    input_size: tuple[int, int] = (1024, 2048)
+    batch: int = 1
+    dynamic_batch: bool = False
+    opset: int = 17
+    gate: str = "plugin"
+    fp16: bool = False
+    io_fp16: bool = False
+    io: IOFormat = field(default_factory=IOFormat)
+    verify: bool = True
+    verify_data: Path | None = None
+    verify_split: str = "val"
+    verify_images: int = 2
+    fp32_threshold: float = 0.999
+    fp16_threshold: float = 0.99
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`ExportError` for option values that cannot work together."""
+        if self.gate not in GATES:
+            raise ExportError(f"unknown gate mode {self.gate!r}; choose one of {', '.join(GATES)}")
+        if not OPSET_RANGE[0] <= self.opset <= OPSET_RANGE[1]:
+            raise ExportError(f"opset {self.opset} is not supported; choose {OPSET_RANGE[0]}..{OPSET_RANGE[1]} "
+                              "(17 is what TensorRT 10.3 and later parse best)")
+        if self.batch < 1:
+            raise ExportError(f"batch must be at least 1, got {self.batch}")
+        if self.io_fp16 and not self.fp16:
+            raise ExportError("--io fp16 applies to the FP16 file only; add --fp16")
+        if self.verify_images < 1:
+            raise ExportError(f"--verify-images must be at least 1, got {self.verify_images}")
+        for name, value in (("fp32", self.fp32_threshold), ("fp16", self.fp16_threshold)):
+            if not 0.0 < value <= 1.0:
+                raise ExportError(f"the {name} agreement threshold must be in (0, 1], got {value}; "
+                                  "e.g. 0.999 for 99.9%")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_onnx` wrote.
+
+    Attributes:
+        onnx_path, sidecar_path: the FP32 file and its JSON sidecar.
+        fp16_path, fp16_sidecar_path: the FP16 file and its sidecar (None without ``fp16``).
+        ks: the gate's k per ratio for the export size.
+        reports: verification report per precision (``"fp32"``, ``"fp16"``; empty without ``verify``).
+    """
+
+    onnx_path: Path
+    sidecar_path: Path
+    fp16_path: Path | None
+    fp16_sidecar_path: Path | None
+    ks: tuple[int, ...]
+    reports: dict[str, VerificationReport]
+
+
+def _check_size(model: FoRNet, size: tuple[int, int]) -> None:
+    stride = model.config.output_stride
+    h, w = size
+    if h <= 0 or w <= 0 or h % stride or w % stride:
+        nh, nw = (max(stride, round(v / stride) * stride) for v in (h, w))
+        raise ExportError(f"input size {h}x{w} is not divisible by this variant's output stride {stride}; "
+                          f"use e.g. --input-size {nh}x{nw}")
+
+
+def _check_native(ks: tuple[int, ...]) -> None:
+    too_big = [k for k in ks if k > TENSORRT_TOPK_LIMIT]
+    if too_big:
+        raise ExportError(f"--gate native needs every k <= {TENSORRT_TOPK_LIMIT} (TensorRT's TopK limit) but "
+                          f"this input size gives k = {list(ks)} ({too_big} too large); use --gate plugin "
+                          "(the TopKGate plugin has no limit), a smaller --input-size or the 'lite' variant")
+
+
+def _describe(model: FoRNet, checkpoint: Path, options: ExportOptions) -> ExportDescription:
+    """Check the model-dependent options and gather what the sidecars record."""
+    _check_size(model, options.input_size)
+    stride = model.config.output_stride
+    ks = topk_counts((options.input_size[0] // stride) * (options.input_size[1] // stride), model.config.ratios)
+    if options.gate == "native":
+        _check_native(ks)
+    if options.io.output == "labels" and options.io.label_dtype == "uint8" and model.num_classes > 256:
+        raise ExportError(f"{model.num_classes} classes do not fit uint8 labels; use --label-dtype int32")
+    info = model.checkpoint_info  # type: ignore[attr-defined]
+    return ExportDescription(
+        variant=info.variant, config=model.config, mean=tuple(info.mean), std=tuple(info.std), io=options.io,
+        input_size=options.input_size, batch=options.batch, dynamic_batch=options.dynamic_batch,
+        ks=ks, gate=options.gate, opset=options.opset, checkpoint=checkpoint,
+    )
+
+
+def _trace(model: FoRNet, options: ExportOptions, mean: tuple[float, ...], std: tuple[float, ...]) -> onnx.ModelProto:
+    wrapper = ExportWrapper(model, options.io, mean, std).eval()
+    example = options.io.example_input(options.batch, options.input_size)
+    names = options.io.output_names
+    dynamic = {n: {0: "batch"} for n in [INPUT_NAME, *names]} if options.dynamic_batch else None
+    buffer = io.BytesIO()
+    with export_gate(model), warnings.catch_warnings(), torch.no_grad():
+        # k is computed from the (static) grid size on purpose: it must be a constant.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(wrapper, (example,), buffer,  # type: ignore[arg-type]  # file objects work
+                          dynamo=False, opset_version=options.opset,
+                          input_names=[INPUT_NAME], output_names=names, dynamic_axes=dynamic,
+                          custom_opsets={GATE_DOMAIN: GATE_OPSET}, do_constant_folding=True)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _test_shapes(options: ExportOptions) -> dict[str, list[int]] | None:
+    if not options.dynamic_batch:
+        return None
+    return {INPUT_NAME: list(options.io.example_input(options.batch, options.input_size).shape)}
+
+
+def build_graph(model: FoRNet, options: ExportOptions, mean: tuple[float, ...],
+                std: tuple[float, ...]) -> onnx.ModelProto:
+    """Trace, attach the gate function, check and simplify: the FP32 graph with the gate node."""
+    graph = attach_gate_function(_trace(model, options, mean, std))
+    check_graph(graph)
+    return simplify(graph, _test_shapes(options))
+
+
+def finish_graph(graph: onnx.ModelProto, options: ExportOptions, simplified: bool) -> onnx.ModelProto:
+    """Inline the gate for ``gate="native"``, simplify if needed and run the structural checks."""
+    if options.gate == "native":
+        graph, simplified = inline_gate(graph), False
+    if not simplified:
+        graph = simplify(graph, _test_shapes(options))
+    check_graph(graph)
+    require_no_float_shape_arithmetic(graph)
+    return graph
+
+
+def _publish(graph: onnx.ModelProto, path: Path, verify: Verifier | None) -> VerificationReport | None:
+    """Write ``graph`` to ``path`` atomically; with ``verify``, only if verification passes."""
+    with atomic_path(path) as tmp:
+        onnx.save(graph, tmp)
+        if verify is None:
+            return None
+        report = verify(tmp)
+        if not report.passed:
+            raise VerificationError(
+                f"{path.name} failed verification: {report.summary()}; {path.name} was not written. "
+                "Check the checkpoint with fornet-eval, try more --verify-images, lower the threshold "
+                "(--fp32-threshold / --fp16-threshold) if the gap is expected, or use --no-verify to "
+                "keep the file for inspection"
+            )
+    return report
+
+
+def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[str] = "export",
+                options: ExportOptions | None = None, *, variant: str | None = None) -> ExportResult:
+    """Export a FoR-Net checkpoint to ONNX, verified on ONNX Runtime.
+
+    Args:
+        checkpoint: any checkpoint :func:`fornet.model.load_model` accepts (project format,
+            bare reference ``state_dict``, wrapped or DDP-prefixed).
+        out_dir: output folder (created if needed).
+        options: :class:`ExportOptions` (defaults: 1024x2048, batch 1, opset 17, plugin gate).
+        variant: architecture, when the checkpoint does not record it and it is ambiguous.
+
+    Returns:
+        :class:`ExportResult` with the written paths, k values and verification reports.
+
+    Raises:
+        CheckpointError: missing, corrupt or mismatched checkpoint.
+        ExportError: bad options (unknown variant, size not divisible by the stride, k too large
+            for ``gate="native"``, ...).
+        FornetError: the output folder cannot be created or written.
+        GraphCheckError: the graph failed onnx.checker, onnxsim or the shape-arithmetic check.
+        VerificationError: ONNX Runtime disagrees with PyTorch (nothing is written then).
+    """
+    options = options or ExportOptions()
+    options.validate()
+    if variant is not None and variant not in list_variants():
+        raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(list_variants())}")
+    out = ensure_writable_dir(out_dir)
+    model = load_model(checkpoint, variant)
+    desc = _describe(model, Path(checkpoint), options)
+    mean, std, ks = desc.mean, desc.std, desc.ks
+    images = (load_images(options.input_size, options.verify_images, options.verify_data,
+                          options.verify_split) if options.verify else [])
+
+    def verifier(precision: str, threshold: float) -> Verifier | None:
+        if not options.verify:
+            return None
+        return lambda path: verify_onnx(model, path, images, io=options.io, mean=mean, std=std,
+                                        batch=options.batch, ks=ks, threshold=threshold,
+                                        precision=precision, progress=options.progress)
+
+    graph = build_graph(model, options, mean, std)
+    reports: dict[str, VerificationReport] = {}
+    onnx_path = out / ONNX_NAME
+    fp32 = finish_graph(graph, options, simplified=True)
+    report = _publish(fp32, onnx_path, verifier("fp32", options.fp32_threshold))
+    if report is not None:
+        reports["fp32"] = report
+    sidecar = write_sidecar(onnx_path, build_sidecar(desc, onnx_path, "fp32", False, report))
+    fp16_path = fp16_sidecar = None
+    if options.fp16:
+        from fornet.export.fp16 import convert_to_fp16
+
+        # Converted before inlining, so a native gate's TopK and masks stay FP32 too.
+        half = finish_graph(convert_to_fp16(graph, io_fp16=options.io_fp16), options, simplified=False)
+        fp16_path = out / FP16_NAME
+        report = _publish(half, fp16_path, verifier("fp16", options.fp16_threshold))
+        if report is not None:
+            reports["fp16"] = report
+        fp16_sidecar = write_sidecar(fp16_path, build_sidecar(desc, fp16_path, "fp16", options.io_fp16, report))
+    return ExportResult(onnx_path, sidecar, fp16_path, fp16_sidecar, ks, reports)

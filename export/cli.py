@@ -1,0 +1,138 @@
+"""``fornet-export``: FoR-Net checkpoint -> verified ONNX (FP32, optional FP16) + JSON sidecars.
+
+Examples::
+
+    fornet-export --ckpt run/best.pth --input-size 1024x2048 --out export/
+    fornet-export --ckpt model.pth --variant lite --fp16 --input raw --channel-order BGR --output labels
+    fornet-export --ckpt model.pth --gate native --input-size 512x1024 --dynamic-batch
+
+The argument groups and :func:`run_export` are reusable: a command that builds TensorRT plans
+adds :func:`add_export_arguments` to its parser, calls :func:`run_export` and builds from the
+returned :class:`~fornet.export.api.ExportResult`'s ONNX paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fornet.cli_utils import friendly_errors, parse_hw
+from fornet.export.api import GATES, OPSET_RANGE, ExportOptions, ExportResult, export_onnx
+from fornet.export.prepost import CHANNEL_ORDERS, INPUT_FORMATS, LABEL_DTYPES, OUTPUT_FORMATS, IOFormat
+
+
+def _hw(text: str) -> tuple[int, int]:
+    try:
+        return parse_hw(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 100.0:
+        raise argparse.ArgumentTypeError(f"expected a percentage in (0, 100], got {text!r}")
+    return value / 100.0
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the export options (model, graph, precision, pre/post, verification groups)."""
+    model = parser.add_argument_group("model")
+    model.add_argument("--ckpt", required=True, type=Path,
+                       help="checkpoint: a fornet checkpoint or a bare reference state_dict")
+    model.add_argument("--variant", help="architecture, if the checkpoint does not record it "
+                                         "(r101, r50, r34, r18, lite)")
+    graph = parser.add_argument_group("graph")
+    graph.add_argument("--input-size", type=_hw, default=(1024, 2048), metavar="HxW",
+                       help="network input size, divisible by the output stride (default: 1024x2048)")
+    graph.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default: 1)")
+    graph.add_argument("--dynamic-batch", action="store_true",
+                       help="make the batch dimension dynamic (--batch is then the example/verification batch)")
+    graph.add_argument("--opset", type=int, default=17, metavar="N",
+                       help=f"ONNX opset, {OPSET_RANGE[0]}..{OPSET_RANGE[1]} (default: 17)")
+    graph.add_argument("--gate", choices=GATES, default="plugin",
+                       help="plugin: one fornet::TopKGate node (TensorRT plugin; model-local function for "
+                            "other runtimes); native: standard ops inlined, needs every k <= 3840 "
+                            "(default: plugin)")
+    graph.add_argument("--out", type=Path, default=Path("export"), metavar="DIR",
+                       help="output folder (default: ./export)")
+    precision = parser.add_argument_group("precision")
+    precision.add_argument("--fp16", action="store_true",
+                           help="also write fornet_fp16.onnx: FP16 weights/activations, selector head and "
+                                "Top-K gate selection in FP32 (for strongly typed TensorRT builds)")
+    precision.add_argument("--io", choices=("fp32", "fp16"), default="fp32",
+                           help="float type of the FP16 file's inputs and outputs (default: fp32)")
+    prepost = parser.add_argument_group("in-graph pre/post-processing")
+    prepost.add_argument("--input", choices=INPUT_FORMATS, default="normalized",
+                         help="normalized: Nx3xHxW float RGB, already normalised; raw: NxHxWx3 uint8 "
+                              "frames, normalisation folded into the graph (default: normalized)")
+    prepost.add_argument("--channel-order", choices=CHANNEL_ORDERS, default="RGB",
+                         help="channel order of --input raw frames (default: RGB)")
+    prepost.add_argument("--output", choices=OUTPUT_FORMATS, default="logits",
+                         help="logits: NxCxHxW float scores; labels: NxHxW class indices (argmax at the "
+                              "input resolution, in the graph) (default: logits)")
+    prepost.add_argument("--label-dtype", choices=LABEL_DTYPES, default="uint8",
+                         help="dtype of --output labels (default: uint8)")
+    verify = parser.add_argument_group("verification (PyTorch vs ONNX Runtime)")
+    verify.add_argument("--no-verify", action="store_true", help="skip the verification")
+    verify.add_argument("--verify-data", type=Path, metavar="DIR",
+                        help="Cityscapes-layout folder to take images from (default: generated street scenes)")
+    verify.add_argument("--verify-split", default="val", help="split of --verify-data (default: val)")
+    verify.add_argument("--verify-images", type=int, default=2, metavar="N",
+                        help="number of verification images (default: 2)")
+    verify.add_argument("--fp32-threshold", type=_percent, default=0.999, metavar="PCT",
+                        help="argmax agreement the FP32 file must reach, in percent (default: 99.9)")
+    verify.add_argument("--fp16-threshold", type=_percent, default=0.99, metavar="PCT",
+                        help="argmax agreement the FP16 file must reach, in percent (default: 99.0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def options_from_args(args: argparse.Namespace) -> ExportOptions:
+    """The :class:`ExportOptions` that parsed :func:`add_export_arguments` flags describe."""
+    return ExportOptions(
+        input_size=args.input_size, batch=args.batch, dynamic_batch=args.dynamic_batch, opset=args.opset,
+        gate=args.gate, fp16=args.fp16, io_fp16=args.io == "fp16",
+        io=IOFormat(input=args.input, channel_order=args.channel_order, output=args.output,
+                    label_dtype=args.label_dtype),
+        verify=not args.no_verify, verify_data=args.verify_data, verify_split=args.verify_split,
+        verify_images=args.verify_images, fp32_threshold=args.fp32_threshold,
+        fp16_threshold=args.fp16_threshold, progress=not args.quiet,
+    )
+
+
+def run_export(args: argparse.Namespace) -> ExportResult:
+    """Export as the parsed flags say and print what was written."""
+    result = export_onnx(args.ckpt, args.out, options_from_args(args), variant=args.variant)
+    print(f"Top-K k per ratio: {list(result.ks)}")
+    for report in result.reports.values():
+        print(f"verified {report.summary()}")
+    for path in (result.onnx_path, result.sidecar_path, result.fp16_path, result.fp16_sidecar_path):
+        if path is not None:
+            print(f"wrote {path}")
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fornet-export`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="fornet-export",
+        description="Export a FoR-Net checkpoint to ONNX (fornet.onnx + fornet.onnx.json; --fp16 adds "
+                    "fornet_fp16.onnx), with the Top-K gate as one fornet::TopKGate node, simplified "
+                    "with onnxsim and verified against PyTorch on ONNX Runtime.",
+    )
+    add_export_arguments(parser)
+    return parser
+
+
+@friendly_errors
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``fornet-export``."""
+    run_export(build_parser().parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

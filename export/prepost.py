@@ -1,0 +1,105 @@
+"""What the exported graph takes and returns: optional in-graph pre- and post-processing.
+
+Input ``image``:
+
+* ``normalized`` (default): ``N x 3 x H x W`` float32, RGB, already ``(x / 255 - mean) / std``.
+* ``raw``: ``N x H x W x 3`` uint8 camera frames in ``channel_order`` (RGB or BGR). The graph
+  casts, transposes to NCHW, reorders BGR to RGB (a constant Gather) and normalises with one
+  per-channel multiply-add: ``x * (1 / (255 std)) - mean / std``. No resize: frames must
+  already have the export size.
+
+Outputs, in order:
+
+* ``logits`` (default): ``N x classes x H x W`` float32 at the input resolution, or
+* ``labels``: ``N x H x W`` uint8 (or int32) class indices: ``ArgMax`` over the classes of the
+  same full-resolution logits, so labels equal ``logits.argmax(1)`` exactly. The argmax runs at
+  the input resolution after the bilinear upsample; it reads the ``classes x H x W`` float32
+  map once (memory bound: ~19 x 4 bytes per pixel) and writes 1 (or 4) bytes per pixel, which
+  also cuts the device-to-host copy 76x (19x for int32) against fetching ``logits``.
+* ``masks``: ``N x R x h x w`` float32, the gate's nested Top-K masks on the selector grid (an
+  extra output used by the verification to count the selected cells per ratio).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from fornet.export.errors import ExportError
+from fornet.model import FoRNet
+
+INPUT_FORMATS = ("normalized", "raw")
+CHANNEL_ORDERS = ("RGB", "BGR")
+OUTPUT_FORMATS = ("logits", "labels")
+LABEL_DTYPES = ("uint8", "int32")
+INPUT_NAME = "image"
+MASKS_NAME = "masks"
+
+
+@dataclass(frozen=True)
+class IOFormat:
+    """The graph's input and output conventions (see the module docstring)."""
+
+    input: str = "normalized"
+    channel_order: str = "RGB"
+    output: str = "logits"
+    label_dtype: str = "uint8"
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in ((self.input, INPUT_FORMATS, "input format"),
+                                     (self.channel_order, CHANNEL_ORDERS, "channel order"),
+                                     (self.output, OUTPUT_FORMATS, "output format"),
+                                     (self.label_dtype, LABEL_DTYPES, "label dtype")):
+            if value not in allowed:
+                raise ExportError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+        if self.channel_order != "RGB" and self.input != "raw":
+            raise ExportError("--channel-order applies to --input raw only; normalised input is always RGB")
+
+    @property
+    def output_names(self) -> list[str]:
+        """Graph output names, in order."""
+        return [self.output, MASKS_NAME]
+
+    def example_input(self, batch: int, size: tuple[int, int]) -> Tensor:
+        """A tensor of the graph input's shape and dtype (for tracing)."""
+        h, w = size
+        if self.input == "raw":
+            return torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)
+        return torch.randn(batch, 3, h, w)
+
+
+class ExportWrapper(nn.Module):
+    """``image -> (logits | labels, masks)`` around a FoR-Net whose gate is the export gate.
+
+    The model's gate must be :class:`~fornet.export.gate_export.ExportTopKGate` (see
+    :func:`~fornet.export.gate_export.export_gate`), whose single stacked mask tensor becomes
+    the ``masks`` output.
+    """
+
+    scale: Tensor
+    shift: Tensor
+
+    def __init__(self, model: FoRNet, io: IOFormat, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        self.io = io
+        mean_t = torch.tensor([float(m) for m in mean]).view(1, 3, 1, 1)
+        std_t = torch.tensor([float(s) for s in std]).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)
+        self.register_buffer("shift", -mean_t / std_t, persistent=False)
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        x = image
+        if self.io.input == "raw":
+            x = image.permute(0, 3, 1, 2).float()
+            if self.io.channel_order == "BGR":
+                x = x[:, [2, 1, 0]]
+            x = x * self.scale + self.shift
+        logits, _, masks = self.model(x)
+        if self.io.output == "labels":
+            dtype = torch.uint8 if self.io.label_dtype == "uint8" else torch.int32
+            return logits.argmax(dim=1).to(dtype), masks[0]
+        return logits, masks[0]

@@ -1,0 +1,158 @@
+"""The inference backend interface, in the manner of Polygraphy's runners.
+
+A :class:`Backend` is a context manager: entering it loads the model (``activate``), leaving
+it frees it (``deactivate``). Inside, :attr:`~Backend.input_specs` and
+:attr:`~Backend.output_specs` describe the I/O tensors and :meth:`~Backend.infer` runs one
+inference. ``infer`` is the same for every backend: it checks the feed's names, shapes and
+dtypes against :attr:`~Backend.input_specs` (raising :class:`BackendInputError`), times the
+call and delegates to the subclass's :meth:`~Backend._infer_impl`.
+
+Usage::
+
+    with OnnxRuntimeBackend("fornet.onnx") as backend:
+        outputs = backend.infer({"image": batch})
+        print(backend.last_inference_time)
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import TracebackType
+from typing import NamedTuple
+
+import numpy as np
+
+from fornet.errors import FornetError
+
+
+class BackendError(FornetError):
+    """A backend that cannot load its model or is used outside its ``with`` block."""
+
+
+class BackendInputError(BackendError):
+    """A feed whose names, shapes or dtypes do not match the backend's inputs."""
+
+
+class TensorSpec(NamedTuple):
+    """Shape and NumPy dtype of one I/O tensor; a ``None`` dimension is dynamic."""
+
+    shape: tuple[int | None, ...]
+    dtype: np.dtype
+
+    def describe(self) -> str:
+        """E.g. ``1x3x512x1024 float32`` (``?`` for a dynamic dimension)."""
+        dims = "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"{dims} {self.dtype}"
+
+
+class Backend(ABC):
+    """Base class of inference backends (see the module docstring)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.is_active = False
+        #: Wall time in seconds of the last :meth:`infer` call's model run (after the input checks).
+        self.last_inference_time: float | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def activate(self) -> None:
+        """Load the model; called by ``__enter__``."""
+        if self.is_active:
+            raise BackendError(f"{self.name} is already active; do not enter the same backend twice")
+        self._activate_impl()
+        self.is_active = True
+
+    def deactivate(self) -> None:
+        """Free the model; called by ``__exit__``."""
+        if self.is_active:
+            self._deactivate_impl()
+            self.is_active = False
+
+    def __enter__(self) -> Backend:
+        self.activate()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.deactivate()
+
+    # -- I/O description -------------------------------------------------------------------
+    @property
+    def input_specs(self) -> dict[str, TensorSpec]:
+        """Input name -> :class:`TensorSpec`, in the model's order."""
+        self._require_active()
+        return self._input_specs_impl()
+
+    @property
+    def output_specs(self) -> dict[str, TensorSpec]:
+        """Output name -> :class:`TensorSpec`, in the model's order."""
+        self._require_active()
+        return self._output_specs_impl()
+
+    # -- inference ---------------------------------------------------------------------------
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one inference on ``feed`` (input name -> array); return output name -> array.
+
+        Raises:
+            BackendError: the backend is not active.
+            BackendInputError: a missing or unknown input, or a wrong shape or dtype.
+        """
+        self._require_active()
+        self._check_feed(feed)
+        start = time.perf_counter()
+        outputs = self._infer_impl(dict(feed))
+        self.last_inference_time = time.perf_counter() - start
+        return outputs
+
+    def _check_feed(self, feed: Mapping[str, np.ndarray]) -> None:
+        specs = self.input_specs
+        missing = [n for n in specs if n not in feed]
+        unknown = [n for n in feed if n not in specs]
+        if missing or unknown:
+            raise BackendInputError(
+                f"{self.name}: feed has inputs {sorted(feed)} but the model takes {list(specs)}"
+                f"{f'; missing {missing}' if missing else ''}{f'; unknown {unknown}' if unknown else ''}; "
+                "pass exactly the model's input names"
+            )
+        for name, spec in specs.items():
+            array = feed[name]
+            if not isinstance(array, np.ndarray):
+                raise BackendInputError(f"{self.name}: input {name!r} is a {type(array).__name__}; "
+                                        f"pass a numpy array of {spec.describe()}")
+            shape_ok = len(array.shape) == len(spec.shape) and all(
+                d is None or d == a for d, a in zip(spec.shape, array.shape, strict=True))
+            if not shape_ok:
+                raise BackendInputError(f"{self.name}: input {name!r} has shape {'x'.join(map(str, array.shape))} "
+                                        f"but the model takes {spec.describe()}; resize or batch the input "
+                                        "to that shape (the layout is part of the shape)")
+            if array.dtype != spec.dtype:
+                raise BackendInputError(f"{self.name}: input {name!r} has dtype {array.dtype} but the model "
+                                        f"takes {spec.dtype}; convert it with .astype(np.{spec.dtype})")
+
+    def _require_active(self) -> None:
+        if not self.is_active:
+            raise BackendError(f"{self.name} is not active; use it inside `with backend:` "
+                               "(or call activate() first)")
+
+    # -- for subclasses ----------------------------------------------------------------------
+    @abstractmethod
+    def _activate_impl(self) -> None:
+        """Load the model."""
+
+    @abstractmethod
+    def _deactivate_impl(self) -> None:
+        """Release the model."""
+
+    @abstractmethod
+    def _input_specs_impl(self) -> dict[str, TensorSpec]:
+        """Input specs of the loaded model."""
+
+    @abstractmethod
+    def _output_specs_impl(self) -> dict[str, TensorSpec]:
+        """Output specs of the loaded model."""
+
+    @abstractmethod
+    def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on an already validated feed."""

@@ -1,0 +1,88 @@
+"""ONNX Runtime backend: runs an exported ``fornet.onnx`` (FP32 or FP16) with no extra library.
+
+ONNX Runtime runs the ``fornet::TopKGate`` node through the model-local function the exporter
+attaches, so plain ``onnxruntime`` suffices.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fornet.runtime.backend import Backend, BackendError, TensorSpec
+
+#: Execution providers tried, in order, when none are given (those ONNX Runtime has).
+DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+}
+
+
+def _spec(arg: Any) -> TensorSpec:
+    dtype = _ORT_TYPES.get(arg.type)
+    if dtype is None:
+        raise BackendError(f"tensor {arg.name!r} has type {arg.type}, which this backend does not map "
+                           "to numpy; export the model with float, integer or bool I/O")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
+    return TensorSpec(shape, np.dtype(dtype))
+
+
+class OnnxRuntimeBackend(Backend):
+    """Run an ONNX file with ONNX Runtime.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: execution providers in priority order (default: CUDA if available, then CPU).
+        threads: intra-op threads (default: ONNX Runtime's choice, one per core).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        super().__init__(f"OnnxRuntimeBackend({Path(path).name})")
+        self.path = Path(path)
+        self.providers = list(providers) if providers is not None else None
+        if threads is not None and threads < 1:
+            raise BackendError(f"threads must be at least 1, got {threads}; omit it for ONNX Runtime's default")
+        self.threads = threads
+        self._session: Any = None
+
+    def _activate_impl(self) -> None:
+        import onnxruntime as ort
+
+        if not self.path.is_file():
+            raise BackendError(f"ONNX file not found: {self.path}; export one with fornet-export or fix the path")
+        available = ort.get_available_providers()
+        providers = self.providers or [p for p in DEFAULT_PROVIDERS if p in available]
+        unknown = [p for p in providers if p not in available]
+        if unknown:
+            raise BackendError(f"execution provider(s) {unknown} are not in this onnxruntime build; "
+                               f"available: {available}")
+        options = ort.SessionOptions()
+        if self.threads is not None:
+            options.intra_op_num_threads = self.threads
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BackendError(f"ONNX Runtime cannot load {self.path} ({first}); the file may be "
+                               "truncated or not an ONNX model: export it again") from exc
+
+    def _deactivate_impl(self) -> None:
+        self._session = None
+
+    def _input_specs_impl(self) -> dict[str, TensorSpec]:
+        return {arg.name: _spec(arg) for arg in self._session.get_inputs()}
+
+    def _output_specs_impl(self) -> dict[str, TensorSpec]:
+        return {arg.name: _spec(arg) for arg in self._session.get_outputs()}
+
+    def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [arg.name for arg in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(names, feed), strict=True))

@@ -1,0 +1,116 @@
+"""fornet-export CLI: the success path, the failure messages and atomic, verified publishing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from fornet.export import ExportOptions, export_onnx
+from fornet.export.cli import main
+from fornet.export.errors import VerificationError
+from fornet.export.verify import VerificationReport
+from fornet.model import build_model, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def lite_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "lite.pth"
+    save_checkpoint(path, build_model("lite").eval(), "lite")
+    return path
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--ckpt", "--variant", "--input-size", "--batch", "--opset", "--out", "--gate", "--fp16",
+                 "--io", "--input", "--channel-order", "--output", "--dynamic-batch", "--no-verify",
+                 "--verify-data"):
+        assert flag in text
+
+
+def test_export_writes_files_and_reports(lite_ckpt, tmp_path, synth_root, capsys):
+    out = tmp_path / "nested" / "out"
+    code = main(["--ckpt", str(lite_ckpt), "--input-size", "64x128", "--out", str(out), "--quiet",
+                 "--verify-data", str(synth_root), "--verify-images", "1", "--opset", "16", "--fp16", "--io", "fp16"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert text.count("PASS") == 2 and f"wrote {out / 'fornet.onnx'}" in text
+    assert "k per ratio: [3, 6, 10, 13]" in text  # 4 x 8 = 32 cells: round(3.2, 6.4, 9.6, 12.8)
+    sidecar = json.loads((out / "fornet.onnx.json").read_text())
+    assert sidecar["onnx"]["opset"] == 16 and sidecar["verification"]["images"] == 1
+    for name in ("fornet.onnx", "fornet_fp16.onnx"):
+        opsets = {(o.domain or "", o.version) for o in onnx.load(out / name).opset_import}
+        assert opsets == {("", 16), ("fornet", 1)}
+    half = json.loads((out / "fornet_fp16.onnx.json").read_text())
+    assert half["input"]["dtype"] == "float16" and [o["dtype"] for o in half["outputs"]] == ["float16"] * 2
+    session = ort.InferenceSession(str(out / "fornet_fp16.onnx"), providers=["CPUExecutionProvider"])
+    assert [a.type for a in (*session.get_inputs(), *session.get_outputs())] == ["tensor(float16)"] * 3
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--input-size", "100x200"], "not divisible by this variant's output stride 16; use e.g. --input-size 96x192"),
+    (["--variant", "r18"], "was saved for variant 'lite', not 'r18'"),
+    (["--variant", "r7"], "unknown variant 'r7'; choose one of r101, r50, r34, r18, lite"),
+    (["--io", "fp16"], "--io fp16 applies to the FP16 file only; add --fp16"),
+    (["--opset", "12"], "opset 12 is not supported; choose 15..20"),
+    (["--gate", "native", "--input-size", "1280x2048"], "--gate native needs every k <= 3840"),
+    (["--channel-order", "BGR"], "--channel-order applies to --input raw only"),
+])
+def test_user_errors_exit_2_with_a_fix(lite_ckpt, tmp_path, capsys, args, message):
+    code = main(["--ckpt", str(lite_ckpt), "--out", str(tmp_path), "--no-verify", *args])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not (tmp_path / "fornet.onnx").exists()
+
+
+def test_bare_state_dict_of_another_variant(tmp_path, capsys):
+    bare = tmp_path / "bare.pth"
+    torch.save(build_model("lite").state_dict(), bare)
+    assert main(["--ckpt", str(bare), "--variant", "r18", "--out", str(tmp_path), "--no-verify"]) == 2
+    err = capsys.readouterr().err
+    assert "does not match the FoR-Net variant" in err and "--variant" in err
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path, capsys):
+    assert main(["--ckpt", str(tmp_path / "nope.pth"), "--out", str(tmp_path)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.pth"
+    torch.save(build_model("lite").state_dict(), corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:1000])
+    assert main(["--ckpt", str(corrupt), "--out", str(tmp_path)]) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def test_unwritable_output_directory(lite_ckpt, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["--ckpt", str(lite_ckpt), "--out", str(blocker / "sub"), "--no-verify"]) == 2
+    assert "cannot create output directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--input-size", "64by128"], ["--fp32-threshold", "120"], ["--gate", "x"]])
+def test_malformed_flags_are_argparse_errors(lite_ckpt, args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--ckpt", str(lite_ckpt), *args])
+    assert exc.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_failed_verification_publishes_nothing(lite_ckpt, tmp_path, monkeypatch):
+    def failing(model, path, images, **kwargs):
+        return VerificationReport(precision=kwargs["precision"], images=len(images), max_abs_logit_diff=3.0,
+                                  argmax_agreement=0.5, threshold=kwargs["threshold"], mask_agreement=1.0,
+                                  selected_cells=[list(kwargs["ks"])], expected_cells=list(kwargs["ks"]))
+
+    monkeypatch.setattr("fornet.export.api.verify_onnx", failing)
+    with pytest.raises(VerificationError, match=r"fornet.onnx failed verification: .*50\.0000% .*was not written"):
+        export_onnx(lite_ckpt, tmp_path, ExportOptions(input_size=(64, 128), verify_images=1, progress=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "no ONNX, sidecar or temporary file may remain"
