@@ -7,6 +7,12 @@ so every mask has exactly ``k_i`` ones per image and the masks are nested.
 
 This module is the single PyTorch implementation of the rule; the ONNX exporter, the NumPy
 reference in ``docs/ops/TopKGate.md`` and the TensorRT plugin mirror it.
+
+Ties: the model uses ``torch.topk`` exactly as the reference implementation does, so its masks
+are identical to the reference's for the same weights and input. PyTorch does not define the
+order of exactly equal scores; the deployed operator (ONNX function, plugin) does: the smaller
+flat cell index first. The two can only differ where selector logits tie exactly at the k-th
+value, which float32 logits of real images practically never do.
 """
 
 from __future__ import annotations
