@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	# TensorRT type stubs for the static checks, kept out of site-packages so that an empty
+	# `tensorrt` package never looks like real TensorRT (tests/test_tensorrt_static.py).
+	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/tensorrt-stubs \
+		tensorrt-stubs==10.13.0.35.1
 	touch $@
 
 demo: env

@@ -8,9 +8,7 @@ report. Keeping metadata beside the file (never inside an engine) keeps TensorRT
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,18 +18,10 @@ from fornet.atomic import write_text_atomic
 from fornet.export.gate_export import GATE_DOMAIN, GATE_OP, PLUGIN_VERSION
 from fornet.export.prepost import INPUT_NAME, MASKS_NAME, IOFormat
 from fornet.export.verify import VerificationReport
+from fornet.hashing import sha256_file
 from fornet.model import FoRNetConfig
 
 SIDECAR_FORMAT = "fornet-deploy/onnx-sidecar/1"
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def class_table(num_classes: int) -> tuple[list[str], list[list[int]]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason="needs TensorRT's Python bindings (pip install tensorrt, or JetPack's python3-libnvinfer)"
     )
     has_gpu = _cuda_available()
-    has_trt = importlib.util.find_spec("tensorrt") is not None
+    from fornet.export.tensorrt_env import tensorrt_available
+
+    has_trt = tensorrt_available()
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(no_gpu)

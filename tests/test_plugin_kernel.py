@@ -1,0 +1,90 @@
+"""The CUDA sources compile for Jetson Orin (sm_87) and Hopper (sm_90) with nvcc (compile only: no
+GPU here), the kernel header is plain C/C++, and the GPU harness builds its library and refuses to
+run without a GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from fornet.export.plugin_build import find_nvcc
+
+REPO = Path(__file__).resolve().parent.parent
+KERNEL = REPO / "plugins" / "topk_gate_kernel.cu"
+CUDA_SOURCES = [KERNEL, *sorted((REPO / "runtime").glob("*.cu"))]
+ARCHS = ("87", "90")
+NVCC = find_nvcc()
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc)")
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}{result.stderr}"
+    return result
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("source", CUDA_SOURCES, ids=lambda p: p.name)
+def test_nvcc_compiles(source: Path, arch: str, tmp_path: Path) -> None:
+    strict = ["--Werror", "all-warnings"] if source == KERNEL else []
+    run([str(NVCC), "-c", "-std=c++17", "-O3", f"-arch=sm_{arch}", *strict, str(source), "-o",
+         str(tmp_path / f"{source.stem}_sm{arch}.o")])
+
+
+@pytest.mark.parametrize("language", ["c", "c++"])
+def test_kernel_header_is_plain_c_and_cxx(language: str, tmp_path: Path) -> None:
+    compiler = shutil.which("g++" if language == "c++" else "gcc")
+    if compiler is None or NVCC is None:
+        pytest.skip(f"needs the host {language} compiler and the CUDA headers")
+    run([compiler, "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-x", language, f"-I{cuda_include(NVCC)}",
+         str(REPO / "plugins" / "topk_gate_kernel.cuh")])
+
+
+def cuda_include(nvcc: Path) -> Path:
+    """The toolkit's include folder (nvcc may be a wrapper script outside the toolkit)."""
+    for candidate in (nvcc.resolve().parent.parent / "include", Path("/usr/local/cuda/include")):
+        if (candidate / "cuda_runtime_api.h").is_file():
+            return candidate
+    pytest.skip(f"CUDA headers not found next to {nvcc} or in /usr/local/cuda/include")
+
+
+def load_harness() -> ModuleType:
+    """benchmarks/ is not a package: import the script by path (registered, as dataclasses need)."""
+    name = "gate_kernel_harness"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "gate_kernel_harness.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@needs_nvcc
+def test_harness_builds_a_library_exporting_the_launcher(tmp_path: Path) -> None:
+    harness = load_harness()
+    assert NVCC is not None
+    library = harness.compile_gate_library(NVCC, "87", tmp_path)
+    symbols = run(["nm", "-D", "--defined-only", str(library)]).stdout
+    assert " T fornet_topk_gate_launch" in symbols
+
+
+def test_harness_needs_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: run the harness itself")
+    assert load_harness().main(["--out", str(tmp_path / "results")]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_harness_rejects_unknown_dtypes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_harness().main(["--out", str(tmp_path), "--dtypes", "int8"]) == 2
+    assert "--dtypes takes fp32 and/or fp16" in capsys.readouterr().err
