@@ -1,4 +1,5 @@
-"""``fornet-info``: size, cost and Top-K facts of a FoR-Net variant at an input size.
+"""``fornet-info``: size, cost and Top-K facts of a FoR-Net variant at an input size, or the
+contents of a built TensorRT plan (``--engine``).
 
 Parameters and multiply-accumulates are measured on the real module graph with
 ``torch.utils.flop_counter`` on the ``meta`` device (shapes only, no arithmetic), so even
@@ -127,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--variant", choices=list_variants(), help="variant to describe")
     target.add_argument("--all", action="store_true", help="a Markdown table of every variant")
+    target.add_argument("--engine", metavar="PLAN",
+                        help="describe a built TensorRT plan: I/O tensors, layers and precisions (needs TensorRT)")
+    parser.add_argument("--plugin", metavar="LIB",
+                        help="with --engine: the TopKGate plugin library (default: the usual search)")
     parser.add_argument("--input-size", type=hw_arg, default=(1024, 2048), metavar="HxW",
                         help="input height x width (default: 1024x2048, full Cityscapes)")
     parser.add_argument("--num-classes", type=int, default=19, help="classifier outputs (default: 19)")
@@ -137,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.engine:
+        from fornet.export.tensorrt_inspect import describe_engine
+
+        print(describe_engine(args.engine, args.plugin))
+        return 0
     names = list_variants() if args.all else [args.variant]
     infos = [variant_info(n, args.input_size, args.num_classes) for n in names]
     if args.json:

@@ -37,3 +37,15 @@ def test_info_bad_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert "not divisible by lite's output stride 16" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--variant", "lite", "--input-size", "big"])
+
+
+def test_engine_without_tensorrt_is_a_clear_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fornet.export.tensorrt_env import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is installed here: the missing-TensorRT message cannot be shown")
+    plan = tmp_path / "fornet.plan"
+    plan.write_bytes(b"\0" * 64)
+    assert main(["--engine", str(plan)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "TensorRT" in err and "Traceback" not in err
