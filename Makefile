@@ -25,6 +25,8 @@ demo: env
 	$(BIN)/fornet-train --data $(DEMO)/data --variant lite --crop 256x256 --batch 8 --iters 300 \
 		--val-every 100 --out $(DEMO)/run
 	$(BIN)/fornet-eval --ckpt $(DEMO)/run/best.pth --data $(DEMO)/data --split val
+	$(BIN)/fornet-export --ckpt $(DEMO)/run/best.pth --input-size 256x512 --fp16 \
+		--verify-data $(DEMO)/data --verify-split val --out $(DEMO)/export
 
 test: env
 	$(BIN)/ruff check .

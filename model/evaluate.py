@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result.n_images} {args.split} images at {size} on {device} in {result.seconds:.1f} s")
     print(format_iou_table(result.iou, CLASS_NAMES))
     print(f"pixel accuracy: {100 * result.pixel_accuracy:.2f}")
+    baseline = result.confusion.majority_baseline_miou()
+    print(f"trivial baseline (most frequent class everywhere): mIoU {100 * baseline:.2f}")
     if args.json is not None:
         info = model.checkpoint_info
         report = {"checkpoint": str(args.ckpt), "variant": info.variant, "data": str(args.data),

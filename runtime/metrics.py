@@ -148,6 +148,14 @@ class ConfusionMatrix:
         present = iou[~np.isnan(iou)]
         return float(present.mean()) if present.size else float("nan")
 
+    def majority_baseline_miou(self) -> float:
+        """mIoU a trivial predictor would get on the same pixels: the most frequent
+        ground-truth class everywhere (its IoU is its pixel share, every other class present
+        in the ground truth scores 0). NaN before any valid pixel was seen."""
+        gt = self.matrix.sum(axis=1)
+        present = int(np.count_nonzero(gt))
+        return _ratio(int(gt.max()), self.total_pixels) / present if present else float("nan")
+
     def pixel_accuracy(self) -> float:
         """Correct pixels / scored pixels (NaN before any valid pixel was seen)."""
         return _ratio(int(np.trace(self._counts)), self.total_pixels)

@@ -340,3 +340,14 @@ def test_miou_equals_official_cityscapes_evaluator(synth_root: Path, tmp_path: P
     # the official matrix is indexed by labelId; its evaluated block is our matrix
     theirs_matrix = np.array(official["confMatrix"], dtype=np.int64)[np.ix_(TRAIN_TO_LABEL, TRAIN_TO_LABEL)]
     np.testing.assert_array_equal(cm.matrix, theirs_matrix)
+
+
+def test_majority_baseline_equals_scoring_a_constant_prediction() -> None:
+    rng = np.random.default_rng(4)
+    target = rng.choice([0, 0, 0, 2, 5, 255], size=(3, 20, 30)).astype(np.uint8)
+    scored = ConfusionMatrix()
+    scored.update(rng.integers(0, 19, size=target.shape), target)
+    constant = ConfusionMatrix()
+    constant.update(np.zeros_like(target), target)  # class 0 is the most frequent
+    assert scored.majority_baseline_miou() == pytest.approx(constant.miou())
+    assert np.isnan(ConfusionMatrix().majority_baseline_miou())
