@@ -11,14 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fornet.cli_utils import friendly_errors, parse_hw
-
-
-def _hw(text: str) -> tuple[int, int]:
-    try:
-        return parse_hw(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
+from fornet.cli_utils import friendly_errors, hw_arg
 
 
 def _count(text: str) -> int:
@@ -40,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="output folder (the data set root)")
     synth.add_argument("--train", type=_count, default=48, help="number of train scenes (default: 48)")
     synth.add_argument("--val", type=_count, default=12, help="number of val scenes (default: 12)")
-    synth.add_argument("--size", type=_hw, default=(256, 512), metavar="HxW",
+    synth.add_argument("--size", type=hw_arg, default=(256, 512), metavar="HxW",
                        help="image size (default: 256x512)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     synth.add_argument("--force", action="store_true",
