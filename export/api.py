@@ -4,17 +4,22 @@ Steps: load the checkpoint; trace the model with the gate as one ``fornet::TopKG
 (TorchScript exporter); attach the gate's model-local function; ``onnx.checker`` (full);
 onnxsim (checked); for ``gate="native"`` inline the function and simplify again; refuse float
 arithmetic on shapes; write atomically only after ONNX Runtime agrees with PyTorch; optionally
-convert to FP16 mixed precision and verify that too. Each file gets a JSON sidecar.
+convert to FP16 mixed precision and verify that too. Each file gets a JSON sidecar. With
+``int8`` options, the INT8 step (:mod:`fornet.export.int8_export`) decides about reusing a stored
+calibration before ``fornet.onnx`` is written (a refusal leaves the folder untouched) and writes
+``fornet_int8.onnx``, ``fornet.calib.cache`` and ``fornet_int8.json`` after it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 import torch
@@ -28,6 +33,9 @@ from fornet.export.sidecar import ExportDescription, build_sidecar, write_sideca
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
 from fornet.export.verify import VerificationReport, load_images, verify_onnx
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
+
+if TYPE_CHECKING:
+    from fornet.export.int8_export import Int8Options, Int8Result
 
 ONNX_NAME = "fornet.onnx"
 FP16_NAME = "fornet_fp16.onnx"
@@ -57,6 +65,7 @@ class ExportOptions:
         verify_images: number of verification images.
         fp32_threshold, fp16_threshold: argmax agreement each file must reach.
         progress: show progress bars.
+        int8: also write the INT8 files (:class:`~fornet.export.int8_export.Int8Options`).
     """
 
     input_size: tuple[int, int] = (1024, 2048)
@@ -74,6 +83,7 @@ class ExportOptions:
     fp32_threshold: float = 0.999
     fp16_threshold: float = 0.99
     progress: bool = True
+    int8: Int8Options | None = None
 
     def validate(self) -> None:
         """Raise :class:`ExportError` for option values that cannot work together."""
@@ -92,6 +102,8 @@ class ExportOptions:
             if not 0.0 < value <= 1.0:
                 raise ExportError(f"the {name} agreement threshold must be in (0, 1], got {value}; "
                                   "e.g. 0.999 for 99.9%")
+        if self.int8 is not None:
+            self.int8.validate()
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,7 @@ class ExportResult:
         fp16_path, fp16_sidecar_path: the FP16 file and its sidecar (None without ``fp16``).
         ks: the gate's k per ratio for the export size.
         reports: verification report per precision (``"fp32"``, ``"fp16"``; empty without ``verify``).
+        int8: what the INT8 step wrote (None without ``int8`` options).
     """
 
     onnx_path: Path
@@ -111,6 +124,7 @@ class ExportResult:
     fp16_sidecar_path: Path | None
     ks: tuple[int, ...]
     reports: dict[str, VerificationReport]
+    int8: Int8Result | None = None
 
 
 def _check_size(model: FoRNet, size: tuple[int, int]) -> None:
@@ -227,6 +241,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
         FornetError: the output folder cannot be created or written.
         GraphCheckError: the graph failed onnx.checker, onnxsim or the shape-arithmetic check.
         VerificationError: ONNX Runtime disagrees with PyTorch (nothing is written then).
+        CalibrationDataError, CalibrationMismatchError, AccuracyGateError, Int8GraphError: see
+            :mod:`fornet.export.int8_export` (only with ``int8`` options).
     """
     options = options or ExportOptions()
     options.validate()
@@ -250,6 +266,12 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     reports: dict[str, VerificationReport] = {}
     onnx_path = out / ONNX_NAME
     fp32 = finish_graph(graph, options, simplified=True)
+    int8_plan = None
+    if options.int8 is not None:
+        from fornet.export.int8_export import plan_int8
+
+        fp32_sha256 = hashlib.sha256(fp32.SerializeToString()).hexdigest()
+        int8_plan = plan_int8(out, fp32_sha256, desc, options.int8)
     report = _publish(fp32, onnx_path, verifier("fp32", options.fp32_threshold))
     if report is not None:
         reports["fp32"] = report
@@ -265,4 +287,9 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
         if report is not None:
             reports["fp16"] = report
         fp16_sidecar = write_sidecar(fp16_path, build_sidecar(desc, fp16_path, "fp16", options.io_fp16, report))
-    return ExportResult(onnx_path, sidecar, fp16_path, fp16_sidecar, ks, reports)
+    int8 = None
+    if int8_plan is not None:
+        from fornet.export.int8_export import export_int8
+
+        int8 = export_int8(int8_plan, onnx_path, desc, progress=options.progress)
+    return ExportResult(onnx_path, sidecar, fp16_path, fp16_sidecar, ks, reports, int8)

@@ -5,6 +5,7 @@ Examples::
     fornet-export --ckpt run/best.pth --input-size 1024x2048 --out export/
     fornet-export --ckpt model.pth --variant lite --fp16 --input raw --channel-order BGR --output labels
     fornet-export --ckpt model.pth --gate native --input-size 512x1024 --dynamic-batch
+    fornet-export --ckpt model.pth --input-size 512x1024 --int8 --calib-data cityscapes/ --fallback-sensitive
 
 The argument groups and :func:`run_export` are reusable: a command that builds TensorRT plans
 adds :func:`add_export_arguments` to its parser, calls :func:`run_export` and builds from the
@@ -14,10 +15,16 @@ returned :class:`~fornet.export.api.ExportResult`'s ONNX paths.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
+from fornet.calibration.int8_calibrate import CALIB_METHODS, DEFAULT_CALIB_IMAGES
+from fornet.calibration.trt_cache import DEFAULT_TRT_VERSION
 from fornet.cli_utils import friendly_errors, parse_hw
+from fornet.export.accuracy_gate import DEFAULT_MAX_MIOU_DROP
 from fornet.export.api import GATES, OPSET_RANGE, ExportOptions, ExportResult, export_onnx
+from fornet.export.errors import ExportError
+from fornet.export.int8_export import Int8Options
 from fornet.export.prepost import CHANNEL_ORDERS, INPUT_FORMATS, LABEL_DTYPES, OUTPUT_FORMATS, IOFormat
 
 
@@ -87,7 +94,61 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         help="argmax agreement the FP32 file must reach, in percent (default: 99.9)")
     verify.add_argument("--fp16-threshold", type=_percent, default=0.99, metavar="PCT",
                         help="argmax agreement the FP16 file must reach, in percent (default: 99.0)")
+    _add_int8_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_int8_arguments(parser: argparse.ArgumentParser) -> None:
+    int8 = parser.add_argument_group(
+        "INT8 (fornet_int8.onnx: Q/DQ for TensorRT 10/11 and ONNX Runtime; fornet.calib.cache: the same ranges "
+        "for TensorRT 10.x implicit INT8; fornet_int8.json: manifest)")
+    int8.add_argument("--int8", action="store_true", help="also calibrate and write the INT8 files")
+    int8.add_argument("--calib-data", type=Path, metavar="DIR",
+                      help="Cityscapes-layout folder with calibration images (needed with --int8; labels not needed)")
+    int8.add_argument("--calib-split", default="train", help="split of --calib-data to calibrate on (default: train)")
+    int8.add_argument("--calib-images", type=int, default=DEFAULT_CALIB_IMAGES, metavar="N",
+                      help=f"calibration images, spread over the split (default: {DEFAULT_CALIB_IMAGES} or all)")
+    int8.add_argument("--calib-method", choices=CALIB_METHODS, default="entropy",
+                      help="activation ranges: entropy (TensorRT's KL method), percentile (99.99%%) or minmax "
+                           "(default: entropy)")
+    int8.add_argument("--max-miou-drop", type=float, default=DEFAULT_MAX_MIOU_DROP, metavar="POINTS",
+                      help=f"refuse the INT8 files when mIoU drops more than this (default: {DEFAULT_MAX_MIOU_DROP})")
+    int8.add_argument("--no-accuracy-gate", action="store_true",
+                      help="skip scoring FP32 vs INT8 on a labelled split (and the --max-miou-drop check)")
+    int8.add_argument("--eval-data", type=Path, metavar="DIR",
+                      help="labelled Cityscapes-layout folder for the accuracy gate (default: --calib-data)")
+    int8.add_argument("--eval-split", default="val", help="split scored by the accuracy gate (default: val)")
+    int8.add_argument("--eval-images", type=int, metavar="N", help="score only the first N images (default: all)")
+    int8.add_argument("--fallback-sensitive", action="store_true",
+                      help="when the gate fails, measure per-layer sensitivity and keep the most sensitive layers "
+                           "in FP32 until it passes")
+    int8.add_argument("--max-fallback-layers", type=int, default=8, metavar="N",
+                      help="most layers --fallback-sensitive keeps in FP32 (default: 8)")
+    int8.add_argument("--sensitivity-images", type=int, default=4, metavar="N",
+                      help="calibration images used to measure per-layer sensitivity (default: 4)")
+    int8.add_argument("--recalibrate", action="store_true",
+                      help="calibrate again even if the output folder holds a calibration (replaces it)")
+    int8.add_argument("--trt-cache-version", default=DEFAULT_TRT_VERSION, metavar="X.Y.Z",
+                      help=f"TensorRT version of the cache header, as on the device (default: {DEFAULT_TRT_VERSION}, "
+                           "JetPack 6.1/6.2)")
+
+
+def _int8_options(args: argparse.Namespace) -> Int8Options | None:
+    if not args.int8:
+        if args.calib_data is not None:
+            raise ExportError("--calib-data is an INT8 option; add --int8")
+        return None
+    if args.calib_data is None:
+        raise ExportError("--int8 needs calibration images: add --calib-data DIR (a Cityscapes-layout folder, "
+                          "e.g. one written by `fornet-data synth`)")
+    return Int8Options(
+        calib_data=args.calib_data, calib_split=args.calib_split, calib_images=args.calib_images,
+        calib_method=args.calib_method, max_miou_drop=args.max_miou_drop, accuracy_gate=not args.no_accuracy_gate,
+        eval_data=args.eval_data, eval_split=args.eval_split, eval_images=args.eval_images,
+        fallback_sensitive=args.fallback_sensitive, max_fallback_layers=args.max_fallback_layers,
+        sensitivity_images=args.sensitivity_images, recalibrate=args.recalibrate,
+        trt_cache_version=args.trt_cache_version,
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> ExportOptions:
@@ -99,17 +160,40 @@ def options_from_args(args: argparse.Namespace) -> ExportOptions:
                     label_dtype=args.label_dtype),
         verify=not args.no_verify, verify_data=args.verify_data, verify_split=args.verify_split,
         verify_images=args.verify_images, fp32_threshold=args.fp32_threshold,
-        fp16_threshold=args.fp16_threshold, progress=not args.quiet,
+        fp16_threshold=args.fp16_threshold, progress=not args.quiet, int8=_int8_options(args),
     )
+
+
+def _show_int8_log() -> None:
+    """Print the INT8 step's log (input statistics, warnings) on stderr."""
+    logger = logging.getLogger("fornet.int8")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def run_export(args: argparse.Namespace) -> ExportResult:
     """Export as the parsed flags say and print what was written."""
-    result = export_onnx(args.ckpt, args.out, options_from_args(args), variant=args.variant)
+    options = options_from_args(args)
+    if options.int8 is not None:
+        _show_int8_log()
+    result = export_onnx(args.ckpt, args.out, options, variant=args.variant)
     print(f"Top-K k per ratio: {list(result.ks)}")
     for report in result.reports.values():
         print(f"verified {report.summary()}")
-    for path in (result.onnx_path, result.sidecar_path, result.fp16_path, result.fp16_sidecar_path):
+    int8 = result.int8
+    written = [result.onnx_path, result.sidecar_path, result.fp16_path, result.fp16_sidecar_path]
+    if int8 is not None:
+        print("INT8 calibration " + ("reused from " + str(int8.ranges_path) if int8.reused_calibration
+                                     else "written to " + str(int8.ranges_path)))
+        if int8.gate is not None:
+            print(int8.gate.summary())
+        if int8.fallback:
+            print(f"kept in FP32 by the fallback: {', '.join(int8.fallback)}")
+        written += [int8.onnx_path, int8.sidecar_path, int8.cache_path, int8.manifest_path]
+    for path in written:
         if path is not None:
             print(f"wrote {path}")
     return result
@@ -120,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fornet-export",
         description="Export a FoR-Net checkpoint to ONNX (fornet.onnx + fornet.onnx.json; --fp16 adds "
-                    "fornet_fp16.onnx), with the Top-K gate as one fornet::TopKGate node, simplified "
-                    "with onnxsim and verified against PyTorch on ONNX Runtime.",
+                    "fornet_fp16.onnx; --int8 adds fornet_int8.onnx, fornet.calib.cache and fornet_int8.json), "
+                    "with the Top-K gate as one fornet::TopKGate node, simplified with onnxsim and verified "
+                    "against PyTorch on ONNX Runtime.",
     )
     add_export_arguments(parser)
     return parser
