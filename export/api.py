@@ -12,6 +12,7 @@ calibration before ``fornet.onnx`` is written (a refusal leaves the folder untou
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 ONNX_NAME = "fornet.onnx"
 FP16_NAME = "fornet_fp16.onnx"
-GATES = ("plugin", "native")
+GATES = ("auto", "plugin", "native")
 Verifier = Callable[[Path], VerificationReport]
 #: Opsets accepted: CastLike (in the gate function) needs 15; the TorchScript exporter stops at 20.
 OPSET_RANGE = (15, 20)
@@ -54,8 +55,9 @@ class ExportOptions:
         batch: static batch size (the example batch when ``dynamic_batch``).
         dynamic_batch: make the batch dimension dynamic.
         opset: ONNX opset of the standard ops.
-        gate: ``"plugin"`` (one ``fornet::TopKGate`` node with a local function) or ``"native"``
-            (standard ops inlined; every k must be <= TensorRT's TopK limit 3840).
+        gate: ``"plugin"`` (one ``fornet::TopKGate`` node with a local function), ``"native"``
+            (standard ops inlined; every k must be <= TensorRT's TopK limit 3840) or ``"auto"``
+            (native when every k fits the limit, else plugin; the choice is in the result).
         fp16: also write the FP16 mixed-precision ``fornet_fp16.onnx``.
         io_fp16: FP16 model inputs and outputs in the FP16 file (default FP32).
         io: in-graph pre/post-processing (raw uint8 input, labels output).
@@ -116,6 +118,7 @@ class ExportResult:
         ks: the gate's k per ratio for the export size.
         reports: verification report per precision (``"fp32"``, ``"fp16"``; empty without ``verify``).
         int8: what the INT8 step wrote (None without ``int8`` options).
+        gate: the gate form the files use (``"plugin"`` or ``"native"``; ``"auto"`` resolved).
     """
 
     onnx_path: Path
@@ -125,6 +128,7 @@ class ExportResult:
     ks: tuple[int, ...]
     reports: dict[str, VerificationReport]
     int8: Int8Result | None = None
+    gate: str = "plugin"
 
 
 def _check_size(model: FoRNet, size: tuple[int, int]) -> None:
@@ -144,12 +148,20 @@ def _check_native(ks: tuple[int, ...]) -> None:
                           "(the TopKGate plugin has no limit), a smaller --input-size or the 'lite' variant")
 
 
+def resolve_gate(gate: str, ks: tuple[int, ...]) -> str:
+    """``"auto"`` becomes ``"native"`` when TensorRT's own TopK can take every k, else ``"plugin"``."""
+    if gate == "auto":
+        return "native" if max(ks) <= TENSORRT_TOPK_LIMIT else "plugin"
+    return gate
+
+
 def _describe(model: FoRNet, checkpoint: Path, options: ExportOptions) -> ExportDescription:
     """Check the model-dependent options and gather what the sidecars record."""
     _check_size(model, options.input_size)
     stride = model.config.output_stride
     ks = topk_counts((options.input_size[0] // stride) * (options.input_size[1] // stride), model.config.ratios)
-    if options.gate == "native":
+    gate = resolve_gate(options.gate, ks)
+    if gate == "native":
         _check_native(ks)
     if options.io.output == "labels" and options.io.label_dtype == "uint8" and model.num_classes > 256:
         raise ExportError(f"{model.num_classes} classes do not fit uint8 labels; use --label-dtype int32")
@@ -157,7 +169,7 @@ def _describe(model: FoRNet, checkpoint: Path, options: ExportOptions) -> Export
     return ExportDescription(
         variant=info.variant, config=model.config, mean=tuple(info.mean), std=tuple(info.std), io=options.io,
         input_size=options.input_size, batch=options.batch, dynamic_batch=options.dynamic_batch,
-        ks=ks, gate=options.gate, opset=options.opset, checkpoint=checkpoint,
+        ks=ks, gate=gate, opset=options.opset, checkpoint=checkpoint,
     )
 
 
@@ -251,6 +263,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     out = ensure_writable_dir(out_dir)
     model = load_model(checkpoint, variant)
     desc = _describe(model, Path(checkpoint), options)
+    options = dataclasses.replace(options, gate=desc.gate)  # "auto" resolved
     mean, std, ks = desc.mean, desc.std, desc.ks
     images = (load_images(options.input_size, options.verify_images, options.verify_data,
                           options.verify_split) if options.verify else [])
@@ -292,4 +305,4 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
         from fornet.export.int8_export import export_int8
 
         int8 = export_int8(int8_plan, onnx_path, desc, progress=options.progress)
-    return ExportResult(onnx_path, sidecar, fp16_path, fp16_sidecar, ks, reports, int8)
+    return ExportResult(onnx_path, sidecar, fp16_path, fp16_sidecar, ks, reports, int8, desc.gate)

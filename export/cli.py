@@ -20,19 +20,12 @@ from pathlib import Path
 
 from fornet.calibration.int8_calibrate import CALIB_METHODS, DEFAULT_CALIB_IMAGES
 from fornet.calibration.trt_cache import DEFAULT_TRT_VERSION
-from fornet.cli_utils import friendly_errors, parse_hw
+from fornet.cli_utils import friendly_errors, hw_arg
 from fornet.export.accuracy_gate import DEFAULT_MAX_MIOU_DROP
 from fornet.export.api import GATES, OPSET_RANGE, ExportOptions, ExportResult, export_onnx
 from fornet.export.errors import ExportError
 from fornet.export.int8_export import Int8Options
 from fornet.export.prepost import CHANNEL_ORDERS, INPUT_FORMATS, LABEL_DTYPES, OUTPUT_FORMATS, IOFormat
-
-
-def _hw(text: str) -> tuple[int, int]:
-    try:
-        return parse_hw(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _percent(text: str) -> float:
@@ -53,17 +46,17 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--variant", help="architecture, if the checkpoint does not record it "
                                          "(r101, r50, r34, r18, lite)")
     graph = parser.add_argument_group("graph")
-    graph.add_argument("--input-size", type=_hw, default=(1024, 2048), metavar="HxW",
+    graph.add_argument("--input-size", type=hw_arg, default=(1024, 2048), metavar="HxW",
                        help="network input size, divisible by the output stride (default: 1024x2048)")
     graph.add_argument("--batch", type=int, default=1, metavar="N", help="batch size (default: 1)")
     graph.add_argument("--dynamic-batch", action="store_true",
                        help="make the batch dimension dynamic (--batch is then the example/verification batch)")
     graph.add_argument("--opset", type=int, default=17, metavar="N",
                        help=f"ONNX opset, {OPSET_RANGE[0]}..{OPSET_RANGE[1]} (default: 17)")
-    graph.add_argument("--gate", choices=GATES, default="plugin",
+    graph.add_argument("--gate", choices=GATES, default="auto",
                        help="plugin: one fornet::TopKGate node (TensorRT plugin; model-local function for "
-                            "other runtimes); native: standard ops inlined, needs every k <= 3840 "
-                            "(default: plugin)")
+                            "other runtimes); native: standard ops inlined, needs every k <= 3840; auto: "
+                            "native when every k <= 3840, else plugin (default: auto)")
     graph.add_argument("--out", type=Path, default=Path("export"), metavar="DIR",
                        help="output folder (default: ./export)")
     precision = parser.add_argument_group("precision")
@@ -181,6 +174,10 @@ def run_export(args: argparse.Namespace) -> ExportResult:
         _show_int8_log()
     result = export_onnx(args.ckpt, args.out, options, variant=args.variant)
     print(f"Top-K k per ratio: {list(result.ks)}")
+    how = ("standard ops (TensorRT's own TopK; no plugin needed)" if result.gate == "native" else
+           "one fornet::TopKGate node (TensorRT plugin; model-local function elsewhere)")
+    chosen = " (chosen by --gate auto)" if args.gate == "auto" else ""
+    print(f"Top-K gate: {result.gate}{chosen}: {how}")
     for report in result.reports.values():
         print(f"verified {report.summary()}")
     int8 = result.int8
@@ -199,6 +196,42 @@ def run_export(args: argparse.Namespace) -> ExportResult:
     return result
 
 
+def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    engine = parser.add_argument_group(
+        "TensorRT engine",
+        "after the ONNX files, the plan for the deployed precision (INT8, else FP16, else FP32) is built when "
+        "TensorRT is importable; otherwise the command to run on the target is printed")
+    engine.add_argument("--plugin", metavar="LIB", help="TopKGate plugin library (default: the usual search)")
+    engine.add_argument("--require-engine", action="store_true",
+                        help="fail (exit 2) when no plan can be built here, instead of printing the build command")
+
+
+def engine_sources(result: ExportResult) -> list[Path]:
+    """The ONNX files a deployment builds plans from: INT8 and/or FP16 when written, else FP32."""
+    deployed = [p for p in (result.int8.onnx_path if result.int8 else None, result.fp16_path) if p is not None]
+    return deployed or [result.onnx_path]
+
+
+def build_or_print_engines(result: ExportResult, plugin: str | None, require_engine: bool) -> None:
+    """Build the plans when TensorRT is importable, else print the commands for the target."""
+    from fornet.export.tensorrt_build import build_engine, engine_build_command, tensorrt_available
+
+    sources = engine_sources(result)
+    if tensorrt_available():
+        for source in sources:
+            print(f"wrote {build_engine(source, plugin=plugin)}")
+        return
+    if require_engine:
+        raise ExportError("--require-engine: TensorRT's Python bindings are not importable here, so no plan was "
+                          "built (the ONNX files are complete); install TensorRT (pip install tensorrt, or "
+                          "JetPack's python3-libnvinfer) or drop --require-engine and build on the target")
+    print("TensorRT is not importable here; the ONNX files are complete. Build the engine on the target with:")
+    if result.gate == "plugin":
+        print("  fornet-build-plugin")
+    for source in sources:
+        print("  " + engine_build_command(source, plugin=plugin))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fornet-export`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -209,13 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "against PyTorch on ONNX Runtime.",
     )
     add_export_arguments(parser)
+    _add_engine_arguments(parser)
     return parser
 
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fornet-export``."""
-    run_export(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    result = run_export(args)
+    build_or_print_engines(result, args.plugin, args.require_engine)
     return 0
 
 

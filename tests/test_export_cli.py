@@ -38,7 +38,8 @@ def test_help_lists_the_options(capsys):
 def test_export_writes_files_and_reports(lite_ckpt, tmp_path, synth_root, capsys):
     out = tmp_path / "nested" / "out"
     code = main(["--ckpt", str(lite_ckpt), "--input-size", "64x128", "--out", str(out), "--quiet",
-                 "--verify-data", str(synth_root), "--verify-images", "1", "--opset", "16", "--fp16", "--io", "fp16"])
+                 "--verify-data", str(synth_root), "--verify-images", "1", "--opset", "16", "--fp16", "--io", "fp16",
+                 "--gate", "plugin"])
     assert code == 0
     text = capsys.readouterr().out
     assert text.count("PASS") == 2 and f"wrote {out / 'fornet.onnx'}" in text
@@ -114,3 +115,25 @@ def test_failed_verification_publishes_nothing(lite_ckpt, tmp_path, monkeypatch)
     with pytest.raises(VerificationError, match=r"fornet.onnx failed verification: .*50\.0000% .*was not written"):
         export_onnx(lite_ckpt, tmp_path, ExportOptions(input_size=(64, 128), verify_images=1, progress=False))
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "no ONNX, sidecar or temporary file may remain"
+
+
+def test_auto_gate_and_engine_command_without_tensorrt(lite_ckpt, tmp_path, capsys) -> None:
+    """Without TensorRT the export still succeeds, says which gate it chose and prints the build steps."""
+    from fornet.export.tensorrt_env import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is installed: the plan is built instead of printed")
+    out = tmp_path / "auto"
+    assert main(["--ckpt", str(lite_ckpt), "--input-size", "64x128", "--out", str(out), "--no-verify",
+                 "--quiet", "--fp16"]) == 0
+    text = capsys.readouterr().out
+    assert "Top-K gate: native (chosen by --gate auto)" in text
+    assert f"fornet-build --onnx {out / 'fornet_fp16.onnx'}" in text
+    assert "fornet-build-plugin" not in text  # a native gate needs no plugin
+    graph = onnx.load(out / "fornet_fp16.onnx")
+    assert not [n for n in graph.graph.node if n.op_type == "TopKGate"]
+    assert main(["--ckpt", str(lite_ckpt), "--input-size", "64x128", "--out", str(tmp_path / "req"),
+                 "--no-verify", "--quiet", "--gate", "plugin", "--require-engine"]) == 2
+    captured = capsys.readouterr()
+    assert "fornet-build-plugin" not in captured.out and "--require-engine" in captured.err
+    assert (tmp_path / "req" / "fornet.onnx").is_file(), "the ONNX files are kept"

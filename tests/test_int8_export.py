@@ -30,7 +30,7 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _export(ckpt: Path, out: Path, data: Path, *extra: str) -> int:
     return main(["--ckpt", str(ckpt), "--input-size", "64x128", "--out", str(out), "--no-verify", "--quiet",
-                 "--int8", "--calib-data", str(data), "--calib-method", "minmax", *extra])
+                 "--int8", "--calib-data", str(data), "--calib-method", "minmax", "--gate", "plugin", *extra])
 
 
 @pytest.fixture(scope="module")
