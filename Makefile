@@ -27,6 +27,8 @@ demo: env
 	$(BIN)/fornet-eval --ckpt $(DEMO)/run/best.pth --data $(DEMO)/data --split val
 	$(BIN)/fornet-export --ckpt $(DEMO)/run/best.pth --input-size 256x512 --fp16 \
 		--verify-data $(DEMO)/data --verify-split val --out $(DEMO)/export
+	$(BIN)/fornet-bench --engine $(DEMO)/export/fornet.onnx --ckpt $(DEMO)/run/best.pth \
+		--data $(DEMO)/data --split val --duration-s 3 --report $(DEMO)/report
 
 test: env
 	$(BIN)/ruff check .

@@ -31,6 +31,11 @@ OWN_MODULES = {
     "fornet.export.build_cli",
     "fornet.export.plugin_build",
     "fornet.runtime.plugins",
+    "fornet.runtime.cuda_context",
+    "fornet.runtime.cuda_graph",
+    "fornet.runtime.gpu_prepost",
+    "fornet.runtime.pipelines",
+    "fornet.runtime.segmenter",
 }
 
 # Names in TensorRT 10.3's Python bindings that 11.x no longer has (diff of the two versions'

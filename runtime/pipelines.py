@@ -1,0 +1,133 @@
+"""Frame -> labels pipelines behind :class:`~fornet.runtime.segmenter.Segmenter`.
+
+:class:`CpuPipeline` pre/post-processes with NumPy/OpenCV (:mod:`fornet.runtime.cpu_prepost`)
+around any backend's ``infer``. :class:`GpuPipeline` runs the fused CUDA kernels around a TensorRT
+plan on one stream: frame up, pre kernel into the engine's input buffer, engine, post kernel from
+its output buffer, labels down. Both split the frames into chunks the model takes (its static
+batch, padded, or up to its largest dynamic batch) and time the three stages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from fornet.runtime.backend import Backend
+from fornet.runtime.cpu_prepost import overlay, postprocess, preprocess_frames
+from fornet.runtime.model_io import ModelIO
+
+if TYPE_CHECKING:
+    from fornet.runtime.tensorrt_backend import TensorRTBackend
+
+
+class Segmentation(NamedTuple):
+    """One frame's result: uint8 labels at the frame size and, if asked for, the BGR overlay."""
+
+    labels: np.ndarray
+    overlay: np.ndarray | None
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage of one call (GPU pipeline: CUDA event times on the stream).
+
+    ``pre`` includes the frame upload and ``post`` the labels download on the GPU pipeline.
+    """
+
+    pre: float = 0.0
+    infer: float = 0.0
+    post: float = 0.0
+
+
+def chunks(frames: Sequence[np.ndarray], size: int) -> Iterator[Sequence[np.ndarray]]:
+    """``frames`` in consecutive groups of at most ``size``."""
+    for start in range(0, len(frames), size):
+        yield frames[start:start + size]
+
+
+class CpuPipeline:
+    """CPU pre/post around ``backend.infer`` (any backend)."""
+
+    def __init__(self, backend: Backend, io: ModelIO, max_batch: int | None = None) -> None:
+        self.backend = backend
+        self.io = io
+        self.max_batch = io.batch or max_batch
+
+    def run(self, frames: Sequence[np.ndarray], overlay_alpha: float | None) -> tuple[list[Segmentation], StageTimes]:
+        """Segment ``frames`` (already validated)."""
+        times = StageTimes()
+        results: list[Segmentation] = []
+        for group in chunks(frames, self.max_batch or len(frames)):
+            start = time.perf_counter()
+            feed = preprocess_frames(group, self.io, self.io.batch)
+            inferred = time.perf_counter()
+            output = self.backend.infer({self.io.input_name: feed})[self.io.output_name]
+            done = time.perf_counter()
+            for index, frame in enumerate(group):
+                labels = postprocess(output[index], frame.shape[:2], self.io)
+                drawn = None if overlay_alpha is None else overlay(frame, labels, self.io.palette_bgr, overlay_alpha)
+                results.append(Segmentation(labels, drawn))
+            times.pre += inferred - start
+            times.infer += done - inferred
+            times.post += time.perf_counter() - done
+        return results, times
+
+    def close(self) -> None:
+        """Nothing to free."""
+
+
+class GpuPipeline:
+    """The CUDA pre/post kernels around a TensorRT plan (see the module docstring)."""
+
+    def __init__(self, backend: TensorRTBackend, io: ModelIO) -> None:
+        from fornet.runtime.gpu_prepost import GpuPrePost
+
+        self.backend = backend
+        self.io = io
+        self.max_batch = io.batch or backend.max_batch
+        self._cuda = backend.cuda_context
+        with self._cuda:
+            driver = self._cuda.driver
+            self._kernels = GpuPrePost(driver, io)
+            self._events = [driver.Event() for _ in range(4)]
+        self._input_bytes = int(np.prod(io.input_shape(1))) * io.input_dtype.itemsize
+
+    def run(self, frames: Sequence[np.ndarray], overlay_alpha: float | None) -> tuple[list[Segmentation], StageTimes]:
+        """Segment ``frames`` (already validated)."""
+        times = StageTimes()
+        results: list[Segmentation] = []
+        stream = self.backend.stream
+        with self._cuda:
+            for group in chunks(frames, self.max_batch):
+                self.backend.set_batch(self.io.batch or len(group))
+                source = self.backend.device_pointer(self.io.output_name)
+                out_shape = self.backend.output_shape(self.io.output_name)
+                out_bytes = int(np.prod(out_shape[1:])) * self.io.output_dtype.itemsize
+                out_hw = (out_shape[-2], out_shape[-1])
+                target = self.backend.device_pointer(self.io.input_name)
+                self._events[0].record(stream)
+                for index, frame in enumerate(group):
+                    self._kernels.preprocess(index, frame, target + index * self._input_bytes, stream)
+                self._events[1].record(stream)
+                self.backend.enqueue()
+                self._events[2].record(stream)
+                for index, frame in enumerate(group):
+                    self._kernels.postprocess(index, source + index * out_bytes, out_hw, frame.shape[:2],
+                                              overlay_alpha, stream)
+                self._events[3].record(stream)
+                stream.synchronize()
+                results += [Segmentation(*self._kernels.results(index, frame.shape[:2], overlay_alpha is not None))
+                            for index, frame in enumerate(group)]
+                times.pre += self._events[1].time_since(self._events[0]) / 1000
+                times.infer += self._events[2].time_since(self._events[1]) / 1000
+                times.post += self._events[3].time_since(self._events[2]) / 1000
+        return results, times
+
+    def close(self) -> None:
+        """Free the kernels' buffers."""
+        with self._cuda:
+            self._kernels.free()

@@ -1,0 +1,123 @@
+"""PyTorch backend: the reference FoR-Net from a checkpoint, behind the same :class:`Backend` interface.
+
+Inputs and outputs are named like the exported ONNX graph (``image`` -> ``logits``, ``masks``), so
+the segmenter and the benchmark drive it exactly as they drive an engine. It runs in eval mode
+without autograd, on the CPU or one CUDA device.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fornet.runtime.backend import Backend, BackendError, TensorSpec
+from fornet.runtime.model_io import ModelIO, make_model_io
+
+
+class TorchBackend(Backend):
+    """Run a FoR-Net checkpoint with PyTorch.
+
+    Args:
+        checkpoint: any checkpoint :func:`fornet.model.load_model` accepts.
+        input_size: ``(H, W)`` of the network input (a checkpoint does not fix one).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        variant: architecture, for bare state_dicts that do not record it.
+        threads: intra-op threads (``torch.set_num_threads``, a process-wide setting).
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike[str], input_size: tuple[int, int], device: str = "cpu",
+                 variant: str | None = None, threads: int | None = None) -> None:
+        super().__init__(f"TorchBackend({Path(checkpoint).name})")
+        if threads is not None and threads < 1:
+            raise BackendError(f"threads must be at least 1, got {threads}; omit it for PyTorch's default")
+        self.checkpoint = Path(checkpoint)
+        self.input_size = input_size
+        self.device = device
+        self.variant = variant
+        self.threads = threads
+        self._model: Any = None
+        self._io: ModelIO | None = None
+
+    @property
+    def model_io(self) -> ModelIO:
+        """The model's I/O contract (normalisation from the checkpoint); only while active."""
+        self._require_active()
+        assert self._io is not None
+        return self._io
+
+    def _activate_impl(self) -> None:
+        import torch
+
+        from fornet.export.sidecar import class_table
+        from fornet.model import load_model
+
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(f"device {self.device!r} was requested but PyTorch sees no CUDA GPU; use device='cpu'")
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        model = load_model(self.checkpoint, self.variant, map_location=self.device)
+        stride = model.config.output_stride
+        h, w = self.input_size
+        if h % stride or w % stride:
+            raise BackendError(f"input size {h}x{w} is not divisible by the model's output stride {stride}; "
+                               "use the size the model was exported for")
+        info = model.checkpoint_info
+        names, colors = class_table(model.num_classes)
+        self._io = make_model_io(self.input_size, info.mean, info.std, names, colors, variant=info.variant,
+                                 export_precision="pytorch-fp32")
+        self._model = model.eval()
+
+    def _deactivate_impl(self) -> None:
+        self._model = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def _input_specs_impl(self) -> dict[str, TensorSpec]:
+        h, w = self.input_size
+        return {"image": TensorSpec((None, 3, h, w), np.dtype(np.float32))}
+
+    def _output_specs_impl(self) -> dict[str, TensorSpec]:
+        h, w = self.input_size
+        config = self._model.config
+        grid = (h // config.output_stride, w // config.output_stride)
+        return {"logits": TensorSpec((None, config.num_classes, h, w), np.dtype(np.float32)),
+                "masks": TensorSpec((None, len(config.ratios), *grid), np.dtype(np.float32))}
+
+    def _run(self, x: Any) -> tuple[Any, Any]:
+        import torch
+
+        with torch.no_grad():
+            logits, _, masks = self._model(x)
+            return logits, torch.cat(masks, dim=1)
+
+    def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        logits, masks = self._run(torch.from_numpy(feed["image"]).to(self.device))
+        return {"logits": logits.cpu().numpy(), "masks": masks.cpu().numpy()}
+
+    def staged_compute(self, feed: dict[str, np.ndarray]) -> Callable[[], None]:
+        """A callable that runs the model on ``feed`` already on the device and waits for it.
+
+        On the CPU the input tensor shares the array's memory, so this is :meth:`infer` less the
+        output conversion; on a GPU it leaves out both host/device copies.
+        """
+        import torch
+
+        self._require_active()
+        self._check_feed(feed)
+        x = torch.from_numpy(feed["image"]).to(self.device)
+        cuda = self.device.startswith("cuda")
+
+        def compute() -> None:
+            self._run(x)
+            if cuda:
+                torch.cuda.synchronize(self.device)
+
+        return compute

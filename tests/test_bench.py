@@ -1,0 +1,195 @@
+"""fornet-bench: timing statistics, interleaving, the environment record, the CLI end to end, bad inputs."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fornet.calibration.labels import TRAIN_TO_LABEL
+from fornet.runtime.bench import BenchError, BenchOptions, BenchResult
+from fornet.runtime.bench_cli import main
+from fornet.runtime.bench_report import render_markdown, write_report
+from fornet.runtime.environment import collect_environment
+from fornet.runtime.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
+from tests.runtime_models import lite_export
+
+FAST = ["--warmup-s", "0", "--min-iters", "2", "--duration-s", "0", "--quiet", "--threads", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def lite(tmp_path_factory):
+    return lite_export(tmp_path_factory)
+
+
+# -------------------------------------------------------------------------------- timing
+
+def test_latency_statistics():
+    stats = LatencyStats(tuple(float(v) for v in range(1, 101)), batch=2)
+    summary = stats.to_dict()
+    assert summary["median_ms"] == 50.5 and summary["p90_ms"] == 90 and summary["p99_ms"] == 99
+    assert summary["max_ms"] == 100 and summary["iterations"] == 100
+    assert stats.throughput == pytest.approx(2 * 100 / (5050 / 1000))
+    assert stats.cv == pytest.approx(np.std(np.arange(1, 101), ddof=1) / 50.5)
+    assert LatencyStats((5.0,)).cv == 0.0
+    assert spread_warning("x", LatencyStats((10.0, 10.1, 9.9))) is None
+    assert "coefficient of variation 50.0% > 5%" in spread_warning("x", LatencyStats((5.0, 10.0, 15.0)))
+
+
+def test_measure_interleaves_until_iterations_and_duration():
+    calls: list[str] = []
+    results = measure({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                      TimingSettings(warmup_s=0, min_iters=3, duration_s=0))
+    assert calls[:2] == ["a", "b"]  # one warm-up call each
+    assert calls[2:] == ["a", "b", "b", "a", "a", "b"]  # then A B, B A, A B
+    assert {name: len(s.samples_ms) for name, s in results.items()} == {"a": 3, "b": 3}
+    slow = measure({"s": lambda: time.sleep(0.01)}, TimingSettings(0, 1, 0.05))
+    assert sum(slow["s"].samples_ms) >= 50 and len(slow["s"].samples_ms) >= 4
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"min_iters": 0}, "min_iters must be at least 1"),
+                                                 ({"duration_s": -1}, "must be >= 0 s")])
+def test_bad_timing_settings(kwargs, message):
+    with pytest.raises(TimingError, match=message):
+        TimingSettings(**kwargs)
+
+
+def test_environment_record():
+    env = collect_environment({"requested": 2})
+    assert env["cpu"] and env["cpu_count"] >= 1 and env["threads"] == {"requested": 2}
+    assert env["versions"]["numpy"] == np.__version__ and "onnxruntime" in env["versions"]
+    assert env["gpu"] is None or "compute_capability" in env["gpu"]
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+def test_help_needs_no_backend():
+    code = ("import sys; from fornet.runtime.bench_cli import build_parser; text = build_parser().format_help(); "
+            "assert '--engine' in text and '--warmup-s' in text and '--save-predictions' in text; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'pycuda') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_cli_end_to_end_with_reference_and_data(lite, synth_root, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["--engine", str(lite.onnx), "--ckpt", str(lite.checkpoint), *FAST, "--frame-size", "128x256",
+                 "--data", str(synth_root), "--limit", "2", "--save-predictions", str(out / "preds"),
+                 "--report", str(out / "report"), "--json", str(out / "bench.json"), "--overlays", "1"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| engine compute | onnxruntime-cpu |" in text
+    assert "| end to end (pre + infer + post) | pytorch-cpu |" in text
+    assert "Speed-up of onnxruntime-cpu over pytorch-cpu" in text and "pixel agreement pytorch-cpu vs" in text
+    record = json.loads((out / "bench.json").read_text())
+    speed = record["speed"]
+    assert speed["frame_size"] == [128, 256] and speed["input_size"] == [64, 128]
+    for scope in ("compute", "copies", "end_to_end"):
+        results = speed["scopes"][scope]["results"]
+        assert set(results) == {"onnxruntime-cpu", "pytorch-cpu"} and speed["scopes"][scope]["speedup"] > 0
+        assert all(r["iterations"] >= 2 and r["median_ms"] > 0 for r in results.values())
+    assert speed["scopes"]["copies"]["results"] == speed["scopes"]["compute"]["results"]
+    assert any("same measurement as compute" in n for n in speed["scopes"]["copies"]["notes"])
+    assert 0 < speed["stages"]["onnxruntime-cpu"]["prepost_share"] < 1
+    accuracy = record["accuracy"]
+    assert accuracy["images"] == 2 and accuracy["parity"]["agreement"] > 0.99
+    assert set(accuracy["miou"]) == {"onnxruntime-cpu", "pytorch-cpu"}
+    assert record["environment"]["threads"]["torch"] == 1 and record["trtexec"] is None
+    predictions = sorted((out / "preds").glob("*_pred_labelIds.png"))
+    assert len(predictions) == 2
+    label_ids = cv2.imread(str(predictions[0]), cv2.IMREAD_UNCHANGED)
+    assert label_ids.shape == (128, 256) and set(np.unique(label_ids)) <= {0, *TRAIN_TO_LABEL.tolist()}
+    names = {p.name for p in (out / "report").iterdir()}
+    assert {"report.json", "summary.md", "latency.png", "iou.png"} <= names
+    assert len([n for n in names if n.startswith("overlay_")]) == 1
+
+
+def test_cli_engine_only_fp16(lite, capsys):
+    assert main(["--engine", str(lite.onnx_fp16), *FAST, "--frame-size", "64x96"]) == 0
+    text = capsys.readouterr().out
+    assert "reference: none" in text and "Speed-up" not in text and "float16" in text
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--engine", "missing.onnx"], "model file not found: missing.onnx"),
+    (["--engine", "model.pth"], "--engine takes a TensorRT plan (.plan/.engine) or an ONNX file"),
+    (["--engine", "{onnx}", "--batch", "2"], "static batch of 1; pass --batch 1"),
+    (["--engine", "{onnx}", "--data", "{empty}"], "has no leftImg8bit/ folder"),
+    (["--engine", "{onnx}", "--save-predictions", "p"], "--save-predictions writes the predictions on --data"),
+    (["--engine", "{onnx}", "--skip-speed"], "--skip-speed needs --data"),
+    (["--engine", "{onnx}", "--min-iters", "0"], "min_iters must be at least 1"),
+])
+def test_bad_inputs_are_explained(lite, tmp_path, capsys, extra, message):
+    (tmp_path / "empty").mkdir()
+    argv = [a.format(onnx=lite.onnx, empty=tmp_path / "empty") for a in extra]
+    assert main([*argv, "--quiet", "--device", "cpu", "--duration-s", "0", "--warmup-s", "0"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_report_without_matplotlib(monkeypatch, tmp_path):
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    record = json.loads(json.dumps(_minimal_record()))
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    paths = write_report(tmp_path, BenchResult(record, [("img", np.zeros((4, 4, 3), np.uint8))]))
+    assert {p.name for p in paths} == {"summary.md", "report.json", "overlay_img.png"}
+    assert "plots skipped: matplotlib is not installed" in (tmp_path / "summary.md").read_text()
+
+
+def _minimal_record():
+    stats = LatencyStats((1.0, 2.0)).to_dict()
+    scope = {"title": "t", "results": {"onnxruntime-cpu": stats}, "notes": []}
+    return {
+        "command": "fornet-bench", "trtexec": "trtexec --loadEngine=x.plan", "reference": None,
+        "engine": {"path": "x", "backend": "onnxruntime-cpu", "model": "m", "gpu_prepost": False,
+                   "cuda_graph": False},
+        "environment": {"cpu": "c", "cpus_usable": 1, "gpu": None, "load_average": [0.0], "load_average_after": [0.0],
+                        "versions": {"numpy": "2"}, "threads": {}, "jetson": None},
+        "speed": {"frame_size": [8, 8], "input_size": [8, 8], "batch": 1, "timer": "t", "engine": "onnxruntime-cpu",
+                  "reference": None, "settings": {"description": "d"}, "warnings": ["noisy"],
+                  "scopes": {s: scope for s in ("compute", "copies", "end_to_end")},
+                  "stages": {"onnxruntime-cpu": {"pre_ms": 0.1, "infer_ms": 1.0, "post_ms": 0.1,
+                                                 "prepost_share": 0.15}}},
+    }
+
+
+def test_markdown_states_scopes_trtexec_and_advice():
+    text = render_markdown(_minimal_record(), ["a.png"])
+    assert "trtexec equivalent of the compute scope" in text and "`trtexec --loadEngine=x.plan`" in text
+    assert "- warning: noisy" in text and "- so: the machine may be busy" in text and "- a.png" in text
+    assert "| onnxruntime-cpu | 0.1 | 1.0 | 0.1 | 15.0% |" in text
+
+
+def test_options_validate_engine_extension():
+    with pytest.raises(BenchError, match="--engine takes"):
+        BenchOptions(engine=Path("m.tflite")).validate()
+
+
+def test_trtexec_command_matches_the_compute_scope(lite, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from fornet.runtime.bench import trtexec_command
+    from fornet.runtime.model_io import read_sidecar
+
+    monkeypatch.delenv("FORNET_PLUGIN_LIB", raising=False)
+    io = read_sidecar(lite.raw_labels.with_name("fornet.onnx.json"))  # dynamic batch, raw NHWC input
+    plan = tmp_path / "fornet.plan"
+    command = trtexec_command(plan, io, TimingSettings(0.2, 10, 2.5), batch=2, cuda_graph=True)
+    assert command.startswith(f"trtexec --loadEngine={plan} --staticPlugins=")  # no sidecar: assume the plugin
+    assert "--shapes=image:2x64x128x3 --warmUp=200 --iterations=10 --duration=3 --noDataTransfers" in command
+    assert command.endswith("--useSpinWait --useCudaGraph")
+    (tmp_path / "fornet.plan.json").write_text('{"format": "fornet-deploy/engine-sidecar/1", "plugin": null}')
+    static = trtexec_command(plan, replace(io, batch=1), TimingSettings())
+    assert "--staticPlugins" not in static and "--shapes" not in static

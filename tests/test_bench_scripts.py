@@ -1,0 +1,42 @@
+"""benchmarks/cpu_backends.py runs end to end (tiny settings), INT8 included when its file is present."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load_script():
+    name = "cpu_backends"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "cpu_backends.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_cpu_backends_script(tmp_path, capsys):
+    script = load_script()
+    args = ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "results.md"), "--variants", "lite",
+            "--input-size", "64x128", "--frame-size", "96x160", "--threads", "1", "--warmup-s", "0",
+            "--min-iters", "2", "--duration-s", "0"]
+    assert script.main(args) == 0
+    first = (tmp_path / "results.md").read_text()
+    assert "| onnxruntime-int8 | skipped: no fornet_int8.onnx" in first
+    assert "| pytorch-eager |" in first and "| onnxruntime-fp32 |" in first and "G multiply-accumulates" in first
+    # A quantized file in the work folder joins the comparison (here a stand-in with the FP32 graph).
+    shutil.copy(tmp_path / "work" / "lite" / "fornet.onnx", tmp_path / "work" / "lite" / "fornet_int8.onnx")
+    assert script.main(args) == 0
+    record = json.loads((tmp_path / "results.json").read_text())
+    variant = record["variants"][0]
+    assert set(variant["end_to_end"]) == {"pytorch-eager", "onnxruntime-fp32", "onnxruntime-int8"}
+    assert all(stats["iterations"] >= 2 for stats in variant["compute"].values())
+    assert 0 < variant["stages"]["onnxruntime-fp32"]["prepost_share"] < 1
+    assert "wrote" in capsys.readouterr().out

@@ -1,0 +1,270 @@
+"""CPU pre/post-processing against independent computations, and the CUDA kernels' per-pixel code.
+
+The kernels cannot run here (no GPU), but ``prepost.cu`` compiled with
+``-DFORNET_PREPOST_HOST_REFERENCE`` runs the very per-pixel functions the kernels call on the CPU;
+those must equal the NumPy/OpenCV implementation bit for bit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fornet.calibration.preprocess import preprocess
+from fornet.export.plugin_build import find_nvcc
+from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
+from fornet.runtime.cpu_prepost import (
+    FrameError,
+    argmax_labels,
+    check_frame,
+    overlay,
+    postprocess,
+    preprocess_frame,
+    preprocess_frames,
+    resize_labels,
+)
+from fornet.runtime.model_io import make_model_io
+
+REPO = Path(__file__).resolve().parent.parent
+KERNELS = REPO / "runtime" / "prepost.cu"
+NVCC = find_nvcc()
+needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc)")
+PALETTE = np.random.default_rng(7).integers(0, 256, (19, 3), dtype=np.uint8)
+#: (frame size, network size): down/up-scaling by integer and odd factors, equal, tiny.
+SIZE_PAIRS = [((128, 256), (64, 128)), ((48, 80), (64, 128)), ((100, 150), (64, 128)), ((64, 128), (64, 128)),
+              ((333, 517), (64, 96)), ((3, 5), (16, 32)), ((1, 1), (8, 8))]
+
+
+def io_for(size: tuple[int, int], dtype: type = np.float32, raw: bool = False, channel_order: str = "RGB",
+           labels: bool = False):
+    from dataclasses import replace
+
+    io = make_model_io(size, IMAGENET_MEAN, IMAGENET_STD, [f"c{i}" for i in range(19)], PALETTE)
+    return replace(io, input_dtype=np.dtype(np.uint8 if raw else dtype), raw_input=raw, channel_order=channel_order,
+                   labels_output=labels, output_name="labels" if labels else "logits",
+                   output_dtype=np.dtype(np.uint8 if labels else np.float32))
+
+
+def frame_of(size: tuple[int, int], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------- CPU pre
+
+@pytest.mark.parametrize(("frame_size", "net_size"), SIZE_PAIRS[:4])
+def test_pre_matches_an_independent_bilinear_resize(frame_size, net_size):
+    frame = frame_of(frame_size)
+    ours = preprocess_frame(frame, io_for(net_size))
+    rgb = torch.from_numpy(frame[:, :, ::-1].copy()).permute(2, 0, 1)[None].float()
+    resized = F.interpolate(rgb, size=net_size, mode="bilinear", align_corners=False, antialias=False)[0] / 255
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    expected = ((resized - mean) / std).numpy()
+    # OpenCV rounds the resized image to uint8: at most one grey level apart.
+    assert ours.shape == expected.shape and ours.dtype == np.float32
+    assert np.abs(ours - expected).max() <= 1 / 255 / min(IMAGENET_STD) + 1e-5
+
+
+def test_pre_variants_cast_pad_and_reorder():
+    frame = frame_of((100, 150))
+    half = preprocess_frame(frame, io_for((64, 128), np.float16))
+    assert half.dtype == np.float16
+    np.testing.assert_array_equal(half, preprocess(frame, (64, 128), channel_order="BGR").astype(np.float16))
+    batch = preprocess_frames([frame, frame_of((64, 128), 1)], io_for((64, 128)), batch=4)
+    assert batch.shape == (4, 3, 64, 128)
+    np.testing.assert_array_equal(batch[3], batch[1])  # padded with the last image
+    raw_bgr = preprocess_frame(frame, io_for((64, 128), raw=True, channel_order="BGR"))
+    raw_rgb = preprocess_frame(frame, io_for((64, 128), raw=True, channel_order="RGB"))
+    assert raw_bgr.shape == (64, 128, 3) and raw_bgr.dtype == np.uint8
+    np.testing.assert_array_equal(raw_rgb, raw_bgr[:, :, ::-1])
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    (np.zeros((4, 4, 3), np.float32), "dtype float32; pass the uint8 image"),
+    (np.zeros((4, 4), np.uint8), "COLOR_GRAY2BGR"),
+    (np.zeros((4, 4, 4), np.uint8), "COLOR_BGRA2BGR"),
+    (np.zeros((0, 4, 3), np.uint8), r"shape \(0, 4, 3\)"),
+    ([[0, 0, 0]], "is a list; pass a numpy uint8"),
+])
+def test_bad_frames_are_explained(frame, message):
+    with pytest.raises(FrameError, match=message):
+        check_frame(frame)
+
+
+# ------------------------------------------------------------------------------ CPU post
+
+def test_argmax_matches_numpy_with_ties_nan_and_fp16():
+    rng = np.random.default_rng(1)
+    scores = np.round(rng.standard_normal((19, 40, 60)), 1).astype(np.float32)  # many ties
+    scores[:, 0, :5] = np.nan
+    scores[3, 1, :5] = np.nan
+    scores[7, 1, :3] = np.nan
+    scores[:, 2, 0] = -np.inf
+    labels = argmax_labels(scores)
+    assert labels.dtype == np.uint8
+    np.testing.assert_array_equal(labels, scores.argmax(0))
+    np.testing.assert_array_equal(argmax_labels(scores.astype(np.float16)), scores.astype(np.float16).argmax(0))
+    finite = np.nan_to_num(scores, nan=0.0)
+    np.testing.assert_array_equal(argmax_labels(finite), torch.from_numpy(finite).argmax(0).numpy())
+
+
+@pytest.mark.parametrize(("net_size", "frame_size"), [((64, 128), (128, 256)), ((64, 128), (100, 150)),
+                                                      ((64, 128), (37, 50)), ((7, 9), (64, 128)), ((5, 5), (5, 5))])
+def test_label_resize_is_torch_nearest_exact(net_size, frame_size):
+    labels = np.random.default_rng(2).integers(0, 19, net_size, dtype=np.uint8)
+    expected = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=frame_size,
+                             mode="nearest-exact")[0, 0].to(torch.uint8).numpy()
+    np.testing.assert_array_equal(resize_labels(labels, frame_size), expected)
+
+
+def test_postprocess_logits_and_label_outputs():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((19, 64, 128)).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(logits).argmax(0)[None, None].float(), size=(100, 150),
+                             mode="nearest-exact")[0, 0].numpy()
+    np.testing.assert_array_equal(postprocess(logits, (100, 150), io_for((64, 128))), expected)
+    engine_labels = rng.integers(-3, 300, (64, 128)).astype(np.int32)
+    out = postprocess(engine_labels, (64, 128), io_for((64, 128), labels=True))
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, np.where((engine_labels >= 0) & (engine_labels <= 255), engine_labels, 255))
+
+
+def test_overlay_blends_and_keeps_unknown_labels():
+    frame = frame_of((20, 30))
+    labels = np.random.default_rng(4).integers(0, 25, (20, 30), dtype=np.uint8)  # 19..24 have no colour
+    coloured = labels < 19
+    np.testing.assert_array_equal(overlay(frame, labels, PALETTE, 0.0), frame)
+    full = overlay(frame, labels, PALETTE, 1.0)
+    np.testing.assert_array_equal(full[coloured], PALETTE[labels[coloured]])
+    np.testing.assert_array_equal(full[~coloured], frame[~coloured])
+    half = overlay(frame, labels, PALETTE, 0.3).astype(float)
+    expected = 0.7 * frame + 0.3 * PALETTE[np.minimum(labels, 18)]
+    assert np.abs(half - expected)[coloured].max() <= 1.0
+    with pytest.raises(FrameError, match=r"alpha must be in \[0, 1\]"):
+        overlay(frame, labels, PALETTE, 1.5)
+    with pytest.raises(FrameError, match="the frame's size"):
+        overlay(frame, labels[:10], PALETTE, 0.5)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+def nvcc(*args: str) -> None:
+    assert NVCC is not None
+    result = subprocess.run([str(NVCC), "-std=c++17", "--Werror", "all-warnings", *args], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["87", "90"])
+def test_kernels_compile_without_warnings(arch, tmp_path):
+    nvcc("-c", "-O3", f"-arch=sm_{arch}", str(KERNELS), "-o", str(tmp_path / "prepost.o"))
+
+
+@pytest.fixture(scope="module")
+def host_kernels(tmp_path_factory):
+    if NVCC is None:
+        pytest.skip("nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc)")
+    library = tmp_path_factory.mktemp("prepost") / "libprepost_host.so"
+    # Host code must not fuse multiply-adds either (aarch64 compilers do by default), like the device code.
+    nvcc("-shared", "-Xcompiler", "-fPIC,-ffp-contract=off", "-O2", "-arch=sm_87", "-DFORNET_PREPOST_HOST_REFERENCE",
+         str(KERNELS), "-o", str(library))
+    return ctypes.CDLL(str(library))
+
+
+def pointer(array: np.ndarray | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(None if array is None else array.ctypes.data)
+
+
+def kernel_pre(lib, frame: np.ndarray, io) -> np.ndarray:
+    h, w = io.input_size
+    out_type = 2 if io.raw_input else (1 if io.input_dtype == np.float16 else 0)
+    out = np.empty((h, w, 3) if io.raw_input else (3, h, w), dtype=io.input_dtype)
+    mean = np.asarray(io.mean, np.float32)
+    std = np.asarray(io.std, np.float32)
+    status = lib.fornet_pre_host(pointer(frame), frame.shape[0], frame.shape[1], frame.strides[0], pointer(out), h, w,
+                                 out_type, int(io.channel_order == "RGB"), pointer(mean), pointer(std))
+    assert status == 0
+    return out
+
+
+def kernel_post(lib, source: np.ndarray, frame: np.ndarray, alpha256: int | None) -> tuple[np.ndarray, np.ndarray]:
+    source_type = {np.float32: 0, np.float16: 1, np.uint8: 2, np.int32: 3}[source.dtype.type]
+    classes = source.shape[0] if source.ndim == 3 else 0
+    h, w = frame.shape[:2]
+    labels = np.full((h, w), 77, np.uint8)
+    drawn = np.zeros_like(frame)
+    palette = np.ascontiguousarray(PALETTE)
+    status = lib.fornet_post_host(pointer(source), source_type, classes, source.shape[-2], source.shape[-1],
+                                  pointer(labels), h, w, pointer(frame), frame.strides[0],
+                                  pointer(drawn if alpha256 is not None else None), pointer(palette), len(palette),
+                                  alpha256 or 0)
+    assert status == 0
+    return labels, drawn
+
+
+@pytest.mark.parametrize(("frame_size", "net_size"), SIZE_PAIRS)
+def test_kernel_pre_equals_cpu_pre_bit_for_bit(host_kernels, frame_size, net_size):
+    frame = frame_of(frame_size, seed=frame_size[0])
+    for io in (io_for(net_size), io_for(net_size, np.float16), io_for(net_size, raw=True, channel_order="BGR"),
+               io_for(net_size, raw=True, channel_order="RGB")):
+        expected = preprocess_frame(frame, io)
+        got = kernel_pre(host_kernels, frame, io)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8), err_msg=str(io.input_dtype))
+
+
+@pytest.mark.parametrize(("net_size", "frame_size"), [((64, 128), (128, 256)), ((64, 128), (100, 150)),
+                                                      ((64, 128), (30, 50)), ((16, 16), (16, 16))])
+def test_kernel_post_equals_cpu_post_exactly(host_kernels, net_size, frame_size):
+    rng = np.random.default_rng(5)
+    frame = frame_of(frame_size, seed=9)
+    scores = np.round(rng.standard_normal((19, *net_size)), 1).astype(np.float32)
+    scores[:, 0, :4] = np.nan
+    scores[5, 1, :4] = np.nan
+    label_maps = rng.integers(-2, 40, net_size)
+    for source, io in ((scores, io_for(net_size)), (scores.astype(np.float16), io_for(net_size)),
+                       (label_maps.astype(np.uint8), io_for(net_size, labels=True)),
+                       (label_maps.astype(np.int32), io_for(net_size, labels=True))):
+        expected = postprocess(source, frame_size, io)
+        labels, drawn = kernel_post(host_kernels, source, frame, 77)
+        np.testing.assert_array_equal(labels, expected, err_msg=str(source.dtype))
+        np.testing.assert_array_equal(drawn, overlay(frame, expected, PALETTE, 77 / 256))
+    labels, drawn = kernel_post(host_kernels, scores, frame, None)
+    assert not drawn.any()  # no overlay buffer, nothing written
+
+
+# ------------------------------------------------------------------------- GPU harness
+
+def load_harness():
+    """benchmarks/ is not a package: import the script by path (registered, as dataclasses need)."""
+    import importlib.util
+    import sys
+
+    name = "prepost_kernel_harness"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "prepost_kernel_harness.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_harness_needs_pycuda_and_a_gpu(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: run the harness itself")
+    assert load_harness().main(["--out", str(tmp_path / "results"), "--frames", "64x128"]) == 2
+    assert "pycuda" in capsys.readouterr().err or "GPU" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+def test_harness_rejects_unknown_cases(tmp_path, capsys):
+    assert load_harness().main(["--out", str(tmp_path), "--pre", "fp64"]) == 2
+    assert "--pre takes fp32, fp16, raw-bgr; unknown: fp64" in capsys.readouterr().err

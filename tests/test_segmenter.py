@@ -1,0 +1,189 @@
+"""Segmenter: every backend through the same interface, self-configuration from sidecars, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from fornet.errors import FornetError
+from fornet.runtime import Segmenter
+from fornet.runtime.cpu_prepost import FrameError
+from fornet.runtime.model_io import SIDECAR_FORMAT, SidecarError, read_sidecar
+from fornet.runtime.segmenter import SegmenterError, resolve_backend
+from tests.runtime_models import INPUT_SIZE, lite_export
+
+
+@pytest.fixture(scope="module")
+def lite(tmp_path_factory):
+    return lite_export(tmp_path_factory)
+
+
+def frame_of(size, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def backends(lite):
+    """The same model behind every CPU backend, as segmenters."""
+    segmenters = {
+        "onnxruntime": Segmenter(lite.onnx, device="cpu", threads=1),
+        "onnxruntime-fp16-io": Segmenter(lite.onnx_fp16, device="cpu", threads=1),
+        "onnxruntime-raw-labels": Segmenter(lite.raw_labels, device="cpu", threads=1),
+        "torch": Segmenter(lite.checkpoint, "torch", "cpu", input_size=INPUT_SIZE, threads=1),
+    }
+    yield segmenters
+    for seg in segmenters.values():
+        seg.close()
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "onnxruntime-fp16-io", "onnxruntime-raw-labels", "torch"])
+@pytest.mark.parametrize("size", [(128, 256), (100, 150), (64, 128), (30, 41)])
+def test_every_backend_labels_frames_at_their_size(backends, name, size):
+    seg = backends[name]
+    labels = seg(frame_of(size))
+    assert labels.shape == size and labels.dtype == np.uint8
+    assert labels.max() < 19
+    assert seg.input_size == INPUT_SIZE and len(seg.classes) == 19 and seg.colors.shape == (19, 3)
+    assert seg.last_times is not None and seg.last_times.infer > 0 and not seg.gpu_prepost
+
+
+@pytest.mark.parametrize(("name", "minimum"), [("onnxruntime", 0.999), ("onnxruntime-fp16-io", 0.97),
+                                               ("onnxruntime-raw-labels", 0.99)])
+def test_backends_agree_with_pytorch(backends, name, minimum):
+    frame = frame_of((128, 256), seed=1)
+    reference = backends["torch"](frame)
+    agreement = float((backends[name](frame) == reference).mean())
+    assert agreement >= minimum, f"{name} agrees with PyTorch on {agreement:.4f} of the pixels"
+
+
+def test_sidecar_configures_the_segmenter(backends):
+    raw = backends["onnxruntime-raw-labels"].io
+    assert raw.raw_input and raw.channel_order == "BGR" and raw.input_dtype == np.uint8
+    assert raw.labels_output and raw.batch is None
+    half = backends["onnxruntime-fp16-io"].io
+    assert half.input_dtype == np.float16 and half.output_dtype == np.float16 and half.batch == 1
+    assert backends["torch"].io.batch is None and backends["torch"].io.export_precision == "pytorch-fp32"
+
+
+def test_batch_async_and_overlay_equal_single_calls(backends):
+    seg = backends["onnxruntime-raw-labels"]  # dynamic batch: one model run for all frames
+    frames = [frame_of((128, 256), 2), frame_of((50, 70), 3), frame_of((64, 128), 4)]
+    singles = [seg(frame) for frame in frames]
+    batched = seg.segment_batch(frames, overlay_alpha=0.4)
+    for frame, single, result in zip(frames, singles, batched, strict=True):
+        np.testing.assert_array_equal(result.labels, single)
+        np.testing.assert_array_equal(result.overlay, seg.overlay(frame, single, 0.4))
+    static = backends["onnxruntime"]  # static batch 1: one run per frame
+    assert [r.labels.shape for r in static.segment_batch(frames)] == [f.shape[:2] for f in frames]
+    futures = [static.submit(frame) for frame in frames]
+    for future, frame in zip(futures, frames, strict=True):
+        np.testing.assert_array_equal(future.result(timeout=60).labels, static(frame))
+
+
+def test_worker_threads_may_call_the_segmenter(backends):
+    seg, frame = backends["torch"], frame_of((64, 128), 5)
+    expected = seg(frame)
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(seg(frame))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3 and all(np.array_equal(r, expected) for r in results)
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    (np.zeros((32, 32, 3), np.float32), "frame 0 has dtype float32"),
+    (np.zeros((32, 32), np.uint8), "COLOR_GRAY2BGR"),
+    (np.zeros((32, 32, 4), np.uint8), "COLOR_BGRA2BGR"),
+])
+def test_bad_frames_raise_frame_errors(backends, frame, message):
+    with pytest.raises(FrameError, match=message):
+        backends["onnxruntime"](frame)
+    with pytest.raises(FrameError):
+        backends["onnxruntime"].submit(frame)
+
+
+def test_bad_calls(backends):
+    with pytest.raises(SegmenterError, match="got no frames"):
+        backends["onnxruntime"].segment_batch([])
+    with pytest.raises(FrameError, match="alpha"):
+        backends["onnxruntime"].segment(frame_of((8, 8)), overlay_alpha=2.0)
+
+
+def test_missing_and_unsupported_files(lite, tmp_path):
+    with pytest.raises(SegmenterError, match=r"model file not found: .*nothing\.onnx; export one"):
+        Segmenter(tmp_path / "nothing.onnx")
+    with pytest.raises(SegmenterError, match=r"from its extension; pass a file ending in \.plan"):
+        Segmenter(tmp_path / "model.tflite")
+    with pytest.raises(SegmenterError, match="unknown backend 'openvino'"):
+        Segmenter(lite.onnx, "openvino")
+    with pytest.raises(SegmenterError, match=r"pass input_size=\(H, W\)"):
+        Segmenter(lite.checkpoint, "torch", "cpu")
+    alone = tmp_path / "alone.onnx"
+    shutil.copy(lite.onnx, alone)
+    with pytest.raises(SidecarError, match=r"alone\.onnx\.json not found; fornet-export writes it beside"):
+        Segmenter(alone)
+
+
+def test_sidecar_for_another_model_is_refused(lite, tmp_path):
+    data = json.loads(lite.onnx.with_name(lite.onnx.name + ".json").read_text())
+    assert data["format"] == SIDECAR_FORMAT
+    data["input"]["size"] = [128, 256]
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(data))
+    with pytest.raises(SidecarError, match=r"describes input 'image' as \?x3x128x256 float32 but the model takes"):
+        Segmenter(lite.onnx, device="cpu", sidecar=wrong)
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(SidecarError, match="is not a fornet-deploy ONNX sidecar"):
+        read_sidecar(tmp_path / "other.json")
+
+
+def test_format_constant_matches_the_exporter():
+    from fornet.export.sidecar import SIDECAR_FORMAT as EXPORTED
+
+    assert SIDECAR_FORMAT == EXPORTED
+
+
+def test_plan_without_tensorrt_is_a_clear_error(lite, tmp_path):
+    from fornet.export.tensorrt_env import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is installed: the GPU tests cover plans")
+    plan = tmp_path / "fornet.plan"
+    plan.write_bytes(b"not really a plan")
+    with pytest.raises(SidecarError, match=r"no model sidecar for .*fornet\.plan"):
+        Segmenter(plan)
+    shutil.copy(lite.onnx.with_name("fornet.onnx.json"), tmp_path / "fornet.onnx.json")
+    with pytest.raises(FornetError, match=r"TensorRT is not importable|holds no bindings") as info:
+        Segmenter(plan)
+    assert "pip install tensorrt" in str(info.value)
+
+
+def test_closed_segmenter_refuses_work(lite):
+    seg = Segmenter(lite.onnx, device="cpu")
+    with seg:
+        seg(frame_of((16, 16)))
+    assert not seg.backend.is_active
+    with pytest.raises(SegmenterError, match="was closed"):
+        seg(frame_of((16, 16)))
+    seg.close()  # twice is harmless
+
+
+def test_resolve_backend_by_extension():
+    assert [resolve_backend(p) for p in ("a.plan", "b.ENGINE", "c.onnx", "d.pth")] == [
+        "tensorrt", "tensorrt", "onnxruntime", "torch"]
+    assert resolve_backend("weights.bin", "onnxruntime") == "onnxruntime"
+
+
+def test_importing_the_api_loads_no_backend():
+    code = ("import sys; from fornet.runtime import Segmenter; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'pycuda', 'cv2') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
