@@ -2,7 +2,7 @@
 
 For each variant (default ``r18`` and ``lite``) at one network size (default 512x1024), the script
 saves a seeded checkpoint and exports ``fornet.onnx`` into ``--work/<variant>/`` (reused when
-present), then times, interleaved in one run (:func:`fornet.runtime.timing.measure`):
+present), then times, interleaved in one run (:func:`fornet.runtime.bench.timing.measure`):
 
 * engine compute: the model on a preprocessed batch (on the CPU this is also the "copies" scope);
 * end to end: uint8 BGR frames (default 1024x2048) -> labels at the frame size through
@@ -94,8 +94,8 @@ def open_candidates(files: dict[str, Path | None], input_size: tuple[int, int], 
 
 def bench_variant(variant: str, files: dict[str, Path | None], args: argparse.Namespace) -> dict[str, Any]:
     """Time every candidate of one variant, interleaved; the variant's record."""
-    from fornet.runtime.bench import make_frames, scope_candidate, stage_summary
-    from fornet.runtime.timing import TimingSettings, measure
+    from fornet.runtime.bench.runner import make_frames, scope_candidate, stage_summary
+    from fornet.runtime.bench.timing import TimingSettings, measure
 
     settings = TimingSettings(args.warmup_s, args.min_iters, args.duration_s)
     checkpoint = files["checkpoint"]
@@ -190,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     """Prepare, time and write the results."""
-    from fornet.runtime.environment import collect_environment
-    from fornet.runtime.timing import TimingSettings
+    from fornet.runtime.bench.environment import collect_environment
+    from fornet.runtime.bench.timing import TimingSettings
 
     arguments = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(arguments)

@@ -1,7 +1,7 @@
 """Numerics and speed of the runtime's CUDA pre/post kernels against the CPU reference (needs a CUDA GPU).
 
 Runs ``runtime/prepost.cu`` exactly as the TensorRT segmenter does (through
-:class:`fornet.runtime.gpu_prepost.GpuPrePost`, compiled with nvcc through pycuda, on the GPU's
+:class:`fornet.runtime.cuda.prepost.GpuPrePost`, compiled with nvcc through pycuda, on the GPU's
 primary context) on frames of several sizes, and compares with :mod:`fornet.runtime.cpu_prepost`:
 
 * pre (uint8 BGR frame -> network input, float32 / float16 NCHW or raw uint8 NHWC): expected bit
@@ -116,7 +116,7 @@ def run_pre(cuda: Any, stream: Any, frame: np.ndarray, network: tuple[int, int],
             warmup: int) -> CaseResult:
     """GPU pre of one frame vs :func:`fornet.runtime.cpu_prepost.preprocess_frame`."""
     from fornet.runtime.cpu_prepost import preprocess_frame
-    from fornet.runtime.gpu_prepost import GpuPrePost
+    from fornet.runtime.cuda.prepost import GpuPrePost
 
     dtype, raw, order = PRE_CASES[case]
     io = _io(network, 19, dtype, raw, order, np.float32)
@@ -145,7 +145,7 @@ def run_post(cuda: Any, stream: Any, frame: np.ndarray, network: tuple[int, int]
              warmup: int, seed: int) -> CaseResult:
     """GPU post (labels and overlay) vs :func:`fornet.runtime.cpu_prepost.postprocess` and ``overlay``."""
     from fornet.runtime.cpu_prepost import overlay, postprocess
-    from fornet.runtime.gpu_prepost import GpuPrePost
+    from fornet.runtime.cuda.prepost import GpuPrePost
 
     dtype = POST_CASES[case]
     io = _io(network, 19, np.float32, False, "RGB", dtype)
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     pre_cases = _cases(args.pre, PRE_CASES, "--pre")
     post_cases = _cases(args.post, POST_CASES, "--post")
-    from fornet.runtime.cuda_context import CudaContext
+    from fornet.runtime.cuda.context import CudaContext
 
     context = CudaContext(args.device)  # PycudaUnavailableError / NoGpuError name the fix
     out = ensure_writable_dir(args.out)

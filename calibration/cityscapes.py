@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fornet.calibration.errors import DataError
 from fornet.calibration.labels import label_ids_to_train_ids
-from fornet.errors import FornetError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -30,7 +30,7 @@ MAX_LABEL_ID = 33
 Transform = Callable[[np.ndarray, np.ndarray | None], tuple[np.ndarray, np.ndarray | None]]
 
 
-class DatasetError(FornetError):
+class DatasetError(DataError):
     """The data set folder is missing, incomplete or holds unreadable files."""
 
 

@@ -38,8 +38,8 @@ import numpy as np
 
 from fornet.atomic import write_text_atomic
 from fornet.calibration.cityscapes import DatasetError, find_split_images, read_image
+from fornet.calibration.errors import DataError
 from fornet.calibration.preprocess import CHANNEL_ORDERS, preprocess
-from fornet.errors import FornetError
 
 LOG = logging.getLogger("fornet.int8")
 
@@ -59,11 +59,11 @@ CALIBRATED_OP_TYPES = ("Conv",)
 RANGES_FORMAT = "fornet-deploy/int8-ranges/1"
 
 
-class CalibrationDataError(FornetError):
+class CalibrationDataError(DataError):
     """The calibration folder is missing, empty or not in the Cityscapes layout."""
 
 
-class CalibrationError(FornetError):
+class CalibrationError(DataError):
     """Calibration could not run or its stored result cannot be read."""
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fornet.errors import FornetError
+from fornet.calibration.errors import DataError
 
 #: Number of training classes.
 NUM_CLASSES = 19
@@ -57,7 +57,7 @@ for _table in (TRAIN_TO_LABEL, TRAIN_COLORS, LABEL_COLORS, LABEL_TO_TRAIN):
 del _table
 
 
-class LabelError(FornetError, ValueError):
+class LabelError(DataError, ValueError):
     """An id array that cannot be mapped (not integers, or values outside 0..255)."""
 
 

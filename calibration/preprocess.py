@@ -16,13 +16,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fornet.errors import FornetError
+from fornet.calibration.errors import DataError
 from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 CHANNEL_ORDERS = ("RGB", "BGR")
 
 
-class PreprocessError(FornetError):
+class PreprocessError(DataError):
     """The input image or the preprocessing parameters are invalid."""
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from fornet.errors import FornetError
+from fornet.calibration.errors import DataError
 
 # labelIds (Cityscapes), including the ignored ones the generator uses.
 EGO, OUT_OF_ROI, STATIC, GROUND = 1, 3, 4, 6
@@ -48,7 +48,7 @@ for _ids, _g, _b in (((ROAD, PARKING, GROUND), 9, 10), ((SIDEWALK,), 6, 8), ((BU
 del _ids, _g, _b
 
 
-class SynthError(FornetError):
+class SynthError(DataError):
     """The generated data set cannot be written where asked."""
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from fornet.calibration.errors import DataError
 from fornet.calibration.labels import IGNORE_INDEX
-from fornet.errors import FornetError
 
 
-class AugmentError(FornetError):
+class AugmentError(DataError):
     """Bad augmentation parameters or an image/label pair that does not match."""
 
 

@@ -5,7 +5,7 @@ Steps: load the checkpoint; trace the model with the gate as one ``fornet::TopKG
 onnxsim (checked); for ``gate="native"`` inline the function and simplify again; refuse float
 arithmetic on shapes; write atomically only after ONNX Runtime agrees with PyTorch; optionally
 convert to FP16 mixed precision and verify that too. Each file gets a JSON sidecar. With
-``int8`` options, the INT8 step (:mod:`fornet.export.int8_export`) decides about reusing a stored
+``int8`` options, the INT8 step (:mod:`fornet.export.int8.pipeline`) decides about reusing a stored
 calibration before ``fornet.onnx`` is written (a refusal leaves the folder untouched) and writes
 ``fornet_int8.onnx``, ``fornet.calib.cache`` and ``fornet_int8.json`` after it.
 """
@@ -36,7 +36,7 @@ from fornet.export.verify import VerificationReport, load_images, verify_onnx
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
 
 if TYPE_CHECKING:
-    from fornet.export.int8_export import Int8Options, Int8Result
+    from fornet.export.int8.pipeline import Int8Options, Int8Result
 
 ONNX_NAME = "fornet.onnx"
 FP16_NAME = "fornet_fp16.onnx"
@@ -67,7 +67,7 @@ class ExportOptions:
         verify_images: number of verification images.
         fp32_threshold, fp16_threshold: argmax agreement each file must reach.
         progress: show progress bars.
-        int8: also write the INT8 files (:class:`~fornet.export.int8_export.Int8Options`).
+        int8: also write the INT8 files (:class:`~fornet.export.int8.pipeline.Int8Options`).
     """
 
     input_size: tuple[int, int] = (1024, 2048)
@@ -254,7 +254,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
         GraphCheckError: the graph failed onnx.checker, onnxsim or the shape-arithmetic check.
         VerificationError: ONNX Runtime disagrees with PyTorch (nothing is written then).
         CalibrationDataError, CalibrationMismatchError, AccuracyGateError, Int8GraphError: see
-            :mod:`fornet.export.int8_export` (only with ``int8`` options).
+            :mod:`fornet.export.int8.pipeline` (only with ``int8`` options).
     """
     options = options or ExportOptions()
     options.validate()
@@ -281,7 +281,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     fp32 = finish_graph(graph, options, simplified=True)
     int8_plan = None
     if options.int8 is not None:
-        from fornet.export.int8_export import plan_int8
+        from fornet.export.int8.pipeline import plan_int8
 
         fp32_sha256 = hashlib.sha256(fp32.SerializeToString()).hexdigest()
         int8_plan = plan_int8(out, fp32_sha256, desc, options.int8)
@@ -302,7 +302,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
         fp16_sidecar = write_sidecar(fp16_path, build_sidecar(desc, fp16_path, "fp16", options.io_fp16, report))
     int8 = None
     if int8_plan is not None:
-        from fornet.export.int8_export import export_int8
+        from fornet.export.int8.pipeline import export_int8
 
         int8 = export_int8(int8_plan, onnx_path, desc, progress=options.progress)
     return ExportResult(onnx_path, sidecar, fp16_path, fp16_sidecar, ks, reports, int8, desc.gate)

@@ -24,15 +24,15 @@ import torch
 from torch import Tensor
 
 from fornet.atomic import atomic_path
-from fornet.errors import FornetError
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, FoRNetConfig
+from fornet.model.errors import ModelError
 from fornet.model.fornet import FoRNet
 
 CHECKPOINT_FORMAT = "fornet-deploy/checkpoint/1"
 _PREFIXES = ("module.", "_orig_mod.")
 
 
-class CheckpointError(FornetError):
+class CheckpointError(ModelError):
     """A checkpoint that is missing, unreadable, or does not fit any FoR-Net variant."""
 
 

@@ -3,7 +3,7 @@
 Each image is preprocessed by the shared :func:`fornet.calibration.preprocess.preprocess` (at its
 own size, or resized to ``input_size``), run through the model in eval mode, its logits are
 upsampled bilinearly back to the image size when it was resized, and the argmax is scored against
-the full-resolution trainId label with one :class:`~fornet.runtime.metrics.ConfusionMatrix`
+the full-resolution trainId label with one :class:`~fornet.calibration.metrics.ConfusionMatrix`
 accumulated over the whole split. ``save_dir`` writes ``<stem>_pred_labelIds.png`` files that
 ``cityscapesscripts``' ``evalPixelLevelSemanticLabeling`` accepts (``CITYSCAPES_RESULTS=<save_dir>``).
 """
@@ -30,14 +30,14 @@ from fornet import __version__
 from fornet.atomic import ensure_writable_dir, write_text_atomic
 from fornet.calibration.cityscapes import Sample
 from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from fornet.calibration.metrics import ConfusionMatrix, format_iou_table, save_label_id_png
 from fornet.calibration.preprocess import preprocess
 from fornet.cli_utils import friendly_errors, hw_arg
-from fornet.errors import FornetError
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD
-from fornet.runtime.metrics import ConfusionMatrix, format_iou_table, save_label_id_png
+from fornet.model.errors import ModelError
 
 
-class EvaluationError(FornetError):
+class EvaluationError(ModelError):
     """An evaluation that cannot run: no images, unlabelled images, wrong class count or device."""
 
 

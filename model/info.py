@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.engine:
-        from fornet.export.tensorrt_inspect import describe_engine
+        from fornet.export.tensorrt.inspect import describe_engine
 
         print(describe_engine(args.engine, args.plugin))
         return 0

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fornet.calibration.labels import IGNORE_INDEX
-from fornet.errors import FornetError
+from fornet.model.errors import ModelError
 
 
-class LossInputError(FornetError, ValueError):
+class LossInputError(ModelError, ValueError):
     """Model outputs and targets that the loss cannot be computed on."""
 
 

@@ -31,9 +31,9 @@ from tqdm import tqdm
 from fornet import __version__
 from fornet.calibration.cityscapes import CityscapesDataset
 from fornet.cli_utils import friendly_errors, parse_hw
-from fornet.errors import FornetError
 from fornet.model.checkpoint import save_checkpoint
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD
+from fornet.model.errors import ModelError
 from fornet.model.evaluate import evaluate
 from fornet.model.loss import FoRNetLoss
 from fornet.model.train_config import AMP_DTYPES, DEVICES, TrainConfig
@@ -52,7 +52,7 @@ from fornet.model.variants import build_model, list_variants, load_backbone_weig
 LOSS_TERMS = ("loss", "ce", "dice", "sel")
 
 
-class TrainingError(FornetError):
+class TrainingError(ModelError):
     """Training cannot start or continue (bad resume file, diverged loss, ...)."""
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fornet.errors import FornetError
 from fornet.model.config import VARIANTS
+from fornet.model.errors import ModelError
 
 #: Fields that may differ when a run is resumed or restarted in the same folder.
 RUNTIME_FIELDS = frozenset({"out", "device", "workers", "amp", "amp_dtype", "val_every", "val_size",
@@ -25,7 +25,7 @@ AMP_DTYPES = ("bf16", "fp16")
 DEVICES = ("cpu", "cuda")
 
 
-class TrainConfigError(FornetError):
+class TrainConfigError(ModelError):
     """Invalid training options."""
 
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from fornet.errors import FornetError
+from fornet.model.errors import ModelError
 
 
-class TrainEnvironmentError(FornetError):
+class TrainEnvironmentError(ModelError):
     """The requested device, precision or distributed setup is not available."""
 
 

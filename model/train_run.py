@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from fornet.atomic import ensure_writable_dir, write_text_atomic
-from fornet.errors import FornetError
+from fornet.model.errors import ModelError
 from fornet.model.train_config import TrainConfig, TrainConfigError, run_differences
 
 LOGGER_NAME = "fornet.train"
 
 
-class RunFolderError(FornetError):
+class RunFolderError(ModelError):
     """The run folder holds a different run, or cannot be used."""
 
 

@@ -16,15 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from fornet.errors import FornetError
 from fornet.model.checkpoint import read_checkpoint
+from fornet.model.errors import ModelError
 from fornet.model.train_config import TrainConfig, run_differences
 
 #: Exponent of the poly learning-rate decay.
 POLY_POWER = 0.9
 
 
-class ResumeError(FornetError):
+class ResumeError(ModelError):
     """A checkpoint that cannot be resumed (not a training checkpoint, or other options)."""
 
 

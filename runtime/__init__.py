@@ -1,7 +1,7 @@
 """Running exported FoR-Net models: backends, pre/post-processing, metrics, benchmarks.
 
 ``Segmenter``, ``Segmentation`` and ``StageTimes`` are loaded on first use, so importing a light
-submodule (e.g. ``fornet.runtime.metrics``) does not import the backends.
+submodule (e.g. ``fornet.calibration.metrics``) does not import the backends.
 """
 
 from __future__ import annotations

@@ -24,10 +24,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fornet.errors import FornetError
+from fornet.runtime.errors import FornetRuntimeError
 
 
-class BackendError(FornetError):
+class BackendError(FornetRuntimeError):
     """A backend that cannot load its model or is used outside its ``with`` block."""
 
 

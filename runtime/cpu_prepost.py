@@ -26,11 +26,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from fornet.calibration.preprocess import preprocess
-from fornet.errors import FornetError
+from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO
 
 
-class FrameError(FornetError):
+class FrameError(FornetRuntimeError):
     """A frame that is not a uint8 H x W x 3 BGR image, or a bad overlay argument."""
 
 

@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from fornet.errors import FornetError
+from fornet.runtime.errors import FornetRuntimeError
 
 #: Equals ``fornet.export.sidecar.SIDECAR_FORMAT`` (a test checks it; importing that module needs torch).
 SIDECAR_FORMAT = "fornet-deploy/onnx-sidecar/1"
 _DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int32": np.int32}
 
 
-class SidecarError(FornetError):
+class SidecarError(FornetRuntimeError):
     """A model's sidecar JSON is missing, unreadable or not a fornet-deploy sidecar."""
 
 
@@ -184,7 +184,7 @@ def sidecar_path_for(model_path: str | os.PathLike[str]) -> Path:
     model = Path(model_path)
     if model.suffix == ".onnx":
         return model.with_name(model.name + ".json")
-    from fornet.export.tensorrt_metadata import read_engine_metadata
+    from fornet.runtime.tensorrt.plan_metadata import read_engine_metadata
 
     metadata = read_engine_metadata(model)
     candidates = []

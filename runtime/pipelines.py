@@ -21,7 +21,7 @@ from fornet.runtime.cpu_prepost import overlay, postprocess, preprocess_frames
 from fornet.runtime.model_io import ModelIO
 
 if TYPE_CHECKING:
-    from fornet.runtime.tensorrt_backend import TensorRTBackend
+    from fornet.runtime.tensorrt.backend import TensorRTBackend
 
 
 class Segmentation(NamedTuple):
@@ -84,7 +84,7 @@ class GpuPipeline:
     """The CUDA pre/post kernels around a TensorRT plan (see the module docstring)."""
 
     def __init__(self, backend: TensorRTBackend, io: ModelIO) -> None:
-        from fornet.runtime.gpu_prepost import GpuPrePost
+        from fornet.runtime.cuda.prepost import GpuPrePost
 
         self.backend = backend
         self.io = io

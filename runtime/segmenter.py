@@ -27,9 +27,9 @@ from types import TracebackType
 
 import numpy as np
 
-from fornet.errors import FornetError
 from fornet.runtime.backend import Backend
 from fornet.runtime.cpu_prepost import alpha_to_256, check_frame, overlay, preprocess_frames
+from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO, SidecarError, read_sidecar, sidecar_path_for
 from fornet.runtime.pipelines import CpuPipeline, GpuPipeline, Segmentation, StageTimes
 
@@ -37,7 +37,7 @@ from fornet.runtime.pipelines import CpuPipeline, GpuPipeline, Segmentation, Sta
 BACKENDS = {"tensorrt": (".plan", ".engine"), "onnxruntime": (".onnx",), "torch": (".pth", ".pt")}
 
 
-class SegmenterError(FornetError):
+class SegmenterError(FornetRuntimeError):
     """A model path or option the segmenter cannot use."""
 
 
@@ -140,7 +140,7 @@ class Segmenter:
                       threads: int | None, providers: Sequence[str] | None, plugin: str | os.PathLike[str] | None,
                       cuda_graph: bool) -> Backend:
         if self.backend_name == "tensorrt":
-            from fornet.runtime.tensorrt_backend import TensorRTBackend
+            from fornet.runtime.tensorrt.backend import TensorRTBackend
 
             if not isinstance(device, int):
                 raise SegmenterError(f"TensorRT runs on a GPU: pass device=<GPU index>, not {device!r}")
@@ -160,7 +160,7 @@ class Segmenter:
     def _make_pipeline(self, gpu_prepost: bool) -> CpuPipeline | GpuPipeline:
         if self.backend_name != "tensorrt":
             return CpuPipeline(self._backend, self.io)
-        from fornet.runtime.tensorrt_backend import TensorRTBackend
+        from fornet.runtime.tensorrt.backend import TensorRTBackend
 
         assert isinstance(self._backend, TensorRTBackend)
         if gpu_prepost:

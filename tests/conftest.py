@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason="needs TensorRT's Python bindings (pip install tensorrt, or JetPack's python3-libnvinfer)"
     )
     has_gpu = _cuda_available()
-    from fornet.export.tensorrt_env import tensorrt_available
+    from fornet.runtime.tensorrt.env import tensorrt_available
 
     has_trt = tensorrt_available()
     for item in items:

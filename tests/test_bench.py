@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from fornet.calibration.labels import TRAIN_TO_LABEL
-from fornet.runtime.bench import BenchError, BenchOptions, BenchResult
-from fornet.runtime.bench_cli import main
-from fornet.runtime.bench_report import render_markdown, write_report
-from fornet.runtime.environment import collect_environment
-from fornet.runtime.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
+from fornet.cli.bench import main
+from fornet.runtime.bench.environment import collect_environment
+from fornet.runtime.bench.report import render_markdown, write_report
+from fornet.runtime.bench.runner import BenchError, BenchOptions, BenchResult
+from fornet.runtime.bench.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
 from tests.runtime_models import lite_export
 
 FAST = ["--warmup-s", "0", "--min-iters", "2", "--duration-s", "0", "--quiet", "--threads", "1", "--device", "cpu"]
@@ -71,7 +71,7 @@ def test_environment_record():
 # ---------------------------------------------------------------------------------- CLI
 
 def test_help_needs_no_backend():
-    code = ("import sys; from fornet.runtime.bench_cli import build_parser; text = build_parser().format_help(); "
+    code = ("import sys; from fornet.cli.bench import build_parser; text = build_parser().format_help(); "
             "assert '--engine' in text and '--warmup-s' in text and '--save-predictions' in text; "
             "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'pycuda') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -180,7 +180,7 @@ def test_options_validate_engine_extension():
 def test_trtexec_command_matches_the_compute_scope(lite, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from fornet.runtime.bench import trtexec_command
+    from fornet.runtime.bench.runner import trtexec_command
     from fornet.runtime.model_io import read_sidecar
 
     monkeypatch.delenv("FORNET_PLUGIN_LIB", raising=False)

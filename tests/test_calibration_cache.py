@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from fornet.calibration.trt_cache import (
-    CacheWriteError,
+from fornet.export.tensorrt.calibration_cache import (
+    CalibrationCacheError,
+    check_cache_version,
     format_trt_cache,
+    read_calibration_cache,
     scale_hex,
     trt_version_number,
     write_trt_cache,
 )
-from fornet.export.tensorrt_calibration import check_cache_version, read_calibration_cache
 
 SCALES = {"image": 2.64 / 127, "/model/stem/stem.0/Conv_output_0": 0.031, "/model/gate/TopKGate_output_3": 1e-3}
 
@@ -52,7 +53,7 @@ def test_version_numbers(version: str, number: int) -> None:
     ("8.6.2", "the cache is for TensorRT 10.x"),
 ])
 def test_bad_versions(version: str, message: str) -> None:
-    with pytest.raises(CacheWriteError, match=message):
+    with pytest.raises(CalibrationCacheError, match=message):
         trt_version_number(version)
 
 
@@ -65,6 +66,6 @@ def test_bad_versions(version: str, message: str) -> None:
     ({" padded": 0.1}, "cannot be stored in a TensorRT cache"),
 ])
 def test_unwritable_scales(scales: dict[str, float], message: str, tmp_path: Path) -> None:
-    with pytest.raises(CacheWriteError, match=message):
+    with pytest.raises(CalibrationCacheError, match=message):
         write_trt_cache(tmp_path / "c.cache", scales)
     assert not (tmp_path / "c.cache").exists()

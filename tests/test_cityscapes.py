@@ -15,7 +15,7 @@ from fornet.calibration.cityscapes import (
     find_split_images,
     scan_split,
 )
-from fornet.calibration.cli import main
+from fornet.cli.data import main
 
 
 def _write_pair(root: Path, split: str, city: str, stem_no: int, rgb: np.ndarray,

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from fornet.cli.export import main
 from fornet.export import ExportOptions, export_onnx
-from fornet.export.cli import main
 from fornet.export.errors import VerificationError
 from fornet.export.verify import VerificationReport
 from fornet.model import build_model, save_checkpoint
@@ -119,7 +119,7 @@ def test_failed_verification_publishes_nothing(lite_ckpt, tmp_path, monkeypatch)
 
 def test_auto_gate_and_engine_command_without_tensorrt(lite_ckpt, tmp_path, capsys) -> None:
     """Without TensorRT the export still succeeds, says which gate it chose and prints the build steps."""
-    from fornet.export.tensorrt_env import tensorrt_available
+    from fornet.runtime.tensorrt.env import tensorrt_available
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed: the plan is built instead of printed")

@@ -40,7 +40,7 @@ def test_info_bad_size(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_engine_without_tensorrt_is_a_clear_error(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fornet.export.tensorrt_env import tensorrt_available
+    from fornet.runtime.tensorrt.env import tensorrt_available
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed here: the missing-TensorRT message cannot be shown")

@@ -11,12 +11,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from fornet.export.cli import main
-from fornet.export.int8 import quantized_conv_names
-from fornet.export.int8_manifest import MANIFEST_NAME, RANGES_NAME, key_differences
-from fornet.export.sensitivity import LayerSensitivity
+from fornet.cli.export import main
+from fornet.export.int8.manifest import MANIFEST_NAME, RANGES_NAME, key_differences
+from fornet.export.int8.qdq_graph import quantized_conv_names
+from fornet.export.int8.sensitivity import LayerSensitivity
 from fornet.export.sidecar import sha256_file
-from fornet.export.tensorrt_calibration import read_calibration_cache
+from fornet.export.tensorrt.calibration_cache import read_calibration_cache
 from tests.int8_helpers import lite_checkpoint
 from tests.test_int8_gate import _report
 
@@ -84,7 +84,7 @@ def test_rerun_reuses_the_calibration(ckpt, synth_root, tmp_path, capsys, monkey
     def no_calibration(*args: object, **kwargs: object) -> None:
         raise AssertionError("a matching calibration must be reused")
 
-    monkeypatch.setattr("fornet.export.int8_export.calibrate", no_calibration)
+    monkeypatch.setattr("fornet.export.int8.pipeline.calibrate", no_calibration)
     capsys.readouterr()
     assert _export(ckpt, tmp_path, synth_root, "--no-accuracy-gate", "--trt-cache-version", "10.13.0") == 0
     assert "INT8 calibration reused" in capsys.readouterr().out
@@ -131,7 +131,7 @@ def test_key_differences_lists_every_leaf() -> None:
 
 def test_failed_gate_publishes_no_int8_graph(ckpt, synth_root, tmp_path, capsys, monkeypatch) -> None:
     assert _export(ckpt, tmp_path, synth_root, "--no-accuracy-gate") == 0
-    monkeypatch.setattr("fornet.export.int8_export.evaluate_int8", lambda *a, **k: _report(8))
+    monkeypatch.setattr("fornet.export.int8.pipeline.evaluate_int8", lambda *a, **k: _report(8))
     capsys.readouterr()
     assert _export(ckpt, tmp_path, synth_root) == 2
     err = capsys.readouterr().err
@@ -153,8 +153,8 @@ def test_fallback_keeps_sensitive_layers_in_float(ckpt, synth_root, tmp_path, ca
         assert sensitive in candidates and len(feeds) == 2
         return [LayerSensitivity(sensitive, 0.2), LayerSensitivity(candidates[0], 0.1)]
 
-    monkeypatch.setattr("fornet.export.int8_export.evaluate_int8", gate)
-    monkeypatch.setattr("fornet.export.int8_export.measure_sensitivity", ranking)
+    monkeypatch.setattr("fornet.export.int8.pipeline.evaluate_int8", gate)
+    monkeypatch.setattr("fornet.export.int8.pipeline.measure_sensitivity", ranking)
     assert _export(ckpt, tmp_path, synth_root, "--fallback-sensitive", "--sensitivity-images", "2") == 0
     assert f"kept in FP32 by the fallback: {sensitive}" in capsys.readouterr().out
     manifest = _manifest(tmp_path)

@@ -9,10 +9,10 @@ import onnx
 import pytest
 
 from fornet.calibration.cityscapes import CityscapesDataset
-from fornet.export.accuracy_gate import AccuracyGateError, GateReport, evaluate_int8
-from fornet.export.int8 import float_node_names, quantize_graph
-from fornet.export.sensitivity import LayerSensitivity, greedy_fallback, measure_sensitivity
-from fornet.runtime.metrics import ParityReport
+from fornet.calibration.metrics import ParityReport
+from fornet.export.int8.accuracy_gate import AccuracyGateError, GateReport, evaluate_int8
+from fornet.export.int8.qdq_graph import float_node_names, quantize_graph
+from fornet.export.int8.sensitivity import LayerSensitivity, greedy_fallback, measure_sensitivity
 from tests.int8_helpers import KS, export_fp32, lite_checkpoint, minmax_ranges, model_input
 
 

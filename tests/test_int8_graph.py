@@ -11,7 +11,7 @@ import pytest
 from onnx import ModelProto, numpy_helper
 
 from fornet.export.gate_export import GATE_DOMAIN, GATE_OP
-from fornet.export.int8 import (
+from fornet.export.int8.qdq_graph import (
     Int8GraphError,
     activation_scales,
     check_qdq_graph,

@@ -1,4 +1,4 @@
-"""fornet.runtime.metrics against brute-force counting and the official Cityscapes evaluator."""
+"""fornet.calibration.metrics against brute-force counting and the official Cityscapes evaluator."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from fornet.calibration.labels import (
     TRAIN_TO_LABEL,
     label_ids_to_train_ids,
 )
-from fornet.errors import FornetError
-from fornet.runtime.metrics import (
+from fornet.calibration.metrics import (
     ConfusionMatrix,
     MetricsError,
     ParityReport,
@@ -28,6 +27,7 @@ from fornet.runtime.metrics import (
     pixel_agreement,
     save_label_id_png,
 )
+from fornet.errors import FornetError
 
 
 def brute_force_iou(preds: list[np.ndarray], targets: list[np.ndarray], num_classes: int,

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from fornet.export import plugin_build
-from fornet.export.plugin_build import PluginBuild, PluginBuildError, find_nvcc, main, parse_cuda_archs
-from fornet.runtime.plugins import PLUGIN_LIBRARY_NAME
+from fornet.export.tensorrt import plugin_build
+from fornet.export.tensorrt.plugin_build import PluginBuild, PluginBuildError, main, parse_cuda_archs
+from fornet.runtime.cuda.toolchain import find_nvcc
+from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = REPO / "plugins"

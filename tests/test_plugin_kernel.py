@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from fornet.export.plugin_build import find_nvcc
+from fornet.runtime.cuda.toolchain import find_nvcc
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL = REPO / "plugins" / "topk_gate_kernel.cu"

@@ -1,4 +1,4 @@
-"""fornet.runtime.plugins: finding and loading libfornet_plugins.so (fake TensorRT registry)."""
+"""fornet.runtime.tensorrt.plugins: finding and loading libfornet_plugins.so (fake TensorRT registry)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from fornet.export.tensorrt_env import TensorRTUnavailableError
-from fornet.runtime import plugins
-from fornet.runtime.plugins import (
+from fornet.runtime.tensorrt import plugins
+from fornet.runtime.tensorrt.env import TensorRTUnavailableError
+from fornet.runtime.tensorrt.plugins import (
     PLUGIN_ENV_VAR,
     PLUGIN_LIBRARY_NAME,
     PluginLibraryError,

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from fornet.calibration.preprocess import preprocess
-from fornet.export.plugin_build import find_nvcc
 from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
 from fornet.runtime.cpu_prepost import (
     FrameError,
@@ -29,10 +28,11 @@ from fornet.runtime.cpu_prepost import (
     preprocess_frames,
     resize_labels,
 )
+from fornet.runtime.cuda.toolchain import find_nvcc
 from fornet.runtime.model_io import make_model_io
 
 REPO = Path(__file__).resolve().parent.parent
-KERNELS = REPO / "runtime" / "prepost.cu"
+KERNELS = REPO / "runtime" / "cuda" / "prepost.cu"
 NVCC = find_nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc)")
 PALETTE = np.random.default_rng(7).integers(0, 256, (19, 3), dtype=np.uint8)

@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fornet.export.tensorrt_env import NoGpuError, tensorrt_available
-from fornet.export.tensorrt_inspect import EngineLoadError
+from fornet.export.tensorrt.inspect import EngineLoadError
 from fornet.runtime.backend import BackendError
-from fornet.runtime.plugins import PluginLibraryError
-from fornet.runtime.tensorrt_backend import (
+from fornet.runtime.tensorrt.backend import (
     EngineVersionError,
     TensorRTBackend,
     check_engine_compatibility,
     classify_load_failure,
 )
+from fornet.runtime.tensorrt.env import NoGpuError, tensorrt_available
+from fornet.runtime.tensorrt.plugins import PluginLibraryError
 from tests.runtime_models import INPUT_SIZE, lite_export
 
 PLAN = Path("fornet.plan")
@@ -100,7 +100,7 @@ def test_missing_tensorrt_names_the_install(tmp_path):
 
 
 def test_engine_from_another_version_is_reported_before_anything_else(tmp_path, monkeypatch):
-    import fornet.export.tensorrt_env as env
+    import fornet.runtime.tensorrt.env as env
 
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"\0" * 16)
@@ -113,14 +113,14 @@ def test_engine_from_another_version_is_reported_before_anything_else(tmp_path, 
 
 @pytest.mark.skipif(pycuda_importable(), reason="pycuda is installed here")
 def test_missing_pycuda_names_the_install():
-    from fornet.runtime.cuda_context import CudaContext, PycudaUnavailableError
+    from fornet.runtime.cuda.context import CudaContext, PycudaUnavailableError
 
     with pytest.raises(PycudaUnavailableError, match="pip install pycuda"):
         CudaContext(0)
 
 
 def test_pycuda_without_a_driver_is_a_gpu_error(monkeypatch):
-    from fornet.runtime import cuda_context
+    from fornet.runtime.cuda import context as cuda_context
 
     def fail(name):
         raise ImportError("libcuda.so.1: cannot open shared object file: No such file or directory")
@@ -131,10 +131,10 @@ def test_pycuda_without_a_driver_is_a_gpu_error(monkeypatch):
 
 
 def test_kernels_need_nvcc_at_run_time(monkeypatch):
-    import fornet.export.plugin_build as plugin_build
-    from fornet.runtime.gpu_prepost import KernelBuildError, compile_prepost_module
+    from fornet.runtime.cuda import prepost
+    from fornet.runtime.cuda.prepost import KernelBuildError, compile_prepost_module
 
-    monkeypatch.setattr(plugin_build, "find_nvcc", lambda: None)
+    monkeypatch.setattr(prepost, "find_nvcc", lambda: None)
     with pytest.raises(KernelBuildError, match="gpu_prepost=False"):
         compile_prepost_module()
 
@@ -142,8 +142,8 @@ def test_kernels_need_nvcc_at_run_time(monkeypatch):
 def test_cuda_graph_without_a_driver(monkeypatch):
     import ctypes
 
-    from fornet.runtime import cuda_graph
-    from fornet.runtime.cuda_context import CudaError
+    from fornet.runtime.cuda import graph as cuda_graph
+    from fornet.runtime.cuda.context import CudaError
 
     def no_driver(name):
         raise OSError(f"{name}: cannot open shared object file")
@@ -159,7 +159,7 @@ def test_cuda_graph_without_a_driver(monkeypatch):
 def plan(tmp_path_factory):
     """A plan of the lite model with the native gate, and its sidecar beside it."""
     from fornet.export import ExportOptions, export_onnx
-    from fornet.export.tensorrt_build import build_engine
+    from fornet.export.tensorrt.build import build_engine
 
     lite = lite_export(tmp_path_factory)
     out = tmp_path_factory.mktemp("plan")

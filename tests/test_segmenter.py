@@ -152,7 +152,7 @@ def test_format_constant_matches_the_exporter():
 
 
 def test_plan_without_tensorrt_is_a_clear_error(lite, tmp_path):
-    from fornet.export.tensorrt_env import tensorrt_available
+    from fornet.runtime.tensorrt.env import tensorrt_available
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed: the GPU tests cover plans")

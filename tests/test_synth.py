@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers import labels as official
 
-from fornet.calibration.cli import main
 from fornet.calibration.synth import SynthError, generate_synthetic_cityscapes, prepare_output_root
+from fornet.cli.data import main
 from fornet.errors import FornetError
 
 KINDS = ("gtFine_labelIds", "gtFine_color", "gtFine_instanceIds")

@@ -14,11 +14,12 @@ from typing import Any
 import onnx
 import pytest
 
-from fornet.export import tensorrt_build
-from fornet.export.tensorrt_build import EngineBuildError, OnnxParseError, build_engine, tensorrt_available
-from fornet.export.tensorrt_calibration import CalibrationCacheError, LegacyInt8UnavailableError
-from fornet.export.tensorrt_env import CudaDevice, NoGpuError, TensorRTUnavailableError
-from fornet.export.tensorrt_options import BuildOptionsError
+from fornet.export.tensorrt import build as tensorrt_build
+from fornet.export.tensorrt.build import EngineBuildError, OnnxParseError, build_engine, tensorrt_available
+from fornet.export.tensorrt.calibration_cache import CalibrationCacheError
+from fornet.export.tensorrt.legacy_int8 import LegacyInt8UnavailableError
+from fornet.export.tensorrt.options import BuildOptionsError
+from fornet.runtime.tensorrt.env import CudaDevice, NoGpuError, TensorRTUnavailableError
 from tests.test_tensorrt_onnx import save_model
 
 PLAN_BYTES = b"fake-plan\x00\x01"
@@ -250,7 +251,7 @@ def plugin_lib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PluginStub:
     library = tmp_path / "libfornet_plugins.so"
     library.write_bytes(b"\x7fELF fake")
     stub = PluginStub(library)
-    monkeypatch.setattr("fornet.runtime.plugins.load_plugin_library", stub)
+    monkeypatch.setattr("fornet.runtime.tensorrt.plugins.load_plugin_library", stub)
     return stub
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fornet.export.tensorrt_calibration import CalibrationCacheError, check_cache_version, read_calibration_cache
-from fornet.export.tensorrt_env import tensorrt_version_number
+from fornet.export.tensorrt.calibration_cache import CalibrationCacheError, check_cache_version, read_calibration_cache
+from fornet.runtime.tensorrt.env import tensorrt_version_number
 
 
 def hex_scale(value: float) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fornet.export.build_cli import main
+from fornet.cli.build import main
 from tests.test_tensorrt_onnx import save_model
 
 

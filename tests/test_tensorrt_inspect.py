@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from fornet.export.tensorrt_env import CudaDevice, TensorRTUnavailableError
-from fornet.export.tensorrt_inspect import EngineLoadError, IOTensor, describe_engine, format_engine_description
-from fornet.export.tensorrt_metadata import METADATA_FORMAT
-from fornet.runtime.plugins import PluginLibraryError
+from fornet.export.tensorrt.inspect import EngineLoadError, IOTensor, describe_engine, format_engine_description
+from fornet.runtime.tensorrt.env import CudaDevice, TensorRTUnavailableError
+from fornet.runtime.tensorrt.plan_metadata import METADATA_FORMAT
+from fornet.runtime.tensorrt.plugins import PluginLibraryError
 
 DETAILED = {
     "Layers": [
@@ -105,8 +105,8 @@ def install_fake_tensorrt(monkeypatch: pytest.MonkeyPatch, engine: FakeEngine | 
     trt.Runtime = Runtime
     trt.LayerInformationFormat = enum.Enum("LayerInformationFormat", ["ONELINE", "JSON"])
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr("fornet.export.tensorrt_env.cuda_device", lambda: CudaDevice("H100", (9, 0)))
-    monkeypatch.setattr("fornet.runtime.plugins.find_plugin_library", fail_to_find)
+    monkeypatch.setattr("fornet.runtime.tensorrt.env.cuda_device", lambda: CudaDevice("H100", (9, 0)))
+    monkeypatch.setattr("fornet.runtime.tensorrt.plugins.find_plugin_library", fail_to_find)
 
 
 def fail_to_find(path: Any = None) -> Path:

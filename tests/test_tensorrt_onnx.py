@@ -1,4 +1,4 @@
-"""fornet.export.tensorrt_onnx: what the engine build reads from an ONNX file (no TensorRT)."""
+"""fornet.export.tensorrt.onnx_summary: what the engine build reads from an ONNX file (no TensorRT)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from fornet.export.tensorrt_onnx import OnnxInputError, inspect_onnx
+from fornet.export.tensorrt.onnx_summary import OnnxInputError, inspect_onnx
 
 
 def save_model(path: Path, *, gate: bool = False, kind: str = "fp32", batch: int | str = "N",

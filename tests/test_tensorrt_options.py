@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fornet.export.build_cli import build_parser, options_from_args
-from fornet.export.tensorrt_build import engine_build_command, trtexec_build_command
-from fornet.export.tensorrt_options import BuildOptions, BuildOptionsError, default_plan_path, metadata_path
+from fornet.cli.build import build_parser, options_from_args
+from fornet.export.tensorrt.build import engine_build_command, trtexec_build_command
+from fornet.export.tensorrt.options import BuildOptions, BuildOptionsError, default_plan_path, metadata_path
 from tests.test_tensorrt_onnx import save_model
 
 FULL = {

@@ -27,13 +27,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE_DIRS = {"export": "export", "runtime": "runtime", "calibration": "calibration", "model": "model"}
 OWN_MODULES = {
-    *(f"fornet.export.{p.stem}" for p in (REPO / "export").glob("tensorrt_*.py")),
-    "fornet.export.build_cli",
-    "fornet.export.plugin_build",
-    "fornet.runtime.plugins",
-    "fornet.runtime.cuda_context",
-    "fornet.runtime.cuda_graph",
-    "fornet.runtime.gpu_prepost",
+    *(f"fornet.{pkg}.tensorrt.{p.stem}" for pkg in ("export", "runtime")
+      for p in (REPO / pkg / "tensorrt").glob("*.py") if p.stem != "__init__"),
+    "fornet.cli.build",
+    "fornet.export.tensorrt.plugin_build",
+    "fornet.runtime.tensorrt.plugins",
+    "fornet.runtime.cuda.context",
+    "fornet.runtime.cuda.graph",
+    "fornet.runtime.cuda.prepost",
     "fornet.runtime.pipelines",
     "fornet.runtime.segmenter",
 }
@@ -132,8 +133,10 @@ def tensorrt_modules() -> dict[str, Path]:
     """Dotted name -> file of every package module that imports tensorrt, plus this task's modules."""
     modules: dict[str, Path] = {}
     for package, folder in PACKAGE_DIRS.items():
-        for path in sorted((REPO / folder).glob("*.py")):
-            dotted = f"fornet.{package}.{path.stem}"
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path.stem == "__init__":
+                continue
+            dotted = ".".join(("fornet", package, *path.relative_to(REPO / folder).with_suffix("").parts))
             if dotted in OWN_MODULES or imports_tensorrt(ast.parse(path.read_text(encoding="utf-8"))):
                 modules[dotted] = path
     return modules
@@ -141,10 +144,10 @@ def tensorrt_modules() -> dict[str, Path]:
 
 def test_scan_covers_the_tensorrt_modules() -> None:
     modules = tensorrt_modules()
-    assert {"fornet.export.tensorrt_build", "fornet.export.tensorrt_calibration",
-            "fornet.runtime.plugins"} <= set(modules)
+    assert {"fornet.export.tensorrt.build", "fornet.export.tensorrt.calibration_cache",
+            "fornet.runtime.tensorrt.plugins"} <= set(modules)
     assert all(imports_tensorrt(ast.parse(modules[m].read_text())) for m in
-               ("fornet.export.tensorrt_build", "fornet.runtime.plugins"))
+               ("fornet.export.tensorrt.build", "fornet.runtime.tensorrt.plugins"))
 
 
 def test_no_removed_api_outside_hasattr_guards() -> None:

@@ -1,0 +1,330 @@
+"""The INT8 step of ``fornet-export --int8``: calibrate (or reuse), quantize, gate, fall back, publish.
+
+Files written into the export folder next to ``fornet.onnx``:
+
+* ``fornet_int8.onnx`` (+ its ``.json`` sidecar): explicit Q/DQ quantization (:mod:`fornet.export.int8.qdq_graph`)
+  for TensorRT 10.x/11.x strongly typed builds and ONNX Runtime (CPU INT8 with VNNI on x86).
+* ``fornet.calib.cache``: the same activation scales (exactly those of the Q/DQ graph's
+  QuantizeLinear nodes) as a TensorRT ``EntropyCalibration2`` cache for the legacy 10.x path.
+* ``fornet_int8.json``: the manifest (:mod:`fornet.export.int8.manifest`).
+* ``fornet_int8.ranges.json``: the calibrated ranges, reused by later runs with the same inputs.
+
+The step is split in two so that a refused reuse never touches the folder: :func:`plan_int8`
+(image selection, calibration key, reuse decision) runs before ``fornet.onnx`` is written, and
+:func:`export_int8` after. When the accuracy gate fails, ``fornet_int8.onnx`` and the cache are
+not published (stale ones are removed) while the ranges and the manifest, with the failing
+report, are kept so that a rerun with ``--fallback-sensitive`` reuses the calibration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import ModelProto
+
+from fornet.atomic import atomic_path
+from fornet.calibration.cityscapes import CityscapesDataset, DatasetError
+from fornet.calibration.int8_calibrate import (
+    CALIB_METHODS,
+    DEFAULT_CALIB_IMAGES,
+    ActivationRanges,
+    CalibrationImages,
+    ModelInput,
+    calibrate,
+    image_batches,
+    select_calibration_images,
+)
+from fornet.export.errors import ExportError
+from fornet.export.int8.accuracy_gate import DEFAULT_MAX_MIOU_DROP, AccuracyGateError, GateReport, evaluate_int8
+from fornet.export.int8.manifest import (
+    RANGES_NAME,
+    calibration_key,
+    read_manifest,
+    reusable_ranges,
+    write_manifest,
+)
+from fornet.export.int8.qdq_graph import (
+    INT8_NAME,
+    QDQ_OPTIONS,
+    QUANTIZED_OP_TYPES,
+    activation_scales,
+    check_qdq_graph,
+    float_node_names,
+    quantize_graph,
+    quantized_conv_names,
+)
+from fornet.export.int8.sensitivity import greedy_fallback, measure_sensitivity
+from fornet.export.sidecar import ExportDescription, build_sidecar, sha256_file, write_sidecar
+from fornet.export.tensorrt.calibration_cache import (
+    DEFAULT_TRT_VERSION,
+    TRT_CACHE_NAME,
+    cache_header,
+    trt_version_number,
+    write_trt_cache,
+)
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """The ``--int8`` flags, as a value.
+
+    Attributes:
+        calib_data: Cityscapes-layout folder with calibration images (labels not needed).
+        calib_split: split of ``calib_data`` to calibrate on.
+        calib_images: number of calibration images (spread over the split; all if fewer).
+        calib_method: ``entropy``, ``percentile`` or ``minmax``.
+        max_miou_drop: largest accepted mIoU drop in points.
+        accuracy_gate: score FP32 and INT8 on a labelled split and enforce ``max_miou_drop``.
+        eval_data: labelled folder for the gate (default: ``calib_data``).
+        eval_split: split of ``eval_data`` for the gate.
+        eval_images: score only the first N images (default: all).
+        fallback_sensitive: when the gate fails, keep the most sensitive layers in FP32.
+        max_fallback_layers: at most this many layers kept in FP32 by the fallback.
+        sensitivity_images: calibration images used to measure per-layer sensitivity.
+        recalibrate: calibrate even when the folder holds a calibration (replacing it).
+        trt_cache_version: TensorRT version written into the cache header.
+    """
+
+    calib_data: Path
+    calib_split: str = "train"
+    calib_images: int = DEFAULT_CALIB_IMAGES
+    calib_method: str = "entropy"
+    max_miou_drop: float = DEFAULT_MAX_MIOU_DROP
+    accuracy_gate: bool = True
+    eval_data: Path | None = None
+    eval_split: str = "val"
+    eval_images: int | None = None
+    fallback_sensitive: bool = False
+    max_fallback_layers: int = 8
+    sensitivity_images: int = 4
+    recalibrate: bool = False
+    trt_cache_version: str = DEFAULT_TRT_VERSION
+
+    def validate(self) -> None:
+        """Raise :class:`ExportError` (or the cache's version error) for values that cannot work."""
+        if self.calib_method not in CALIB_METHODS:
+            raise ExportError(f"unknown calibration method {self.calib_method!r}; choose one of "
+                              f"{', '.join(CALIB_METHODS)}")
+        for flag, value in (("--calib-images", self.calib_images), ("--max-fallback-layers", self.max_fallback_layers),
+                            ("--sensitivity-images", self.sensitivity_images), ("--eval-images", self.eval_images)):
+            if value is not None and value < 1:
+                raise ExportError(f"{flag} must be at least 1, got {value}")
+        if not self.max_miou_drop >= 0.0:
+            raise ExportError(f"--max-miou-drop must be >= 0 points, got {self.max_miou_drop}; e.g. 1.0")
+        if self.fallback_sensitive and not self.accuracy_gate:
+            raise ExportError("--fallback-sensitive needs the accuracy gate to decide when to stop; "
+                              "drop --no-accuracy-gate")
+        trt_version_number(self.trt_cache_version)
+
+
+@dataclass(frozen=True)
+class Int8Plan:
+    """What :func:`plan_int8` decided before ``fornet.onnx`` is written."""
+
+    out_dir: Path
+    options: Int8Options
+    images: CalibrationImages
+    model_input: ModelInput
+    fp32_sha256: str
+    key: dict[str, Any]
+    reused: ActivationRanges | None
+    eval_dataset: CityscapesDataset | None
+
+
+@dataclass(frozen=True)
+class Int8Result:
+    """What :func:`export_int8` wrote (``gate`` is None with ``--no-accuracy-gate``)."""
+
+    onnx_path: Path
+    sidecar_path: Path
+    cache_path: Path
+    manifest_path: Path
+    ranges_path: Path
+    reused_calibration: bool
+    gate: GateReport | None
+    fallback: tuple[str, ...]
+
+
+def model_input_for(desc: ExportDescription) -> ModelInput:
+    """The calibration/evaluation input of an export (its size, normalisation and input format)."""
+    return ModelInput(size=desc.input_size, mean=desc.mean, std=desc.std, raw=desc.io.input == "raw",
+                      channel_order=desc.io.channel_order)
+
+
+def plan_int8(out_dir: str | os.PathLike[str], fp32_sha256: str, desc: ExportDescription,
+              options: Int8Options) -> Int8Plan:
+    """Choose the calibration images and decide whether the folder's calibration is reused.
+
+    Raises:
+        CalibrationDataError: a missing, empty or wrongly laid-out calibration folder.
+        AccuracyGateError: the gate's split is missing or unlabelled.
+        CalibrationMismatchError: the folder holds a calibration of other inputs (and no
+            ``recalibrate``).
+    """
+    images = select_calibration_images(options.calib_data, options.calib_split, options.calib_images)
+    dataset = _eval_dataset(options) if options.accuracy_gate else None
+    model_input = model_input_for(desc)
+    key = calibration_key(fp32_sha256, images, model_input, options.calib_method)
+    reused = reusable_ranges(out_dir, key, options.recalibrate)
+    return Int8Plan(Path(out_dir), options, images, model_input, fp32_sha256, key, reused, dataset)
+
+
+def _eval_dataset(options: Int8Options) -> CityscapesDataset:
+    try:
+        return CityscapesDataset(options.eval_data or options.calib_data, options.eval_split, require_labels=True)
+    except DatasetError as exc:
+        raise AccuracyGateError(f"the accuracy gate needs a labelled split: {exc}; or pass --no-accuracy-gate") from exc
+
+
+def _sensitivity_feeds(plan: Int8Plan, batch: int) -> list[np.ndarray]:
+    subset = replace(plan.images, paths=plan.images.paths[: plan.options.sensitivity_images])
+    return [plan.model_input.batch(chunk) for chunk in image_batches(subset, batch)]
+
+
+def _quantizer_record(keep: list[str], fallback: list[str], model: ModelProto) -> dict[str, Any]:
+    import onnxruntime
+
+    return {
+        "tool": f"onnxruntime {onnxruntime.__version__} quantize_static (QDQ)",
+        "op_types": list(QUANTIZED_OP_TYPES), "extra_options": dict(QDQ_OPTIONS),
+        "activations": "INT8, symmetric (zero point 0), per-tensor",
+        "weights": "INT8, symmetric (zero point 0), per output channel (axis 0)",
+        "bias": "FP32 (TensorRT rejects INT32 DequantizeLinear)",
+        "float_nodes": keep, "fallback_nodes": fallback, "int8_convolutions": len(quantized_conv_names(model)),
+    }
+
+
+def _calibration(plan: Int8Plan, fp32_path: str | os.PathLike[str], batch: int,
+                 progress: bool) -> tuple[ActivationRanges, dict[str, Any]]:
+    """The plan's reused ranges, or new ones (saved); plus the manifest's calibration record."""
+    start = time.perf_counter()
+    ranges = plan.reused
+    if ranges is None:
+        ranges, stats = calibrate(fp32_path, plan.images, plan.model_input, plan.options.calib_method, batch=batch,
+                                  progress=progress)
+        ranges.save(plan.out_dir / RANGES_NAME)
+        input_stats = stats.to_dict()
+    else:
+        input_stats = (read_manifest(plan.out_dir) or {}).get("calibration", {}).get("input_stats")
+    record = {"data": str(plan.images.root), "split": plan.images.split, "images": plan.images.names,
+              "reused": plan.reused is not None, "input_stats": input_stats,
+              "seconds": round(time.perf_counter() - start, 1)}
+    return ranges, record
+
+
+@dataclass
+class _Quantized:
+    """The INT8 graph that the gate (and the fallback) settled on."""
+
+    model: ModelProto
+    gate: GateReport | None
+    fallback: list[str]
+    sensitivity: dict[str, Any] | None
+
+
+def _quantize_and_gate(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportDescription,
+                       ranges: ActivationRanges, keep: list[str], progress: bool) -> _Quantized:
+    """Build the INT8 graph, gate it and, when asked, fall back layer by layer until it passes."""
+    options = plan.options
+    with tempfile.TemporaryDirectory(prefix="fornet-int8-") as tmp:
+        built: dict[str, ModelProto] = {}
+
+        def build(fallback: list[str]) -> Path:
+            built["model"] = quantize_graph(fp32_path, ranges, [*keep, *fallback])
+            check_qdq_graph(built["model"], fallback)
+            path = Path(tmp) / f"int8_{len(fallback)}.onnx"
+            onnx.save(built["model"], path)
+            return path
+
+        dataset = plan.eval_dataset
+        if dataset is None:
+            build([])
+            return _Quantized(built["model"], None, [], None)
+
+        def attempt(float_layers: list[str]) -> GateReport:
+            return evaluate_int8(fp32_path, build(float_layers), dataset, plan.model_input, batch=desc.batch,
+                                 ks=desc.ks, max_drop=options.max_miou_drop, limit=options.eval_images,
+                                 progress=progress)
+
+        gate = attempt([])
+        if gate.passed or not options.fallback_sensitive:
+            return _Quantized(built["model"], gate, [], None)
+        ranking = measure_sensitivity(fp32_path, ranges, quantized_conv_names(built["model"]), keep,
+                                      _sensitivity_feeds(plan, desc.batch), progress)
+        fallback, final, steps = greedy_fallback(ranking, attempt, options.max_fallback_layers)
+        sensitivity = {"images": min(options.sensitivity_images, len(plan.images.paths)),
+                       "metric": "fraction of pixels whose class changes with only this layer in INT8",
+                       "ranking": [r.to_dict() for r in ranking], "steps": [s.to_dict() for s in steps]}
+        return _Quantized(built["model"], final or gate, fallback, sensitivity)
+
+
+def _refuse(out: Path, gate: GateReport, options: Int8Options, content: dict[str, Any]) -> None:
+    """Remove stale INT8 files, record the failing report and raise :class:`AccuracyGateError`."""
+    for name in (INT8_NAME, INT8_NAME + ".json", TRT_CACHE_NAME):
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+    manifest = write_manifest(out, content)
+    hint = "" if options.fallback_sensitive else "add --fallback-sensitive to keep the most sensitive layers in FP32, "
+    raise AccuracyGateError(
+        f"INT8 export refused: {gate.summary()}\n{INT8_NAME} and {TRT_CACHE_NAME} were not written; the report "
+        f"is in {manifest}. To fix: {hint}try another --calib-method or more --calib-images, or raise "
+        "--max-miou-drop (--no-accuracy-gate skips the check)"
+    )
+
+
+def export_int8(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportDescription,
+                progress: bool = True) -> Int8Result:
+    """Calibrate (unless reused), quantize, run the accuracy gate (and the fallback), publish.
+
+    Raises:
+        ExportError: ``fp32_path`` is not the graph the plan was made for.
+        AccuracyGateError: the INT8 graph loses more than ``max_miou_drop`` points or Top-K is
+            not exact (after the fallback, if enabled); the manifest records the report.
+        Int8GraphError: the Q/DQ graph breaks the layout rules.
+        CalibrationError, DatasetError: calibration failed or an image is unreadable.
+    """
+    out, options = plan.out_dir, plan.options
+    if sha256_file(fp32_path) != plan.fp32_sha256:
+        raise ExportError(f"{fp32_path} changed between planning and INT8 export; run the export again")
+    ranges, calibration = _calibration(plan, fp32_path, desc.batch, progress)
+    keep = float_node_names(onnx.load(fp32_path))
+    result = _quantize_and_gate(plan, fp32_path, desc, ranges, keep, progress)
+    gate = result.gate
+    content: dict[str, Any] = {
+        "status": "not gated" if gate is None else ("passed" if gate.passed else "failed"),
+        "calibration_key": plan.key, "calibration": calibration,
+        "ranges": {"file": RANGES_NAME, "sha256": sha256_file(out / RANGES_NAME), "tensors": len(ranges.ranges)},
+        "quantization": _quantizer_record(keep, result.fallback, result.model),
+        "accuracy_gate": None if gate is None else {"data": str(options.eval_data or options.calib_data),
+                                                   **gate.to_dict()},
+        "sensitivity": result.sensitivity,
+    }
+    if gate is not None and not gate.passed:
+        _refuse(out, gate, options, content)
+    int8_path = out / INT8_NAME
+    with atomic_path(int8_path) as tmp_path:
+        onnx.save(result.model, tmp_path)
+    sidecar = write_sidecar(int8_path, build_sidecar(desc, int8_path, "int8", False, None))
+    scales = activation_scales(result.model)
+    cache = write_trt_cache(out / TRT_CACHE_NAME, scales, options.trt_cache_version)
+    content["int8_onnx"] = {"file": INT8_NAME, "sha256": sha256_file(int8_path)}
+    content["trt_cache"] = {
+        "file": TRT_CACHE_NAME, "sha256": sha256_file(cache), "tensors": len(scales),
+        "header": cache_header(trt_version_number(options.trt_cache_version)),
+        "tensorrt_version": options.trt_cache_version,
+        "note": "scales (amax / 127) of exactly the tensors quantized in fornet_int8.onnx, under their fornet.onnx "
+                "names; for TensorRT 10.x implicit INT8 of fornet.onnx (trtexec --int8 --calib, "
+                "fornet-build --legacy-int8-cache)",
+    }
+    manifest = write_manifest(out, content)
+    return Int8Result(onnx_path=int8_path, sidecar_path=sidecar, cache_path=cache, manifest_path=manifest,
+                      ranges_path=out / RANGES_NAME, reused_calibration=plan.reused is not None, gate=gate,
+                      fallback=tuple(result.fallback))

@@ -1,0 +1,212 @@
+"""Engine build options and the equivalent command lines (pure: no TensorRT, no GPU).
+
+:class:`BuildOptions` is the single description of a build; ``fornet-build`` parses its flags
+into one, :func:`fornet.export.tensorrt.build.build_engine` applies it, and
+:func:`engine_build_command` / :func:`trtexec_build_command` print what to run on the target.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from fornet.export.tensorrt.errors import TensorRTBuildError
+
+HARDWARE_COMPAT_LEVELS = ("none", "ampere+")
+DEFAULT_BATCH_RANGE = (1, 1, 4)
+
+
+class BuildOptionsError(TensorRTBuildError):
+    """Build options that contradict each other or TensorRT's limits."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build one engine. ``None`` means TensorRT's default.
+
+    Attributes:
+        plugin: plugin library to load (default: searched, only when the graph has a TopKGate node).
+        workspace_mib: workspace memory pool limit in MiB.
+        opt_level: builder optimisation level 0-5 (TensorRT's default is 3).
+        timing_cache: timing cache file, read if present and rewritten after the build.
+        min_batch, opt_batch, max_batch: optimisation profile of a dynamic batch dimension
+            (defaults 1, 1, 4; a graph with a fixed batch takes none).
+        version_compatible: ``BuilderFlag.VERSION_COMPATIBLE`` (a 10.x plan also runs on 11.x).
+        hardware_compat: ``"none"`` or ``"ampere+"`` (one plan for every Ampere-or-newer GPU).
+        legacy_int8_cache: TensorRT 10.x only: implicit INT8 (``BuilderFlag.INT8``) from this
+            ``TRT-<version>-EntropyCalibration2`` cache, applied to an FP32 graph.
+        verbose: print TensorRT's verbose log.
+    """
+
+    plugin: Path | None = None
+    workspace_mib: int | None = None
+    opt_level: int | None = None
+    timing_cache: Path | None = None
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+    version_compatible: bool = False
+    hardware_compat: str = "none"
+    legacy_int8_cache: Path | None = None
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("plugin", "timing_cache", "legacy_int8_cache"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        if self.workspace_mib is not None and self.workspace_mib < 1:
+            raise BuildOptionsError(f"workspace must be at least 1 MiB, got {self.workspace_mib}")
+        if self.opt_level is not None and not 0 <= self.opt_level <= 5:
+            raise BuildOptionsError(f"builder optimisation level must be 0..5, got {self.opt_level}")
+        if self.hardware_compat not in HARDWARE_COMPAT_LEVELS:
+            raise BuildOptionsError(
+                f"hardware compatibility must be one of {', '.join(HARDWARE_COMPAT_LEVELS)}, "
+                f"got {self.hardware_compat!r}"
+            )
+        low, opt, high = self.batch_range()
+        if not 1 <= low <= opt <= high:
+            raise BuildOptionsError(
+                f"batch profile needs 1 <= min <= opt <= max, got min={low} opt={opt} max={high}; "
+                "fix --min-batch/--opt-batch/--max-batch"
+            )
+
+    @classmethod
+    def from_kwargs(cls, options: Mapping[str, Any]) -> BuildOptions:
+        """Build from keyword arguments; unknown names are a :class:`BuildOptionsError`."""
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise BuildOptionsError(
+                f"unknown build option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        return cls(**options)
+
+    @property
+    def batch_given(self) -> bool:
+        """Whether any batch bound was set explicitly."""
+        return any(value is not None for value in (self.min_batch, self.opt_batch, self.max_batch))
+
+    def batch_range(self) -> tuple[int, int, int]:
+        """``(min, opt, max)`` batch, filling unset bounds from the set ones and the defaults."""
+        low = self.min_batch if self.min_batch is not None else DEFAULT_BATCH_RANGE[0]
+        opt = self.opt_batch if self.opt_batch is not None else low
+        high = self.max_batch if self.max_batch is not None else max(opt, DEFAULT_BATCH_RANGE[2])
+        return low, opt, high
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready values (paths as strings) for the plan's sidecar."""
+        return {
+            field.name: str(value) if isinstance(value, Path) else value
+            for field in fields(self)
+            if (value := getattr(self, field.name)) is not None
+        }
+
+
+def default_plan_path(onnx_path: str | os.PathLike[str]) -> Path:
+    """``fornet_fp16.onnx`` -> ``fornet_fp16.plan`` beside it."""
+    return Path(onnx_path).with_suffix(".plan")
+
+
+def metadata_path(plan_path: str | os.PathLike[str]) -> Path:
+    """The sidecar of a plan: ``fornet.plan`` -> ``fornet.plan.json``."""
+    plan = Path(plan_path)
+    return plan.with_name(plan.name + ".json")
+
+
+def _join(argv: list[str]) -> str:
+    return " ".join(shlex.quote(arg) for arg in argv)
+
+
+def engine_build_command(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike[str] | None = None,
+                         **options: Any) -> str:
+    """The exact ``fornet-build`` command that builds ``plan_path`` from ``onnx_path`` on the target.
+
+    ``options`` are :class:`BuildOptions` fields; unset ones are left out of the command.
+    """
+    opts = BuildOptions.from_kwargs(options)
+    argv = ["fornet-build", "--onnx", str(onnx_path)]
+    if plan_path is not None:
+        argv += ["--out", str(plan_path)]
+    flags: list[tuple[str, Any]] = [
+        ("--plugin", opts.plugin),
+        ("--workspace", opts.workspace_mib),
+        ("--opt-level", opts.opt_level),
+        ("--timing-cache", opts.timing_cache),
+        ("--min-batch", opts.min_batch),
+        ("--opt-batch", opts.opt_batch),
+        ("--max-batch", opts.max_batch),
+        ("--legacy-int8-cache", opts.legacy_int8_cache),
+    ]
+    argv += [item for flag, value in flags if value is not None for item in (flag, str(value))]
+    if opts.version_compatible:
+        argv.append("--version-compatible")
+    if opts.hardware_compat != "none":
+        argv += ["--hardware-compat", opts.hardware_compat]
+    if opts.verbose:
+        argv.append("--verbose")
+    return _join(argv)
+
+
+def trtexec_build_command(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike[str] | None = None,
+                          **options: Any) -> str:
+    """The ``trtexec`` command equivalent to :func:`engine_build_command` (same options).
+
+    Reads the ONNX inputs to spell the optimisation profile when the batch is dynamic. The
+    plugin library (when not given: the one found here, else ``build/plugins/`` of a checkout) is
+    passed with ``--staticPlugins``, which needs the default static registration.
+    """
+    from fornet.export.tensorrt.onnx_summary import inspect_onnx
+
+    opts = BuildOptions.from_kwargs(options)
+    summary = inspect_onnx(onnx_path)
+    plan = Path(plan_path) if plan_path is not None else default_plan_path(onnx_path)
+    argv = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={plan}", "--skipInference"]
+    if opts.legacy_int8_cache is not None:
+        argv += ["--int8", f"--calib={opts.legacy_int8_cache}"]
+    else:
+        argv.append("--stronglyTyped")
+    if summary.needs_plugin or opts.plugin is not None:
+        argv.append(f"--staticPlugins={opts.plugin or _plugin_for_command()}")
+    if opts.workspace_mib is not None:
+        argv.append(f"--memPoolSize=workspace:{opts.workspace_mib}M")
+    if opts.opt_level is not None:
+        argv.append(f"--builderOptimizationLevel={opts.opt_level}")
+    if opts.timing_cache is not None:
+        argv.append(f"--timingCacheFile={opts.timing_cache}")
+    dynamic = [item for item in summary.inputs if item.shape and item.shape[0] is None]
+    if dynamic:
+        for flag, batch in zip(("--minShapes", "--optShapes", "--maxShapes"), opts.batch_range(), strict=True):
+            argv.append(f"{flag}=" + ",".join(_shape_spec(item.name, batch, item.shape) for item in dynamic))
+    if opts.version_compatible:
+        argv.append("--versionCompatible")
+    if opts.hardware_compat != "none":
+        argv.append(f"--hardwareCompatibilityLevel={opts.hardware_compat}")
+    argv.append("--profilingVerbosity=detailed")
+    if opts.verbose:
+        argv.append("--verbose")
+    return _join(argv)
+
+
+def _plugin_for_command() -> Path:
+    """The library found on this machine, else where `fornet-build-plugin` puts it in a checkout."""
+    from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME, PluginLibraryError, find_plugin_library
+
+    try:
+        return find_plugin_library()
+    except PluginLibraryError:
+        return Path("build") / "plugins" / PLUGIN_LIBRARY_NAME
+
+
+def _shape_spec(name: str, batch: int, shape: tuple[int | None, ...]) -> str:
+    rest = shape[1:]
+    if any(dim is None for dim in rest):
+        raise BuildOptionsError(
+            f"input {name!r} has dynamic dimensions besides the batch ({shape}); TensorRT needs a fixed "
+            "size: re-export the ONNX for one input size (`fornet-export --input-size HxW`)"
+        )
+    return f"{name}:" + "x".join(str(dim) for dim in (batch, *rest))

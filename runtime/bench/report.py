@@ -1,0 +1,212 @@
+"""The ``fornet-bench`` report: JSON record, Markdown summary, PNG plots and overlays.
+
+``report.json`` holds everything (raw latency samples included); ``summary.md`` is the human
+reading of it; ``latency.png`` (latency histograms per scope) and ``iou.png`` (per-class IoU bars)
+need matplotlib, and are skipped with a note when it is missing; ``overlay_<image>.png`` show the
+engine's prediction with the pixels where it disagrees with PyTorch (else with the ground truth)
+in magenta.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fornet.atomic import ensure_writable_dir, write_bytes_atomic, write_text_atomic
+from fornet.runtime.bench.runner import SCOPES, BenchResult
+from fornet.runtime.bench.timing import SPREAD_ADVICE
+
+_MATPLOTLIB_HINT = "plots skipped: matplotlib is not installed (pip install matplotlib)"
+
+
+def write_json(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write the record as JSON, atomically."""
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    return Path(path)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+
+
+def _speed_lines(speed: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Speed", "",
+        f"Frames: {speed['frame_size'][0]}x{speed['frame_size'][1]} uint8 BGR, network input "
+        f"{speed['input_size'][0]}x{speed['input_size'][1]}, batch {speed['batch']}. "
+        f"Timing: {speed['settings']['description']}; {speed['timer']}.", "",
+        "| scope | backend | img/s | median ms | p90 ms | p99 ms | max ms | CV % | iterations |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    notes: list[str] = []
+    speedups = []
+    for scope in SCOPES:
+        entry = speed["scopes"][scope]
+        for label, stats in entry["results"].items():
+            if stats is None:
+                lines.append(f"| {entry['title']} | {label} | not measured | | | | | | |")
+                continue
+            lines.append(f"| {entry['title']} | {label} | {stats['throughput_img_s']:.2f} | {_ms(stats['median_ms'])} "
+                         f"| {_ms(stats['p90_ms'])} | {_ms(stats['p99_ms'])} | {_ms(stats['max_ms'])} | "
+                         f"{100 * stats['cv']:.1f} | {stats['iterations']} |")
+        notes += entry["notes"]
+        if "speedup" in entry:
+            speedups.append(f"{entry['title']} {entry['speedup']:.2f}x")
+    if speedups:
+        lines += ["", f"Speed-up of {speed['engine']} over {speed['reference']} (median latency ratio, same "
+                      f"interleaved run): {'; '.join(speedups)}."]
+    lines += [""] + [f"- note: {note}" for note in notes]
+    lines += ["", "End-to-end stages (median ms per call; GPU pre/post: CUDA event times):", "",
+              "| backend | pre | infer | post | pre + post share of end to end |", "| --- | --- | --- | --- | --- |"]
+    for label, stages in speed["stages"].items():
+        lines.append(f"| {label} | {_ms(stages['pre_ms'])} | {_ms(stages['infer_ms'])} | {_ms(stages['post_ms'])} | "
+                     f"{100 * stages['prepost_share']:.1f}% |")
+    if speed["warnings"]:
+        lines += ["", *(f"- warning: {warning}" for warning in speed["warnings"]), f"- so: {SPREAD_ADVICE}"]
+    return lines
+
+
+def _accuracy_lines(accuracy: dict[str, Any]) -> list[str]:
+    from fornet.calibration.labels import CLASS_NAMES
+
+    labels = list(accuracy["scores"])
+    lines = [f"## Accuracy ({accuracy['split']} split of {accuracy['data']}, {accuracy['images']} images)", "",
+             "| backend | mIoU % | pixel accuracy % |", "| --- | --- | --- |"]
+    lines += [f"| {label} | {_pct(s['miou'])} | {_pct(s['pixel_accuracy'])} |"
+              for label, s in accuracy["scores"].items()]
+    if accuracy["parity"] is not None:
+        lines += ["", "```", accuracy["parity"]["text"], "```"]
+    header = " | ".join(f"{label} IoU %" for label in labels)
+    delta_header = f" {labels[0]} - {labels[1]} |" if len(labels) == 2 else ""
+    lines += ["", f"| class | {header} |{delta_header}",
+              f"| --- |{' --- |' * len(labels)}{' --- |' if len(labels) == 2 else ''}"]
+    for name in CLASS_NAMES:
+        values = [accuracy["scores"][label]["iou"][name] for label in labels]
+        row = f"| {name} | " + " | ".join(_pct(v) for v in values) + " |"
+        if len(labels) == 2:
+            delta = accuracy["parity"]["iou_delta"][name]
+            row += f" {'n/a' if delta is None else f'{100 * delta:+.2f}'} |"
+        lines.append(row)
+    if accuracy["predictions"]:
+        lines += ["", f"labelId PNGs for cityscapesscripts: {accuracy['predictions']}"]
+    return lines
+
+
+def render_markdown(record: dict[str, Any], files: list[str]) -> str:
+    """The Markdown summary of a benchmark record."""
+    engine, env = record["engine"], record["environment"]
+    gpu = env["gpu"]
+    lines = [
+        f"# fornet-bench: {engine['path']}", "",
+        f"- engine: {engine['backend']}, {engine['model']}; GPU pre/post: {'yes' if engine['gpu_prepost'] else 'no'}"
+        f"{', CUDA graph' if engine['cuda_graph'] else ''}",
+        f"- reference: {record['reference']['backend']} from {record['reference']['checkpoint']}"
+        if record["reference"] else "- reference: none (pass --ckpt to compare with PyTorch)",
+        f"- machine: {env['cpu']} ({env['cpus_usable']} CPUs usable), "
+        f"GPU {gpu['name'] + ' (CUDA ' + gpu['driver_cuda_version'] + ')' if gpu else 'none'}, "
+        f"load average {env['load_average'][0]:.2f} before, {env['load_average_after'][0]:.2f} after",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in env['versions'].items() if v)}",
+        f"- threads: {env['threads']}",
+        f"- command: `{record['command']}`",
+    ]
+    if env["jetson"]:
+        lines.append(f"- Jetson: {env['jetson']}")
+    if record["trtexec"]:
+        lines.append(f"- trtexec equivalent of the compute scope (TensorRT 10.x: drop --noDataTransfers for its "
+                     f"Latency with copies): `{record['trtexec']}`")
+    if "speed" in record:
+        lines += ["", *_speed_lines(record["speed"])]
+    if "accuracy" in record:
+        lines += ["", *_accuracy_lines(record["accuracy"])]
+    if files:
+        lines += ["", "## Files", ""] + [f"- {name}" for name in files]
+    return "\n".join(lines) + "\n"
+
+
+def _save_figure(figure: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def plot_latency(speed: dict[str, Any], path: Path) -> None:
+    """Histograms of the latency samples, one panel per scope, one colour per backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(SCOPES), figsize=(5 * len(SCOPES), 3.6))
+    for axis, scope in zip(axes, SCOPES, strict=True):
+        entry = speed["scopes"][scope]
+        for label, stats in entry["results"].items():
+            if stats is not None:
+                axis.hist(stats["samples_ms"], bins=30, alpha=0.6, label=f"{label} (median {stats['median_ms']:.1f})")
+        axis.set_title(entry["title"])
+        axis.set_xlabel("latency (ms)")
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel("calls")
+    _save_figure(figure, path)
+    plt.close(figure)
+
+
+def plot_iou(accuracy: dict[str, Any], path: Path) -> None:
+    """Per-class IoU bars of each backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fornet.calibration.labels import CLASS_NAMES
+
+    labels = list(accuracy["scores"])
+    positions = np.arange(len(CLASS_NAMES))
+    width = 0.8 / len(labels)
+    figure, axis = plt.subplots(figsize=(12, 4))
+    for offset, label in enumerate(labels):
+        values = [accuracy["scores"][label]["iou"][name] for name in CLASS_NAMES]
+        heights = [100 * v if v is not None else 0.0 for v in values]
+        axis.bar(positions + offset * width, heights, width, label=f"{label} (mIoU {_pct(accuracy['miou'][label])})")
+    axis.set_xticks(positions + width * (len(labels) - 1) / 2, CLASS_NAMES, rotation=60, ha="right")
+    axis.set_ylabel("IoU (%)")
+    axis.legend()
+    _save_figure(figure, path)
+    plt.close(figure)
+
+
+def write_report(directory: str | os.PathLike[str], result: BenchResult) -> list[Path]:
+    """Write report.json, summary.md, the plots and the overlays into ``directory``; return the paths."""
+    import cv2
+
+    out = ensure_writable_dir(directory)
+    written: list[Path] = []
+    notes: list[str] = []
+    record = result.record
+    try:
+        if "speed" in record:
+            plot_latency(record["speed"], out / "latency.png")
+            written.append(out / "latency.png")
+        if "accuracy" in record:
+            plot_iou(record["accuracy"], out / "iou.png")
+            written.append(out / "iou.png")
+    except ImportError:
+        notes.append(_MATPLOTLIB_HINT)
+    for name, image in result.overlays:
+        ok, encoded = cv2.imencode(".png", image)
+        if ok:
+            write_bytes_atomic(out / f"overlay_{name}.png", encoded.tobytes())
+            written.append(out / f"overlay_{name}.png")
+    written.insert(0, write_json(out / "report.json", record))
+    summary = render_markdown(record, [p.name for p in written] + notes)
+    write_text_atomic(out / "summary.md", summary)
+    return [out / "summary.md", *written]

@@ -1,0 +1,396 @@
+"""What ``fornet-bench`` measures: speed in three labelled scopes, accuracy and parity (a library).
+
+Speed scopes, each timed with :func:`fornet.runtime.bench.timing.measure` (engine and PyTorch
+interleaved when both run):
+
+* ``compute``: the model alone, inputs already where it reads them (device memory on a GPU).
+* ``copies``: the model with its host/device copies: a preprocessed host batch in, the raw output
+  (scores or labels at the network size) back on the host, i.e. ``Backend.infer``.
+* ``end_to_end``: uint8 BGR frames of the stated size in, uint8 labels at the frame size out
+  (pre + infer + post), i.e. ``Segmenter.segment_batch``; the per-stage split is reported too.
+
+On the CPU there are no host/device copies: ``copies`` is then the ``compute`` measurement
+itself, said so in the record. ONNX Runtime's CUDA provider copies inside ``run()``, so its
+``compute`` scope is not measured.
+
+Accuracy (``data``): mIoU of the engine on a Cityscapes split and, with a checkpoint, of PyTorch on
+the same frames, with :class:`~fornet.calibration.metrics.ParityReport` (pixel agreement overall and
+on the boundary band, per-class IoU and mIoU deltas, engine minus PyTorch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fornet import __version__
+from fornet.runtime.bench.environment import collect_environment
+from fornet.runtime.bench.timing import LatencyStats, TimingSettings, measure, spread_warning
+from fornet.runtime.errors import FornetRuntimeError
+from fornet.runtime.model_io import ModelIO
+from fornet.runtime.segmenter import Segmenter
+
+BENCH_FORMAT = "fornet-deploy/bench/1"
+SCOPES = ("compute", "copies", "end_to_end")
+SCOPE_TITLES = {
+    "compute": "engine compute",
+    "copies": "engine + host/device copies",
+    "end_to_end": "end to end (pre + infer + post)",
+}
+#: Colour (BGR) of the pixels where two predictions disagree, in the report's overlays.
+DISAGREEMENT_BGR = (255, 0, 255)
+
+
+class BenchError(FornetRuntimeError):
+    """Benchmark options that cannot work together."""
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What to benchmark (the CLI flags, as a value).
+
+    Attributes:
+        engine: ``.plan``/``.engine`` or ``.onnx`` file; ``backend`` forces one.
+        sidecar, plugin, device, cuda_graph, gpu_prepost, threads: passed to :class:`Segmenter`.
+        timing: warm-up, minimum iterations and duration per scope.
+        batch: images per call; frame_size: ``(H, W)`` of the generated end-to-end frames.
+        ckpt, variant: the PyTorch reference, timed and scored on the same frames.
+        data, split, limit: Cityscapes-layout data for mIoU and parity.
+        save_predictions: folder for labelId PNGs of the engine's predictions.
+        boundary_width: width of the boundary band of the parity report.
+        overlays: number of images drawn with the disagreement pixels highlighted.
+        cv_warning: coefficient of variation above which a measurement is flagged.
+        speed: run the speed scopes (False: accuracy only).
+        progress: progress bars.
+    """
+
+    engine: Path
+    backend: str = "auto"
+    sidecar: Path | None = None
+    plugin: Path | None = None
+    device: int | str = 0
+    cuda_graph: bool = False
+    gpu_prepost: bool = True
+    threads: int | None = None
+    timing: TimingSettings = field(default_factory=TimingSettings)
+    batch: int = 1
+    frame_size: tuple[int, int] = (1024, 2048)
+    ckpt: Path | None = None
+    variant: str | None = None
+    data: Path | None = None
+    split: str = "val"
+    limit: int | None = None
+    save_predictions: Path | None = None
+    boundary_width: int = 3
+    overlays: int = 3
+    cv_warning: float = 0.05
+    speed: bool = True
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`BenchError` for values that cannot work."""
+        if self.engine.suffix.lower() not in (".plan", ".engine", ".onnx"):
+            raise BenchError(f"--engine takes a TensorRT plan (.plan/.engine) or an ONNX file (.onnx), got "
+                             f"{self.engine.name!r}; pass a checkpoint with --ckpt")
+        if self.batch < 1:
+            raise BenchError(f"--batch must be at least 1, got {self.batch}")
+        if self.limit is not None and self.limit < 1:
+            raise BenchError(f"--limit must be at least 1 image, got {self.limit}; omit it to use every image")
+        if self.save_predictions is not None and self.data is None:
+            raise BenchError("--save-predictions writes the predictions on --data: add --data DIR")
+        if not self.speed and self.data is None:
+            raise BenchError("nothing to do: --skip-speed needs --data for the accuracy run")
+
+
+@dataclass
+class BenchResult:
+    """The JSON record plus what only the report draws (overlay images, BGR)."""
+
+    record: dict[str, Any]
+    overlays: list[tuple[str, np.ndarray]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------- set-up
+
+def backend_label(seg: Segmenter) -> str:
+    """``tensorrt``, ``onnxruntime-cpu``/``-cuda`` or ``pytorch-cpu``/``-cuda``."""
+    if seg.backend_name == "tensorrt":
+        return "tensorrt"
+    prefix = "pytorch" if seg.backend_name == "torch" else "onnxruntime"
+    return f"{prefix}-{'cpu' if runs_on_cpu(seg) else 'cuda'}"
+
+
+def runs_on_cpu(seg: Segmenter) -> bool:
+    """Whether the model runs on the CPU (then there are no host/device copies)."""
+    backend = seg.backend
+    if seg.backend_name == "torch":
+        return str(getattr(backend, "device", "cpu")) == "cpu"
+    if seg.backend_name == "onnxruntime":
+        import onnxruntime as ort
+
+        from fornet.runtime.onnxrt import DEFAULT_PROVIDERS
+
+        available = ort.get_available_providers()
+        requested = getattr(backend, "providers", None)
+        providers = requested or [p for p in DEFAULT_PROVIDERS if p in available]
+        return bool(providers[0] == "CPUExecutionProvider")
+    return False
+
+
+def open_engine(options: BenchOptions) -> Segmenter:
+    """The segmenter of the engine under test."""
+    return Segmenter(options.engine, options.backend, options.device, sidecar=options.sidecar,
+                     threads=options.threads, plugin=options.plugin, cuda_graph=options.cuda_graph,
+                     gpu_prepost=options.gpu_prepost)
+
+
+def open_reference(options: BenchOptions, engine: Segmenter) -> Segmenter | None:
+    """The PyTorch segmenter of ``--ckpt`` at the engine's input size (None without a checkpoint)."""
+    if options.ckpt is None:
+        return None
+    return Segmenter(options.ckpt, "torch", options.device, input_size=engine.input_size, variant=options.variant,
+                     threads=options.threads)
+
+
+def make_frames(size: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:
+    """``count`` deterministic uint8 BGR frames of ``size`` (content does not change the work)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(count)]
+
+
+# -------------------------------------------------------------------------------- speed
+
+@dataclass
+class ScopeCandidate:
+    """One segmenter's callable per scope (``None``: not measurable; ``"compute"``: the compute measurement).
+
+    ``stages`` collects the :class:`~fornet.runtime.pipelines.StageTimes` of each end-to-end call.
+    """
+
+    label: str
+    scopes: dict[str, Callable[[], object] | str | None]
+    notes: dict[str, str]
+    stages: list[Any] = field(default_factory=list)
+
+
+def scope_candidate(seg: Segmenter, frames: list[np.ndarray]) -> ScopeCandidate:
+    """The callables timing ``seg`` on ``frames`` in each of :data:`SCOPES`."""
+    from fornet.runtime.tensorrt.backend import TensorRTBackend
+    from fornet.runtime.torch_backend import TorchBackend
+
+    feed = seg.preprocess(frames)
+    backend = seg.backend
+    label = backend_label(seg)
+
+    def copies() -> object:
+        return backend.infer(feed)
+
+    candidate = ScopeCandidate(label, {"copies": copies}, {})
+    if runs_on_cpu(seg):
+        candidate.scopes.update(compute=copies, copies="compute")
+        candidate.notes["copies"] = f"{label}: on the CPU there are no host/device copies; same measurement as compute"
+    elif isinstance(backend, TorchBackend | TensorRTBackend):
+        candidate.scopes["compute"] = backend.staged_compute(feed)
+    else:
+        candidate.scopes["compute"] = None
+        candidate.notes["compute"] = f"{label}: not separable: the CUDA provider copies inputs and outputs in run()"
+
+    def end_to_end() -> None:
+        seg.segment_batch(frames)
+        candidate.stages.append(seg.last_times)
+
+    candidate.scopes["end_to_end"] = end_to_end
+    return candidate
+
+
+def stage_summary(candidate: ScopeCandidate, stats: LatencyStats) -> dict[str, float]:
+    """Median ms of pre, infer and post over the end-to-end calls, and pre + post as a share of ``stats``."""
+    pre = float(np.median([t.pre for t in candidate.stages])) * 1000
+    infer = float(np.median([t.infer for t in candidate.stages])) * 1000
+    post = float(np.median([t.post for t in candidate.stages])) * 1000
+    return {"pre_ms": pre, "infer_ms": infer, "post_ms": post, "prepost_share": (pre + post) / stats.median}
+
+
+def _scope_record(scope: str, candidates: list[ScopeCandidate], stats: dict[str, LatencyStats]) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "title": SCOPE_TITLES[scope],
+        "results": {c.label: stats[c.label].to_dict() if c.label in stats else None for c in candidates},
+        "notes": [c.notes[scope] for c in candidates if scope in c.notes],
+    }
+    if len(candidates) == 2 and all(c.label in stats for c in candidates):
+        engine, reference = (stats[c.label] for c in candidates)
+        record["speedup"] = reference.median / engine.median
+    return record
+
+
+def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: BenchOptions) -> dict[str, Any]:
+    """Time every scope for the engine (and the reference, interleaved); the ``speed`` record."""
+    if engine.io.batch is not None and engine.io.batch != options.batch:
+        raise BenchError(f"the engine has a static batch of {engine.io.batch}; pass --batch {engine.io.batch} "
+                         "(or export with --dynamic-batch)")
+    frames = make_frames(options.frame_size, options.batch)
+    candidates = [scope_candidate(seg, frames) for seg in (engine, reference) if seg is not None]
+    stats: dict[str, dict[str, LatencyStats]] = {}
+    scopes: dict[str, Any] = {}
+    warnings: list[str] = []
+    for scope in SCOPES:
+        runnable = {c.label: step for c in candidates if callable(step := c.scopes[scope])}
+        stats[scope] = measure(runnable, options.timing, options.batch, options.progress,
+                               desc=SCOPE_TITLES[scope]) if runnable else {}
+        warnings += [w for label, s in stats[scope].items()
+                     if (w := spread_warning(f"{SCOPE_TITLES[scope]} / {label}", s, options.cv_warning))]
+        for c in candidates:
+            alias = c.scopes[scope]
+            if isinstance(alias, str):
+                stats[scope][c.label] = stats[alias][c.label]
+        scopes[scope] = _scope_record(scope, candidates, stats[scope])
+    return {
+        "frame_size": list(options.frame_size), "batch": options.batch, "input_size": list(engine.input_size),
+        "settings": {"warmup_s": options.timing.warmup_s, "min_iters": options.timing.min_iters,
+                     "duration_s": options.timing.duration_s, "description": options.timing.describe()},
+        "timer": "host perf_counter around each synchronous call; candidates interleaved (A B, B A, ...)",
+        "engine": candidates[0].label, "reference": candidates[1].label if reference is not None else None,
+        "scopes": scopes,
+        "stages": {c.label: stage_summary(c, stats["end_to_end"][c.label]) for c in candidates},
+        "warnings": warnings,
+    }
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+def disagreement_overlay(seg: Segmenter, frame: np.ndarray, pred: np.ndarray, other: np.ndarray | None,
+                         target: np.ndarray) -> np.ndarray:
+    """``pred`` drawn on ``frame``, pixels where it differs from ``other`` (else: wrong vs ``target``) marked."""
+    from fornet.calibration.labels import IGNORE_INDEX
+
+    image = seg.overlay(frame, pred, 0.5)
+    marked = pred != other if other is not None else (pred != target) & (target != IGNORE_INDEX)
+    image[marked] = DISAGREEMENT_BGR
+    return image
+
+
+def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
+                       options: BenchOptions) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+    """mIoU of the engine (and PyTorch) on ``options.data`` and their parity; the record and overlays."""
+    from tqdm import tqdm
+
+    from fornet.atomic import ensure_writable_dir
+    from fornet.calibration.cityscapes import CityscapesDataset
+    from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+    from fornet.calibration.metrics import ConfusionMatrix, ParityReport, save_label_id_png
+
+    assert options.data is not None
+    if engine.io.num_classes != NUM_CLASSES:
+        raise BenchError(f"the engine predicts {engine.io.num_classes} classes but Cityscapes scoring needs "
+                         f"{NUM_CLASSES}; benchmark a model trained on the 19 trainIds, or drop --data")
+    dataset = CityscapesDataset(options.data, options.split, require_labels=True)
+    count = len(dataset) if options.limit is None else min(options.limit, len(dataset))
+    out_dir = ensure_writable_dir(options.save_predictions) if options.save_predictions is not None else None
+    label = backend_label(engine)
+    other_label = backend_label(reference) if reference is not None else "reference"
+    parity = ParityReport(NUM_CLASSES, IGNORE_INDEX, options.boundary_width) if reference is not None else None
+    scores = parity.b if parity is not None else ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX)
+    overlays = []
+    for index in tqdm(range(count), desc="accuracy", unit="img", disable=not options.progress):
+        sample = dataset[index]
+        assert sample.label is not None
+        frame = np.ascontiguousarray(sample.image[:, :, ::-1])
+        pred = engine(frame)
+        other = None
+        if reference is not None and parity is not None:
+            other = reference(frame)
+            parity.update(other, pred, sample.label)
+        else:
+            scores.update(pred, sample.label)
+        if out_dir is not None:
+            save_label_id_png(out_dir / f"{sample.name}_pred_labelIds.png", pred)
+        if index < options.overlays:
+            overlays.append((sample.name, disagreement_overlay(engine, frame, pred, other, sample.label)))
+    scores_by_backend = {label: scores.to_dict(CLASS_NAMES)}
+    if parity is not None:
+        scores_by_backend[other_label] = parity.a.to_dict(CLASS_NAMES)
+    record: dict[str, Any] = {
+        "data": str(options.data), "split": options.split, "images": count,
+        "frames": "the data set's images at their own size (BGR), labels at that size",
+        "predictions": str(out_dir) if out_dir is not None else None,
+        "scores": scores_by_backend,
+        "miou": {name: entry["miou"] for name, entry in scores_by_backend.items()},
+        "parity": None,
+    }
+    if parity is not None:
+        summary = parity.to_dict(CLASS_NAMES, (other_label, label))
+        record["parity"] = {key: value for key, value in summary.items() if key not in (other_label, label)}
+        record["parity"]["text"] = parity.summary((other_label, label))
+    return record, overlays
+
+
+# ------------------------------------------------------------------------------ the run
+
+def trtexec_command(plan: Path, io: ModelIO, timing: TimingSettings, batch: int = 1, cuda_graph: bool = False,
+                    plugin: Path | None = None) -> str:
+    """The trtexec command that times ``plan`` like the ``compute`` scope (same warm-up, iterations, batch)."""
+    from fornet.runtime.tensorrt.plan_metadata import read_engine_metadata
+    from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME, PluginLibraryError, find_plugin_library
+
+    metadata = read_engine_metadata(plan)
+    argv = ["trtexec", f"--loadEngine={plan}"]
+    if metadata is None or metadata.get("plugin"):
+        try:
+            library = find_plugin_library(plugin)
+        except PluginLibraryError:
+            library = Path(PLUGIN_LIBRARY_NAME)
+        argv.append(f"--staticPlugins={library}")
+    if io.batch is None:
+        argv.append(f"--shapes={io.input_name}:{'x'.join(str(d) for d in io.input_shape(batch))}")
+    argv += [f"--warmUp={round(timing.warmup_s * 1000)}", f"--iterations={timing.min_iters}",
+             f"--duration={math.ceil(timing.duration_s)}", "--noDataTransfers", "--useSpinWait"]
+    if cuda_graph:
+        argv.append("--useCudaGraph")
+    return shlex.join(argv)
+
+
+def _threads(options: BenchOptions) -> dict[str, Any]:
+    torch = sys.modules.get("torch")
+    return {"requested": options.threads,
+            "onnxruntime_intra_op": options.threads or "default (one per physical core)",
+            "torch": torch.get_num_threads() if torch is not None else None}
+
+
+def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
+    """Open the engine (and reference), measure what ``options`` ask for, close them; the result."""
+    options.validate()
+    engine = open_engine(options)
+    reference = None
+    try:
+        reference = open_reference(options, engine)
+        record: dict[str, Any] = {
+            "format": BENCH_FORMAT, "fornet_version": __version__, "command": command,
+            "engine": {"path": str(options.engine), "backend": backend_label(engine), "model": engine.io.describe(),
+                       "input_size": list(engine.input_size), "batch": engine.io.batch,
+                       "precision": engine.io.export_precision, "variant": engine.io.variant,
+                       "gpu_prepost": engine.gpu_prepost, "cuda_graph": options.cuda_graph},
+            "reference": None if reference is None else {"checkpoint": str(options.ckpt),
+                                                         "backend": backend_label(reference)},
+            "environment": collect_environment(_threads(options)),
+            "trtexec": trtexec_command(options.engine, engine.io, options.timing, options.batch, options.cuda_graph,
+                                       options.plugin) if engine.backend_name == "tensorrt" else None,
+        }
+        if options.speed:
+            record["speed"] = speed_benchmark(engine, reference, options)
+        overlays: list[tuple[str, np.ndarray]] = []
+        if options.data is not None:
+            record["accuracy"], overlays = accuracy_benchmark(engine, reference, options)
+        record["environment"]["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    finally:
+        engine.close()
+        if reference is not None:
+            reference.close()
+    return BenchResult(record, overlays)

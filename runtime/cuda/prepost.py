@@ -1,0 +1,172 @@
+"""The CUDA pre/post-processing kernels of ``prepost.cu``, compiled and launched through pycuda.
+
+:class:`GpuPrePost` binds the kernels to one model's I/O contract and keeps, per batch slot, a
+pinned host buffer and a device buffer for the frame (uploaded as uint8 BGR), the labels and the
+optional overlay (downloaded as uint8): only the frame goes up and only labels (and the overlay,
+if asked for) come down. Every method enqueues on the given stream and must be called with the
+CUDA context current; results are valid after the stream is synchronised.
+
+The source is compiled on first use with nvcc for the current GPU (pycuda caches the cubin), so
+the target needs the CUDA toolkit's nvcc (JetPack ships it in /usr/local/cuda/bin).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fornet.runtime.cpu_prepost import alpha_to_256
+from fornet.runtime.cuda.toolchain import find_nvcc
+from fornet.runtime.errors import TensorRTError
+from fornet.runtime.model_io import ModelIO
+
+KERNEL_SOURCE = Path(__file__).with_name("prepost.cu")
+PRE_KERNELS = {"float32": "fornet_pre_nchw_f32", "float16": "fornet_pre_nchw_f16", "uint8": "fornet_pre_nhwc_u8"}
+POST_KERNELS = {"float32": "fornet_post_logits_f32", "float16": "fornet_post_logits_f16",
+                "uint8": "fornet_post_labels_u8", "int32": "fornet_post_labels_i32"}
+_BLOCK = (32, 8, 1)
+
+
+class KernelBuildError(TensorRTError):
+    """The pre/post kernels cannot be compiled or loaded."""
+
+
+def compile_prepost_module() -> Any:
+    """``prepost.cu`` compiled for the current context's GPU (a pycuda ``SourceModule``)."""
+    nvcc = find_nvcc()
+    if nvcc is None:
+        raise KernelBuildError("the GPU pre/post kernels are compiled at first use with nvcc, which was not found "
+                               "($CUDACXX, PATH, /usr/local/cuda/bin/nvcc); install the CUDA toolkit (JetPack ships "
+                               "it) or use CPU pre/post-processing (Segmenter(..., gpu_prepost=False))")
+    compiler = importlib.import_module("pycuda.compiler")
+    try:
+        return compiler.SourceModule(KERNEL_SOURCE.read_text(encoding="utf-8"), nvcc=str(nvcc), no_extern_c=True,
+                                     options=["-O3", "-std=c++17"])
+    except Exception as exc:  # pycuda.driver.CompileError, LogicError, ...
+        raise KernelBuildError(f"cannot build {KERNEL_SOURCE.name} with {nvcc}: {exc}; check the CUDA toolkit "
+                               "matches the driver, or use gpu_prepost=False") from exc
+
+
+def _grid(height: int, width: int) -> tuple[int, int]:
+    return (width + _BLOCK[0] - 1) // _BLOCK[0], (height + _BLOCK[1] - 1) // _BLOCK[1]
+
+
+class _Staging:
+    """A grow-only pair of pinned host and device buffers."""
+
+    def __init__(self, cuda: Any) -> None:
+        self._cuda = cuda
+        self.host: np.ndarray = np.empty(0, np.uint8)
+        self.device: Any = None
+
+    def ensure(self, nbytes: int) -> None:
+        if nbytes > self.host.nbytes:
+            self.free()
+            self.host = self._cuda.pagelocked_empty(nbytes, np.uint8)
+            self.device = self._cuda.mem_alloc(nbytes)
+
+    def view(self, shape: tuple[int, ...]) -> np.ndarray:
+        return self.host[: int(np.prod(shape))].reshape(shape)
+
+    def free(self) -> None:
+        if self.device is not None:
+            self.device.free()
+            self.device = None
+        self.host = np.empty(0, np.uint8)
+
+
+class _Slot:
+    """Staging for one frame of a batch: frame in, labels and overlay out."""
+
+    def __init__(self, cuda: Any) -> None:
+        self.frame = _Staging(cuda)
+        self.labels = _Staging(cuda)
+        self.overlay = _Staging(cuda)
+
+    def free(self) -> None:
+        for staging in (self.frame, self.labels, self.overlay):
+            staging.free()
+
+
+class GpuPrePost:
+    """The fused kernels for one model (see the module docstring).
+
+    Args:
+        cuda: ``pycuda.driver`` (the caller has the CUDA context current).
+        io: the model's I/O contract (input dtype and layout, normalisation, output, palette).
+    """
+
+    def __init__(self, cuda: Any, io: ModelIO) -> None:
+        input_type, output_type = io.input_dtype.name, io.output_dtype.name
+        if input_type not in PRE_KERNELS or output_type not in POST_KERNELS:
+            raise KernelBuildError(f"no GPU kernels for {input_type} input / {output_type} output; use "
+                                   "gpu_prepost=False")
+        self._cuda = cuda
+        self._io = io
+        module = compile_prepost_module()
+        self._pre = module.get_function(PRE_KERNELS[input_type])
+        self._pre.prepare("PiiiPiiddi" if io.raw_input else "PiiiPiiddiffffff")
+        self._post = module.get_function(POST_KERNELS[output_type])
+        self._post.prepare("PiiiPiiPiPPii")
+        palette = np.ascontiguousarray(io.palette_bgr)
+        self._palette = cuda.mem_alloc(palette.nbytes)
+        cuda.memcpy_htod(self._palette, palette)
+        self._slots: list[_Slot] = []
+
+    def _slot(self, index: int) -> _Slot:
+        while len(self._slots) <= index:
+            self._slots.append(_Slot(self._cuda))
+        return self._slots[index]
+
+    def preprocess(self, index: int, frame: np.ndarray, destination: int, stream: Any) -> None:
+        """Upload ``frame`` (uint8 BGR) into slot ``index`` and write the network input at ``destination``."""
+        slot = self._slot(index)
+        h, w = frame.shape[:2]
+        slot.frame.ensure(frame.nbytes)
+        np.copyto(slot.frame.view(frame.shape), frame)
+        self._cuda.memcpy_htod_async(slot.frame.device, slot.frame.view(frame.shape), stream)
+        dst_h, dst_w = self._io.input_size
+        scales = (1.0 / (dst_h / h), 1.0 / (dst_w / w))  # OpenCV's in/out scales, computed its way
+        swap_rb = int(self._io.channel_order == "RGB")  # frames are BGR
+        args: list[Any] = [slot.frame.device, h, w, w * 3, destination, dst_h, dst_w, *scales, swap_rb]
+        if not self._io.raw_input:
+            args += [*self._io.mean, *self._io.std]
+        self._pre.prepared_async_call(_grid(dst_h, dst_w), _BLOCK, stream, *args)
+
+    def postprocess(self, index: int, source: int, source_hw: tuple[int, int], frame_hw: tuple[int, int],
+                    overlay_alpha: float | None, stream: Any) -> None:
+        """Labels (and the overlay) of slot ``index`` from the network output at ``source``; download them."""
+        slot = self._slot(index)
+        h, w = frame_hw
+        slot.labels.ensure(h * w)
+        overlay = 0
+        if overlay_alpha is not None:
+            slot.overlay.ensure(h * w * 3)
+            overlay = slot.overlay.device
+        alpha = 0 if overlay_alpha is None else alpha_to_256(overlay_alpha)
+        self._post.prepared_async_call(
+            _grid(h, w), _BLOCK, stream, source, self._io.num_classes, source_hw[0], source_hw[1],
+            slot.labels.device, h, w, slot.frame.device, w * 3, overlay, self._palette, self._io.num_classes, alpha)
+        self._cuda.memcpy_dtoh_async(slot.labels.view((h, w)), slot.labels.device, stream)
+        if overlay_alpha is not None:
+            self._cuda.memcpy_dtoh_async(slot.overlay.view((h, w, 3)), slot.overlay.device, stream)
+
+    def results(self, index: int, frame_hw: tuple[int, int],
+                with_overlay: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Copies of slot ``index``'s labels and overlay (after the stream was synchronised)."""
+        slot = self._slot(index)
+        h, w = frame_hw
+        overlay = slot.overlay.view((h, w, 3)).copy() if with_overlay else None
+        return slot.labels.view((h, w)).copy(), overlay
+
+    def free(self) -> None:
+        """Free every buffer (with the CUDA context current)."""
+        for slot in self._slots:
+            slot.free()
+        self._slots = []
+        if self._palette is not None:
+            self._palette.free()
+            self._palette = None

@@ -1,0 +1,364 @@
+"""TensorRT backend: a serialized plan run with pycuda on one GPU (TensorRT 10.3 ... 11.x).
+
+Loading checks, in order, with an error naming the fix for each: the plan exists; TensorRT is
+importable; the plan's sidecar (``<plan>.json``) says it was built by this TensorRT release for
+this GPU generation; pycuda and a GPU are present; the TopKGate plugin library is loaded when the
+plan holds the plugin (before deserialising); TensorRT deserialises the plan (a failure is
+classified from TensorRT's log: another version, a missing plugin, not a plan).
+
+Running: the device's primary context is made current for every call (so any thread may call),
+one non-default stream, device buffers sized for the largest batch and pinned host buffers for
+the copies, optionally a CUDA graph per batch size around ``execute_async_v3``. :meth:`infer`
+copies host arrays in and out (the "engine + copies" scope); the GPU pre/post path of the
+segmenter uses :meth:`device_pointer`, :meth:`set_batch` and :meth:`enqueue` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fornet.errors import FornetError
+from fornet.runtime.backend import Backend, BackendError, BackendInputError, TensorSpec
+from fornet.runtime.cuda.context import CudaContext
+from fornet.runtime.errors import EngineLoadError
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
+    from fornet.runtime.cuda.graph import CudaGraph
+
+#: TensorRT data type name -> NumPy dtype (the types a FoR-Net engine's I/O can have).
+_NUMPY_TYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "UINT8": np.uint8,
+                "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_}
+
+
+class EngineVersionError(EngineLoadError):
+    """The plan was built by another TensorRT release or for another GPU generation."""
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """``"10.3.0.26"`` -> ``(10, 3, 0)``."""
+    return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+
+
+def check_engine_compatibility(plan: Path, metadata: dict[str, Any] | None, tensorrt_version: str,
+                               compute_capability: tuple[int, int] | None) -> None:
+    """Refuse a plan whose sidecar says it cannot run here (no sidecar: TensorRT decides).
+
+    A plan runs only on the TensorRT release (major.minor.patch) that built it, unless it was built
+    version-compatible (then on that release or a newer one), and only on the GPU generation it was
+    built for, unless it was built hardware-compatible.
+
+    Raises:
+        EngineVersionError: naming both versions (or GPUs) and how to rebuild.
+    """
+    if metadata is None:
+        return
+    options = metadata.get("build_options") or {}
+    rebuild = metadata.get("fornet_build_command") or "fornet-build --onnx <the model>.onnx"
+    built = str(metadata.get("tensorrt_version") or "")
+    if built and _version_tuple(built) != _version_tuple(tensorrt_version):
+        newer = _version_tuple(tensorrt_version) > _version_tuple(built)
+        if not (options.get("version_compatible") and newer):
+            raise EngineVersionError(
+                f"{plan.name} was built by TensorRT {built} but this machine has TensorRT {tensorrt_version}; a plan "
+                f"runs only on the TensorRT release that built it: rebuild it here (`{rebuild}`), or build it with "
+                "--version-compatible to run it on later releases"
+            )
+    gpu = metadata.get("gpu") or {}
+    built_cc = str(gpu.get("compute_capability") or "")
+    here = None if compute_capability is None else ".".join(map(str, compute_capability))
+    if built_cc and here and built_cc != here and options.get("hardware_compat", "none") == "none":
+        raise EngineVersionError(
+            f"{plan.name} was built for {gpu.get('name', 'a GPU')} (compute capability {built_cc}) but this GPU has "
+            f"compute capability {here}; rebuild the plan on this GPU (`{rebuild}`), or build with "
+            "--hardware-compat ampere+"
+        )
+
+
+def classify_load_failure(plan: Path, version: str, log: str, plugin_error: Exception | None) -> FornetError:
+    """The error for a plan TensorRT would not deserialise, judged from TensorRT's log."""
+    lowered = log.lower()
+    if "magic tag" in lowered:
+        return EngineLoadError(f"{plan} is not a TensorRT plan (TensorRT {version}: magic tag mismatch); pass the "
+                               f".plan written by fornet-build or trtexec --saveEngine. Log:\n{log}")
+    if "version" in lowered and ("not compatible" in lowered or "does not match" in lowered
+                                 or "serialization" in lowered):
+        return EngineVersionError(f"{plan} was built by another TensorRT version than this {version}; rebuild it "
+                                  f"here with fornet-build. Log:\n{log}")
+    if "plugin" in lowered or plugin_error is not None:
+        from fornet.runtime.tensorrt.plugins import PluginLibraryError
+
+        reason = f" (loading it failed: {plugin_error})" if plugin_error is not None else ""
+        return PluginLibraryError(f"TensorRT {version} cannot deserialise {plan}: it needs the TopKGate plugin "
+                                  f"library{reason}; build it with `fornet-build-plugin` and pass --plugin / "
+                                  f"$FORNET_PLUGIN_LIB. Log:\n{log}")
+    return EngineLoadError(f"TensorRT {version} cannot deserialise {plan}; last log lines:\n{log}\nplans load only "
+                           "on the TensorRT version and GPU they were built with: rebuild with fornet-build")
+
+
+class _Buffer:
+    """A device allocation and a pinned host array of one I/O tensor, sized for the largest batch."""
+
+    def __init__(self, cuda: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.host: np.ndarray = cuda.pagelocked_empty(int(np.prod(shape)), dtype)
+        self.device = cuda.mem_alloc(max(1, self.host.nbytes))
+
+    def host_view(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The first ``prod(shape)`` pinned elements as an array of ``shape``."""
+        return self.host[: int(np.prod(shape))].reshape(shape)
+
+
+class TensorRTBackend(Backend):
+    """Run a TensorRT plan.
+
+    Args:
+        plan: the ``.plan`` file (its ``<plan>.json`` sidecar is read when present).
+        device: CUDA device index.
+        plugin: the TopKGate plugin library (default: searched, see :mod:`fornet.runtime.tensorrt.plugins`).
+        cuda_graph: replay ``execute_async_v3`` as a CUDA graph (captured once per batch size).
+    """
+
+    def __init__(self, plan: str | os.PathLike[str], device: int = 0, plugin: str | os.PathLike[str] | None = None,
+                 cuda_graph: bool = False) -> None:
+        super().__init__(f"TensorRTBackend({Path(plan).name})")
+        self.path = Path(plan)
+        self.device_index = device
+        self.plugin = plugin
+        self.cuda_graph = cuda_graph
+        self._cuda: CudaContext | None = None
+        self._stream: Any = None
+        self._runtime: tuple[trt.ILogger, trt.Runtime] | None = None
+        self._engine: trt.ICudaEngine | None = None
+        self._context: trt.IExecutionContext | None = None
+        self._specs: dict[str, tuple[bool, TensorSpec]] = {}
+        self._buffers: dict[str, _Buffer] = {}
+        self._max_batch = 1
+        self._batch: int | None = None
+        self._graphs: dict[int, CudaGraph] = {}
+
+    # -- loading ---------------------------------------------------------------------------
+    def _activate_impl(self) -> None:
+        from fornet.runtime.tensorrt.env import require_tensorrt
+        from fornet.runtime.tensorrt.plan_metadata import read_engine_metadata
+
+        if not self.path.is_file():
+            raise BackendError(f"TensorRT plan not found: {self.path}; build one with fornet-build or fix the path")
+        metadata = read_engine_metadata(self.path)
+        version = require_tensorrt()
+        check_engine_compatibility(self.path, metadata, version, None)
+        cuda = CudaContext(self.device_index)
+        check_engine_compatibility(self.path, metadata, version, cuda.compute_capability)
+        self._cuda = cuda
+        try:
+            with cuda:
+                self._load(metadata, version)
+        except BaseException:
+            self._release()
+            raise
+
+    def _load_plugin(self, metadata: dict[str, Any] | None) -> Exception | None:
+        """Load the plugin library when the plan needs it; return a deferred error when unsure."""
+        from fornet.runtime.tensorrt.plugins import PluginLibraryError, load_plugin_library
+
+        if metadata is not None and not metadata.get("plugin") and self.plugin is None:
+            return None
+        try:
+            load_plugin_library(self.plugin)
+        except PluginLibraryError as exc:
+            if metadata is not None:
+                raise  # the sidecar says the plan holds the plugin: a hard error up front
+            return exc  # a plan without a sidecar may not need it: raised only if loading fails
+        return None
+
+    def _load(self, metadata: dict[str, Any] | None, version: str) -> None:
+        import tensorrt as trt
+
+        from fornet.runtime.tensorrt.env import LogTail, make_logger
+
+        assert self._cuda is not None
+        plugin_error = self._load_plugin(metadata)
+        tail = LogTail()
+        logger = make_logger(tail)
+        trt.init_libnvinfer_plugins(logger, "")  # TensorRT's own plugins, should the plan use any
+        runtime = trt.Runtime(logger)
+        self._runtime = (logger, runtime)  # both must outlive the engine
+        engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if engine is None:
+            raise classify_load_failure(self.path, version, tail.text(), plugin_error)
+        context = engine.create_execution_context()
+        if context is None:
+            raise EngineLoadError(f"TensorRT could not create an execution context for {self.path} (out of GPU "
+                                  "memory?); free GPU memory or use a smaller batch profile")
+        self._engine, self._context = engine, context
+        self._stream = self._cuda.driver.Stream()
+        self._read_specs(engine)
+        self._allocate(engine, context)
+
+    def _read_specs(self, engine: trt.ICudaEngine) -> None:
+        import tensorrt as trt
+
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            dims = engine.get_tensor_shape(name)
+            type_name = engine.get_tensor_dtype(name).name
+            if type_name not in _NUMPY_TYPES:
+                raise EngineLoadError(f"{self.path}: tensor {name!r} has TensorRT type {type_name}, which this "
+                                      "backend cannot map to numpy; build the plan from a fornet-export ONNX")
+            shape = tuple(None if dims[i] < 0 else int(dims[i]) for i in range(len(dims)))
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            self._specs[name] = (is_input, TensorSpec(shape, np.dtype(_NUMPY_TYPES[type_name])))
+
+    def _allocate(self, engine: trt.ICudaEngine, context: trt.IExecutionContext) -> None:
+        """Device and pinned host buffers for the largest batch of profile 0; bind the addresses."""
+        assert self._cuda is not None
+        for name, (is_input, spec) in self._specs.items():
+            if is_input and spec.shape:
+                first = spec.shape[0]
+                largest = int(engine.get_tensor_profile_shape(name, 0)[2][0]) if first is None else first
+                self._max_batch = max(self._max_batch, largest)
+        self._set_shapes(self._max_batch, context)
+        for name in self._specs:
+            dims = context.get_tensor_shape(name)
+            shape = tuple(int(dims[i]) for i in range(len(dims)))
+            buffer = _Buffer(self._cuda.driver, shape, self._specs[name][1].dtype)
+            self._buffers[name] = buffer
+            if not context.set_tensor_address(name, int(buffer.device)):
+                raise EngineLoadError(f"TensorRT rejected the buffer address of {name!r} in {self.path}")
+
+    def _set_shapes(self, batch: int, context: trt.IExecutionContext) -> None:
+        for name, (is_input, spec) in self._specs.items():
+            if is_input and spec.shape and spec.shape[0] is None:
+                shape = (batch, *(int(d) for d in spec.shape[1:] if d is not None))
+                if not context.set_input_shape(name, shape):
+                    raise BackendInputError(f"{self.name}: batch {batch} is outside the plan's optimisation profile "
+                                            f"(max {self._max_batch}); rebuild with a larger --max-batch")
+        self._batch = batch
+
+    def _deactivate_impl(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        """Free graphs, buffers, context and engine, then release the CUDA context (all while it is current)."""
+        cuda, self._cuda = self._cuda, None
+        if cuda is None:
+            return
+        with cuda:
+            if self._stream is not None:
+                self._stream.synchronize()
+            for graph in self._graphs.values():
+                graph.destroy()
+            for buffer in self._buffers.values():
+                buffer.device.free()
+            self._graphs, self._buffers, self._specs = {}, {}, {}
+            self._context = self._engine = self._stream = None
+            self._runtime = self._batch = None
+            cuda.release()
+
+    # -- I/O description -------------------------------------------------------------------
+    def _input_specs_impl(self) -> dict[str, TensorSpec]:
+        return {name: spec for name, (is_input, spec) in self._specs.items() if is_input}
+
+    def _output_specs_impl(self) -> dict[str, TensorSpec]:
+        return {name: spec for name, (is_input, spec) in self._specs.items() if not is_input}
+
+    @property
+    def cuda_context(self) -> CudaContext:
+        """The GPU's primary context (enter it around any direct use of the buffers or stream)."""
+        self._require_active()
+        assert self._cuda is not None
+        return self._cuda
+
+    @property
+    def stream(self) -> Any:
+        """The pycuda stream every copy and execution goes to."""
+        self._require_active()
+        return self._stream
+
+    @property
+    def max_batch(self) -> int:
+        """The largest batch the buffers (and the plan's profile) take."""
+        return self._max_batch
+
+    def device_pointer(self, name: str) -> int:
+        """Device address of I/O tensor ``name`` (laid out for the current batch)."""
+        self._require_active()
+        return int(self._buffers[name].device)
+
+    # -- running ---------------------------------------------------------------------------
+    def set_batch(self, batch: int) -> None:
+        """Set the batch of dynamic-batch inputs (a no-op when unchanged). Call in the CUDA context."""
+        if not 1 <= batch <= self._max_batch:
+            raise BackendInputError(f"{self.name}: batch {batch} is outside 1..{self._max_batch}, the plan's "
+                                    "batch range; split the frames or rebuild with a larger --max-batch")
+        if batch != self._batch:
+            assert self._context is not None
+            self._set_shapes(batch, self._context)
+
+    def output_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of output ``name`` for the current batch."""
+        assert self._context is not None
+        dims = self._context.get_tensor_shape(name)
+        return tuple(int(dims[i]) for i in range(len(dims)))
+
+    def enqueue(self) -> None:
+        """Enqueue one execution on :attr:`stream` (replaying the CUDA graph when enabled)."""
+        assert self._context is not None and self._batch is not None
+        if not self.cuda_graph:
+            self._execute()
+            return
+        graph = self._graphs.get(self._batch)
+        if graph is None:
+            from fornet.runtime.cuda.graph import CudaGraph
+
+            self._execute()  # TensorRT finishes deferred setup on a first, uncaptured execution
+            graph = CudaGraph(int(self._stream.handle), self._execute)
+            self._graphs[self._batch] = graph
+        graph.launch()
+
+    def _execute(self) -> None:
+        assert self._context is not None
+        if not self._context.execute_async_v3(int(self._stream.handle)):
+            raise BackendError(f"{self.name}: execute_async_v3 failed (see TensorRT's log above); check the inputs")
+
+    def _upload(self, feed: dict[str, np.ndarray]) -> None:
+        cuda = self.cuda_context.driver
+        batch = {int(array.shape[0]) for name, array in feed.items() if self._specs[name][1].shape[:1] == (None,)}
+        self.set_batch(batch.pop() if batch else self._max_batch)
+        for name, array in feed.items():
+            host = self._buffers[name].host_view(array.shape)
+            np.copyto(host, array)
+            cuda.memcpy_htod_async(self._buffers[name].device, host, self._stream)
+
+    def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cuda = self.cuda_context.driver
+        with self.cuda_context:
+            self._upload(feed)
+            self.enqueue()
+            outputs = {}
+            for name in self._output_specs_impl():
+                host = self._buffers[name].host_view(self.output_shape(name))
+                cuda.memcpy_dtoh_async(host, self._buffers[name].device, self._stream)
+                outputs[name] = host
+            self._stream.synchronize()
+            return {name: host.copy() for name, host in outputs.items()}
+
+    def staged_compute(self, feed: dict[str, np.ndarray]) -> Callable[[], None]:
+        """A callable that executes the plan on ``feed``, uploaded once now, and waits (no copies)."""
+        self._require_active()
+        self._check_feed(feed)
+        with self.cuda_context:
+            self._upload(feed)
+            self._stream.synchronize()
+
+        def compute() -> None:
+            with self.cuda_context:
+                self.enqueue()
+                self._stream.synchronize()
+
+        return compute
