@@ -26,10 +26,11 @@ import onnx
 import torch
 
 from fornet.atomic import atomic_path, ensure_writable_dir
+from fornet.contract import INPUT_NAME, TOPK_GATE
 from fornet.export.errors import ExportError, VerificationError
-from fornet.export.gate_export import GATE_DOMAIN, GATE_OPSET, export_gate
+from fornet.export.gate_export import export_gate
 from fornet.export.onnx_function import attach_gate_function, inline_gate
-from fornet.export.prepost import INPUT_NAME, ExportWrapper, IOFormat
+from fornet.export.prepost import ExportWrapper, IOFormat
 from fornet.export.sidecar import ExportDescription, build_sidecar, write_sidecar
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
 from fornet.export.verify import VerificationReport, load_images, verify_onnx
@@ -186,7 +187,7 @@ def _trace(model: FoRNet, options: ExportOptions, mean: tuple[float, ...], std: 
         torch.onnx.export(wrapper, (example,), buffer,  # type: ignore[arg-type]  # file objects work
                           dynamo=False, opset_version=options.opset,
                           input_names=[INPUT_NAME], output_names=names, dynamic_axes=dynamic,
-                          custom_opsets={GATE_DOMAIN: GATE_OPSET}, do_constant_folding=True)
+                          custom_opsets={TOPK_GATE.domain: TOPK_GATE.opset_version}, do_constant_folding=True)
     return onnx.load_from_string(buffer.getvalue())
 
 

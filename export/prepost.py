@@ -28,15 +28,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from fornet.contract import LABELS_NAME, LOGITS_NAME, MASKS_NAME
 from fornet.export.errors import ExportError
 from fornet.model import FoRNet
 
 INPUT_FORMATS = ("normalized", "raw")
 CHANNEL_ORDERS = ("RGB", "BGR")
-OUTPUT_FORMATS = ("logits", "labels")
+OUTPUT_FORMATS = (LOGITS_NAME, LABELS_NAME)
 LABEL_DTYPES = ("uint8", "int32")
-INPUT_NAME = "image"
-MASKS_NAME = "masks"
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class IOFormat:
 
     input: str = "normalized"
     channel_order: str = "RGB"
-    output: str = "logits"
+    output: str = LOGITS_NAME
     label_dtype: str = "uint8"
 
     def __post_init__(self) -> None:
@@ -99,7 +98,7 @@ class ExportWrapper(nn.Module):
                 x = x[:, [2, 1, 0]]
             x = x * self.scale + self.shift
         logits, _, masks = self.model(x)
-        if self.io.output == "labels":
+        if self.io.output == LABELS_NAME:
             dtype = torch.uint8 if self.io.label_dtype == "uint8" else torch.int32
             return logits.argmax(dim=1).to(dtype), masks[0]
         return logits, masks[0]

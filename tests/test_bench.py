@@ -19,6 +19,7 @@ from fornet.runtime.bench.environment import collect_environment
 from fornet.runtime.bench.report import render_markdown, write_report
 from fornet.runtime.bench.runner import BenchError, BenchOptions, BenchResult
 from fornet.runtime.bench.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
+from tests.engine_metadata import engine_metadata
 from tests.runtime_models import lite_export
 
 FAST = ["--warmup-s", "0", "--min-iters", "2", "--duration-s", "0", "--quiet", "--threads", "1", "--device", "cpu"]
@@ -190,6 +191,6 @@ def test_trtexec_command_matches_the_compute_scope(lite, tmp_path, monkeypatch):
     assert command.startswith(f"trtexec --loadEngine={plan} --staticPlugins=")  # no sidecar: assume the plugin
     assert "--shapes=image:2x64x128x3 --warmUp=200 --iterations=10 --duration=3 --noDataTransfers" in command
     assert command.endswith("--useSpinWait --useCudaGraph")
-    (tmp_path / "fornet.plan.json").write_text('{"format": "fornet-deploy/engine-sidecar/1", "plugin": null}')
+    engine_metadata(plugin=None).save(tmp_path / "fornet.plan.json")
     static = trtexec_command(plan, replace(io, batch=1), TimingSettings())
     assert "--staticPlugins" not in static and "--shapes" not in static

@@ -9,7 +9,8 @@ import pytest
 
 from fornet.cli.build import build_parser, options_from_args
 from fornet.export.tensorrt.build import engine_build_command, trtexec_build_command
-from fornet.export.tensorrt.options import BuildOptions, BuildOptionsError, default_plan_path, metadata_path
+from fornet.export.tensorrt.options import BuildOptions, BuildOptionsError, default_plan_path
+from fornet.runtime.tensorrt.plan_metadata import metadata_path
 from tests.test_tensorrt_onnx import save_model
 
 FULL = {

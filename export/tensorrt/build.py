@@ -18,7 +18,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fornet import __version__
 from fornet.atomic import write_bytes_atomic
+from fornet.contract import TOPK_GATE
 from fornet.export.tensorrt.calibration_cache import (
     CalibrationCache,
     check_cache_version,
@@ -43,7 +45,7 @@ from fornet.runtime.tensorrt.env import (
     tensorrt_available,
     tensorrt_version_number,
 )
-from fornet.runtime.tensorrt.plan_metadata import TensorRecord, engine_record, write_engine_metadata
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, PlanFile, PluginInfo, TensorRecord, metadata_path
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -96,7 +98,7 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
     version = require_tensorrt()
     import tensorrt as trt
 
-    from fornet.runtime.tensorrt.plugins import PLUGIN_CREATOR, load_plugin_library
+    from fornet.runtime.tensorrt.plugins import load_plugin_library
 
     device = cuda_device()
     if cache is not None:
@@ -133,23 +135,22 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
     write_bytes_atomic(plan, data)
     if opts.timing_cache is not None:
         write_bytes_atomic(opts.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-    write_engine_metadata(plan, engine_record(
-        plan=plan,
-        plan_sha256=sha256_file(plan),
+    EngineMetadata(
+        fornet_deploy_version=__version__,
+        plan=PlanFile(plan.name, sha256_file(plan)),
         tensorrt_version=version,
         gpu={"name": device.name, "compute_capability": ".".join(map(str, device.compute_capability))},
         precision=summary.graph_precision if cache is None else "int8-legacy-calibration",
         strongly_typed=strongly_typed,
-        source_onnx={"file": summary.path.name, "sha256": summary.sha256},
-        inputs=inputs,
-        outputs=[_tensor_record(network.get_output(i)) for i in range(network.num_outputs)],
+        source_onnx=PlanFile(summary.path.name, summary.sha256),
+        inputs=tuple(inputs),
+        outputs=tuple(_tensor_record(network.get_output(i)) for i in range(network.num_outputs)),
         build_options=opts.as_record(),
-        plugin=None if plugin is None else {
-            "library": plugin.name, "sha256": sha256_file(plugin), "creator": PLUGIN_CREATOR},
+        plugin=None if plugin is None else PluginInfo(plugin.name, sha256_file(plugin), TOPK_GATE.creator),
         calibration_cache=None if cache is None else {
             "file": cache.path.name, "sha256": sha256_file(cache.path), "tensorrt_version": cache.tensorrt_version},
-        command=engine_build_command(onnx_path, plan, **options),
-    ))
+        fornet_build_command=engine_build_command(onnx_path, plan, **options),
+    ).save(metadata_path(plan))
     return plan
 
 
@@ -234,7 +235,8 @@ def _use_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
 
 def _tensor_record(tensor: trt.ITensor,
                    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None) -> TensorRecord:
-    return TensorRecord(name=tensor.name, shape=_dims(tensor.shape), dtype=tensor.dtype.name, profile=profile)
+    shapes = None if profile is None else dict(zip(("min", "opt", "max"), profile, strict=True))
+    return TensorRecord(name=tensor.name, shape=_dims(tensor.shape), dtype=tensor.dtype.name, profile=shapes)
 
 
 def _dims(dims: trt.Dims) -> tuple[int, ...]:

@@ -112,12 +112,6 @@ def default_plan_path(onnx_path: str | os.PathLike[str]) -> Path:
     return Path(onnx_path).with_suffix(".plan")
 
 
-def metadata_path(plan_path: str | os.PathLike[str]) -> Path:
-    """The sidecar of a plan: ``fornet.plan`` -> ``fornet.plan.json``."""
-    plan = Path(plan_path)
-    return plan.with_name(plan.name + ".json")
-
-
 def _join(argv: list[str]) -> str:
     return " ".join(shlex.quote(arg) for arg in argv)
 

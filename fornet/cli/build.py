@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     from dataclasses import asdict
 
     from fornet.export.tensorrt.build import build_engine
-    from fornet.export.tensorrt.options import engine_build_command, metadata_path, trtexec_build_command
+    from fornet.export.tensorrt.options import engine_build_command, trtexec_build_command
+    from fornet.runtime.tensorrt.plan_metadata import metadata_path
 
     args = build_parser().parse_args(argv)
     options = asdict(options_from_args(args))

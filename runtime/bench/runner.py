@@ -37,6 +37,7 @@ from fornet.runtime.bench.timing import LatencyStats, TimingSettings, measure, s
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO
 from fornet.runtime.segmenter import Segmenter
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
 
 BENCH_FORMAT = "fornet-deploy/bench/1"
 SCOPES = ("compute", "copies", "end_to_end")
@@ -337,12 +338,11 @@ def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
 def trtexec_command(plan: Path, io: ModelIO, timing: TimingSettings, batch: int = 1, cuda_graph: bool = False,
                     plugin: Path | None = None) -> str:
     """The trtexec command that times ``plan`` like the ``compute`` scope (same warm-up, iterations, batch)."""
-    from fornet.runtime.tensorrt.plan_metadata import read_engine_metadata
     from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME, PluginLibraryError, find_plugin_library
 
-    metadata = read_engine_metadata(plan)
+    metadata = EngineMetadata.load_if_present(plan)
     argv = ["trtexec", f"--loadEngine={plan}"]
-    if metadata is None or metadata.get("plugin"):
+    if metadata is None or metadata.plugin is not None:
         try:
             library = find_plugin_library(plugin)
         except PluginLibraryError:
