@@ -32,6 +32,7 @@ demo: env
 
 test: env
 	$(BIN)/ruff check .
+	$(BIN)/python -m tests.layer_view
 	$(BIN)/python -m pytest
 
 lint: env
