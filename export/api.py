@@ -166,7 +166,7 @@ def _describe(model: FoRNet, checkpoint: Path, options: ExportOptions) -> Export
         _check_native(ks)
     if options.io.output == "labels" and options.io.label_dtype == "uint8" and model.num_classes > 256:
         raise ExportError(f"{model.num_classes} classes do not fit uint8 labels; use --label-dtype int32")
-    info = model.checkpoint_info  # type: ignore[attr-defined]
+    info = model.checkpoint_info
     return ExportDescription(
         variant=info.variant, config=model.config, mean=tuple(info.mean), std=tuple(info.std), io=options.io,
         input_size=options.input_size, batch=options.batch, dynamic_batch=options.dynamic_batch,

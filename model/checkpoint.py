@@ -16,7 +16,6 @@ import os
 import pickle
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import torch
 from torch import Tensor
 
 from fornet.atomic import atomic_path
-from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, FoRNetConfig
+from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, CheckpointInfo, FoRNetConfig
 from fornet.model.errors import ModelError
 from fornet.model.fornet import FoRNet
 
@@ -34,18 +33,6 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 class CheckpointError(ModelError):
     """A checkpoint that is missing, unreadable, or does not fit any FoR-Net variant."""
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What a checkpoint says about the model besides its weights."""
-
-    path: str
-    variant: str | None
-    config: FoRNetConfig
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    train_config: dict[str, Any] = field(default_factory=dict)
 
 
 def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
@@ -182,7 +169,7 @@ def load_model(path: str | os.PathLike[str], variant: str | None = None,
     model = FoRNet(config)
     model.load_state_dict(state, strict=True)
     model.to(map_location).eval()
-    model.checkpoint_info = CheckpointInfo(  # type: ignore[assignment]
+    model.checkpoint_info = CheckpointInfo(
         path=str(path), variant=name, config=config,
         mean=tuple(meta.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
         std=tuple(meta.get("std", IMAGENET_STD)),  # type: ignore[arg-type]

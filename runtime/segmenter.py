@@ -27,8 +27,9 @@ from types import TracebackType
 
 import numpy as np
 
+from fornet.calibration.preprocess import check_image
 from fornet.runtime.backend import Backend
-from fornet.runtime.cpu_prepost import alpha_to_256, check_frame, overlay, preprocess_frames
+from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO, SidecarError, read_sidecar, sidecar_path_for
 from fornet.runtime.pipelines import CpuPipeline, GpuPipeline, Segmentation, StageTimes
@@ -204,7 +205,7 @@ class Segmenter:
 
     def segment_batch(self, frames: Sequence[np.ndarray], overlay_alpha: float | None = None) -> list[Segmentation]:
         """Segment several frames (of any sizes) in as few model runs as the model's batch allows."""
-        checked = [check_frame(frame, f"frame {index}") for index, frame in enumerate(frames)]
+        checked = [check_image(frame, f"frame {index}") for index, frame in enumerate(frames)]
         if not checked:
             raise SegmenterError("segment_batch got no frames; pass at least one")
         if overlay_alpha is not None:
@@ -216,7 +217,7 @@ class Segmenter:
 
     def submit(self, frame: np.ndarray, overlay_alpha: float | None = None) -> Future[Segmentation]:
         """Segment ``frame`` on the segmenter's worker thread; results arrive in submission order."""
-        check_frame(frame)
+        check_image(frame, "frame")
         self._require_open()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fornet-segmenter")
@@ -228,7 +229,7 @@ class Segmenter:
 
     def preprocess(self, frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """The CPU-preprocessed feed of ``frames`` for :attr:`backend` (padded to a static batch)."""
-        checked = [check_frame(frame, f"frame {index}") for index, frame in enumerate(frames)]
+        checked = [check_image(frame, f"frame {index}") for index, frame in enumerate(frames)]
         return {self.io.input_name: preprocess_frames(checked, self.io, self.io.batch)}
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import pytest
 
+from fornet.calibration.preprocess import ImageError
 from fornet.errors import FornetError
 from fornet.runtime import Segmenter
 from fornet.runtime.cpu_prepost import FrameError
@@ -104,9 +105,9 @@ def test_worker_threads_may_call_the_segmenter(backends):
     (np.zeros((32, 32, 4), np.uint8), "COLOR_BGRA2BGR"),
 ])
 def test_bad_frames_raise_frame_errors(backends, frame, message):
-    with pytest.raises(FrameError, match=message):
+    with pytest.raises(ImageError, match=message):
         backends["onnxruntime"](frame)
-    with pytest.raises(FrameError):
+    with pytest.raises(ImageError):
         backends["onnxruntime"].submit(frame)
 
 

@@ -213,7 +213,8 @@ def _calibration(plan: Int8Plan, fp32_path: str | os.PathLike[str], batch: int,
         ranges.save(plan.out_dir / RANGES_NAME)
         input_stats = stats.to_dict()
     else:
-        input_stats = (read_manifest(plan.out_dir) or {}).get("calibration", {}).get("input_stats")
+        stored = read_manifest(plan.out_dir)
+        input_stats = stored.calibration.get("input_stats") if stored is not None else None
     record = {"data": str(plan.images.root), "split": plan.images.split, "images": plan.images.names,
               "reused": plan.reused is not None, "input_stats": input_stats,
               "seconds": round(time.perf_counter() - start, 1)}
