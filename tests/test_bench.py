@@ -16,6 +16,7 @@ import pytest
 from fornet.calibration.labels import TRAIN_TO_LABEL
 from fornet.cli.bench import main
 from fornet.runtime.bench.environment import collect_environment
+from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.bench.report import render_markdown, write_report
 from fornet.runtime.bench.runner import BenchError, BenchOptions, BenchResult
 from fornet.runtime.bench.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
@@ -153,6 +154,7 @@ def _minimal_record():
     stats = LatencyStats((1.0, 2.0)).to_dict()
     scope = {"title": "t", "results": {"onnxruntime-cpu": stats}, "notes": []}
     return {
+        "format": BenchReport.format_tag(), "fornet_version": "0.1.0",
         "command": "fornet-bench", "trtexec": "trtexec --loadEngine=x.plan", "reference": None,
         "engine": {"path": "x", "backend": "onnxruntime-cpu", "model": "m", "gpu_prepost": False,
                    "cuda_graph": False},

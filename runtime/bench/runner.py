@@ -33,13 +33,13 @@ import numpy as np
 
 from fornet import __version__
 from fornet.runtime.bench.environment import collect_environment
+from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.bench.timing import LatencyStats, TimingSettings, measure, spread_warning
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
 
-BENCH_FORMAT = "fornet-deploy/bench/1"
 SCOPES = ("compute", "copies", "end_to_end")
 SCOPE_TITLES = {
     "compute": "engine compute",
@@ -372,7 +372,7 @@ def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
     try:
         reference = open_reference(options, engine)
         record: dict[str, Any] = {
-            "format": BENCH_FORMAT, "fornet_version": __version__, "command": command,
+            "format": BenchReport.format_tag(), "fornet_version": __version__, "command": command,
             "engine": {"path": str(options.engine), "backend": backend_label(engine), "model": engine.io.describe(),
                        "input_size": list(engine.input_size), "batch": engine.io.batch,
                        "precision": engine.io.export_precision, "variant": engine.io.variant,
