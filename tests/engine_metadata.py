@@ -9,7 +9,7 @@ from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, PlanFile, Plug
 
 ORIN = EngineMetadata(
     fornet_deploy_version="0.1.0", plan=PlanFile("fornet.plan", "0" * 64), tensorrt_version="10.3.0.26",
-    gpu={"name": "Orin", "compute_capability": "8.7"}, precision="fp16", strongly_typed=True,
+    gpu={"name": "Orin", "compute_capability": "8.7"}, built_precision="fp16", strongly_typed=True,
     source_onnx=PlanFile("fornet.onnx", "1" * 64), inputs=(), outputs=(), build_options={}, plugin=None,
     calibration_cache=None, fornet_build_command="fornet-build --onnx fornet.onnx",
 )

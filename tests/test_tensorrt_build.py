@@ -308,7 +308,7 @@ def test_strongly_typed_build_writes_plan_cache_and_sidecar(tmp_path: Path, fake
     record = json.loads((tmp_path / "fornet_fp16.plan.json").read_text())
     assert record["tensorrt_version"] == "10.3.0.26"
     assert record["gpu"] == {"name": "Orin (fake)", "compute_capability": "8.7"}
-    assert record["precision"] == "fp16" and record["strongly_typed"] is True
+    assert record["built_precision"] == "fp16" and record["strongly_typed"] is True
     assert record["plugin"]["library"] == "libfornet_plugins.so" and len(record["plugin"]["sha256"]) == 64
     assert record["source_onnx"]["file"] == "fornet_fp16.onnx"
     assert record["inputs"][0]["profile"] == {"min": [1, 3, 8, 16], "opt": [1, 3, 8, 16], "max": [2, 3, 8, 16]}
@@ -372,7 +372,7 @@ def test_legacy_int8_path_on_10x(tmp_path: Path, fake_trt: Any, recorder: Record
     assert config.int8_calibrator.read_calibration_cache().startswith(b"TRT-100300-")
     assert config.int8_calibrator.get_batch(["image"]) is None
     record = json.loads(plan.with_name("fornet.plan.json").read_text())
-    assert record["precision"] == "int8-legacy-calibration" and record["strongly_typed"] is False
+    assert record["built_precision"] == "int8-legacy-calibration" and record["strongly_typed"] is False
     assert record["calibration_cache"]["tensorrt_version"] == 100300
 
 

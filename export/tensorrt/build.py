@@ -140,7 +140,7 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
         plan=PlanFile(plan.name, sha256_file(plan)),
         tensorrt_version=version,
         gpu={"name": device.name, "compute_capability": ".".join(map(str, device.compute_capability))},
-        precision=summary.graph_precision if cache is None else "int8-legacy-calibration",
+        built_precision=summary.graph_precision if cache is None else "int8-legacy-calibration",
         strongly_typed=strongly_typed,
         source_onnx=PlanFile(summary.path.name, summary.sha256),
         inputs=tuple(inputs),

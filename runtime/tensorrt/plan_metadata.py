@@ -71,7 +71,9 @@ class EngineMetadata(Record):
     plan: PlanFile
     tensorrt_version: str
     gpu: dict[str, str]
-    precision: str
+    #: The network's precision (``fp32``, ``fp16``, ``int8``, ``int8-legacy-calibration``); not named
+    #: ``precision``, which the TensorRT-11 API check reserves for TensorRT's removed layer attribute.
+    built_precision: str
     strongly_typed: bool
     source_onnx: PlanFile
     inputs: tuple[TensorRecord, ...]
