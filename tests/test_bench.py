@@ -21,14 +21,8 @@ from fornet.runtime.bench.report import render_markdown, write_report
 from fornet.runtime.bench.runner import BenchError, BenchOptions, BenchResult
 from fornet.runtime.bench.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
 from tests.engine_metadata import engine_metadata
-from tests.runtime_models import lite_export
 
 FAST = ["--warmup-s", "0", "--min-iters", "2", "--duration-s", "0", "--quiet", "--threads", "1", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory):
-    return lite_export(tmp_path_factory)
 
 
 # -------------------------------------------------------------------------------- timing

@@ -25,7 +25,7 @@ from fornet.runtime.tensorrt.backend import (
 from fornet.runtime.tensorrt.env import NoGpuError, tensorrt_available
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
 from tests.engine_metadata import ORIN, engine_metadata
-from tests.runtime_models import INPUT_SIZE, lite_export
+from tests.runtime_models import INPUT_SIZE
 
 PLAN = Path("fornet.plan")
 METADATA = ORIN
@@ -156,12 +156,11 @@ def test_cuda_graph_without_a_driver(monkeypatch):
 # ------------------------------------------------------------------------- on a GPU
 
 @pytest.fixture(scope="module")
-def plan(tmp_path_factory):
+def plan(tmp_path_factory, lite):
     """A plan of the lite model with the native gate, and its sidecar beside it."""
     from fornet.export import ExportOptions, export_onnx
     from fornet.export.tensorrt.build import build_engine
 
-    lite = lite_export(tmp_path_factory)
     out = tmp_path_factory.mktemp("plan")
     result = export_onnx(lite.checkpoint, out, ExportOptions(input_size=INPUT_SIZE, gate="native", verify=False,
                                                              progress=False))

@@ -17,12 +17,7 @@ from fornet.runtime import Segmenter
 from fornet.runtime.cpu_prepost import FrameError
 from fornet.runtime.model_io import ModelSidecar, SidecarError, read_sidecar
 from fornet.runtime.segmenter import SegmenterError, resolve_backend
-from tests.runtime_models import INPUT_SIZE, lite_export
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory):
-    return lite_export(tmp_path_factory)
+from tests.runtime_models import INPUT_SIZE
 
 
 def frame_of(size, seed=0):
