@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -63,8 +65,19 @@ class Command:
         return self.execute(self.parser().parse_args(arguments), arguments)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so ``finally`` blocks remove temporary files."""
+    raise SystemExit(128 + signum)
+
+
 def run_friendly(work: Callable[..., int], *args: object) -> int:
-    """Call ``work``; turn :class:`FornetError` into ``error: <message>`` (status 2) and Ctrl-C into 130."""
+    """Call ``work``; turn :class:`FornetError` into ``error: <message>`` (status 2) and Ctrl-C into 130.
+
+    In the main thread SIGTERM becomes :class:`SystemExit` (status 143), so a terminated command
+    unwinds: temporary files are removed and nothing half-written is published.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return work(*args)
     except FornetError as exc:
