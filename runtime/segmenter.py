@@ -131,8 +131,11 @@ class Segmenter:
         except BaseException:
             self._backend.deactivate()
             raise
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one model run at a time; guards _closed
+        self._state = threading.Lock()  # guards _closing and _executor
+        self._worker = threading.local()  # .active is True on the submit() worker thread
         self._executor: ThreadPoolExecutor | None = None
+        self._closing = False
         self._closed = False
         #: Per-stage seconds of the last call (CUDA event times on the GPU pipeline).
         self.last_times: StageTimes | None = None
@@ -216,12 +219,22 @@ class Segmenter:
         return results
 
     def submit(self, frame: np.ndarray, overlay_alpha: float | None = None) -> Future[Segmentation]:
-        """Segment ``frame`` on the segmenter's worker thread; results arrive in submission order."""
+        """Segment ``frame`` on the segmenter's worker thread; results arrive in submission order.
+
+        Safe from any thread and from a future's done-callback; after :meth:`close` it raises
+        :class:`SegmenterError`.
+        """
         check_image(frame, "frame")
-        self._require_open()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fornet-segmenter")
-        return self._executor.submit(self.segment, frame, overlay_alpha)
+        with self._state:
+            if self._closing:
+                raise SegmenterError("this segmenter was closed; create a new one")
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fornet-segmenter",
+                                                    initializer=self._mark_worker)
+            return self._executor.submit(self.segment, frame, overlay_alpha)
+
+    def _mark_worker(self) -> None:
+        self._worker.active = True
 
     def overlay(self, frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """``frame`` blended with the colour of each pixel's class (uint8 BGR, CPU)."""
@@ -238,12 +251,28 @@ class Segmenter:
             raise SegmenterError("this segmenter was closed; create a new one")
 
     def close(self) -> None:
-        """Finish queued work, then free the pipeline and the model (and their GPU memory)."""
-        if self._closed:
-            return
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        """Finish queued work, then free the pipeline and the model (and their GPU memory).
+
+        Safe to call twice, from any thread, and from a future's done-callback (which runs on the
+        worker thread: the model is then freed right after the queued frames, without waiting here).
+        """
+        with self._state:
+            if self._closing:
+                return
+            self._closing = True
+            executor = self._executor
+        if executor is not None:
+            if getattr(self._worker, "active", False):
+                executor.submit(self._release)  # after the frames already queued, on this worker
+                executor.shutdown(wait=False)
+                return
+            executor.shutdown(wait=True)
+        self._release()
+
+    def _release(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             try:
                 self._pipeline.close()
