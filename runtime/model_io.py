@@ -18,9 +18,10 @@ import numpy as np
 
 from fornet.contract import INPUT_NAME, LABELS_NAME, LOGITS_NAME
 from fornet.errors import RecordError
+from fornet.hashing import sha256_file
 from fornet.records import Record
 from fornet.runtime.errors import FornetRuntimeError
-from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, metadata_path
 
 _DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int32": np.int32}
 
@@ -254,6 +255,46 @@ def _dtype(name: Any, source: str) -> np.dtype:
 def read_sidecar(path: str | os.PathLike[str]) -> ModelIO:
     """Read one ONNX sidecar and return the model's I/O contract."""
     return ModelSidecar.load(path).model_io(str(path))
+
+
+#: How a user who edited a model or its sidecar on purpose skips the binding check.
+OVERRIDE_HINT = "if you changed the files on purpose, pass verify_sidecar=False (--no-verify-sidecar)"
+
+
+def check_sidecar_binding(sidecar: ModelSidecar, sidecar_path: Path, model_path: Path) -> None:
+    """Refuse a sidecar that was not written for ``model_path`` (an ONNX file or a plan).
+
+    An ONNX file must have the sha256 its sidecar records. A plan must have the sha256 its own
+    ``<plan>.json`` records, and that file must name the ONNX the sidecar describes. This is what
+    catches a sidecar copied from another export (other classes, another precision) or a model
+    file replaced under an old sidecar.
+
+    Raises:
+        SidecarError: naming both files, what differs and how to fix it.
+    """
+    if model_path.suffix == ".onnx":
+        actual = sha256_file(model_path)
+        if actual != sidecar.onnx.sha256:
+            raise SidecarError(
+                f"{sidecar_path} describes {sidecar.onnx.file} (sha256 {sidecar.onnx.sha256[:12]}..., "
+                f"{sidecar.onnx.precision}, {len(sidecar.classes)} classes) but {model_path} has sha256 "
+                f"{actual[:12]}...: the sidecar belongs to another export. Keep each ONNX file with the .json "
+                f"fornet-export wrote beside it, or re-export; {OVERRIDE_HINT}")
+        return
+    metadata = EngineMetadata.load_if_present(model_path)
+    if metadata is None:
+        return
+    plan_sha = sha256_file(model_path)
+    if plan_sha != metadata.plan.sha256:
+        raise SidecarError(
+            f"{metadata_path(model_path)} describes a plan with sha256 {metadata.plan.sha256[:12]}... but "
+            f"{model_path} has sha256 {plan_sha[:12]}...: the plan was replaced or the metadata belongs to another "
+            f"plan; rebuild with fornet-build (it writes both); {OVERRIDE_HINT}")
+    if metadata.source_onnx.sha256 != sidecar.onnx.sha256:
+        raise SidecarError(
+            f"{model_path} was built from {metadata.source_onnx.file} (sha256 {metadata.source_onnx.sha256[:12]}...) "
+            f"but {sidecar_path} describes {sidecar.onnx.file} (sha256 {sidecar.onnx.sha256[:12]}...); use the "
+            f"sidecar of the ONNX the plan was built from; {OVERRIDE_HINT}")
 
 
 def sidecar_path_for(model_path: str | os.PathLike[str]) -> Path:

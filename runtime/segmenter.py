@@ -31,7 +31,7 @@ from fornet.calibration.preprocess import check_image
 from fornet.runtime.backend import Backend
 from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
 from fornet.runtime.errors import FornetRuntimeError
-from fornet.runtime.model_io import ModelIO, SidecarError, read_sidecar, sidecar_path_for
+from fornet.runtime.model_io import ModelIO, ModelSidecar, SidecarError, check_sidecar_binding, sidecar_path_for
 from fornet.runtime.pipelines import CpuPipeline, GpuPipeline, Segmentation, StageTimes
 
 #: Backend names, and the file extensions each loads.
@@ -75,6 +75,10 @@ def check_model_io(io: ModelIO, backend: Backend, source: str) -> None:
         raise SidecarError(f"{source} describes input {io.input_name!r} as ?x{'x'.join(map(str, expected))} "
                            f"{io.input_dtype} but the model takes {found}; use the sidecar written with this "
                            "model (re-export, or rebuild the plan from the matching ONNX)")
+    channels = outputs[io.output_name].shape[1] if io.output_name in outputs and not io.labels_output else None
+    if isinstance(channels, int) and channels != io.num_classes:
+        raise SidecarError(f"{source} names {io.num_classes} classes but the model outputs {channels} class scores; "
+                           "use the sidecar written with this model")
     if io.output_name not in outputs:
         raise SidecarError(f"{source} names output {io.output_name!r} but the model outputs {list(outputs)}; use "
                            "the sidecar written with this model")
@@ -96,6 +100,8 @@ class Segmenter:
         plugin: TopKGate plugin library for TensorRT (default: searched).
         cuda_graph: TensorRT: replay the engine as a CUDA graph.
         gpu_prepost: TensorRT: pre/post-process with the CUDA kernels (else on the CPU).
+        verify_sidecar: refuse a sidecar whose recorded sha256 does not match the model (or, for a plan,
+            the ONNX it was built from); turn off only for files edited on purpose.
 
     Raises:
         FornetError: a missing or unsupported file, a missing sidecar, TensorRT / pycuda / GPU /
@@ -106,7 +112,7 @@ class Segmenter:
                  sidecar: str | os.PathLike[str] | None = None, input_size: tuple[int, int] | None = None,
                  variant: str | None = None, threads: int | None = None, providers: Sequence[str] | None = None,
                  plugin: str | os.PathLike[str] | None = None, cuda_graph: bool = False,
-                 gpu_prepost: bool = True) -> None:
+                 gpu_prepost: bool = True, verify_sidecar: bool = True) -> None:
         self.path = Path(path)
         self.backend_name = resolve_backend(self.path, backend)
         if not self.path.is_file():
@@ -115,7 +121,10 @@ class Segmenter:
         io = None
         if self.backend_name != "torch":
             io_source = Path(sidecar) if sidecar is not None else sidecar_path_for(self.path)
-            io = read_sidecar(io_source)
+            record = ModelSidecar.load(io_source)
+            if verify_sidecar:
+                check_sidecar_binding(record, io_source, self.path)
+            io = record.model_io(str(io_source))
         self._backend = self._make_backend(device, input_size, variant, threads, providers, plugin, cuda_graph)
         self._backend.activate()
         try:
