@@ -48,7 +48,8 @@ def prepare_variant(work: Path, variant: str, input_size: tuple[int, int]) -> di
     onnx_path = folder / "fornet.onnx"
     sidecar = json.loads(onnx_path.with_name("fornet.onnx.json").read_text()) if onnx_path.is_file() else None
     if sidecar is None or sidecar["input"]["size"] != list(input_size):
-        export_onnx(checkpoint, folder, ExportOptions(input_size=input_size, verify=False, progress=False))
+        export_onnx(checkpoint, folder, ExportOptions(input_size=input_size, gate="plugin", verify=False,
+                                                            progress=False))
     int8 = folder / "fornet_int8.onnx"
     return {"checkpoint": checkpoint, "fp32": onnx_path, "int8": int8 if int8.is_file() else None}
 

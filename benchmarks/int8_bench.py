@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     out = ensure_writable_dir(args.out)
     int8 = Int8Options(calib_data=args.data, calib_images=args.calib_images, calib_method=args.calib_method,
                        max_miou_drop=args.max_miou_drop, recalibrate=True)
-    options = ExportOptions(input_size=args.input_size, verify_data=args.data, int8=int8)
+    options = ExportOptions(input_size=args.input_size, gate="plugin", verify_data=args.data, int8=int8)
     cpu_before = _cpu()
     passed = True
     try:
