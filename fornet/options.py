@@ -83,10 +83,21 @@ def format_hw(size: tuple[int, int]) -> str:
 
 @dataclass(frozen=True)
 class OptionGroup:
-    """An argument group of ``--help``: its title and optional description, declared once."""
+    """An argument group of ``--help``: its title and optional description, declared once.
 
-    title: str
+    ``exclusive`` makes a mutually exclusive group instead (no title; ``required``: one flag must be given).
+    """
+
+    title: str | None = None
     description: str | None = None
+    exclusive: bool = False
+    required: bool = False
+
+    def make(self, parser: argparse.ArgumentParser) -> Any:
+        """Add this group to ``parser``."""
+        if self.exclusive:
+            return parser.add_mutually_exclusive_group(required=self.required)
+        return parser.add_argument_group(self.title, self.description)
 
 
 @dataclass(frozen=True)
@@ -172,7 +183,7 @@ def help_text(spec: Flag, default: Any) -> str:
 
 def option_groups(parser: argparse.ArgumentParser, *groups: OptionGroup) -> dict[OptionGroup, Any]:
     """Make ``groups`` on ``parser`` in this order (``--help`` lists groups in the order they are made)."""
-    return {group: parser.add_argument_group(group.title, group.description) for group in groups}
+    return {group: group.make(parser) for group in groups}
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type, groups: dict[OptionGroup, Any] | None = None,
@@ -195,7 +206,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type, groups: dict[OptionG
         target: Any = parser
         if spec.group is not None:
             if spec.group not in groups:
-                groups[spec.group] = parser.add_argument_group(spec.group.title, spec.group.description)
+                groups[spec.group] = spec.group.make(parser)
             target = groups[spec.group]
         default = field_default(f) if spec.flag_default is None else spec.flag_default
         kwargs: dict[str, Any] = {"dest": spec.dest, "help": help_text(spec, default)}
