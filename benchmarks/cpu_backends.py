@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from fornet.atomic import ensure_writable_dir, write_text_atomic
-from fornet.cli_utils import friendly_errors, hw_arg
+from fornet.cli.command import friendly_errors
+from fornet.options import hw_arg
 
 CANDIDATES = ("pytorch-eager", "onnxruntime-fp32", "onnxruntime-int8")
 
