@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, TypeVar
 
@@ -187,7 +187,7 @@ def option_groups(parser: argparse.ArgumentParser, *groups: OptionGroup) -> dict
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type, groups: dict[OptionGroup, Any] | None = None,
-                *, suppress: bool = False, skip: Iterable[str] = ()) -> None:
+                *, suppress: bool = False) -> None:
     """Add an argument for every field of ``cls`` that declares a flag.
 
     Args:
@@ -197,12 +197,9 @@ def add_options(parser: argparse.ArgumentParser, cls: type, groups: dict[OptionG
             parser and recorded here, so that several classes can share a group.
         suppress: leave flags that are not given out of the namespace (``argparse.SUPPRESS``),
             for commands that tell "not given" apart from "given the default".
-        skip: names of fields the command declares differently.
     """
     groups = {} if groups is None else groups
     for f, spec in declared_flags(cls):
-        if f.name in skip:
-            continue
         target: Any = parser
         if spec.group is not None:
             if spec.group not in groups:
