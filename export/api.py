@@ -263,7 +263,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
         checkpoint: any checkpoint :func:`fornet.model.load_model` accepts (project format,
             bare reference ``state_dict``, wrapped or DDP-prefixed).
         out_dir: output folder (created if needed).
-        options: :class:`ExportOptions` (defaults: 1024x2048, batch 1, opset 17, plugin gate).
+        options: :class:`ExportOptions` (defaults: 1024x2048, batch 1, opset 17, gate auto).
         variant: architecture, when the checkpoint does not record it and it is ambiguous.
 
     Returns:
