@@ -28,6 +28,7 @@ def lite_checkpoint(folder: Path, seed: int = 0) -> Path:
 
 def export_fp32(ckpt: Path, out: Path, **options: object) -> ExportResult:
     """``fornet.onnx`` of ``ckpt`` at :data:`SIZE` (no verification, no progress bars)."""
+    options = {"gate": "plugin", **options}
     return export_onnx(ckpt, out, ExportOptions(input_size=SIZE, verify=False, progress=False, **options))  # type: ignore[arg-type]
 
 

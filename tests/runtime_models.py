@@ -30,9 +30,9 @@ def export_lite_models(root: Path) -> LiteExport:
     checkpoint = root / "lite.pth"
     save_checkpoint(checkpoint, realistic_model("lite", seed=3), "lite")
     plain = export_onnx(checkpoint, root / "plain", ExportOptions(
-        input_size=INPUT_SIZE, fp16=True, io_fp16=True, verify=False, progress=False))
+        input_size=INPUT_SIZE, fp16=True, io_fp16=True, gate="plugin", verify=False, progress=False))
     raw = export_onnx(checkpoint, root / "raw", ExportOptions(
-        input_size=INPUT_SIZE, dynamic_batch=True, batch=2, verify=False, progress=False,
+        input_size=INPUT_SIZE, dynamic_batch=True, batch=2, gate="plugin", verify=False, progress=False,
         io=IOFormat(input="raw", channel_order="BGR", output="labels")))
     assert plain.fp16_path is not None
     return LiteExport(checkpoint, plain.onnx_path, plain.fp16_path, raw.onnx_path)

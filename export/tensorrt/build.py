@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fornet import __version__
 from fornet.atomic import write_bytes_atomic
@@ -72,17 +72,15 @@ class EngineBuildError(TensorRTBuildError):
 
 
 def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike[str] | None = None,
-                 **options: Any) -> Path:
+                 options: BuildOptions | None = None) -> Path:
     """Build a TensorRT plan from ``onnx_path`` on this machine's GPU.
 
     Args:
         onnx_path: an exported ONNX file (``fornet.onnx``, ``fornet_fp16.onnx``, ``fornet_int8.onnx``).
         plan_path: output plan (default: the ONNX path with suffix ``.plan``). ``<plan>.json``
             records how it was built.
-        **options: :class:`~fornet.export.tensorrt.options.BuildOptions` fields (``plugin``,
-            ``workspace_mib``, ``opt_level``, ``timing_cache``, ``min_batch``/``opt_batch``/
-            ``max_batch``, ``version_compatible``, ``hardware_compat``, ``legacy_int8_cache``,
-            ``verbose``).
+        options: how to build (:class:`~fornet.export.tensorrt.options.BuildOptions`; default:
+            TensorRT's defaults, the plugin searched when the graph needs it).
 
     Returns:
         The plan path.
@@ -91,7 +89,7 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
         FornetError: bad options or ONNX, no TensorRT, no GPU, missing plugin library, parser
             errors (node by node) or a failed build (with TensorRT's last log lines).
     """
-    opts = BuildOptions.from_kwargs(options)
+    opts = options or BuildOptions()
     summary = inspect_onnx(onnx_path)
     plan = Path(plan_path) if plan_path is not None else default_plan_path(onnx_path)
     cache = _legacy_cache(opts, summary)
@@ -149,7 +147,7 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
         plugin=None if plugin is None else PluginInfo(plugin.name, sha256_file(plugin), TOPK_GATE.creator),
         calibration_cache=None if cache is None else {
             "file": cache.path.name, "sha256": sha256_file(cache.path), "tensorrt_version": cache.tensorrt_version},
-        fornet_build_command=engine_build_command(onnx_path, plan, **options),
+        fornet_build_command=engine_build_command(onnx_path, plan, opts),
     ).save(metadata_path(plan))
     return plan
 

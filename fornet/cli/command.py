@@ -17,6 +17,16 @@ from dataclasses import dataclass
 
 from fornet.errors import FornetError
 
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-line paragraphs of the description and epilog; keeps multi-line ones (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(super(HelpFormatter, self)._fill_text(part, width, indent) if "\n" not in part
+                           else "\n".join(indent + line for line in part.splitlines())
+                           for part in text.strip("\n").split("\n\n"))
+
+
 #: ``run(args, argv)``: argv is what the user typed after the command name (for "command" records).
 Runner = Callable[[argparse.Namespace, list[str]], int]
 
@@ -47,7 +57,7 @@ class Command:
         """Give ``parser`` this command's description, epilog and arguments."""
         parser.description = self.description
         parser.epilog = self.epilog
-        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.formatter_class = HelpFormatter
         self.add_arguments(parser)
         return parser
 
