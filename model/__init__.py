@@ -7,8 +7,7 @@ serving environment and ``fornet --help`` stay torch-free.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fornet.lazy import lazy_exports
 
 _LAZY = {
     "CheckpointError": "fornet.model.checkpoint",
@@ -27,10 +26,4 @@ _LAZY = {
     "list_variants": "fornet.model.variants",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fornet.model' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports("fornet.model", _LAZY)
