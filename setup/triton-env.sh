@@ -33,5 +33,14 @@ fi
 "$VENV/bin/python" -m pip install --quiet -r "$HERE/setup/triton-requirements.txt"
 # fornet-deploy itself without its training/export dependencies (torch, onnx, onnxsim).
 "$VENV/bin/python" -m pip install --quiet --no-deps -e "$HERE"
+# The bundled tritonserver looks for the Python-backend stub in backends/python; PyTriton copies the
+# one for this interpreter there when it starts, a plain `tritonserver` on a repository needs it too.
+"$VENV/bin/python" - <<'PY'
+import pathlib, shutil, sys
+import pytriton
+server = pathlib.Path(pytriton.__file__).parent / "tritonserver"
+version = f"{sys.version_info.major}.{sys.version_info.minor}"
+shutil.copy2(server / "python_backend_stubs" / version / "triton_python_backend_stub", server / "backends" / "python")
+PY
 "$VENV/bin/python" -c "import pytriton, fornet.runtime.serving.server; print('server environment ready:', '$VENV')"
 touch "$VENV/.installed"

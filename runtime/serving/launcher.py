@@ -78,15 +78,23 @@ class ServerProcess:
             raise ServingError("the server was not started")
         return self._process
 
-    def start(self) -> ServerProcess:
-        """Check the model and the ports, then start the server (its own process group)."""
+    def check_model(self) -> None:
+        """Raise :class:`ServingError` when the model is missing (before anything starts)."""
         if not self.options.model.is_file():
             raise ServingError(f"model file not found: {self.options.model}; export one with `fornet export` "
                                "or fix the path")
+
+    def command(self) -> tuple[list[str], dict[str, str] | None]:
+        """The server's command line and environment variables (None: this process's)."""
+        return server_command(self.options, self.env), None
+
+    def start(self) -> ServerProcess:
+        """Check the model and the ports, then start the server (its own process group)."""
+        self.check_model()
         require_free_ports(self.options.host, self.options.ports())
-        self._process = subprocess.Popen(server_command(self.options, self.env), stdout=self._log,
-                                         stderr=subprocess.STDOUT if self._log else None, text=True,
-                                         start_new_session=True)
+        command, environment = self.command()
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT if self._log else None,
+                                         text=True, start_new_session=True, env=environment)
         return self
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
@@ -127,6 +135,41 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class RepositoryServer(ServerProcess):
+    """The tritonserver bundled in the server environment, on a model repository (``fornet export --triton``).
+
+    Serves the repository's Python-backend and other CPU-capable models here, to check a generated
+    repository for real (the bundled server has the Python backend only, no ONNX Runtime or TensorRT
+    backend). ``options.model`` is the repository folder; ``models`` the models to load.
+    """
+
+    def __init__(self, options: ServerOptions, models: tuple[str, ...] = (MODEL_NAME,),
+                 env: str | os.PathLike[str] | None = None, log: IO[str] | None = None) -> None:
+        super().__init__(options, env, log)
+        self.models = models
+
+    def check_model(self) -> None:
+        if not (self.options.model / MODEL_NAME / "config.pbtxt").is_file():
+            raise ServingError(f"{self.options.model} is not a model repository with a '{MODEL_NAME}' model; write "
+                               "one with `fornet export --triton`")
+
+    def command(self) -> tuple[list[str], dict[str, str] | None]:
+        found = sorted(self.env.glob("lib/python3*/site-packages/pytriton/tritonserver"))
+        if not found:
+            raise ServingError(f"{self.env} has no bundled tritonserver (nvidia-pytriton); {SETUP_HINT}")
+        server, site = found[0], found[0].parents[1]
+        o = self.options
+        command = [str(server / "bin" / "tritonserver"), f"--model-repository={o.model.resolve()}",
+                   f"--backend-directory={server / 'backends'}", "--model-control-mode=explicit",
+                   *(f"--load-model={name}" for name in self.models), f"--http-address={o.host}",
+                   f"--http-port={o.http_port}", f"--grpc-address={o.host}", f"--grpc-port={o.grpc_port}",
+                   f"--metrics-address={o.host}", f"--metrics-port={o.metrics_port}"]
+        # The Python-backend stub takes its interpreter (and so the venv's packages) from PATH.
+        environment = {**os.environ, "PATH": f"{self.env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+                       "LD_LIBRARY_PATH": str(site / "nvidia_pytriton.libs")}
+        return command, environment
 
 
 @contextlib.contextmanager
