@@ -67,7 +67,8 @@ def _compare(config: Any, signature: Signature, source: Path) -> list[str]:
             problems.append(f"{tensor.name}: max_batch_size > 0 but {source.name} has a fixed batch {dims[:1]}")
         expected = dims[1:] if batching else dims
         declared = model_config_pb2.DataType.Name(tensor.data_type)
-        fits = len(tensor.dims) == len(expected) and all(m in (-1, c) for m, c in zip(expected, tensor.dims, strict=True))
+        fits = len(tensor.dims) == len(expected) and all(
+            m in (-1, c) for m, c in zip(expected, tensor.dims, strict=True))
         if declared != dtype or not fits:
             problems.append(f"{tensor.name}: config says {declared} {list(tensor.dims)}, {source.name} has {dtype} "
                             f"{list(expected)}")

@@ -10,6 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from fornet.cli.triton_bench import add_triton_bench_arguments, run_triton_bench
 from fornet.cli_utils import friendly_errors, hw_arg
 from fornet.runtime.bench.report import render_markdown, write_json, write_report
 from fornet.runtime.bench.runner import BenchOptions, run_benchmark
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--overlays", type=int, default=3, metavar="N",
                         help="overlays with disagreement pixels in the report (default: 3)")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_triton_bench_arguments(parser)  # --triton URL (fornet/cli/triton_bench.py)
     return parser
 
 
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fornet-bench``."""
     arguments = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(arguments)
+    if args.triton:
+        return run_triton_bench(args)
     result = run_benchmark(options_from_args(args), command=shlex.join(["fornet-bench", *arguments]))
     print(render_markdown(result.record, []))
     if args.json is not None:

@@ -19,6 +19,7 @@ import logging
 from pathlib import Path
 
 from fornet.calibration.int8_calibrate import CALIB_METHODS, DEFAULT_CALIB_IMAGES
+from fornet.cli.packages import add_package_arguments, check_package_targets, write_packages
 from fornet.cli_utils import friendly_errors, hw_arg
 from fornet.export.api import GATES, OPSET_RANGE, ExportOptions, ExportResult, export_onnx
 from fornet.export.errors import ExportError
@@ -243,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_export_arguments(parser)
     _add_engine_arguments(parser)
+    add_package_arguments(parser)  # --triton REPO, --deepstream DIR (fornet/cli/packages.py)
     return parser
 
 
@@ -250,8 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fornet-export``."""
     args = build_parser().parse_args(argv)
+    check_package_targets(args)
     result = run_export(args)
     build_or_print_engines(result, args.plugin, args.require_engine)
+    write_packages(args, result.onnx_path, engine_sources(result)[0])
     return 0
 
 
