@@ -117,3 +117,19 @@ def test_metrics_parser_reads_the_model_counts() -> None:
             'nv_inference_count{model="other",version="1"} 99\n')
     stats = parse_batching_stats(text)
     assert (stats.inference_count, stats.execution_count, stats.average_batch) == (12, 4, 3.0)
+
+
+@pytest.mark.slow
+def test_full_queue_refuses_with_a_clear_error(triton_server: RunningServer, local: Segmenter,
+                                               tmp_path: Path) -> None:
+    inputs = frames(8, INPUT_SIZE, seed=10)
+    expected = [local(frame) for frame in inputs]
+    options = server_options(triton_server.model, max_batch=1, max_queue=1, queue_delay_us=0)
+    with (tmp_path / "server.log").open("w") as log, ServerProcess(options, log=log) as server:
+        server.wait_ready(timeout_s=120)
+        result = run_load(options.http_url, inputs, expected, concurrency=8, requests=10)
+        assert result.refused > 0 and result.answered + result.refused == 80, result.summary()
+        assert result.mismatched == 0 and result.failed == 0, result.summary()
+        assert all("queue" in message.lower() for message in result.messages), result.messages
+        with SegmentationClient(options.http_url) as client:
+            assert client.is_ready()

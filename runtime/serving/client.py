@@ -75,8 +75,9 @@ class SegmentationClient:
 
     def infer(self, batch: np.ndarray, outputs: tuple[str, ...] = (LABELS,)) -> dict[str, np.ndarray]:
         """Send a ``[N, H, W, 3]`` batch as one request; return the named outputs."""
-        dtype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}.get(np.asarray(batch).dtype, "UINT8")
-        tensor = self._module.InferInput(FRAMES, list(batch.shape), dtype)
+        from tritonclient.utils import np_to_triton_dtype
+
+        tensor = self._module.InferInput(FRAMES, list(batch.shape), np_to_triton_dtype(batch.dtype))
         tensor.set_data_from_numpy(batch)
         requested = [self._module.InferRequestedOutput(name) for name in outputs]
         result = self._call("infer", self.model, [tensor], outputs=requested)

@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -193,5 +192,4 @@ def serve_foreground(options: ServerOptions, env: str | os.PathLike[str] | None 
     with _forward_signals(server):
         status = server.process.wait()
     server.stop()
-    sys.stdout.flush()
     return status
