@@ -1,4 +1,4 @@
-"""The command-line side: fornet export --triton/--deepstream, fornet bench --triton, fornet serve + SIGTERM."""
+"""The command line: fornet export --triton/--deepstream, and fornet serve stopped with SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from fornet.cli import bench, export
+from fornet.cli import export
 from fornet.export.triton.check import parse_config
 from tests.runtime_models import lite_export
-from tests.triton_server import RunningServer, server_options, triton_server
-
-__all__ = ["triton_server"]
+from tests.triton_server import server_options
 
 
 def test_export_writes_checked_triton_and_deepstream_packages(
@@ -47,16 +45,6 @@ def test_export_refuses_an_existing_repository_before_exporting(tmp_path: Path,
 def test_deepstream_needs_raw_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = export.main(["--ckpt", str(tmp_path / "missing.pth"), "--deepstream", str(tmp_path / "ds")])
     assert status == 2 and "--input raw" in capsys.readouterr().err
-
-
-def test_bench_triton_checks_served_labels(triton_server: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
-    options = triton_server.options
-    status = bench.main(["--engine", str(triton_server.model), "--device", "cpu", "--threads", "1",
-                         "--triton", options.http_url, "--metrics-url", options.metrics_url,
-                         "--concurrency", "1,4", "--requests", "8", "--frame-size", "64x128"])
-    out = capsys.readouterr().out
-    assert status == 0, out
-    assert "| served, concurrency 4 |" in out and "| local Segmenter |" in out
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fornet.cli import bench
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.serving.client import SegmentationClient
 from fornet.runtime.serving.errors import RequestRejected, ServingError
@@ -16,7 +17,7 @@ from fornet.runtime.serving.launcher import ServerProcess, server_environment
 from fornet.runtime.serving.load import run_load
 from fornet.runtime.serving.metrics import parse_batching_stats
 from tests.runtime_models import INPUT_SIZE
-from tests.triton_server import RunningServer, frames, server_options, triton_server
+from tests.triton_server import OVERLAY_ALPHA, RunningServer, frames, server_options, triton_server
 
 __all__ = ["triton_server"]
 
@@ -33,6 +34,14 @@ def test_served_labels_equal_local_segmenter(triton_server: RunningServer, local
     with SegmentationClient(triton_server.options.http_url) as client:
         for frame in frames(3, size, seed=1):
             assert np.array_equal(client.segment(frame), local(frame))
+
+
+def test_overlay_output_equals_local_overlay(triton_server: RunningServer, local: Segmenter) -> None:
+    frame = frames(1, (80, 120), seed=11)[0]
+    with SegmentationClient(triton_server.options.http_url) as client:
+        labels, overlay = client.segment_with_overlay(frame)
+    expected = local.segment(frame, overlay_alpha=OVERLAY_ALPHA)
+    assert np.array_equal(labels, expected.labels) and np.array_equal(overlay, expected.overlay)
 
 
 def test_grpc_answers_the_same(triton_server: RunningServer, local: Segmenter) -> None:
@@ -133,3 +142,13 @@ def test_full_queue_refuses_with_a_clear_error(triton_server: RunningServer, loc
         assert all("queue" in message.lower() for message in result.messages), result.messages
         with SegmentationClient(options.http_url) as client:
             assert client.is_ready()
+
+
+def test_bench_triton_checks_served_labels(triton_server: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
+    options = triton_server.options
+    status = bench.main(["--engine", str(triton_server.model), "--device", "cpu", "--threads", "1",
+                         "--triton", options.http_url, "--metrics-url", options.metrics_url,
+                         "--concurrency", "1,4", "--requests", "8", "--frame-size", "64x128"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "| served, concurrency 4 |" in out and "| local Segmenter |" in out

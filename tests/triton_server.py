@@ -14,6 +14,9 @@ from fornet.runtime.serving.options import ServerOptions
 from fornet.runtime.serving.ports import free_port
 from tests.runtime_models import lite_export
 
+#: The session server also answers the overlay, blended with this alpha.
+OVERLAY_ALPHA = 0.5
+
 
 @dataclass(frozen=True)
 class RunningServer:
@@ -50,7 +53,7 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
         pytest.fail(f"{exc}")
     model = lite_export(tmp_path_factory).raw_labels
     log = tmp_path_factory.mktemp("triton-log") / "server.log"
-    options = server_options(model, max_batch=8)
+    options = server_options(model, max_batch=8, overlay_alpha=OVERLAY_ALPHA)
     with log.open("w") as stream:
         server = ServerProcess(options, log=stream).start()
         try:
