@@ -60,6 +60,7 @@ def report(runs: list[ServedBenchmark], command: str, input_size: tuple[int, int
         batches = [load.batching.average_batch for load in loads if load.batching]
         rows.append(f"| served, concurrency {concurrency} | {_spread([load.throughput for load in loads])} | "
                     f"{_spread([load.latency_ms(50) for load in loads])} | {_spread(batches) if batches else '?'} |")
+    kernel = ".".join(platform.release().split(".")[:2])
     verdict = "all equal, none lost" if all(r.all_checked for r in runs) else "MISMATCHES, see below"
     return f"""# Served (Triton Inference Server) vs local Segmenter
 
@@ -67,7 +68,7 @@ Produced by `benchmarks/serve_bench.py`.
 
 ## Machine and set-up
 
-- {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; {platform.system()} {platform.release()}, Python
+- {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; {platform.system()} {kernel}, Python
   {platform.python_version()} (client), onnxruntime {onnxruntime.__version__}; 1-minute load average {load[0]:.2f}
   at the start, {load[1]:.2f} at the end (the machine is shared).
 - Server: `fornet serve` = tritonserver 2.51 from nvidia-pytriton 0.7.0 in `.venv-triton` (Debian's Python
