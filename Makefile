@@ -6,19 +6,27 @@ BIN    := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 DEMO   ?= build/demo
 
-.PHONY: demo test lint env clean
+# The Triton server environment of `fornet serve` (Debian's /usr/bin/python3, pytriton; see setup/triton-env.sh).
+TRITON_VENV ?= .venv-triton
+
+.PHONY: demo test lint env triton-env clean
 
 env: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,serve]"
 	# TensorRT type stubs for the static checks, kept out of site-packages so that an empty
 	# `tensorrt` package never looks like real TensorRT (tests/test_tensorrt_static.py).
 	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/tensorrt-stubs \
 		tensorrt-stubs==10.13.0.35.1
 	touch $@
+
+triton-env: $(TRITON_VENV)/.installed
+
+$(TRITON_VENV)/.installed: pyproject.toml setup/triton-env.sh setup/triton-requirements.txt
+	setup/triton-env.sh $(TRITON_VENV)
 
 demo: env
 	$(BIN)/fornet-data synth --out $(DEMO)/data --train 48 --val 12 --size 256x512 --seed 0
@@ -30,7 +38,7 @@ demo: env
 	$(BIN)/fornet-bench --engine $(DEMO)/export/fornet.onnx --ckpt $(DEMO)/run/best.pth \
 		--data $(DEMO)/data --split val --duration-s 3 --report $(DEMO)/report
 
-test: env
+test: env triton-env
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.layer_view
 	$(BIN)/python -m pytest

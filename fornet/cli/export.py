@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fornet.cli.command import Command
+from fornet.cli.packages import PackageOptions, check_package_targets, write_packages
 from fornet.export.api import GRAPH, PRECISION, VERIFICATION, ExportOptions, ExportResult, export_onnx
 from fornet.export.errors import ExportError
 from fornet.export.int8.pipeline import INT8, Int8Options
@@ -150,16 +151,21 @@ def build_or_print_engines(result: ExportResult, plugin: str | None, require_eng
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The export options and the TensorRT engine group."""
+    """The export options, the TensorRT engine group and the deployment packages."""
     add_export_arguments(parser)
     add_options(parser, EngineTarget)
+    add_options(parser, PackageOptions)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    """Export, then build the plans (or print how to build them on the target)."""
+    """Export, then build the plans (or print how to build them on the target), then the packages."""
+    packages = options_from_args(PackageOptions, args)
+    check_package_targets(packages, options_from_args(IOFormat, args))
     result = run_export(args)
     engine = options_from_args(EngineTarget, args)
     build_or_print_engines(result, engine.plugin, engine.require_engine)
+    write_packages(packages, options_from_args(ExportOptions, args).input_size, result.onnx_path,
+                   engine_sources(result)[0])
     return 0
 
 
