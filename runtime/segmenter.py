@@ -27,7 +27,7 @@ from types import TracebackType
 
 import numpy as np
 
-from fornet.runtime.backend import Backend
+from fornet.runtime.backend import Backend, deactivate_after_error
 from fornet.runtime.cpu_prepost import alpha_to_256, check_frame, overlay, preprocess_frames
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO, SidecarError, read_sidecar, sidecar_path_for
@@ -128,7 +128,7 @@ class Segmenter:
             self.io: ModelIO = io
             self._pipeline: CpuPipeline | GpuPipeline = self._make_pipeline(gpu_prepost)
         except BaseException:
-            self._backend.deactivate()
+            deactivate_after_error(self._backend)
             raise
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -246,8 +246,10 @@ class Segmenter:
             self._closed = True
             try:
                 self._pipeline.close()
-            finally:
-                self._backend.deactivate()
+            except BaseException:
+                deactivate_after_error(self._backend)  # the pipeline's error is the one to see
+                raise
+            self._backend.deactivate()
 
     def __enter__(self) -> Segmenter:
         return self

@@ -54,7 +54,7 @@ def engine_record(
     inputs: list[TensorRecord],
     outputs: list[TensorRecord],
     build_options: dict[str, Any],
-    plugin: dict[str, str] | None,
+    plugin: dict[str, Any] | None,
     calibration_cache: dict[str, Any] | None,
     command: str,
 ) -> dict[str, Any]:
