@@ -13,7 +13,7 @@ env: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,int8-tensorrt]"
 	# TensorRT type stubs for the static checks, kept out of site-packages so that an empty
 	# `tensorrt` package never looks like real TensorRT (tests/test_tensorrt_static.py).
 	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/tensorrt-stubs \

@@ -24,6 +24,7 @@ from fornet.export.api import GATES, OPSET_RANGE, ExportOptions, ExportResult, e
 from fornet.export.errors import ExportError
 from fornet.export.int8.accuracy_gate import DEFAULT_MAX_MIOU_DROP
 from fornet.export.int8.pipeline import Int8Options
+from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
 from fornet.export.prepost import CHANNEL_ORDERS, INPUT_FORMATS, LABEL_DTYPES, OUTPUT_FORMATS, IOFormat
 from fornet.export.tensorrt.calibration_cache import DEFAULT_TRT_VERSION
 
@@ -119,6 +120,9 @@ def _add_int8_arguments(parser: argparse.ArgumentParser) -> None:
                       help="most layers --fallback-sensitive keeps in FP32 (default: 8)")
     int8.add_argument("--sensitivity-images", type=int, default=4, metavar="N",
                       help="calibration images used to measure per-layer sensitivity (default: 4)")
+    int8.add_argument("--no-tensorrt-int8", action="store_true",
+                      help="skip fornet_int8_tensorrt.onnx (the Q/DQ file laid out for TensorRT on an FP16 base; it "
+                           "needs `pip install 'fornet-deploy[int8-tensorrt]'`)")
     int8.add_argument("--recalibrate", action="store_true",
                       help="calibrate again even if the output folder holds a calibration (replaces it)")
     int8.add_argument("--trt-cache-version", default=DEFAULT_TRT_VERSION, metavar="X.Y.Z",
@@ -140,7 +144,7 @@ def _int8_options(args: argparse.Namespace) -> Int8Options | None:
         eval_data=args.eval_data, eval_split=args.eval_split, eval_images=args.eval_images,
         fallback_sensitive=args.fallback_sensitive, max_fallback_layers=args.max_fallback_layers,
         sensitivity_images=args.sensitivity_images, recalibrate=args.recalibrate,
-        trt_cache_version=args.trt_cache_version,
+        trt_cache_version=args.trt_cache_version, tensorrt=not args.no_tensorrt_int8,
     )
 
 
@@ -189,7 +193,9 @@ def run_export(args: argparse.Namespace) -> ExportResult:
             print(int8.gate.summary())
         if int8.fallback:
             print(f"kept in FP32 by the fallback: {', '.join(int8.fallback)}")
-        written += [int8.onnx_path, int8.sidecar_path, int8.cache_path, int8.manifest_path]
+        if int8.tensorrt_gate is not None:
+            print(f"{TRT_INT8_NAME}: {int8.tensorrt_gate.summary()}")
+        written += [int8.onnx_path, int8.sidecar_path, int8.tensorrt_path, int8.cache_path, int8.manifest_path]
     for path in written:
         if path is not None:
             print(f"wrote {path}")
@@ -207,8 +213,9 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def engine_sources(result: ExportResult) -> list[Path]:
-    """The ONNX files a deployment builds plans from: INT8 and/or FP16 when written, else FP32."""
-    deployed = [p for p in (result.int8.onnx_path if result.int8 else None, result.fp16_path) if p is not None]
+    """The ONNX files a deployment builds plans from: INT8 (the TensorRT-targeted file) and/or FP16, else FP32."""
+    int8 = None if result.int8 is None else (result.int8.tensorrt_path or result.int8.onnx_path)
+    deployed = [p for p in (int8, result.fp16_path) if p is not None]
     return deployed or [result.onnx_path]
 
 
