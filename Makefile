@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 DEMO   ?= build/demo
 
-.PHONY: demo test lint env clean
+.PHONY: demo test lint env clean device-check device-check-dry-run device-wheels
 
 env: $(VENV)/.installed
 
@@ -33,6 +33,16 @@ demo: env
 test: env
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# One-shot device check on a GPU machine (no TensorRT, no internet): see benchmarks/device_check.sh.
+device-wheels:
+	benchmarks/device_check.sh --fetch-wheels build/device-wheels
+
+device-check:
+	benchmarks/device_check.sh --wheels build/device-wheels --out build/device-check
+
+device-check-dry-run: env
+	PYTHON=$(BIN)/python benchmarks/device_check.sh --dry-run --out build/device-check
 
 lint: env
 	$(BIN)/ruff check .

@@ -191,3 +191,18 @@ def test_gpu_pipeline_frees_events_and_kernels_in_the_context(tmp_path: Path, tr
     pipeline.close()  # idempotent
     backend.deactivate()
     assert_all_released(cuda_world)
+
+
+# ------------------------------------------------------------------ the same on a real GPU
+
+@pytest.mark.gpu
+def test_real_pycuda_context_closes_cleanly() -> None:
+    """With real pycuda: nested and cross-call use, then close(); nothing is left on pycuda's stack."""
+    driver = pytest.importorskip("pycuda.driver")
+    context = CudaContext(0)
+    with context, context:
+        allocation = context.driver.mem_alloc(1 << 20)
+    context.close(allocation.free)
+    assert driver.Context.get_current() is None
+    with pytest.raises(CudaError, match="released"), context:
+        pass
