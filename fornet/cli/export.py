@@ -94,8 +94,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_int8_arguments(parser: argparse.ArgumentParser) -> None:
     int8 = parser.add_argument_group(
-        "INT8 (fornet_int8.onnx: Q/DQ for TensorRT 10/11 and ONNX Runtime; fornet.calib.cache: the same ranges "
-        "for TensorRT 10.x implicit INT8; fornet_int8.json: manifest)")
+        "INT8 (fornet_int8_tensorrt.onnx: Q/DQ laid out for TensorRT 10/11 on an FP16 base; fornet_int8.onnx: Q/DQ "
+        "for ONNX Runtime; fornet.calib.cache: the same ranges for TensorRT 10.x implicit INT8; fornet_int8.json: "
+        "manifest)")
     int8.add_argument("--int8", action="store_true", help="also calibrate and write the INT8 files")
     int8.add_argument("--calib-data", type=Path, metavar="DIR",
                       help="Cityscapes-layout folder with calibration images (needed with --int8; labels not needed)")
@@ -244,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fornet-export",
         description="Export a FoR-Net checkpoint to ONNX (fornet.onnx + fornet.onnx.json; --fp16 adds "
-                    "fornet_fp16.onnx; --int8 adds fornet_int8.onnx, fornet.calib.cache and fornet_int8.json), "
+                    "fornet_fp16.onnx; --int8 adds fornet_int8_tensorrt.onnx, fornet_int8.onnx, fornet.calib.cache "
+                    "and fornet_int8.json), "
                     "with the Top-K gate as one fornet::TopKGate node, simplified with onnxsim and verified "
                     "against PyTorch on ONNX Runtime.",
     )
