@@ -81,3 +81,12 @@ def test_no_export_combination_has_uint8_intermediates(checkpoint: Path, tmp_pat
     for index, io in enumerate(IO_FORMATS):
         for path in _export(checkpoint, tmp_path / str(index), io, gate, io_fp16=index % 2 == 1):
             assert uint8_violations(onnx.load(str(path))) == [], f"{path.name} with {io}, gate {gate}"
+
+
+def test_fornet_build_refuses_a_uint8_intermediate_before_touching_tensorrt(tmp_path: Path) -> None:
+    from fornet.export.tensorrt.build import OnnxParseError, build_engine
+
+    path = tmp_path / "old_raw.onnx"
+    onnx.save(_graph("Transpose"), path)
+    with pytest.raises(OnnxParseError, match=r"(?s)intermediate tensor 't' is UINT8.*re-export"):
+        build_engine(path)

@@ -25,6 +25,7 @@ from fornet.export.tensorrt.calibration_cache import (
     read_calibration_cache,
 )
 from fornet.export.tensorrt.errors import TensorRTBuildError
+from fornet.export.tensorrt.graph_rules import uint8_violations
 from fornet.export.tensorrt.legacy_int8 import enable_legacy_int8, require_legacy_int8
 from fornet.export.tensorrt.onnx_summary import OnnxSummary, inspect_onnx
 from fornet.export.tensorrt.options import (
@@ -93,6 +94,7 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
     summary = inspect_onnx(onnx_path)
     plan = Path(plan_path) if plan_path is not None else default_plan_path(onnx_path)
     cache = _legacy_cache(opts, summary)
+    _check_parser_rules(summary)
     version = require_tensorrt()
     import tensorrt as trt
 
@@ -169,6 +171,18 @@ def _parse(parser: trt.OnnxParser, summary: OnnxSummary) -> bool:
 
     model = strip_gate_function(onnx.load(str(summary.path), load_external_data=False))
     return parser.parse(model.SerializeToString(), path=str(summary.path))  # path: external weights
+
+
+def _check_parser_rules(summary: OnnxSummary) -> None:
+    """Refuse, before TensorRT is touched, a graph its ONNX parser would reject for UINT8 tensors."""
+    import onnx
+
+    problems = uint8_violations(onnx.load(str(summary.path), load_external_data=False))
+    if problems:
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise OnnxParseError(f"TensorRT's ONNX parser takes UINT8 only as a network input or output next to a Cast; "
+                             f"{summary.path} has:\n{listed}\nre-export it with this fornet-export (it casts a raw "
+                             "uint8 input first)")
 
 
 def _serialize_plugins(config: trt.IBuilderConfig, parser: trt.OnnxParser, plugin: Path | None) -> bool:
