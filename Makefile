@@ -9,14 +9,14 @@ DEMO   ?= build/demo
 # The Triton server environment of `fornet serve` (Debian's /usr/bin/python3, pytriton; see setup/triton-env.sh).
 TRITON_VENV ?= .venv-triton
 
-.PHONY: demo test lint env triton-env clean
+.PHONY: demo test lint env triton-env clean device-check device-check-dry-run device-wheels
 
 env: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,serve]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,serve,int8-tensorrt]"
 	# TensorRT type stubs for the static checks, kept out of site-packages so that an empty
 	# `tensorrt` package never looks like real TensorRT (tests/test_tensorrt_static.py).
 	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/tensorrt-stubs \
@@ -42,6 +42,16 @@ test: env triton-env
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.layer_view
 	$(BIN)/python -m pytest
+
+# One-shot device check on a GPU machine (no TensorRT, no internet): see benchmarks/device_check.sh.
+device-wheels:
+	benchmarks/device_check.sh --fetch-wheels build/device-wheels
+
+device-check:
+	benchmarks/device_check.sh --wheels build/device-wheels --out build/device-check
+
+device-check-dry-run: env
+	PYTHON=$(BIN)/python benchmarks/device_check.sh --dry-run --out build/device-check
 
 lint: env
 	$(BIN)/ruff check .

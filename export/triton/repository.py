@@ -20,8 +20,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from fornet.contract import MASKS_NAME
 from fornet.export.errors import ExportError
-from fornet.export.prepost import MASKS_NAME
 from fornet.export.staging import staged_folder
 from fornet.export.triton.config import INSTANCE_KINDS, TENSORRT_TO_TRITON, ModelConfig, TensorConfig, triton_dtype
 from fornet.export.triton.plan_io import PlanIO, PlanTensor, read_plan_io
