@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fornet.errors import FornetError
+from fornet.faults import fault_point
 
 
 def _process_umask() -> int:
@@ -57,7 +58,8 @@ def _temporary_prefix(target: Path) -> str:
     return f".{target.name}."
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with id ``pid`` runs (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,7 +77,7 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     with contextlib.suppress(OSError):
         for candidate in target.parent.glob(f"{prefix}*.tmp"):
             pid = candidate.name[len(prefix):].split(".", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     candidate.unlink()
                     removed.append(candidate)
@@ -100,6 +102,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, published_mode())
+        fault_point(f"atomic.{target.name}")
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

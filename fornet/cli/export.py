@@ -99,6 +99,8 @@ def run_export(args: argparse.Namespace) -> ExportResult:
         _show_int8_log()
     target = options_from_args(ExportTarget, args)
     result = export_onnx(target.ckpt, target.out, options, variant=target.variant)
+    for line in result.recovered:
+        print(line)
     print(f"Top-K k per ratio: {list(result.ks)}")
     how = ("standard ops (TensorRT's own TopK; no plugin needed)" if result.gate == "native" else
            "one fornet::TopKGate node (TensorRT plugin; model-local function elsewhere)")
