@@ -112,7 +112,7 @@ def test_failed_verification_publishes_nothing(lite_ckpt, tmp_path, monkeypatch)
                                   selected_cells=[list(kwargs["ks"])], expected_cells=list(kwargs["ks"]))
 
     monkeypatch.setattr("fornet.export.api.verify_onnx", failing)
-    with pytest.raises(VerificationError, match=r"fornet.onnx failed verification: .*50\.0000% .*nothing was published"):
+    with pytest.raises(VerificationError, match=r"fornet.onnx failed verification: .*50\.0000% .*nothing was pub"):
         export_onnx(lite_ckpt, tmp_path, ExportOptions(input_size=(64, 128), verify_images=1, progress=False))
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "no ONNX, sidecar or temporary file may remain"
 
