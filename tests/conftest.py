@@ -37,8 +37,8 @@ _FAULT_CASES = {"tried": 0, "passed": 0}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Count the ``fault``-marked cases: one per test that ran its body (or failed in set-up)."""
-    if "fault" not in report.keywords:
+    """Count the ``fault``-marked cases: one per test that ran its body (or failed in set-up); skips do not count."""
+    if "fault" not in report.keywords or report.skipped:
         return
     if report.when == "call" or (report.when == "setup" and report.failed):
         _FAULT_CASES["tried"] += 1
