@@ -134,3 +134,21 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None
     stale = tmp_path / ".fornet.onnx.999999999.abc.tmp"
     stale.write_bytes(b"x" * 100)
     assert recover(tmp_path, EXPORT_FILES) and not stale.exists()
+
+
+@pytest.mark.slow
+def test_failed_int8_calibration_keeps_the_previous_export(models: tuple[Path, Path], synth_root: Path,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    int8 = ["--int8", "--calib-method", "minmax", "--no-accuracy-gate", "--no-verify", *SIZE]
+    out = tmp_path / "export"
+    assert main(["--ckpt", str(models[0]), "--out", str(out), "--calib-data", str(synth_root), *int8]) == 0
+    before = snapshot(out)
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
+    sorted((data / "leftImg8bit" / "train").rglob("*.png"))[-1].write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(["--ckpt", str(models[1]), "--out", str(out), "--calib-data", str(data), "--recalibrate",
+                 *int8]) == 2
+    assert "leftImg8bit.png" in capsys.readouterr().err
+    assert snapshot(out) == before and not list(out.glob(".fornet*"))
+    check_export(out, models[0])
