@@ -251,7 +251,7 @@ def finish_graph(graph: onnx.ModelProto, options: ExportOptions, simplified: boo
 
 
 def _publish(graph: onnx.ModelProto, path: Path, verify: Verifier | None) -> VerificationReport | None:
-    """Write ``graph`` to ``path`` atomically; with ``verify``, only if verification passes."""
+    """Write ``graph`` to ``path`` (in the staging folder) atomically; with ``verify``, only if it passes."""
     with atomic_path(path) as tmp:
         onnx.save(graph, tmp)
         if verify is None:
@@ -345,13 +345,12 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
 
         # Converted before inlining, so a native gate's TopK and masks stay FP32 too.
         half = finish_graph(convert_to_fp16(graph, io_fp16=options.io_fp16), options, simplified=False)
-        fp16_path = transaction.path(FP16_NAME)
-        report = _publish(half, fp16_path, verifier("fp16", options.fp16_threshold))
+        staged = transaction.path(FP16_NAME)
+        report = _publish(half, staged, verifier("fp16", options.fp16_threshold))
         if report is not None:
             reports["fp16"] = report
-        fp16_sidecar = transaction.final(
-            write_sidecar(fp16_path, build_sidecar(desc, fp16_path, "fp16", options.io_fp16, report)).name)
-        fp16_path = transaction.final(FP16_NAME)
+        written = write_sidecar(staged, build_sidecar(desc, staged, "fp16", options.io_fp16, report))
+        fp16_path, fp16_sidecar = transaction.final(FP16_NAME), transaction.final(written.name)
         fault_point("export.staged_fp16")
     int8 = None
     if int8_plan is not None:

@@ -152,3 +152,28 @@ def test_failed_int8_calibration_keeps_the_previous_export(models: tuple[Path, P
     assert "leftImg8bit.png" in capsys.readouterr().err
     assert snapshot(out) == before and not list(out.glob(".fornet*"))
     check_export(out, models[0])
+
+
+def test_full_disk_during_the_fp16_file_keeps_the_previous_export(models: tuple[Path, Path], old_export: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import onnx
+
+    out = _copy(old_export, tmp_path)
+    before = snapshot(out)
+    save = onnx.save
+    calls: list[Path] = []
+
+    def save_until_full(model: onnx.ModelProto, path: Path) -> None:
+        calls.append(Path(path))
+        save(model, path)
+        if len(calls) == 2:  # the FP16 file: written in part, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("fornet.export.api.onnx.save", save_until_full)
+    with pytest.raises(OSError, match="No space left"):
+        export_onnx(models[1], out, ExportOptions(input_size=(64, 128), fp16=True, gate="plugin", verify=False,
+                                                  progress=False))
+    assert snapshot(out) == before and not list(out.glob(".fornet*"))

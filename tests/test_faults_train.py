@@ -128,3 +128,25 @@ def test_bad_data_is_found_before_evaluation(synth_root: Path, tmp_path: Path, m
     monkeypatch.setattr("fornet.model.checkpoint.load_model", no_work)
     assert eval_main(["--ckpt", str(tmp_path / "missing.pth"), "--data", str(data)]) == 2
     assert "_leftImg8bit.png" in capsys.readouterr().err
+
+
+def test_full_disk_while_best_pth_is_saved_keeps_the_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import torch
+
+    from fornet.model import build_model, save_checkpoint
+
+    model = build_model("lite")
+    path = tmp_path / "best.pth"
+    save_checkpoint(path, model, "lite", extra={"miou": 0.5})
+    before = path.read_bytes()
+
+    def save_until_full(payload: object, target: Path) -> None:
+        Path(target).write_bytes(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_until_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(path, model, "lite", extra={"miou": 0.9})
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["best.pth"]
