@@ -173,8 +173,8 @@ class CityscapesDataset:
         if require_labels and missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise DatasetError(f"{len(missing)} of {len(self.image_paths)} {split} images have no label: "
-                               f"{missing[0]} is missing{more}; add gtFine/ for this split, or use "
-                               "require_labels=False for unlabelled images (test split, calibration)")
+                               f"{missing[0]} is missing{more}; add the gtFine/{split}/ labels "
+                               "(*_gtFine_labelIds.png, one per image) or choose a labelled split")
 
     def __len__(self) -> int:
         return len(self.image_paths)

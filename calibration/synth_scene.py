@@ -702,10 +702,16 @@ class _Scene:
         return image, self.c.lab, inst
 
 
+#: Smallest scene side that can be drawn.
+MIN_SCENE_SIDE = 32
+
+
 def check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """``size`` as ints; refuse sizes too small to draw a scene."""
     h, w = (int(v) for v in size)
-    if h < 32 or w < 32:
-        raise SynthError(f"size {h}x{w} is too small to draw a street scene; use at least 32x32")
+    if h < MIN_SCENE_SIDE or w < MIN_SCENE_SIDE:
+        raise SynthError(f"size {h}x{w} is too small to draw a street scene; use at least "
+                         f"{MIN_SCENE_SIDE}x{MIN_SCENE_SIDE}")
     return h, w
 
 

@@ -3,11 +3,15 @@
 Steps: load the checkpoint; trace the model with the gate as one ``fornet::TopKGate`` node
 (TorchScript exporter); attach the gate's model-local function; ``onnx.checker`` (full);
 onnxsim (checked); for ``gate="native"`` inline the function and simplify again; refuse float
-arithmetic on shapes; write atomically only after ONNX Runtime agrees with PyTorch; optionally
-convert to FP16 mixed precision and verify that too. Each file gets a JSON sidecar. With
-``int8`` options, the INT8 step (:mod:`fornet.export.int8.pipeline`) decides about reusing a stored
-calibration before ``fornet.onnx`` is written (a refusal leaves the folder untouched) and writes
-``fornet_int8.onnx``, ``fornet.calib.cache`` and ``fornet_int8.json`` after it.
+arithmetic on shapes; verify on ONNX Runtime against PyTorch; optionally convert to FP16 mixed
+precision and verify that too. Each file gets a JSON sidecar. With ``int8`` options, the INT8 step
+(:mod:`fornet.export.int8.pipeline`) decides about reusing a stored calibration first, then writes
+``fornet_int8.onnx``, ``fornet.calib.cache`` and ``fornet_int8.json``.
+
+The export is one transaction (:mod:`fornet.export.transaction`): every file is written into a
+staging folder inside the output folder and published together only when all of them are written
+and verified, replacing the previous export's files (and removing those it does not produce). A
+failure or a kill at any moment leaves the previous export whole.
 """
 
 from __future__ import annotations
@@ -30,11 +34,17 @@ from fornet.atomic import atomic_path, ensure_writable_dir
 from fornet.contract import INPUT_NAME, TOPK_GATE
 from fornet.export.errors import ExportError, VerificationError
 from fornet.export.gate_export import export_gate
+from fornet.export.int8.manifest import MANIFEST_NAME, RANGES_NAME
+from fornet.export.int8.qdq_graph import INT8_NAME
+from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
 from fornet.export.onnx_function import attach_gate_function, inline_gate
 from fornet.export.prepost import ExportWrapper, IOFormat
 from fornet.export.sidecar import ExportDescription, build_sidecar, write_sidecar
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
+from fornet.export.tensorrt.calibration_cache import TRT_CACHE_NAME
+from fornet.export.transaction import ExportTransaction
 from fornet.export.verify import VerificationReport, load_images, verify_onnx
+from fornet.faults import fault_point
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
 from fornet.model.memory import TARGET_MEMORY_GIB, activation_profile, check_memory
 from fornet.options import OptionGroup, hw_arg, option, percent_arg
@@ -44,6 +54,10 @@ if TYPE_CHECKING:
 
 ONNX_NAME = "fornet.onnx"
 FP16_NAME = "fornet_fp16.onnx"
+#: Every file an export may publish: a new export replaces all of them (those it does not produce are removed).
+EXPORT_FILES = (*(name for graph in (ONNX_NAME, FP16_NAME, INT8_NAME, TRT_INT8_NAME)
+                  for name in (graph, f"{graph}.json")),
+                TRT_CACHE_NAME, MANIFEST_NAME, RANGES_NAME)
 GATES = ("auto", "plugin", "native")
 Verifier = Callable[[Path], VerificationReport]
 #: Opsets accepted: CastLike (in the gate function) needs 15; the TorchScript exporter stops at 20.
@@ -150,6 +164,7 @@ class ExportResult:
         reports: verification report per precision (``"fp32"``, ``"fp16"``; empty without ``verify``).
         int8: what the INT8 step wrote (None without ``int8`` options).
         gate: the gate form the files use (``"plugin"`` or ``"native"``; ``"auto"`` resolved).
+        recovered: what was cleaned up or completed from an earlier, killed export into the folder.
     """
 
     onnx_path: Path
@@ -160,6 +175,7 @@ class ExportResult:
     reports: dict[str, VerificationReport]
     int8: Int8Result | None = None
     gate: str = "plugin"
+    recovered: tuple[str, ...] = ()
 
 
 def _check_size(model: FoRNet, size: tuple[int, int]) -> None:
@@ -249,7 +265,7 @@ def finish_graph(graph: onnx.ModelProto, options: ExportOptions, simplified: boo
 
 
 def _publish(graph: onnx.ModelProto, path: Path, verify: Verifier | None) -> VerificationReport | None:
-    """Write ``graph`` to ``path`` atomically; with ``verify``, only if verification passes."""
+    """Write ``graph`` to ``path`` (in the staging folder) atomically; with ``verify``, only if it passes."""
     with atomic_path(path) as tmp:
         onnx.save(graph, tmp)
         if verify is None:
@@ -257,7 +273,8 @@ def _publish(graph: onnx.ModelProto, path: Path, verify: Verifier | None) -> Ver
         report = verify(tmp)
         if not report.passed:
             raise VerificationError(
-                f"{path.name} failed verification: {report.summary()}; {path.name} was not written. "
+                f"{path.name} failed verification: {report.summary()}; nothing was published (the previous "
+                "export in the folder is unchanged). "
                 "Check the checkpoint with fornet-eval, try more --verify-images, lower the threshold "
                 "(--fp32-threshold / --fp16-threshold) if the gap is expected, or use --no-verify to "
                 "keep the file for inspection"
@@ -285,7 +302,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
             for ``gate="native"``, ...).
         FornetError: the output folder cannot be created or written.
         GraphCheckError: the graph failed onnx.checker, onnxsim or the shape-arithmetic check.
-        VerificationError: ONNX Runtime disagrees with PyTorch (nothing is written then).
+        VerificationError: ONNX Runtime disagrees with PyTorch (nothing is published then).
         CalibrationDataError, CalibrationMismatchError, AccuracyGateError, Int8GraphError: see
             :mod:`fornet.export.int8.pipeline` (only with ``int8`` options).
     """
@@ -309,33 +326,55 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
                                         precision=precision, progress=options.progress)
 
     graph = build_graph(model, options, mean, std)
+    with ExportTransaction(out, EXPORT_FILES) as transaction:
+        result = _export_files(transaction, model, graph, desc, options, verifier)
+        transaction.commit()
+    return dataclasses.replace(result, recovered=transaction.recovered)
+
+
+def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.ModelProto, desc: ExportDescription,
+                  options: ExportOptions, verifier: Callable[[str, float], Verifier | None]) -> ExportResult:
+    """Write and verify every file of the export into the transaction's staging folder.
+
+    An accuracy-gate refusal of the INT8 graph is a result, not a fault: the transaction is
+    committed with the failing report (and no INT8 graph) before the error propagates.
+    """
     reports: dict[str, VerificationReport] = {}
-    onnx_path = out / ONNX_NAME
+    onnx_path = transaction.path(ONNX_NAME)
     fp32 = finish_graph(graph, options, simplified=True)
     int8_plan = None
     if options.int8 is not None:
         from fornet.export.int8.pipeline import plan_int8
 
         fp32_sha256 = hashlib.sha256(fp32.SerializeToString()).hexdigest()
-        int8_plan = plan_int8(out, fp32_sha256, desc, options.int8)
+        int8_plan = plan_int8(transaction.out, fp32_sha256, desc, options.int8)
     report = _publish(fp32, onnx_path, verifier("fp32", options.fp32_threshold))
     if report is not None:
         reports["fp32"] = report
     sidecar = write_sidecar(onnx_path, build_sidecar(desc, onnx_path, "fp32", False, report))
+    fault_point("export.staged_fp32")
     fp16_path = fp16_sidecar = None
     if options.fp16:
         from fornet.export.fp16 import convert_to_fp16
 
         # Converted before inlining, so a native gate's TopK and masks stay FP32 too.
         half = finish_graph(convert_to_fp16(graph, io_fp16=options.io_fp16), options, simplified=False)
-        fp16_path = out / FP16_NAME
-        report = _publish(half, fp16_path, verifier("fp16", options.fp16_threshold))
+        staged = transaction.path(FP16_NAME)
+        report = _publish(half, staged, verifier("fp16", options.fp16_threshold))
         if report is not None:
             reports["fp16"] = report
-        fp16_sidecar = write_sidecar(fp16_path, build_sidecar(desc, fp16_path, "fp16", options.io_fp16, report))
+        written = write_sidecar(staged, build_sidecar(desc, staged, "fp16", options.io_fp16, report))
+        fp16_path, fp16_sidecar = transaction.final(FP16_NAME), transaction.final(written.name)
+        fault_point("export.staged_fp16")
     int8 = None
     if int8_plan is not None:
+        from fornet.export.int8.accuracy_gate import AccuracyGateError
         from fornet.export.int8.pipeline import export_int8
 
-        int8 = export_int8(int8_plan, onnx_path, desc, progress=options.progress)
-    return ExportResult(onnx_path, sidecar, fp16_path, fp16_sidecar, ks, reports, int8, desc.gate)
+        try:
+            int8 = export_int8(int8_plan, onnx_path, desc, progress=options.progress, stage=transaction.staging)
+        except AccuracyGateError:
+            transaction.commit()
+            raise
+    return ExportResult(transaction.final(ONNX_NAME), transaction.final(sidecar.name), fp16_path, fp16_sidecar,
+                        desc.ks, reports, int8, desc.gate)

@@ -74,7 +74,7 @@ def load_images(size: tuple[int, int], count: int, data_dir: str | os.PathLike[s
                 split: str = "val", seed: int = 0) -> list[np.ndarray]:
     """``count`` RGB uint8 images resized to ``size`` (OpenCV bilinear, as the preprocessing does).
 
-    Without ``data_dir`` the images are generated street scenes of exactly ``size``.
+    Without ``data_dir`` the images are generated scenes of ``size`` (drawn at least 32x32, then resized).
     """
     import cv2
 
@@ -89,9 +89,11 @@ def load_images(size: tuple[int, int], count: int, data_dir: str | os.PathLike[s
     if data_dir is not None:
         return read(data_dir)
     from fornet.calibration.synth import generate_synthetic_cityscapes
+    from fornet.calibration.synth_scene import MIN_SCENE_SIDE
 
+    drawn = (max(size[0], MIN_SCENE_SIDE), max(size[1], MIN_SCENE_SIDE))
     with tempfile.TemporaryDirectory(prefix="fornet-verify-") as tmp:
-        generate_synthetic_cityscapes(Path(tmp), train=0, val=count, size=size, seed=seed, progress=False)
+        generate_synthetic_cityscapes(Path(tmp), train=0, val=count, size=drawn, seed=seed, progress=False)
         return read(tmp)
 
 

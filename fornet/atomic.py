@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fornet.errors import FornetError
+from fornet.faults import fault_point
 
 
 def _process_umask() -> int:
@@ -53,11 +54,62 @@ def ensure_writable_dir(directory: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_creatable(path: Path, flag: str) -> None:
+    """``path`` does not exist yet: its nearest existing ancestor must be a writable directory."""
+    ancestor = _nearest_existing(path.parent)
+    if not ancestor.is_dir():
+        raise FornetError(f"{flag} {path}: {ancestor} is a file, not a directory; choose another path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise FornetError(f"{flag} {path}: {ancestor} is not writable; choose another path or fix its permissions")
+
+
+def check_output_file(path: str | os.PathLike[str], flag: str) -> Path:
+    """Check, before any work, that a file can be written at ``path`` (named ``flag`` in errors).
+
+    Raises:
+        FornetError: ``path`` is a directory, or its folder cannot be created or written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FornetError(f"{flag} {path} is a directory; pass a file path (e.g. {path / 'result.json'})")
+    if path.exists():
+        if not os.access(path.parent if str(path.parent) else ".", os.W_OK | os.X_OK):
+            raise FornetError(f"{flag} {path}: its folder is not writable; choose another path")
+    else:
+        _check_creatable(path, flag)
+    return path
+
+
+def check_output_dir(path: str | os.PathLike[str], flag: str) -> Path:
+    """Check, before any work, that files can be written into the folder ``path``.
+
+    Raises:
+        FornetError: ``path`` is a file, or it cannot be created or written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FornetError(f"{flag} {path} is a file; pass a folder (or remove the file)")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise FornetError(f"{flag} {path} is not writable; choose another folder or fix its permissions")
+    else:
+        _check_creatable(path, flag)
+    return path
+
+
 def _temporary_prefix(target: Path) -> str:
     return f".{target.name}."
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with id ``pid`` runs (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,7 +127,7 @@ def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     with contextlib.suppress(OSError):
         for candidate in target.parent.glob(f"{prefix}*.tmp"):
             pid = candidate.name[len(prefix):].split(".", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     candidate.unlink()
                     removed.append(candidate)
@@ -100,6 +152,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, published_mode())
+        fault_point(f"atomic.{target.name}")
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

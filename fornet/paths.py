@@ -19,5 +19,11 @@ def plugin_source_dir() -> Path:
 
 
 def default_plugin_build_dir() -> Path:
-    """Where ``fornet build-plugin`` puts the library by default: ``<checkout>/build/plugins``."""
+    """Where ``fornet build-plugin`` puts the library by default: ``build/plugins`` of the working directory
+    (never into the checkout unless the command runs there)."""
+    return Path.cwd() / "build" / "plugins"
+
+
+def checkout_plugin_build_dir() -> Path:
+    """``<checkout>/build/plugins``: where a build from the checkout's own folder puts the library."""
     return CHECKOUT_ROOT / "build" / "plugins"

@@ -26,7 +26,8 @@ from torch import nn
 from tqdm import tqdm
 
 from fornet import __version__
-from fornet.calibration.cityscapes import CityscapesDataset
+from fornet.calibration.cityscapes import CityscapesDataset, scan_split
+from fornet.faults import fault_point
 from fornet.model.checkpoint import save_checkpoint
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD
 from fornet.model.errors import ModelError
@@ -40,6 +41,7 @@ from fornet.model.train_state import (
     TrainState,
     build_optimizer,
     checkpoint_extra,
+    reconcile_best,
     restore_state,
 )
 from fornet.model.variants import build_model, load_backbone_weights
@@ -189,9 +191,13 @@ class _Trainer:
                 self.state.best_miou = miou
             self.folder.append_metrics({"iter": self.state.step, "kind": "val", "miou": miou,
                                         "iou": [float(v) for v in result.iou]})
-            self.save(self.folder.last)
+            # best.pth first: last.pth never records a best score that best.pth does not hold.
+            fault_point("train.before_save")
             if improved:
                 self.save(self.folder.best)
+            fault_point("train.between_saves")
+            self.save(self.folder.last)
+            fault_point("train.after_saves")
             log.info("step %d: val mIoU %.4f (best %.4f)%s", self.state.step, miou,
                      self.state.best_miou, "; saved best.pth" if improved else "")
         self.env.barrier()
@@ -243,32 +249,39 @@ def existing_resume_file(path: str | os.PathLike[str]) -> Path:
 
 
 def train(config: TrainConfig, resume: str | os.PathLike[str] | None = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, overwrite: bool = False) -> TrainResult:
     """Train (or continue training) a FoR-Net as ``config`` says.
 
     Args:
         config: the run's options.
         resume: a ``last.pth`` to continue from (same schedule, data order and augmentation as
-            an uninterrupted run); None starts a new run (in a folder that is new or holds a
-            run with the same options, which is then started over).
+            an uninterrupted run); None starts a new run (in a folder that holds no run).
         progress: show a progress bar and log lines on the console (``train.log`` is always written).
+        overwrite: start a new run even in a folder that holds one (replacing its checkpoints and metrics).
 
     Returns:
         :class:`TrainResult` (ranks other than 0 do not validate: their mIoU fields are None).
 
     Raises:
-        FornetError: missing data splits, an ``out`` folder holding another run, a missing or
-            mismatching resume file, an unavailable device, or a diverging loss.
+        FornetError: missing data splits or a bad image or label in them (checked before any work), an
+            ``out`` folder holding a run (without ``overwrite``), a missing or mismatching resume file, an
+            unavailable device, or a diverging loss.
     """
     started = time.perf_counter()
     folder = RunFolder(config.out)
     resume_path = existing_resume_file(resume) if resume is not None else None
     with setup_environment(config.device, config.amp, config.amp_dtype) as env:
         if env.is_main and resume_path is None:
-            folder.check_fresh_start(config)
+            folder.check_fresh_start(config, overwrite)
+        if env.is_main:
+            for split in ("train", "val"):
+                scan_split(config.data, split, progress=progress)
+        env.barrier()
         trainer = _Trainer(config, env, folder, progress)
+        repaired = None
         if resume_path is not None:
             trainer.restore(resume_path)
+            repaired = reconcile_best(trainer.state, folder.best) if env.is_main else None
         else:
             trainer.load_pretrained_backbone()
         trainer.wrap_distributed()
@@ -280,7 +293,13 @@ def train(config: TrainConfig, resume: str | os.PathLike[str] | None = None,
         with run_logger(folder if env.is_main else None, console=progress and env.is_main) as log:
             what = f"resumed from {resume_path}" if resume_path is not None else "new run"
             log.info("%s in %s: %s", what, folder.path, trainer.describe())
-            trainer.run(log)
+            if repaired is not None:
+                log.warning("%s", repaired)
+            try:
+                trainer.run(log)
+            except Exception as exc:
+                log.error("stopped at step %d: %s", trainer.state.step, exc)
+                raise
             log.info("done: %d steps, best val mIoU %s", trainer.state.step,
                      "n/a" if trainer.state.best_miou is None else f"{trainer.state.best_miou:.4f}")
     best = folder.best if folder.best.is_file() else None

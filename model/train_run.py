@@ -45,17 +45,27 @@ class RunFolder:
             raise RunFolderError(f"{self.config} is not a valid run configuration ({exc}); "
                                  "choose another --out or delete that file") from exc
 
-    def check_fresh_start(self, config: TrainConfig) -> None:
-        """Refuse to start a new run in a folder that holds a run with another configuration."""
-        old = self.saved_config()
-        if old is None:
+    def holds_run(self) -> bool:
+        """Whether the folder holds work of a run: a checkpoint or metrics records."""
+        metrics = self.metrics.is_file() and self.metrics.stat().st_size > 0
+        return metrics or self.last.exists() or self.best.exists()
+
+    def check_fresh_start(self, config: TrainConfig, overwrite: bool = False) -> None:
+        """Refuse to start a new run in a folder that holds a run, unless ``overwrite``."""
+        if overwrite:
             return
-        diffs = run_differences(old, config)
+        old = self.saved_config()
+        diffs = run_differences(old, config) if old is not None else []
         if diffs:
             raise RunFolderError(
                 f"{self.path} already holds a run with a different configuration ({'; '.join(diffs)}); "
                 f"pass --resume to continue that run with its own options, choose another --out, "
-                f"or delete {self.path} to start over"
+                f"or pass --overwrite to start over (its checkpoints and metrics are replaced)"
+            )
+        if self.holds_run():
+            raise RunFolderError(
+                f"{self.path} already holds a run (last.pth, best.pth or metrics.jsonl); pass --resume to continue "
+                "it, --overwrite to start over (its checkpoints and metrics are replaced), or choose another --out"
             )
 
     def prepare(self, config: TrainConfig, resuming: bool) -> None:

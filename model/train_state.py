@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fornet.model.checkpoint import read_checkpoint
+from fornet.model.checkpoint import CheckpointError, read_checkpoint
 from fornet.model.errors import ModelError
 from fornet.model.train_config import TrainConfig, run_differences
 
@@ -132,3 +132,31 @@ def restore_state(path: str | os.PathLike[str], config: TrainConfig, model: nn.M
         torch.cuda.set_rng_state(stored["rng"]["cuda"].cpu(), device)
     return TrainState(step=int(stored["iteration"]), best_miou=stored.get("best_miou"),
                       last_miou=stored.get("miou"))
+
+
+def reconcile_best(state: TrainState, best_path: str | os.PathLike[str]) -> str | None:
+    """Make ``state.best_miou`` the score of the ``best.pth`` on disk; say what was repaired.
+
+    A run writes ``best.pth`` before the ``last.pth`` that records its score, so after a crash
+    between the two ``best.pth`` may hold a better score than ``last.pth`` recorded: the file
+    is the truth. A missing or unreadable ``best.pth`` resets the best score, so the next
+    validation writes a new one.
+    """
+    recorded = state.best_miou
+    try:
+        stored = read_checkpoint(best_path) if os.path.exists(best_path) else None
+    except CheckpointError as exc:
+        state.best_miou = None
+        return f"{best_path} cannot be read ({exc}); the next validation writes a new best.pth"
+    if stored is None:
+        state.best_miou = None
+        if recorded is None:
+            return None
+        return (f"{best_path} is missing (last.pth recorded a best mIoU of {recorded:.4f}); the next validation "
+                "writes a new best.pth")
+    best = stored.get("miou")
+    if best is None or float(best) == recorded:
+        return None
+    state.best_miou = float(best)
+    return (f"{best_path} holds mIoU {best} but last.pth recorded a best of {recorded} (a save was interrupted); "
+            "the best score is now that of best.pth")

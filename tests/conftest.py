@@ -33,6 +33,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_trt)
 
 
+_FAULT_CASES = {"tried": 0, "passed": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count the ``fault``-marked cases: one per test that ran its body (or failed in set-up); skips do not count."""
+    if "fault" not in report.keywords or report.skipped:
+        return
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        _FAULT_CASES["tried"] += 1
+        _FAULT_CASES["passed"] += int(report.passed)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the fault-injection count (docs/reliability.md quotes it)."""
+    if _FAULT_CASES["tried"]:
+        terminalreporter.write_line(f"fault cases tried: {_FAULT_CASES['tried']}, passed: {_FAULT_CASES['passed']}")
+
+
 @pytest.fixture(scope="session")
 def lite(tmp_path_factory: pytest.TempPathFactory) -> LiteExport:
     """A seeded lite checkpoint and its ONNX exports (plain FP32 + FP16, raw-input labels-output)."""

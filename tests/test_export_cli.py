@@ -112,7 +112,7 @@ def test_failed_verification_publishes_nothing(lite_ckpt, tmp_path, monkeypatch)
                                   selected_cells=[list(kwargs["ks"])], expected_cells=list(kwargs["ks"]))
 
     monkeypatch.setattr("fornet.export.api.verify_onnx", failing)
-    with pytest.raises(VerificationError, match=r"fornet.onnx failed verification: .*50\.0000% .*was not written"):
+    with pytest.raises(VerificationError, match=r"fornet.onnx failed verification: .*50\.0000% .*nothing was pub"):
         export_onnx(lite_ckpt, tmp_path, ExportOptions(input_size=(64, 128), verify_images=1, progress=False))
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "no ONNX, sidecar or temporary file may remain"
 
@@ -137,3 +137,11 @@ def test_auto_gate_and_engine_command_without_tensorrt(lite_ckpt, tmp_path, caps
     captured = capsys.readouterr()
     assert "fornet-build-plugin" not in captured.out and "--require-engine" in captured.err
     assert (tmp_path / "req" / "fornet.onnx").is_file(), "the ONNX files are kept"
+
+
+def test_tiny_input_size_is_verified_on_resized_scenes(lite_ckpt, tmp_path, capsys):
+    """16x16 (one selector cell for lite) exports and verifies; no error about drawing street scenes."""
+    assert main(["--ckpt", str(lite_ckpt), "--input-size", "16x16", "--out", str(tmp_path), "--quiet",
+                 "--verify-images", "1"]) == 0
+    assert "street scene" not in capsys.readouterr().err
+    assert (tmp_path / "fornet.onnx").is_file()

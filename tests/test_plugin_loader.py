@@ -136,3 +136,21 @@ def test_unloadable_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     bogus.write_bytes(b"not an ELF file")
     with pytest.raises(PluginLibraryError, match=r"cannot load .*built on this machine"):
         load_plugin_library(bogus)
+
+
+def test_build_plugin_writes_under_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fornet-build-plugin's default output follows the working directory, not the source checkout."""
+    from fornet.cli import build_plugin
+
+    built: list[Path] = []
+
+    def fake_build(build, verbose=False):
+        built.append(build.out_dir)
+        return build.out_dir / PLUGIN_LIBRARY_NAME
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("fornet.export.tensorrt.plugin_build.build_plugin_library", fake_build)
+    monkeypatch.setattr("fornet.runtime.cuda.toolchain.find_nvcc", lambda: None)
+    assert build_plugin.main(["--cuda-arch", "87"]) == 0
+    assert built == [tmp_path / "build" / "plugins"]
+    assert plugin_search_paths()[0] == tmp_path / "build" / "plugins" / PLUGIN_LIBRARY_NAME

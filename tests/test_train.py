@@ -174,11 +174,12 @@ def test_resume_of_a_finished_run_does_nothing(straight_run: Path, tmp_path: Pat
     assert result.iterations == 4 and result.best_checkpoint == out / "best.pth"
 
 
-def test_same_options_in_the_same_folder_start_over(straight_run: Path, synth_root: Path, tmp_path: Path) -> None:
+def test_same_folder_starts_over_only_with_overwrite(straight_run: Path, synth_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "again"
     shutil.copytree(straight_run, out)
     (out / "last.pth").unlink()
-    assert cli(synth_root, out, "--crop", "144x272", "--iters", "4", "--val-every", "0") == 0
+    assert cli(synth_root, out, "--crop", "144x272", "--iters", "4", "--val-every", "0") == 2  # holds a run
+    assert cli(synth_root, out, "--crop", "144x272", "--iters", "4", "--val-every", "0", "--overwrite") == 0
     assert [r["iter"] for r in records(out, "train")] == [1, 2, 3, 4]  # old records were dropped
     assert [r["iter"] for r in records(out, "val")] == [4]
     assert read_checkpoint(out / "last.pth")["iteration"] == 4

@@ -11,17 +11,18 @@ Files written into the export folder next to ``fornet.onnx``:
 * ``fornet_int8.json``: the manifest (:mod:`fornet.export.int8.manifest`).
 * ``fornet_int8.ranges.json``: the calibrated ranges, reused by later runs with the same inputs.
 
-The step is split in two so that a refused reuse never touches the folder: :func:`plan_int8`
-(image selection, calibration key, reuse decision) runs before ``fornet.onnx`` is written, and
-:func:`export_int8` after. When the accuracy gate fails, ``fornet_int8.onnx`` and the cache are
-not published (stale ones are removed) while the ranges and the manifest, with the failing
-report, are kept so that a rerun with ``--fallback-sensitive`` reuses the calibration.
+The step is split in two: :func:`plan_int8` (image selection, calibration key, reuse decision)
+reads the published folder before anything is written, and :func:`export_int8` writes into the
+export's staging folder (:mod:`fornet.export.transaction`), which is published with the other
+files. When the accuracy gate fails, no ``fornet_int8.onnx`` or cache is staged (so the previous
+ones are removed on publication) while the ranges and the manifest, with the failing report, are
+published so that a rerun with ``--fallback-sensitive`` reuses the calibration.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -47,6 +48,7 @@ from fornet.calibration.int8_calibrate import (
 from fornet.export.errors import ExportError
 from fornet.export.int8.accuracy_gate import DEFAULT_MAX_MIOU_DROP, AccuracyGateError, GateReport, evaluate_int8
 from fornet.export.int8.manifest import (
+    MANIFEST_NAME,
     RANGES_NAME,
     calibration_key,
     read_manifest,
@@ -79,6 +81,7 @@ from fornet.export.tensorrt.calibration_cache import (
     trt_version_number,
     write_trt_cache,
 )
+from fornet.faults import fault_point
 from fornet.options import OptionGroup, option
 
 INT8 = OptionGroup(
@@ -245,17 +248,19 @@ def _quantizer_record(keep: list[str], fallback: list[str], model: ModelProto) -
     }
 
 
-def _calibration(plan: Int8Plan, fp32_path: str | os.PathLike[str], batch: int,
-                 progress: bool) -> tuple[ActivationRanges, dict[str, Any]]:
-    """The plan's reused ranges, or new ones (saved); plus the manifest's calibration record."""
+def _calibration(plan: Int8Plan, fp32_path: str | os.PathLike[str], batch: int, progress: bool,
+                 stage: Path) -> tuple[ActivationRanges, dict[str, Any]]:
+    """The plan's reused ranges (copied into ``stage``), or new ones (saved there); plus the manifest's
+    calibration record."""
     start = time.perf_counter()
     ranges = plan.reused
     if ranges is None:
         ranges, stats = calibrate(fp32_path, plan.images, plan.model_input, plan.options.calib_method, batch=batch,
                                   progress=progress)
-        ranges.save(plan.out_dir / RANGES_NAME)
+        ranges.save(stage / RANGES_NAME)
         input_stats = stats.to_dict()
     else:
+        shutil.copyfile(plan.out_dir / RANGES_NAME, stage / RANGES_NAME)
         stored = read_manifest(plan.out_dir)
         input_stats = stored.calibration.get("input_stats") if stored is not None else None
     record = {"data": str(plan.images.root), "split": plan.images.split, "images": plan.images.names,
@@ -332,23 +337,24 @@ def _tensorrt_file(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: Expo
     return model, gate
 
 
-def _refuse(out: Path, gate: GateReport, options: Int8Options, content: dict[str, Any]) -> None:
-    """Remove stale INT8 files, record the failing report and raise :class:`AccuracyGateError`."""
-    for name in (INT8_NAME, INT8_NAME + ".json", TRT_INT8_NAME, TRT_INT8_NAME + ".json", TRT_CACHE_NAME):
-        with contextlib.suppress(FileNotFoundError):
-            (out / name).unlink()
-    manifest = write_manifest(out, content)
+def _refuse(stage: Path, out: Path, gate: GateReport, options: Int8Options, content: dict[str, Any]) -> None:
+    """Stage the manifest with the failing report and raise :class:`AccuracyGateError`."""
+    write_manifest(stage, content)
+    manifest = out / MANIFEST_NAME
     hint = "" if options.fallback_sensitive else "add --fallback-sensitive to keep the most sensitive layers in FP32, "
     raise AccuracyGateError(
-        f"INT8 export refused: {gate.summary()}\n{INT8_NAME} and {TRT_CACHE_NAME} were not written; the report "
+        f"INT8 export refused: {gate.summary()}\nno INT8 graph or cache was written; the report "
         f"is in {manifest}. To fix: {hint}try another --calib-method or more --calib-images, or raise "
         "--max-miou-drop (--no-accuracy-gate skips the check)"
     )
 
 
 def export_int8(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportDescription,
-                progress: bool = True) -> Int8Result:
-    """Calibrate (unless reused), quantize, run the accuracy gate (and the fallback), publish.
+                progress: bool = True, stage: Path | None = None) -> Int8Result:
+    """Calibrate (unless reused), quantize, run the accuracy gate (and the fallback), write the files.
+
+    The files are written into ``stage`` (the export's staging folder; default: the output folder
+    itself); the paths in the result are those in the output folder.
 
     Raises:
         ExportError: ``fp32_path`` is not the graph the plan was made for.
@@ -358,16 +364,18 @@ def export_int8(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportD
         CalibrationError, DatasetError: calibration failed or an image is unreadable.
     """
     out, options = plan.out_dir, plan.options
+    stage = out if stage is None else stage
     if sha256_file(fp32_path) != plan.fp32_sha256:
         raise ExportError(f"{fp32_path} changed between planning and INT8 export; run the export again")
-    ranges, calibration = _calibration(plan, fp32_path, desc.batch, progress)
+    ranges, calibration = _calibration(plan, fp32_path, desc.batch, progress, stage)
+    fault_point("export.calibrated")
     keep = float_node_names(onnx.load(fp32_path))
     result = _quantize_and_gate(plan, fp32_path, desc, ranges, keep, progress)
     gate = result.gate
     content: dict[str, Any] = {
         "status": "not gated" if gate is None else ("passed" if gate.passed else "failed"),
         "calibration_key": plan.key, "calibration": calibration,
-        "ranges": {"file": RANGES_NAME, "sha256": sha256_file(out / RANGES_NAME), "tensors": len(ranges.ranges)},
+        "ranges": {"file": RANGES_NAME, "sha256": sha256_file(stage / RANGES_NAME), "tensors": len(ranges.ranges)},
         "quantization": _quantizer_record(keep, result.fallback, result.model),
         "accuracy_gate": None if gate is None else {"data": str(options.eval_data or options.calib_data),
                                                    **gate.to_dict()},
@@ -375,7 +383,7 @@ def export_int8(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportD
     }
     content["quantization"]["tensorrt_placement_issues"] = [str(i) for i in placement_issues(result.model, keep)]
     if gate is not None and not gate.passed:
-        _refuse(out, gate, options, content)
+        _refuse(stage, out, gate, options, content)
     trt_model, trt_gate = None, None
     if options.tensorrt:
         trt_model, trt_gate = _tensorrt_file(plan, fp32_path, desc, ranges, [*keep, *result.fallback], progress)
@@ -385,13 +393,13 @@ def export_int8(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportD
             "accuracy_gate": None if trt_gate is None else {"numerics": "ONNX Runtime, graph optimisations off",
                                                             **trt_gate.to_dict()}}
         if trt_gate is not None and not trt_gate.passed:
-            _refuse(out, trt_gate, options, content)
-    int8_path = out / INT8_NAME
+            _refuse(stage, out, trt_gate, options, content)
+    int8_path = stage / INT8_NAME
     with atomic_path(int8_path) as tmp_path:
         onnx.save(result.model, tmp_path)
     sidecar = write_sidecar(int8_path, build_sidecar(desc, int8_path, "int8", False, None))
     scales = activation_scales(result.model)
-    cache = write_trt_cache(out / TRT_CACHE_NAME, scales, options.trt_cache_version)
+    cache = write_trt_cache(stage / TRT_CACHE_NAME, scales, options.trt_cache_version)
     content["int8_onnx"] = {"file": INT8_NAME, "sha256": sha256_file(int8_path)}
     content["trt_cache"] = {
         "file": TRT_CACHE_NAME, "sha256": sha256_file(cache), "tensors": len(scales),
@@ -403,15 +411,14 @@ def export_int8(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportD
     }
     trt_path = None
     if trt_model is not None:
-        trt_path = out / TRT_INT8_NAME
+        trt_path = stage / TRT_INT8_NAME
         with atomic_path(trt_path) as tmp_path:
             onnx.save(trt_model, tmp_path)
         write_sidecar(trt_path, build_sidecar(desc, trt_path, "int8", False, None))
         content["tensorrt"]["sha256"] = sha256_file(trt_path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            (out / TRT_INT8_NAME).unlink()  # a stale one from an earlier export
-    manifest = write_manifest(out, content)
-    return Int8Result(onnx_path=int8_path, sidecar_path=sidecar, cache_path=cache, manifest_path=manifest,
-                      ranges_path=out / RANGES_NAME, reused_calibration=plan.reused is not None, gate=gate,
-                      fallback=tuple(result.fallback), tensorrt_path=trt_path, tensorrt_gate=trt_gate)
+    fault_point("export.staged_int8")
+    manifest = write_manifest(stage, content)
+    return Int8Result(onnx_path=out / int8_path.name, sidecar_path=out / sidecar.name, cache_path=out / cache.name,
+                      manifest_path=out / manifest.name, ranges_path=out / RANGES_NAME,
+                      reused_calibration=plan.reused is not None, gate=gate, fallback=tuple(result.fallback),
+                      tensorrt_path=None if trt_path is None else out / trt_path.name, tensorrt_gate=trt_gate)

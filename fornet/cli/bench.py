@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from fornet.atomic import check_output_dir, check_output_file
 from fornet.cli.command import Command
 from fornet.cli.triton_bench import TRITON, TritonBenchOptions, run_triton_bench
 from fornet.options import add_options, option, option_groups, options_from_args
@@ -50,11 +51,15 @@ def bench_options_from_args(args: argparse.Namespace) -> BenchOptions:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    """Benchmark, print the summary and write the requested record and report."""
+    """Check the output paths, benchmark, print the summary and write the requested record and report."""
     served = options_from_args(TritonBenchOptions, args)
     if served.triton is not None:
         return run_triton_bench(served, args)
     outputs = options_from_args(BenchOutputs, args)
+    if outputs.json is not None:
+        check_output_file(outputs.json, "--json")
+    if outputs.report is not None:
+        check_output_dir(outputs.report, "--report")
     result = run_benchmark(bench_options_from_args(args), command=shlex.join(["fornet-bench", *argv]))
     print(render_markdown(result.record, []))
     if outputs.json is not None:

@@ -31,7 +31,7 @@ class PluginBuildOptions:
                                    default_text="this GPU, else 75;80;86;87;89;90",
                                    help="CUDA architectures, e.g. '87' (Orin) or '87;90'")
     out: Path | None = option(None, flag="--out", parse=Path, metavar="DIR",
-                              default_text=str(default_plugin_build_dir()), help="output directory")
+                              default_text="./build/plugins, in the working directory", help="output directory")
     source: Path | None = option(None, flag="--source", parse=Path, metavar="DIR",
                                  default_text=str(plugin_source_dir()), help="plugin sources")
     static_registration: bool = option(True, flag="--no-static-registration",

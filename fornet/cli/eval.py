@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fornet import __version__
-from fornet.atomic import write_text_atomic
+from fornet.atomic import check_output_dir, check_output_file, write_text_atomic
 from fornet.calibration.labels import CLASS_NAMES
 from fornet.calibration.metrics import format_iou_table
 from fornet.cli.command import Command
@@ -39,13 +39,18 @@ class EvalOptions:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    """Score the checkpoint, print the table and optionally write the JSON report."""
-    from fornet.calibration.cityscapes import CityscapesDataset
+    """Check the outputs and the data, score the checkpoint, print the table and optionally write the JSON."""
+    from fornet.calibration.cityscapes import CityscapesDataset, scan_split
     from fornet.model.checkpoint import load_model
     from fornet.model.evaluate import evaluate, resolve_device
 
     options = options_from_args(EvalOptions, args)
+    if options.json is not None:
+        check_output_file(options.json, "--json")
+    if options.save_predictions is not None:
+        check_output_dir(options.save_predictions, "--save-predictions")
     device = resolve_device(options.device)
+    scan_split(options.data, options.split, progress=sys.stderr.isatty())
     dataset = CityscapesDataset(options.data, options.split, require_labels=True)
     model = load_model(options.ckpt, options.variant, map_location=device)
     result = evaluate(model, dataset, options.input_size, device, options.save_predictions,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,13 +85,26 @@ def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
     return options_from_args(ExportOptions, args, io=options_from_args(IOFormat, args), int8=_int8_options(args))
 
 
+class _StderrHandler(logging.Handler):
+    """Writes records to ``sys.stderr`` as it is when the record is emitted (a command may be run
+    several times in one process, each time with another stderr)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+_INT8_LOG = _StderrHandler()
+_INT8_LOG.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+
+
 def _show_int8_log() -> None:
-    """Print the INT8 step's log (input statistics, warnings) on stderr."""
+    """Print the INT8 step's log (input statistics, warnings) on stderr (unless the logger has handlers)."""
     logger = logging.getLogger("fornet.int8")
     if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(_INT8_LOG)
         logger.setLevel(logging.INFO)
 
 
@@ -101,6 +115,8 @@ def run_export(args: argparse.Namespace) -> ExportResult:
         _show_int8_log()
     target = options_from_args(ExportTarget, args)
     result = export_onnx(target.ckpt, target.out, options, variant=target.variant)
+    for line in result.recovered:
+        print(line)
     print(f"Top-K k per ratio: {list(result.ks)}")
     how = ("standard ops (TensorRT's own TopK; no plugin needed)" if result.gate == "native" else
            "one fornet::TopKGate node (TensorRT plugin; model-local function elsewhere)")

@@ -21,12 +21,15 @@ class TrainRun:
 
     resume: str | None = option(None, flag="--resume", nargs="?", const="", metavar="PATH", group=RUN,
                                 help="continue RUN/last.pth (or PATH) with its saved options and schedule")
+    overwrite: bool = option(False, flag="--overwrite", group=RUN,
+                             help="start a new run in --out even if it holds one (its checkpoints and metrics are "
+                                  "replaced); without it such a folder is refused")
     progress: bool = option(True, flag="--quiet", convert=operator.not_, group=VALIDATION,
                             help="no progress bar or console log (train.log only)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every :class:`TrainConfig` flag and ``--resume``/``--quiet``, all left out of the namespace unless given."""
+    """Every :class:`TrainConfig` flag and the :class:`TrainRun` flags, all left out of the namespace unless given."""
     groups = option_groups(parser, RUN, SCHEDULE, VALIDATION, HARDWARE)
     for options in (TrainConfig, TrainRun):
         add_options(parser, options, groups, suppress=True)
@@ -34,17 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Start a new run, or resume one with the given flags replacing its saved options."""
-    from fornet.model.train import existing_resume_file, train
+    from fornet.model.train import TrainingError, existing_resume_file, train
     from fornet.model.train_run import RunFolder
     from fornet.model.train_state import resume_config
 
     how = options_from_args(TrainRun, args)
     given = given_options(TrainConfig, args)
     if how.resume is not None:
+        if how.overwrite:
+            raise TrainingError("--resume continues the run in --out and --overwrite replaces it; pass one of them")
         path = existing_resume_file(how.resume or RunFolder(given["out"]).last)
         result = train(resume_config(path, **given), resume=path, progress=how.progress)
     else:
-        result = train(TrainConfig.from_dict({}, **given), progress=how.progress)
+        result = train(TrainConfig.from_dict({}, **given), progress=how.progress, overwrite=how.overwrite)
     if result.best_miou is not None:
         print(f"best val mIoU {result.best_miou:.4f} ({result.best_checkpoint}); "
               f"last {result.last_checkpoint} at step {result.iterations}")

@@ -13,7 +13,7 @@ import platform
 from pathlib import Path
 
 from fornet.contract import TOPK_GATE
-from fornet.paths import default_plugin_build_dir
+from fornet.paths import checkout_plugin_build_dir, default_plugin_build_dir
 from fornet.runtime.errors import TensorRTError
 
 PLUGIN_LIBRARY_NAME = "libfornet_plugins.so"
@@ -30,15 +30,17 @@ def plugin_search_paths(path: str | os.PathLike[str] | None = None) -> list[Path
     """The candidate library files, in search order.
 
     An explicit ``path`` (a file or a directory holding the library) is the only candidate; so is
-    ``$FORNET_PLUGIN_LIB`` when set. Otherwise: the package's build directory, then the install
-    locations of ``cmake --install`` and of system packages.
+    ``$FORNET_PLUGIN_LIB`` when set. Otherwise: ``build/plugins`` of the working directory (where
+    ``fornet build-plugin`` writes by default), that of the checkout, then the install locations of
+    ``cmake --install`` and of system packages.
     """
     explicit = path if path is not None else os.environ.get(PLUGIN_ENV_VAR) or None
     if explicit is not None:
         candidate = Path(explicit).expanduser()
         return [candidate / PLUGIN_LIBRARY_NAME if candidate.is_dir() else candidate]
+    builds = dict.fromkeys([default_plugin_build_dir(), checkout_plugin_build_dir()])
     directories = [
-        default_plugin_build_dir(),
+        *builds,
         Path("/usr/local/lib"),
         Path(f"/usr/lib/{platform.machine()}-linux-gnu"),
         Path("/usr/lib"),
