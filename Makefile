@@ -31,7 +31,7 @@ $(TRITON_VENV)/.installed: pyproject.toml setup/triton-env.sh setup/triton-requi
 demo: env
 	$(BIN)/fornet-data synth --out $(DEMO)/data --train 48 --val 12 --size 256x512 --seed 0
 	$(BIN)/fornet-train --data $(DEMO)/data --variant lite --crop 256x256 --batch 8 --iters 300 \
-		--val-every 100 --out $(DEMO)/run
+		--val-every 100 --out $(DEMO)/run --overwrite
 	$(BIN)/fornet-eval --ckpt $(DEMO)/run/best.pth --data $(DEMO)/data --split val
 	$(BIN)/fornet-export --ckpt $(DEMO)/run/best.pth --input-size 256x512 --fp16 \
 		--verify-data $(DEMO)/data --verify-split val --out $(DEMO)/export
