@@ -281,6 +281,20 @@ class FakeEngine:
         return FakeExecutionContext(self.trt_world)
 
 
+class FakeILogger:
+    """``tensorrt.ILogger`` with its severities (the base class fornet's logger subclasses)."""
+
+    class Severity(enum.IntEnum):
+        INTERNAL_ERROR = 0
+        ERROR = 1
+        WARNING = 2
+        INFO = 3
+        VERBOSE = 4
+
+    def __init__(self) -> None:
+        pass
+
+
 def make_fake_tensorrt(trt_world: TrtWorld, version: str = "10.3.0.26") -> types.ModuleType:
     """A ``tensorrt`` module with the run-side API the backend uses."""
     trt = types.ModuleType("tensorrt")
@@ -290,16 +304,7 @@ def make_fake_tensorrt(trt_world: TrtWorld, version: str = "10.3.0.26") -> types
     trt.TensorIOMode = mode
     trt.DataType = dtype
 
-    class ILogger:
-        class Severity(enum.IntEnum):
-            INTERNAL_ERROR = 0
-            ERROR = 1
-            WARNING = 2
-            INFO = 3
-            VERBOSE = 4
-
-        def __init__(self) -> None:
-            pass
+    ILogger = FakeILogger
 
     class Runtime:
         def __init__(self, logger: ILogger) -> None:

@@ -20,6 +20,7 @@ from fornet.export.tensorrt.calibration_cache import CalibrationCacheError
 from fornet.export.tensorrt.legacy_int8 import LegacyInt8UnavailableError
 from fornet.export.tensorrt.options import BuildOptions, BuildOptionsError
 from fornet.runtime.tensorrt.env import CudaDevice, NoGpuError, TensorRTUnavailableError
+from tests.fake_cuda import FakeILogger
 from tests.test_tensorrt_onnx import save_model
 
 PLAN_BYTES = b"fake-plan\x00\x01"
@@ -137,16 +138,7 @@ def make_fake_tensorrt(recorder: Recorder, *, version: str = "10.3.0.26", legacy
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
 
-    class ILogger:
-        class Severity(enum.IntEnum):
-            INTERNAL_ERROR = 0
-            ERROR = 1
-            WARNING = 2
-            INFO = 3
-            VERBOSE = 4
-
-        def __init__(self) -> None:
-            pass
+    ILogger = FakeILogger
 
     class ParserError:
         def desc(self) -> str:
