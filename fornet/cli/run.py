@@ -226,3 +226,7 @@ COMMAND = Command(
 )
 
 main = COMMAND.alias_main
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -19,7 +19,9 @@ time from the first frame; a bigger ``--buffer`` raises ``max-buffers`` and stop
 from __future__ import annotations
 
 import functools
+import glob
 import importlib.machinery
+import importlib.util
 import os
 import sys
 import threading
@@ -73,13 +75,21 @@ def import_gst() -> tuple[ModuleType, ModuleType]:
     return Gst, GLib
 
 
+#: Where GObject introspection data (``Gst-1.0.typelib``) is installed, besides ``GI_TYPELIB_PATH``.
+TYPELIB_GLOBS = ("/usr/lib/girepository-1.0", "/usr/lib/*/girepository-1.0", "/usr/local/lib/*/girepository-1.0")
+
+
+@functools.cache
 def gst_available() -> bool:
-    """Whether :func:`import_gst` succeeds."""
-    try:
-        import_gst()
-    except VideoError:
-        return False
-    return True
+    """Whether GStreamer's Python bindings and introspection data are installed.
+
+    A cheap check that does not load GStreamer into this process (loading it costs time and
+    threads, and a process that only reads files through PyAV should not pay for it).
+    """
+    has_gi = importlib.util.find_spec("gi") is not None or _system_gi_dir() is not None
+    folders = [p for p in os.environ.get("GI_TYPELIB_PATH", "").split(os.pathsep) if p]
+    folders += [folder for pattern in TYPELIB_GLOBS for folder in glob.glob(pattern)]
+    return has_gi and any((Path(folder) / "Gst-1.0.typelib").exists() for folder in folders)
 
 
 def has_element(name: str) -> bool:

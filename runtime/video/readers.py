@@ -15,12 +15,18 @@ csi, gst://    GStreamer (required)                     -
 =============  ======================================  ==========================================
 
 Stream readers are opened with bounded waits (PyAV ``timeout``, OpenCV open/read timeouts,
-GStreamer ``tcp-timeout`` and a pull timeout), so a read never blocks for ever.
+GStreamer ``tcp-timeout`` and a pull timeout). Those are not enough on their own: a frozen server
+keeps PyAV and OpenCV blocked (or handing out stale frames) for seconds longer than asked. For live
+inputs PyAV and OpenCV therefore read on a thread of their own (:class:`Unblocked`), so ``read``
+returns ``None`` on time and the source's watchdog can act; the stuck connection is closed by its
+own thread when its read finally returns.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from typing import Literal, Protocol
 
@@ -164,6 +170,56 @@ class GstSourceReader:
         self._reader.close()
 
 
+class Unblocked:
+    """Run a blocking reader on its own thread; ``read(timeout_s)`` returns ``None`` on time.
+
+    The thread owns the inner reader: it reads, hands frames over one at a time, and closes the
+    reader when it ends (end of input, error, or :meth:`close`), so no call crosses threads.
+    """
+
+    def __init__(self, inner: PyAVReader | OpenCVReader) -> None:
+        self.fps = inner.fps
+        self.total = inner.total
+        self._inner = inner
+        self._handoff: queue.Queue[np.ndarray | BaseException] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fornet-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    item: np.ndarray | BaseException | None = self._inner.read(1.0)
+                except (EOFError, SourceError) as exc:
+                    item = exc
+                if item is None:
+                    continue
+                while not self._stop.is_set():
+                    try:
+                        self._handoff.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if isinstance(item, BaseException):
+                    return
+        finally:
+            self._inner.close()
+
+    def read(self, timeout_s: float) -> np.ndarray | None:
+        try:
+            item = self._handoff.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Ask the thread to stop; it closes the connection when its current read returns."""
+        self._stop.set()
+
+
 def choose_backend(spec: SourceSpec, backend: str = "auto") -> str:
     """The library that reads ``spec`` (see the module docstring's table)."""
     from fornet.runtime.video.gst import gst_available
@@ -187,8 +243,7 @@ def open_reader(spec: SourceSpec, backend: str, buffers: int, timeout_s: float) 
     """Open ``spec`` with ``backend`` (as :func:`choose_backend` returned)."""
     if backend == "images":
         return ImageFilesReader(spec.files)
-    if backend == "pyav":
-        return PyAVReader(spec, timeout_s)
-    if backend == "opencv":
-        return OpenCVReader(spec, timeout_s)
+    if backend in ("pyav", "opencv"):
+        reader = PyAVReader(spec, timeout_s) if backend == "pyav" else OpenCVReader(spec, timeout_s)
+        return Unblocked(reader) if spec.live else reader
     return GstSourceReader(spec, buffers, timeout_s)
