@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 DEMO   ?= build/demo
 
-.PHONY: demo test lint env clean
+.PHONY: demo test lint env clean system-deps
 
 env: $(VENV)/.installed
 
@@ -30,7 +30,12 @@ demo: env
 	$(BIN)/fornet-bench --engine $(DEMO)/export/fornet.onnx --ckpt $(DEMO)/run/best.pth \
 		--data $(DEMO)/data --split val --duration-s 3 --report $(DEMO)/report
 
-test: env
+# System packages the video tests need (GStreamer + its RTSP server for /usr/bin/python3): installed
+# when missing and root, else the exact apt-get command is printed (setup/system-packages.sh).
+system-deps:
+	sh setup/system-packages.sh
+
+test: env system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -141,3 +141,13 @@ def test_no_traceback_from_the_console_script(tmp_path: Path) -> None:
                                 "--model", "m.onnx"], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     assert "input file not found" in completed.stderr
+
+
+def test_bench_compares_pipeline_with_segmenter(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from fornet.runtime.video.bench import compare_file_pipeline
+
+    clip = pan_clip(tmp_path_factory)
+    with Segmenter(onnx_model(tmp_path_factory), device="cpu") as seg:
+        result = compare_file_pipeline(seg, str(clip.path), rounds=1)
+    assert result.frames == len(clip.truth) and result.pipeline_fps > 0 and result.segmenter_fps > 0
+    assert "pipeline / segmenter" in result.format()

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--overlays", type=int, default=3, metavar="N",
                         help="overlays with disagreement pixels in the report (default: 3)")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--video", metavar="FILE",
+                        help="also time the video pipeline (decode + segment + overlay + H.264) on FILE next to the "
+                             "segmenter's end-to-end FPS on the same frames (fornet.runtime.video.bench)")
     return parser
 
 
@@ -113,6 +116,20 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     )
 
 
+def _video_bench(args: argparse.Namespace) -> str:
+    from fornet.runtime.segmenter import Segmenter
+    from fornet.runtime.video.bench import compare_file_pipeline
+    from fornet.runtime.video.errors import SourceError
+    from fornet.runtime.video.uri import parse_source
+
+    spec = parse_source(args.video)
+    if spec.kind != "video":
+        raise SourceError(f"--video takes a video file, not a {spec.kind} input; pass e.g. clip.mp4")
+    with Segmenter(args.engine, args.backend, args.device, sidecar=args.sidecar, threads=args.threads,
+                   plugin=args.plugin, cuda_graph=args.cuda_graph, gpu_prepost=not args.cpu_prepost) as seg:
+        return compare_file_pipeline(seg, spec.location).format()
+
+
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fornet-bench``."""
@@ -120,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(arguments)
     result = run_benchmark(options_from_args(args), command=shlex.join(["fornet-bench", *arguments]))
     print(render_markdown(result.record, []))
+    if args.video is not None:
+        print(_video_bench(args))
     if args.json is not None:
         print(f"wrote {write_json(args.json, result.record)}")
     if args.report is not None:

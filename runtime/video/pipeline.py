@@ -124,10 +124,12 @@ class VideoPipeline:
         return False
 
     def _segment_loop(self) -> None:
+        # With the CUDA pre/post kernels (TensorRT) the overlay is blended on the GPU with the labels.
+        gpu_alpha = self.alpha if self.render == "overlay" and self.segmenter.gpu_prepost else None
         try:
             while (frames := self._gather()) is not None:
                 with stage_range("segment"):
-                    segmented = self.segmenter.segment_batch([frame.image for frame in frames])
+                    segmented = self.segmenter.segment_batch([frame.image for frame in frames], gpu_alpha)
                 times = self.segmenter.last_times
                 self.stats.add_batch(len(frames))
                 share = len(frames)
@@ -135,7 +137,7 @@ class VideoPipeline:
                     stage_times = {"decode": frame.decode_s}
                     if times is not None:
                         stage_times.update(pre=times.pre / share, infer=times.infer / share, post=times.post / share)
-                    if not self._put(FrameResult(frame, result.labels, None, stage_times)):
+                    if not self._put(FrameResult(frame, result.labels, result.overlay, stage_times)):
                         return
         except BaseException as exc:  # handed to the caller's thread
             self._error = exc
@@ -144,6 +146,8 @@ class VideoPipeline:
 
     # -- caller's thread ---------------------------------------------------------------------
     def _render(self, result: FrameResult) -> None:
+        if result.overlay is not None:  # blended on the GPU
+            return
         if self.render == "overlay":
             result.overlay = self.segmenter.overlay(result.frame.image, result.labels, self.alpha)
         elif self.render == "mask":

@@ -32,6 +32,7 @@ from fornet.runtime.video.buffer import FrameBuffer
 from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.frames import Frame
 from fornet.runtime.video.readers import Reader, choose_backend, open_reader
+from fornet.runtime.video.stats import stage_range
 from fornet.runtime.video.uri import SourceSpec, parse_source
 from fornet.runtime.video.watchdog import Backoff, Watchdog
 
@@ -143,7 +144,8 @@ class VideoSource:
             failure: str | None = None
             start = time.perf_counter()
             try:
-                image = self._reader.read(poll_s)
+                with stage_range("decode"):
+                    image = self._reader.read(poll_s)
             except EOFError:
                 if not self.live:
                     return
