@@ -122,40 +122,34 @@ def test_rtsp_drop_drill(server: Server, backend: str, tmp_path_factory: pytest.
 
 
 @pytest.mark.skipif(not gst_available(), reason="GStreamer's Python bindings are not reachable from this Python")
-def test_rtsp_output_serves_the_overlay(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+def test_rtsp_output_serves_the_overlay(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``fornet run clip rtsp://127.0.0.1:PORT/seg`` (its own process: GStreamer stays out of pytest's)."""
     import socket
-    import threading
 
-    from fornet.runtime.segmenter import Segmenter
-    from fornet.runtime.video import VideoPipeline, VideoSource, open_sink
+    from fornet.runtime.video import SourceError, VideoSource
     from tests.video_helpers import FRAME_SIZE, pan_clip
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     clip = pan_clip(tmp_path_factory, frames=400)
-    received: list[tuple[int, ...]] = []
-
-    def watch() -> None:
-        deadline = time.monotonic() + 30
-        while not received and time.monotonic() < deadline:
+    run = subprocess.Popen([sys.executable, "-m", "fornet.cli.run", str(clip.path), f"rtsp://127.0.0.1:{port}/seg",
+                            "--model", str(onnx_model(tmp_path_factory)), "--device", "cpu", "--quiet"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    shape = None
+    try:
+        deadline = time.monotonic() + 60
+        while shape is None and time.monotonic() < deadline and run.poll() is None:
             try:
-                with VideoSource(f"rtsp://127.0.0.1:{port}/seg", backend="pyav", watchdog_s=3,
-                                 max_reconnects=0) as client:
+                with VideoSource(f"rtsp://127.0.0.1:{port}/seg", backend="pyav", watchdog_s=3) as client:
                     frame = client.get(5)
-                    if frame is not None:
-                        received.append(frame.image.shape)
-            except Exception:  # not serving yet
+                    shape = None if frame is None else frame.image.shape
+            except SourceError:  # not serving yet
                 time.sleep(0.2)
-
-    with Segmenter(onnx_model(tmp_path_factory), device="cpu") as seg:
-        pipeline = VideoPipeline(seg, [VideoSource(str(clip.path))], [open_sink(f"rtsp://127.0.0.1:{port}/seg", 25)])
-        watcher = threading.Thread(target=watch)
-        for result in pipeline:
-            if result.frame.index == 0:
-                watcher.start()
-            if received:
-                pipeline.stop()
-            time.sleep(0.02)  # about the clip's frame rate, so a client can join while it plays
-        watcher.join(35)
-    assert received and received[0] == (*FRAME_SIZE, 3)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            run.kill()
+    assert shape == (*FRAME_SIZE, 3), stderr
+    assert "Traceback" not in stderr
