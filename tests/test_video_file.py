@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fornet.calibration.labels import train_ids_to_label_ids
+from fornet.calibration.labels import colorize, train_ids_to_label_ids
 from fornet.calibration.metrics import ConfusionMatrix
 from fornet.cli.run import main as run_main
 from fornet.runtime.segmenter import Segmenter
@@ -151,3 +151,21 @@ def test_bench_compares_pipeline_with_segmenter(tmp_path_factory: pytest.TempPat
         result = compare_file_pipeline(seg, str(clip.path), rounds=1)
     assert result.frames == len(clip.truth) and result.pipeline_fps > 0 and result.segmenter_fps > 0
     assert "pipeline / segmenter" in result.format()
+
+
+def test_image_folder_in_and_out(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    from fornet.runtime.video import ImageFolderSink
+    from fornet.runtime.video.synthetic import pan_sequence
+
+    frames = tmp_path / "in"
+    frames.mkdir()
+    for index, (image, _) in enumerate(pan_sequence(FRAME_SIZE, 3, seed=2)):
+        cv2.imwrite(str(frames / f"f{index}.png"), image)
+    with Segmenter(onnx_model(tmp_path_factory), device="cpu") as seg:
+        source = VideoSource(str(frames))
+        assert not source.live and source.total_frames == 3
+        pipeline = VideoPipeline(seg, [source], [ImageFolderSink(tmp_path / "out", ".png")], render="mask")
+        labels = [r.labels for r in pipeline]
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in written] == [f"000000-00000{i}.png" for i in range(3)]
+    np.testing.assert_array_equal(cv2.imread(str(written[1]))[..., ::-1], colorize(labels[1]))

@@ -120,3 +120,12 @@ def test_h264_writer_finalises_or_leaves_nothing(tmp_path: Path) -> None:
     aborted.write(np.zeros((32, 32, 3), np.uint8))
     aborted.abort()
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_several_sources_get_their_own_outputs() -> None:
+    from fornet.cli.run import _sink_uri
+
+    assert _sink_uri("out/cam.mp4", 1, 2) == "out/cam-1.mp4"
+    assert _sink_uri("out/cam.mp4", 0, 1) == "out/cam.mp4"
+    assert _sink_uri("rtsp://@:8554/seg", 2, 3) == "rtsp://@:8554/seg-2"
+    assert _sink_uri("frames/", 1, 2) == "frames/"

@@ -72,7 +72,3 @@ class FrameBuffer(Generic[T]):
         """Closed and drained."""
         with self._cond:
             return self._closed and not self._items
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)

@@ -209,7 +209,6 @@ class GstRtspServer:
                             "gir1.2-gst-rtsp-server-1.0 (JetPack: the same packages)") from exc
         self._gst = gst
         height, width = size
-        self.fps = fps
         encoder = ("nvvidconv ! nvv4l2h264enc insert-sps-pps=true" if has_element("nvv4l2h264enc")
                    else "videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast")
         caps = f"video/x-raw,format=BGR,width={width},height={height},framerate={round(fps)}/1"

@@ -28,14 +28,13 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.uri import SourceSpec
 
-Backend = Literal["auto", "pyav", "opencv", "gstreamer"]
 BACKENDS: tuple[str, ...] = ("auto", "pyav", "opencv", "gstreamer")
 
 

@@ -190,6 +190,8 @@ class VideoSource:
         self._reader.close()
         while not self._stop.is_set():
             if self._backoff.exhausted:
+                if not self._backoff.attempts:
+                    raise SourceError(f"{self.name}: the stream ended and reconnection is off (max_reconnects=0)")
                 raise SourceError(f"{self.name}: gave up after {self._backoff.attempts} reconnection attempts; "
                                   "check the camera or server, or raise --max-reconnects")
             if self._stop.wait(self._backoff.next_delay()):
