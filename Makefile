@@ -37,6 +37,7 @@ system-deps:
 
 test: env system-deps
 	$(BIN)/ruff check .
+	$(BIN)/python -m tests.layer_view
 	$(BIN)/python -m pytest
 
 lint: env

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from fornet.atomic import ensure_writable_dir, write_text_atomic
-from fornet.cli_utils import friendly_errors, hw_arg
+from fornet.cli.command import friendly_errors
+from fornet.options import hw_arg
 
 CANDIDATES = ("pytorch-eager", "onnxruntime-fp32", "onnxruntime-int8")
 
@@ -48,7 +49,8 @@ def prepare_variant(work: Path, variant: str, input_size: tuple[int, int]) -> di
     onnx_path = folder / "fornet.onnx"
     sidecar = json.loads(onnx_path.with_name("fornet.onnx.json").read_text()) if onnx_path.is_file() else None
     if sidecar is None or sidecar["input"]["size"] != list(input_size):
-        export_onnx(checkpoint, folder, ExportOptions(input_size=input_size, verify=False, progress=False))
+        export_onnx(checkpoint, folder, ExportOptions(input_size=input_size, gate="plugin", verify=False,
+                                                            progress=False))
     int8 = folder / "fornet_int8.onnx"
     return {"checkpoint": checkpoint, "fp32": onnx_path, "int8": int8 if int8.is_file() else None}
 

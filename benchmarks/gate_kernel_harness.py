@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from fornet.atomic import ensure_writable_dir, write_text_atomic
-from fornet.cli_utils import friendly_errors, parse_hw
+from fornet.cli.command import friendly_errors
 from fornet.errors import FornetError
+from fornet.options import parse_hw
 
 KERNEL_SOURCE = Path(__file__).resolve().parent.parent / "plugins" / "topk_gate_kernel.cu"
 REFERENCE_RATIOS = (0.1, 0.2, 0.3, 0.4)

@@ -38,12 +38,13 @@ import numpy as np
 from fornet.atomic import ensure_writable_dir, write_text_atomic
 from fornet.calibration.cityscapes import CityscapesDataset
 from fornet.calibration.int8_calibrate import ModelInput
-from fornet.cli_utils import friendly_errors, hw_arg
+from fornet.cli.command import friendly_errors
+from fornet.contract import INPUT_NAME
 from fornet.export import ExportOptions, export_onnx
 from fornet.export.int8.accuracy_gate import AccuracyGateError
 from fornet.export.int8.manifest import MANIFEST_NAME
 from fornet.export.int8.pipeline import Int8Options
-from fornet.export.prepost import INPUT_NAME
+from fornet.options import hw_arg
 
 
 def _cpu() -> dict[str, Any]:
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     out = ensure_writable_dir(args.out)
     int8 = Int8Options(calib_data=args.data, calib_images=args.calib_images, calib_method=args.calib_method,
                        max_miou_drop=args.max_miou_drop, recalibrate=True)
-    options = ExportOptions(input_size=args.input_size, verify_data=args.data, int8=int8)
+    options = ExportOptions(input_size=args.input_size, gate="plugin", verify_data=args.data, int8=int8)
     cpu_before = _cpu()
     passed = True
     try:

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from fornet.atomic import ensure_writable_dir, write_text_atomic
-from fornet.cli_utils import friendly_errors, parse_hw
+from fornet.cli.command import friendly_errors
 from fornet.errors import FornetError
 from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
+from fornet.options import parse_hw
 
 #: Pre cases: name -> (input dtype, raw NHWC input, channel order of the network input).
 PRE_CASES = {"fp32": (np.float32, False, "RGB"), "fp16": (np.float16, False, "RGB"), "raw-bgr": (np.uint8, True, "BGR")}

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from fornet.atomic import ensure_writable_dir, write_text_atomic
-from fornet.cli_utils import friendly_errors, hw_arg
+from fornet.cli.command import friendly_errors
+from fornet.options import hw_arg
 
 
 def export_lite(folder: Path, size: tuple[int, int], dynamic: bool = False) -> Path:

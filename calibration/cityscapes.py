@@ -217,18 +217,23 @@ class SplitStats:
     train_images: np.ndarray
 
 
-def scan_split(root: str | os.PathLike[str], split: str, progress: bool = False) -> SplitStats:
+def scan_split(root: str | os.PathLike[str], split: str, progress: bool = False,
+               require_labels: bool = True) -> SplitStats:
     """Read every image and label of a split, validate them and count class pixels.
 
+    The one up-front check of a data set: ``fornet data check``, training (both splits) and
+    evaluation run it before any work, so a bad file is found at once, not hours into a run.
+
     Raises:
-        DatasetError: bad layout, unreadable files, image/label size mismatches, or labelIds
-            outside Cityscapes' 0..33 (e.g. a trainId or colour PNG saved under the labelIds name).
+        DatasetError: bad layout, a missing label (when ``require_labels``), unreadable files,
+            image/label size mismatches, or labelIds outside Cityscapes' 0..33 (e.g. a trainId or
+            colour PNG saved under the labelIds name).
     """
     from tqdm import tqdm
 
     from fornet.calibration.labels import LABEL_TO_TRAIN
 
-    dataset = CityscapesDataset(root, split, require_labels=False)
+    dataset = CityscapesDataset(root, split, require_labels=require_labels)
     label_pixels = np.zeros(256, np.int64)
     train_images = np.zeros(256, np.int64)
     pairs = list(zip(dataset.image_paths, dataset.label_paths, strict=True))

@@ -89,3 +89,11 @@ def colorize(train_ids: np.ndarray) -> np.ndarray:
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[:NUM_CLASSES] = TRAIN_COLORS
     return lut[_as_uint8_ids(train_ids, "trainIds")]
+
+
+def class_table(num_classes: int) -> tuple[list[str], list[list[int]]]:
+    """Class names and RGB colours: Cityscapes' for 19 classes, generic ones otherwise."""
+    if num_classes == len(CLASS_NAMES):
+        return list(CLASS_NAMES), TRAIN_COLORS.tolist()
+    colors = [[(37 * i) % 256, (101 * i + 80) % 256, (173 * i + 160) % 256] for i in range(num_classes)]
+    return [f"class_{i}" for i in range(num_classes)], colors

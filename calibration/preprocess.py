@@ -26,16 +26,31 @@ class PreprocessError(DataError):
     """The input image or the preprocessing parameters are invalid."""
 
 
-def _check_image(image: np.ndarray) -> None:
+class ImageError(DataError):
+    """An image or camera frame that is not a non-empty uint8 ``H x W x 3`` array."""
+
+
+def check_image(image: object, what: str = "image") -> np.ndarray:
+    """Return ``image`` if it is a non-empty uint8 ``H x W x 3`` array, else raise :class:`ImageError`.
+
+    The one validator of images (data sets, calibration) and camera frames (the runtime); ``what``
+    names the offender in the message (``"frame 3"``).
+    """
     if not isinstance(image, np.ndarray):
-        raise PreprocessError(f"expected a numpy array image, got {type(image).__name__}; "
-                              "load images with cv2.imread or fornet.calibration.cityscapes.read_image")
+        raise ImageError(f"{what} is a {type(image).__name__}; pass a numpy uint8 HxWx3 BGR image (a numpy array, "
+                         "as cv2.imread or cv2.VideoCapture.read return)")
     if image.dtype != np.uint8:
-        raise PreprocessError(f"expected a uint8 image (0..255), got dtype {image.dtype}; "
-                              "pass the image as loaded from disk, before any normalisation")
+        raise ImageError(f"{what} has dtype {image.dtype}; pass the uint8 image as captured (0..255), "
+                         "before any normalisation or float conversion")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        raise ImageError(f"{what} has one channel (shape {image.shape}); an HxWx3 image is needed: convert it "
+                         "with cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)")
+    if image.ndim == 3 and image.shape[2] == 4:
+        raise ImageError(f"{what} has 4 channels (shape {image.shape}); an HxWx3 image is needed: drop alpha "
+                         "with cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)")
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-        raise PreprocessError(f"expected an HxWx3 image, got shape {image.shape}; convert grey or "
-                              "RGBA images to 3 channels first (cv2.cvtColor) and keep channels last")
+        raise ImageError(f"{what} has shape {image.shape}; pass an HxWx3 BGR image with channels last")
+    return image
 
 
 def _check_size(size: tuple[int, int] | None) -> None:
@@ -59,7 +74,7 @@ def preprocess(image: np.ndarray, size: tuple[int, int] | None = None,
     Raises:
         PreprocessError: wrong dtype, shape, size, statistics or channel order.
     """
-    _check_image(image)
+    check_image(image)
     _check_size(size)
     if channel_order not in CHANNEL_ORDERS:
         raise PreprocessError(f"channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")

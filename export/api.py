@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import operator
 import os
 import warnings
 from collections.abc import Callable
@@ -26,14 +27,16 @@ import onnx
 import torch
 
 from fornet.atomic import atomic_path, ensure_writable_dir
+from fornet.contract import INPUT_NAME, TOPK_GATE
 from fornet.export.errors import ExportError, VerificationError
-from fornet.export.gate_export import GATE_DOMAIN, GATE_OPSET, export_gate
+from fornet.export.gate_export import export_gate
 from fornet.export.onnx_function import attach_gate_function, inline_gate
-from fornet.export.prepost import INPUT_NAME, ExportWrapper, IOFormat
+from fornet.export.prepost import ExportWrapper, IOFormat
 from fornet.export.sidecar import ExportDescription, build_sidecar, write_sidecar
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
 from fornet.export.verify import VerificationReport, load_images, verify_onnx
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
+from fornet.options import OptionGroup, hw_arg, option, percent_arg
 
 if TYPE_CHECKING:
     from fornet.export.int8.pipeline import Int8Options, Int8Result
@@ -44,6 +47,9 @@ GATES = ("auto", "plugin", "native")
 Verifier = Callable[[Path], VerificationReport]
 #: Opsets accepted: CastLike (in the gate function) needs 15; the TorchScript exporter stops at 20.
 OPSET_RANGE = (15, 20)
+GRAPH = OptionGroup("graph")
+PRECISION = OptionGroup("precision")
+VERIFICATION = OptionGroup("verification (PyTorch vs ONNX Runtime)")
 
 
 @dataclass(frozen=True)
@@ -55,9 +61,9 @@ class ExportOptions:
         batch: static batch size (the example batch when ``dynamic_batch``).
         dynamic_batch: make the batch dimension dynamic.
         opset: ONNX opset of the standard ops.
-        gate: ``"plugin"`` (one ``fornet::TopKGate`` node with a local function), ``"native"``
-            (standard ops inlined; every k must be <= TensorRT's TopK limit 3840) or ``"auto"``
-            (native when every k fits the limit, else plugin; the choice is in the result).
+        gate: ``"auto"`` (default; native when every k fits TensorRT's TopK limit 3840, else plugin; the
+            choice is in the result), ``"plugin"`` (one ``fornet::TopKGate`` node with a local function), ``"native"``
+            or ``"native"`` (standard ops inlined; every k must be <= 3840).
         fp16: also write the FP16 mixed-precision ``fornet_fp16.onnx``.
         io_fp16: FP16 model inputs and outputs in the FP16 file (default FP32).
         io: in-graph pre/post-processing (raw uint8 input, labels output).
@@ -70,21 +76,39 @@ class ExportOptions:
         int8: also write the INT8 files (:class:`~fornet.export.int8.pipeline.Int8Options`).
     """
 
-    input_size: tuple[int, int] = (1024, 2048)
-    batch: int = 1
-    dynamic_batch: bool = False
-    opset: int = 17
-    gate: str = "plugin"
-    fp16: bool = False
-    io_fp16: bool = False
+    input_size: tuple[int, int] = option((1024, 2048), flag="--input-size", parse=hw_arg, metavar="HxW",
+                                         help="network input size, divisible by the output stride", group=GRAPH)
+    batch: int = option(1, flag="--batch", parse=int, metavar="N", help="batch size", group=GRAPH)
+    dynamic_batch: bool = option(False, flag="--dynamic-batch", group=GRAPH,
+                                 help="make the batch dimension dynamic (--batch is then the example/verification "
+                                      "batch)")
+    opset: int = option(17, flag="--opset", parse=int, metavar="N", group=GRAPH,
+                        help=f"ONNX opset, {OPSET_RANGE[0]}..{OPSET_RANGE[1]}")
+    gate: str = option("auto", flag="--gate", choices=GATES, group=GRAPH,
+                       help="plugin: one fornet::TopKGate node (TensorRT plugin; model-local function for other "
+                            "runtimes); native: standard ops inlined, needs every k <= 3840; auto: native when "
+                            "every k <= 3840, else plugin")
+    fp16: bool = option(False, flag="--fp16", group=PRECISION,
+                        help="also write fornet_fp16.onnx: FP16 weights/activations, selector head and Top-K gate "
+                             "selection in FP32 (for strongly typed TensorRT builds)")
+    io_fp16: bool = option(False, flag="--io", choices=("fp32", "fp16"), convert="fp16".__eq__, action="store",
+                           flag_default="fp32", group=PRECISION,
+                           help="float type of the FP16 file's inputs and outputs")
     io: IOFormat = field(default_factory=IOFormat)
-    verify: bool = True
-    verify_data: Path | None = None
-    verify_split: str = "val"
-    verify_images: int = 2
-    fp32_threshold: float = 0.999
-    fp16_threshold: float = 0.99
-    progress: bool = True
+    verify: bool = option(True, flag="--no-verify", help="skip the verification", group=VERIFICATION)
+    verify_data: Path | None = option(None, flag="--verify-data", parse=Path, metavar="DIR", group=VERIFICATION,
+                                      default_text="generated street scenes",
+                                      help="Cityscapes-layout folder to take images from")
+    verify_split: str = option("val", flag="--verify-split", help="split of --verify-data", group=VERIFICATION)
+    verify_images: int = option(2, flag="--verify-images", parse=int, metavar="N", group=VERIFICATION,
+                                help="number of verification images")
+    fp32_threshold: float = option(0.999, flag="--fp32-threshold", parse=percent_arg, metavar="PCT",
+                                   default_text="99.9", group=VERIFICATION,
+                                   help="argmax agreement the FP32 file must reach, in percent")
+    fp16_threshold: float = option(0.99, flag="--fp16-threshold", parse=percent_arg, metavar="PCT",
+                                   default_text="99.0", group=VERIFICATION,
+                                   help="argmax agreement the FP16 file must reach, in percent")
+    progress: bool = option(True, flag="--quiet", convert=operator.not_, help="no progress bars")
     int8: Int8Options | None = None
 
     def validate(self) -> None:
@@ -165,7 +189,7 @@ def _describe(model: FoRNet, checkpoint: Path, options: ExportOptions) -> Export
         _check_native(ks)
     if options.io.output == "labels" and options.io.label_dtype == "uint8" and model.num_classes > 256:
         raise ExportError(f"{model.num_classes} classes do not fit uint8 labels; use --label-dtype int32")
-    info = model.checkpoint_info  # type: ignore[attr-defined]
+    info = model.checkpoint_info
     return ExportDescription(
         variant=info.variant, config=model.config, mean=tuple(info.mean), std=tuple(info.std), io=options.io,
         input_size=options.input_size, batch=options.batch, dynamic_batch=options.dynamic_batch,
@@ -186,7 +210,7 @@ def _trace(model: FoRNet, options: ExportOptions, mean: tuple[float, ...], std: 
         torch.onnx.export(wrapper, (example,), buffer,  # type: ignore[arg-type]  # file objects work
                           dynamo=False, opset_version=options.opset,
                           input_names=[INPUT_NAME], output_names=names, dynamic_axes=dynamic,
-                          custom_opsets={GATE_DOMAIN: GATE_OPSET}, do_constant_folding=True)
+                          custom_opsets={TOPK_GATE.domain: TOPK_GATE.opset_version}, do_constant_folding=True)
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -240,7 +264,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
         checkpoint: any checkpoint :func:`fornet.model.load_model` accepts (project format,
             bare reference ``state_dict``, wrapped or DDP-prefixed).
         out_dir: output folder (created if needed).
-        options: :class:`ExportOptions` (defaults: 1024x2048, batch 1, opset 17, plugin gate).
+        options: :class:`ExportOptions` (defaults: 1024x2048, batch 1, opset 17, gate auto).
         variant: architecture, when the checkpoint does not record it and it is ambiguous.
 
     Returns:

@@ -32,8 +32,8 @@ import warnings
 import onnx
 from onnx import ModelProto, NodeProto, TensorProto
 
+from fornet.contract import TOPK_GATE
 from fornet.export.errors import ExportError
-from fornet.export.gate_export import GATE_DOMAIN, GATE_OP
 
 
 class Fp16ConversionError(ExportError):
@@ -49,7 +49,7 @@ def _consumers(graph: onnx.GraphProto, name: str) -> list[NodeProto]:
 
 
 def _gate_node(graph: onnx.GraphProto) -> NodeProto | None:
-    return next((n for n in graph.node if n.domain == GATE_DOMAIN and n.op_type == GATE_OP), None)
+    return next((n for n in graph.node if TOPK_GATE.matches(n.domain, n.op_type)), None)
 
 
 def fp32_node_names(model: ModelProto) -> list[str]:

@@ -19,13 +19,8 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from fornet.contract import TOPK_GATE
 from fornet.model import FoRNet, topk_counts
-
-#: Domain, op type and opset version of the custom node (the plugin's namespace, name, version).
-GATE_DOMAIN = "fornet"
-GATE_OP = "TopKGate"
-GATE_OPSET = 1
-PLUGIN_VERSION = "1"
 
 
 class _TopKGateFunction(torch.autograd.Function):
@@ -50,9 +45,9 @@ class _TopKGateFunction(torch.autograd.Function):
     @staticmethod
     def symbolic(g, features, scores, ratios, ks):  # type: ignore[no-untyped-def]
         outputs = g.op(
-            f"{GATE_DOMAIN}::{GATE_OP}", features, scores,
+            TOPK_GATE.qualified_name, features, scores,
             ratios_f=list(ratios), ks_i=list(ks),
-            plugin_version_s=PLUGIN_VERSION, plugin_namespace_s=GATE_DOMAIN,
+            plugin_version_s=TOPK_GATE.plugin_version, plugin_namespace_s=TOPK_GATE.plugin_namespace,
             outputs=len(ks) + 1,
         )
         scores_type = scores.type()

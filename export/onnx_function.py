@@ -20,16 +20,7 @@ from collections.abc import Sequence
 import onnx
 from onnx import FunctionProto, ModelProto, TensorProto, helper
 
-from fornet.export.gate_export import GATE_DOMAIN, GATE_OP, GATE_OPSET, PLUGIN_VERSION
-
-#: Formal input and output names of the op (docs/ops/TopKGate.md).
-INPUTS = ("features", "scores")
-ATTRIBUTES = ("ratios", "ks", "plugin_version", "plugin_namespace")
-
-
-def output_names(num_ratios: int) -> list[str]:
-    """``gated_0 .. gated_{R-1}, masks``."""
-    return [f"gated_{i}" for i in range(num_ratios)] + ["masks"]
+from fornet.contract import ATTR_KS, GATE_INPUTS, MASKS_NAME, TOPK_GATE, gated_output_names
 
 
 def _const_ints(name: str, values: list[int]) -> onnx.NodeProto:
@@ -40,7 +31,7 @@ def make_gate_function(num_ratios: int, opset: int) -> FunctionProto:
     """The ``fornet.TopKGate`` function for ``num_ratios`` masks, its body in ``ai.onnx`` ``opset``."""
     ks_ref = helper.make_node("Constant", [], ["ks_t"])
     ks_ref.attribute.append(
-        onnx.AttributeProto(name="value_ints", ref_attr_name="ks", type=onnx.AttributeProto.INTS)
+        onnx.AttributeProto(name="value_ints", ref_attr_name=ATTR_KS, type=onnx.AttributeProto.INTS)
     )
     zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
     one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
@@ -74,10 +65,10 @@ def make_gate_function(num_ratios: int, opset: int) -> FunctionProto:
             helper.make_node("Mul", ["features", f"mask_{i}_like"], [f"gated_{i}"]),
         ]
         masks.append(f"mask_{i}")
-    nodes.append(helper.make_node("Concat", masks, ["masks"], axis=1))
+    nodes.append(helper.make_node("Concat", masks, [MASKS_NAME], axis=1))
     return helper.make_function(
-        GATE_DOMAIN, GATE_OP, list(INPUTS), output_names(num_ratios), nodes,
-        [helper.make_opsetid("", opset)], attributes=list(ATTRIBUTES),
+        TOPK_GATE.domain, TOPK_GATE.name, list(GATE_INPUTS), gated_output_names(num_ratios), nodes,
+        [helper.make_opsetid("", opset)], attributes=list(TOPK_GATE.attributes),
     )
 
 
@@ -89,33 +80,33 @@ def make_gate_model(ratios: Sequence[float], ks: Sequence[int], features_shape: 
     float32); outputs ``gated_0 .. gated_{R-1}, masks``, as the op defines them.
     """
     b, c, h, w = features_shape
-    outputs = output_names(len(ks))
-    node = helper.make_node(GATE_OP, list(INPUTS), outputs, domain=GATE_DOMAIN, name="gate",
+    outputs = gated_output_names(len(ks))
+    node = helper.make_node(TOPK_GATE.name, list(GATE_INPUTS), outputs, domain=TOPK_GATE.domain, name="gate",
                             ratios=[float(r) for r in ratios], ks=[int(k) for k in ks],
-                            plugin_version=PLUGIN_VERSION, plugin_namespace=GATE_DOMAIN)
+                            plugin_version=TOPK_GATE.plugin_version, plugin_namespace=TOPK_GATE.plugin_namespace)
     graph = helper.make_graph(
         [node], "topk_gate",
         [helper.make_tensor_value_info("features", features_type, [b, c, h, w]),
          helper.make_tensor_value_info("scores", TensorProto.FLOAT, [b, 1, h, w])],
         [helper.make_tensor_value_info(name, features_type, [b, c, h, w]) for name in outputs[:-1]]
-        + [helper.make_tensor_value_info("masks", TensorProto.FLOAT, [b, len(ks), h, w])],
+        + [helper.make_tensor_value_info(MASKS_NAME, TensorProto.FLOAT, [b, len(ks), h, w])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
-                                                    helper.make_opsetid(GATE_DOMAIN, GATE_OPSET)])
+                                                    helper.make_opsetid(TOPK_GATE.domain, TOPK_GATE.opset_version)])
     return attach_gate_function(model)
 
 
 def attach_gate_function(model: ModelProto) -> ModelProto:
     """Add the ``fornet.TopKGate`` function (matching the model's gate node) to ``model`` in place."""
-    gates = [n for n in model.graph.node if n.domain == GATE_DOMAIN and n.op_type == GATE_OP]
+    gates = [n for n in model.graph.node if TOPK_GATE.matches(n.domain, n.op_type)]
     if len(gates) != 1:
-        raise ValueError(f"expected exactly one {GATE_DOMAIN}::{GATE_OP} node, found {len(gates)}")
+        raise ValueError(f"expected exactly one {TOPK_GATE.qualified_name} node, found {len(gates)}")
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    kept = [f for f in model.functions if (f.domain, f.name) != (GATE_DOMAIN, GATE_OP)]
+    kept = [f for f in model.functions if not TOPK_GATE.matches(f.domain, f.name)]
     del model.functions[:]
     model.functions.extend([*kept, make_gate_function(len(gates[0].output) - 1, opset)])
-    if not any(o.domain == GATE_DOMAIN for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(GATE_DOMAIN, GATE_OPSET))
+    if not any(o.domain == TOPK_GATE.domain for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(TOPK_GATE.domain, TOPK_GATE.opset_version))
     return model
 
 
@@ -128,7 +119,7 @@ def strip_gate_function(model: ModelProto) -> ModelProto:
     """
     stripped = ModelProto()
     stripped.CopyFrom(model)
-    kept = [f for f in stripped.functions if (f.domain, f.name) != (GATE_DOMAIN, GATE_OP)]
+    kept = [f for f in stripped.functions if not TOPK_GATE.matches(f.domain, f.name)]
     del stripped.functions[:]
     stripped.functions.extend(kept)
     return stripped
@@ -152,7 +143,7 @@ def inline_gate(model: ModelProto) -> ModelProto:
 
     inlined = inliner.inline_local_functions(model)
     del inlined.functions[:]
-    kept = [o for o in inlined.opset_import if o.domain != GATE_DOMAIN]
+    kept = [o for o in inlined.opset_import if o.domain != TOPK_GATE.domain]
     del inlined.opset_import[:]
     inlined.opset_import.extend(kept)
     _castlike_to_cast(inlined)

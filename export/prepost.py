@@ -28,25 +28,32 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from fornet.contract import LABELS_NAME, LOGITS_NAME, MASKS_NAME
 from fornet.export.errors import ExportError
 from fornet.model import FoRNet
+from fornet.options import OptionGroup, option
 
 INPUT_FORMATS = ("normalized", "raw")
 CHANNEL_ORDERS = ("RGB", "BGR")
-OUTPUT_FORMATS = ("logits", "labels")
+OUTPUT_FORMATS = (LOGITS_NAME, LABELS_NAME)
 LABEL_DTYPES = ("uint8", "int32")
-INPUT_NAME = "image"
-MASKS_NAME = "masks"
+PREPOST = OptionGroup("in-graph pre/post-processing")
 
 
 @dataclass(frozen=True)
 class IOFormat:
     """The graph's input and output conventions (see the module docstring)."""
 
-    input: str = "normalized"
-    channel_order: str = "RGB"
-    output: str = "logits"
-    label_dtype: str = "uint8"
+    input: str = option("normalized", flag="--input", choices=INPUT_FORMATS, group=PREPOST,
+                        help="normalized: Nx3xHxW float RGB, already normalised; raw: NxHxWx3 uint8 frames, "
+                             "normalisation folded into the graph")
+    channel_order: str = option("RGB", flag="--channel-order", choices=CHANNEL_ORDERS, group=PREPOST,
+                                help="channel order of --input raw frames")
+    output: str = option(LOGITS_NAME, flag="--output", choices=OUTPUT_FORMATS, group=PREPOST,
+                         help="logits: NxCxHxW float scores; labels: NxHxW class indices (argmax at the input "
+                              "resolution, in the graph)")
+    label_dtype: str = option("uint8", flag="--label-dtype", choices=LABEL_DTYPES, group=PREPOST,
+                              help="dtype of --output labels")
 
     def __post_init__(self) -> None:
         for value, allowed, what in ((self.input, INPUT_FORMATS, "input format"),
@@ -99,7 +106,7 @@ class ExportWrapper(nn.Module):
                 x = x[:, [2, 1, 0]]
             x = x * self.scale + self.shift
         logits, _, masks = self.model(x)
-        if self.io.output == "labels":
+        if self.io.output == LABELS_NAME:
             dtype = torch.uint8 if self.io.label_dtype == "uint8" else torch.int32
             return logits.argmax(dim=1).to(dtype), masks[0]
         return logits, masks[0]

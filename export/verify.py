@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fornet.export.prepost import INPUT_NAME, MASKS_NAME, IOFormat
+from fornet.contract import INPUT_NAME, MASKS_NAME
+from fornet.export.prepost import IOFormat
 from fornet.model import FoRNet
 
 

@@ -1,7 +1,13 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
-A crash or a full disk never leaves a half-written checkpoint, ONNX file or report
-under the final name.
+A crash or a full disk never leaves a half-written checkpoint, ONNX file or report under the
+final name. The temporary file is removed on every exit path Python sees (exceptions, Ctrl-C,
+and SIGTERM in the ``fornet`` commands, which turn it into ``SystemExit``); one left behind by
+a process that was killed outright (SIGKILL, power loss) carries that process's id in its name
+and is removed by the next write of the same target once that process is gone. Published files
+get the permissions a plain ``open()`` would give them (``0666`` less the umask), not the
+``0600`` of :func:`tempfile.mkstemp`, so a service or teammate running as another user can
+read them.
 """
 
 from __future__ import annotations
@@ -15,9 +21,27 @@ from pathlib import Path
 from fornet.errors import FornetError
 
 
+def _process_umask() -> int:
+    """The process umask (read without changing it where /proc allows, as threads may be running)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def published_mode() -> int:
+    """The mode a newly created file gets: ``0666`` less the current umask."""
+    return 0o666 & ~_process_umask()
+
+
 def ensure_writable_dir(directory: str | os.PathLike[str]) -> Path:
     """Create ``directory`` if needed and check that files can be written into it."""
     path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise FornetError(f"output directory {path} is a file; choose a directory (or remove the file)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -29,6 +53,35 @@ def ensure_writable_dir(directory: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary files of ``target`` left by processes that no longer run; return them."""
+    target = Path(target)
+    prefix = _temporary_prefix(target)
+    removed = []
+    with contextlib.suppress(OSError):
+        for candidate in target.parent.glob(f"{prefix}*.tmp"):
+            pid = candidate.name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    candidate.unlink()
+                    removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it onto ``target`` on success.
@@ -37,11 +90,16 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     directory = ensure_writable_dir(target.parent if str(target.parent) else ".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    if target.is_dir():
+        raise FornetError(f"{target} is a directory; pass a file path to write to")
+    remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{_temporary_prefix(target)}{os.getpid()}.", suffix=".tmp",
+                                    dir=directory)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, published_mode())
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -6,7 +6,9 @@ A record is a frozen dataclass that subclasses :class:`Record` and names its for
     class EngineMetadata(Record):
         FORMAT: ClassVar[str] = "fornet-deploy/engine-sidecar"
         VERSION: ClassVar[int] = 1
-        PRODUCER: ClassVar[str] = "fornet build"
+        DESCRIPTION: ClassVar[str] = "fornet-deploy engine sidecar"
+        FIX: ClassVar[str] = "rebuild the engine with fornet build"
+        ERROR: ClassVar[type[RecordError]] = EngineMetadataError
         precision: str
         ...
 
@@ -42,8 +44,12 @@ class Record:
     FORMAT: ClassVar[str] = ""
     #: Version of the layout; a reader refuses files with a newer one.
     VERSION: ClassVar[int] = 1
-    #: The command that writes the file (named in errors: "re-create it with ...").
-    PRODUCER: ClassVar[str] = "fornet"
+    #: What the file is, in words ("fornet-deploy ONNX sidecar").
+    DESCRIPTION: ClassVar[str] = "fornet-deploy record"
+    #: How a user gets a good file (ends every error message).
+    FIX: ClassVar[str] = "re-create it with the fornet command that wrote it"
+    #: The exception raised for this record's files (a :class:`RecordError` subclass).
+    ERROR: ClassVar[type[RecordError]] = RecordError
 
     @classmethod
     def format_tag(cls) -> str:
@@ -68,14 +74,15 @@ class Record:
     def from_dict(cls: type[R], data: Any, source: str = "record") -> R:
         """Validate parsed JSON (``source`` names it in errors)."""
         if not isinstance(data, dict):
-            raise RecordError(f"{source} is not a {cls.FORMAT} file (not a JSON object); {cls._fix()}")
+            raise cls.ERROR(f"{source} is not a {cls.DESCRIPTION} (not a JSON object); {cls.FIX}")
         fmt = data.get("format")
         identity, _, version = str(fmt).rpartition("/")
         if identity != cls.FORMAT or not version.isdigit():
-            raise RecordError(f"{source} is not a {cls.FORMAT} file (format {fmt!r}); {cls._fix()}")
+            raise cls.ERROR(f"{source} is not a {cls.DESCRIPTION} ({cls.format_tag()}; it says format {fmt!r}); "
+                            f"{cls.FIX}")
         if int(version) > cls.VERSION:
-            raise RecordError(f"{source} is {cls.FORMAT} version {version}, newer than this fornet-deploy "
-                              f"reads (version {cls.VERSION}); upgrade fornet-deploy or {cls._fix()}")
+            raise cls.ERROR(f"{source} is a {cls.DESCRIPTION} of version {version}, newer than this fornet-deploy "
+                            f"reads (version {cls.VERSION}); upgrade fornet-deploy or {cls.FIX}")
         body = {key: value for key, value in data.items() if key != "format"}
         import pydantic
 
@@ -84,7 +91,7 @@ class Record:
         except pydantic.ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<record>'}: {err['msg']}"
                                  for err in exc.errors()[:5])
-            raise RecordError(f"{source} is a damaged {cls.FORMAT} file ({problems}); {cls._fix()}") from exc
+            raise cls.ERROR(f"{source} is a damaged {cls.DESCRIPTION} ({problems}); {cls.FIX}") from exc
 
     @classmethod
     def load(cls: type[R], path: str | os.PathLike[str]) -> R:
@@ -98,18 +105,16 @@ class Record:
         try:
             text = source.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
-            raise RecordError(f"{source} not found; {cls._fix()}") from exc
+            raise cls.ERROR(f"{source} not found; {cls.FIX}") from exc
+        except IsADirectoryError as exc:
+            raise cls.ERROR(f"{source} is a directory, not a {cls.DESCRIPTION}; {cls.FIX}") from exc
         except (OSError, UnicodeDecodeError) as exc:
-            raise RecordError(f"cannot read {source} ({exc}); {cls._fix()}") from exc
+            raise cls.ERROR(f"cannot read {source} ({exc}); {cls.FIX}") from exc
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise RecordError(f"{source} is not valid JSON (truncated or corrupt: {exc}); {cls._fix()}") from exc
+            raise cls.ERROR(f"{source} is not valid JSON (truncated or corrupt: {exc}); {cls.FIX}") from exc
         return cls.from_dict(data, str(source))
-
-    @classmethod
-    def _fix(cls) -> str:
-        return f"re-create it with `{cls.PRODUCER}`"
 
 
 _ADAPTERS: dict[type, Any] = {}

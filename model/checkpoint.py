@@ -14,9 +14,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-import zipfile
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,28 +23,23 @@ import torch
 from torch import Tensor
 
 from fornet.atomic import atomic_path
-from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, FoRNetConfig
+from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, CheckpointInfo, FoRNetConfig
 from fornet.model.errors import ModelError
 from fornet.model.fornet import FoRNet
 
 CHECKPOINT_FORMAT = "fornet-deploy/checkpoint/1"
 _PREFIXES = ("module.", "_orig_mod.")
+#: First bytes of what torch.save writes: a zip archive (PyTorch >= 1.6) or a legacy pickle (protocol 2..5).
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _looks_like_torch_file(magic: bytes) -> bool:
+    """Whether a file's first bytes can start a ``torch.save`` file."""
+    return magic.startswith(_ZIP_MAGIC) or (len(magic) >= 2 and magic[0] == 0x80 and 2 <= magic[1] <= 5)
 
 
 class CheckpointError(ModelError):
     """A checkpoint that is missing, unreadable, or does not fit any FoR-Net variant."""
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What a checkpoint says about the model besides its weights."""
-
-    path: str
-    variant: str | None
-    config: FoRNetConfig
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    train_config: dict[str, Any] = field(default_factory=dict)
 
 
 def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
@@ -55,14 +49,27 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         raise CheckpointError(f"checkpoint not found: {p}; check the path (--ckpt)")
     if p.is_dir():
         raise CheckpointError(f"checkpoint path {p} is a directory; pass the .pth file inside it")
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if not _looks_like_torch_file(magic):
+        raise CheckpointError(
+            f"{p} is not a PyTorch checkpoint (it starts with bytes {magic.hex() or 'nothing: the file is empty'}, "
+            "not a torch.save archive); the file is corrupt or of another format: copy it again, or re-save it "
+            "with torch.save(model.state_dict(), path)"
+        )
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:
+            raise CheckpointError(f"{p} is a damaged PyTorch checkpoint (its pickled data cannot be read); the "
+                                  "file is truncated or corrupt: copy it again or re-save it with torch.save") from exc
         raise CheckpointError(
-            f"{p} holds Python objects that cannot be loaded safely ({str(exc).splitlines()[0]}); "
-            "re-save it as plain tensors: torch.save(model.state_dict(), path)"
+            f"{p} holds a Python object ({found.group(1)}) besides tensors; this project loads checkpoints only as "
+            "plain tensors (weights_only=True) so that no code in a file runs: re-save it from the code that wrote "
+            "it as torch.save(model.state_dict(), path)"
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:
         raise CheckpointError(
             f"{p} is not a readable PyTorch checkpoint ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'truncated or corrupt'}); "
@@ -182,7 +189,7 @@ def load_model(path: str | os.PathLike[str], variant: str | None = None,
     model = FoRNet(config)
     model.load_state_dict(state, strict=True)
     model.to(map_location).eval()
-    model.checkpoint_info = CheckpointInfo(  # type: ignore[assignment]
+    model.checkpoint_info = CheckpointInfo(
         path=str(path), variant=name, config=config,
         mean=tuple(meta.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
         std=tuple(meta.get("std", IMAGENET_STD)),  # type: ignore[arg-type]

@@ -93,3 +93,15 @@ VARIANT_NOTES: dict[str, str] = {
     "r18": "ResNet-18 backbone, output stride 8",
     "lite": "Jetson real time: half-width ResNet-18, output stride 16, every k <= 3840 at 1024x2048",
 }
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says about the model besides its weights."""
+
+    path: str
+    variant: str | None
+    config: FoRNetConfig
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    train_config: dict[str, Any] = field(default_factory=dict)

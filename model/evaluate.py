@@ -1,4 +1,4 @@
-"""Score a FoR-Net on a Cityscapes split the way the official evaluator does; the ``fornet-eval`` CLI.
+"""Score a FoR-Net on a Cityscapes split the way the official evaluator does (``fornet eval``).
 
 Each image is preprocessed by the shared :func:`fornet.calibration.preprocess.preprocess` (at its
 own size, or resized to ``input_size``), run through the model in eval mode, its logits are
@@ -10,15 +10,11 @@ accumulated over the whole split. ``save_dir`` writes ``<stem>_pred_labelIds.png
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,13 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fornet import __version__
-from fornet.atomic import ensure_writable_dir, write_text_atomic
+from fornet.atomic import ensure_writable_dir
 from fornet.calibration.cityscapes import Sample
 from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from fornet.calibration.metrics import ConfusionMatrix, format_iou_table, save_label_id_png
+from fornet.calibration.metrics import ConfusionMatrix, save_label_id_png
 from fornet.calibration.preprocess import preprocess
-from fornet.cli_utils import friendly_errors, hw_arg
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD
 from fornet.model.errors import ModelError
 
@@ -155,68 +149,11 @@ def evaluate(model: nn.Module, dataset: LabelledImages, input_size: tuple[int, i
                       seconds=time.perf_counter() - start)
 
 
-def _resolve_device(name: str) -> str:
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when PyTorch sees a GPU, else ``cpu``; other names are checked and returned."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise EvaluationError(f"--device {name} was requested but PyTorch sees no CUDA GPU; "
                               "use --device cpu (or auto)")
     return name
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``fornet-eval`` argument parser."""
-    from fornet.model.variants import list_variants
-
-    parser = argparse.ArgumentParser(
-        prog="fornet-eval",
-        description="Evaluate a FoR-Net checkpoint on a Cityscapes split (official mIoU convention: "
-                    "one confusion matrix over the split, ignored pixels excluded).",
-        epilog="Predictions saved with --save-predictions are labelId PNGs for cityscapesscripts: "
-               "CITYSCAPES_DATASET=DATA CITYSCAPES_RESULTS=DIR csEvalPixelLevelSemanticLabeling "
-               "(its iIoU step calls np.in1d, which NumPy 2.4 removed: run it with numpy<2.4).",
-    )
-    parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint file (.pth)")
-    parser.add_argument("--data", required=True, type=Path,
-                        help="Cityscapes root, the folder holding leftImg8bit/ and gtFine/")
-    parser.add_argument("--split", default="val", help="split to evaluate (default: val)")
-    parser.add_argument("--variant", choices=list_variants(),
-                        help="architecture, for bare state_dicts that do not record it")
-    parser.add_argument("--input-size", type=hw_arg, metavar="HxW",
-                        help="resize images to HxW for the network (default: native size, e.g. 1024x2048)")
-    parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images")
-    parser.add_argument("--save-predictions", type=Path, metavar="DIR",
-                        help="write <stem>_pred_labelIds.png for the official evaluator into DIR")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="write the scores as JSON to OUT")
-    parser.add_argument("--device", default="auto",
-                        help="torch device: auto (cuda if available), cpu, cuda, cuda:1 ... (default: auto)")
-    return parser
-
-
-@friendly_errors
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``fornet-eval``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    from fornet.calibration.cityscapes import CityscapesDataset
-    from fornet.model.checkpoint import load_model
-
-    device = _resolve_device(args.device)
-    dataset = CityscapesDataset(args.data, args.split, require_labels=True)
-    model = load_model(args.ckpt, args.variant, map_location=device)
-    result = evaluate(model, dataset, args.input_size, device, args.save_predictions,
-                      progress=sys.stderr.isatty(), limit=args.limit)
-    size = "native size" if args.input_size is None else "x".join(map(str, args.input_size))
-    print(f"{result.n_images} {args.split} images at {size} on {device} in {result.seconds:.1f} s")
-    print(format_iou_table(result.iou, CLASS_NAMES))
-    print(f"pixel accuracy: {100 * result.pixel_accuracy:.2f}")
-    baseline = result.confusion.majority_baseline_miou()
-    print(f"trivial baseline (most frequent class everywhere): mIoU {100 * baseline:.2f}")
-    if args.json is not None:
-        info = model.checkpoint_info
-        report = {"checkpoint": str(args.ckpt), "variant": info.variant, "data": str(args.data),
-                  "split": args.split, "input_size": list(args.input_size) if args.input_size else None,
-                  "device": device, "fornet_version": __version__, **result.to_dict()}
-        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    print(f"mIoU: {100 * result.miou:.2f}")
-    return 0

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fornet.model.config import FoRNetConfig
+from fornet.model.config import CheckpointInfo, FoRNetConfig
 from fornet.model.gate import TopKGate
 from fornet.model.resnet import make_stages, make_stem
 
@@ -71,9 +71,13 @@ class FoRNet(nn.Module):
     on the output-stride grid (``B x 1 x h x w``) and the four nested hard masks (same shape).
     """
 
+    #: Set by :func:`fornet.model.load_model`: what the checkpoint said besides the weights.
+    checkpoint_info: CheckpointInfo | None
+
     def __init__(self, config: FoRNetConfig) -> None:
         super().__init__()
         self.config = config
+        self.checkpoint_info = None
         spec = config.backbone
         c = config.channels
         self.stem = make_stem(spec)

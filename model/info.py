@@ -1,5 +1,4 @@
-"""``fornet-info``: size, cost and Top-K facts of a FoR-Net variant at an input size, or the
-contents of a built TensorRT plan (``--engine``).
+"""Size, cost and Top-K facts of a FoR-Net variant at an input size (``fornet info``).
 
 Parameters and multiply-accumulates are measured on the real module graph with
 ``torch.utils.flop_counter`` on the ``meta`` device (shapes only, no arithmetic), so even
@@ -8,21 +7,17 @@ Parameters and multiply-accumulates are measured on the real module graph with
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from fornet.cli_utils import friendly_errors, hw_arg
 from fornet.errors import FornetError
 from fornet.model.config import VARIANT_NOTES
 from fornet.model.fornet import FoRNet
 from fornet.model.gate import TENSORRT_TOPK_LIMIT, topk_counts
-from fornet.model.variants import list_variants, variant_config
+from fornet.model.variants import variant_config
 
 
 @dataclass(frozen=True)
@@ -118,45 +113,3 @@ def format_table(infos: list[VariantInfo]) -> str:
         rows.append(f"| {i.variant} | {i.params / 1e6:.2f} | {i.gmacs:.1f} | {i.output_stride} | {max(i.ks)} | "
                     f"{'yes' if i.native_topk_ok else 'no (plugin)'} |")
     return "\n".join(rows)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fornet-info",
-        description="Report parameters, GMACs, receptive field and Top-K k values of a FoR-Net variant.",
-    )
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument("--variant", choices=list_variants(), help="variant to describe")
-    target.add_argument("--all", action="store_true", help="a Markdown table of every variant")
-    target.add_argument("--engine", metavar="PLAN",
-                        help="describe a built TensorRT plan: I/O tensors, layers and precisions (needs TensorRT)")
-    parser.add_argument("--plugin", metavar="LIB",
-                        help="with --engine: the TopKGate plugin library (default: the usual search)")
-    parser.add_argument("--input-size", type=hw_arg, default=(1024, 2048), metavar="HxW",
-                        help="input height x width (default: 1024x2048, full Cityscapes)")
-    parser.add_argument("--num-classes", type=int, default=19, help="classifier outputs (default: 19)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    return parser
-
-
-@friendly_errors
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.engine:
-        from fornet.export.tensorrt.inspect import describe_engine
-
-        print(describe_engine(args.engine, args.plugin))
-        return 0
-    names = list_variants() if args.all else [args.variant]
-    infos = [variant_info(n, args.input_size, args.num_classes) for n in names]
-    if args.json:
-        print(json.dumps([asdict(i) for i in infos] if args.all else asdict(infos[0]), indent=2))
-    elif args.all:
-        print(format_table(infos))
-    else:
-        print(format_info(infos[0]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

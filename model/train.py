@@ -1,9 +1,9 @@
-"""``fornet-train``: train a FoR-Net on a Cityscapes-layout data set (CPU, one GPU, or DDP).
+"""Train a FoR-Net on a Cityscapes-layout data set (CPU, one GPU, or DDP).
 
 Objective: :class:`fornet.model.loss.FoRNetLoss` (the reference's CE + Dice + 0.5 * selector BCE).
 Optimiser: AdamW, linear warm-up then poly (power 0.9) decay, one step per iteration.
 
-Multi-GPU: ``torchrun --nproc-per-node N -m fornet.model.train ...`` (DDP, SyncBatchNorm on CUDA,
+Multi-GPU: ``torchrun --nproc-per-node N -m fornet train ...`` (DDP, SyncBatchNorm on CUDA,
 ``--batch`` per process). Only rank 0 validates, logs and writes files.
 
 The run folder holds ``config.json``, ``train.log``, ``metrics.jsonl``, ``last.pth`` (resumable:
@@ -14,13 +14,10 @@ weights, optimiser, scheduler, step, best mIoU; written at every validation and 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +27,12 @@ from tqdm import tqdm
 
 from fornet import __version__
 from fornet.calibration.cityscapes import CityscapesDataset
-from fornet.cli_utils import friendly_errors, parse_hw
 from fornet.model.checkpoint import save_checkpoint
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD
 from fornet.model.errors import ModelError
 from fornet.model.evaluate import evaluate
 from fornet.model.loss import FoRNetLoss
-from fornet.model.train_config import AMP_DTYPES, DEVICES, TrainConfig
+from fornet.model.train_config import TrainConfig
 from fornet.model.train_data import AugmentedTrainSet, default_workers, train_batches
 from fornet.model.train_env import TrainEnvironment, setup_environment
 from fornet.model.train_run import RunFolder, run_logger
@@ -45,9 +41,8 @@ from fornet.model.train_state import (
     build_optimizer,
     checkpoint_extra,
     restore_state,
-    resume_config,
 )
-from fornet.model.variants import build_model, list_variants, load_backbone_weights
+from fornet.model.variants import build_model, load_backbone_weights
 
 LOSS_TERMS = ("loss", "ce", "dice", "sel")
 
@@ -238,7 +233,8 @@ class _Trainer:
         window.reset()
 
 
-def _existing_resume_file(path: str | os.PathLike[str]) -> Path:
+def existing_resume_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path when it is a file; else a :class:`TrainingError` that says how to start or resume."""
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"nothing to resume: {path} does not exist; start a new run without --resume, "
@@ -266,7 +262,7 @@ def train(config: TrainConfig, resume: str | os.PathLike[str] | None = None,
     """
     started = time.perf_counter()
     folder = RunFolder(config.out)
-    resume_path = _existing_resume_file(resume) if resume is not None else None
+    resume_path = existing_resume_file(resume) if resume is not None else None
     with setup_environment(config.device, config.amp, config.amp_dtype) as env:
         if env.is_main and resume_path is None:
             folder.check_fresh_start(config)
@@ -291,77 +287,3 @@ def train(config: TrainConfig, resume: str | os.PathLike[str] | None = None,
     state = trainer.state if env.is_main else TrainState(trainer.state.step)
     return TrainResult(folder.path, state.step, state.best_miou, state.last_miou, folder.last, best,
                        time.perf_counter() - started)
-
-
-def _parser() -> argparse.ArgumentParser:
-    d = TrainConfig.default
-    parser = argparse.ArgumentParser(
-        prog="fornet-train",
-        description="Train a FoR-Net on a Cityscapes-layout data set (train split; val split for mIoU). "
-                    "Multi-GPU: torchrun --nproc-per-node N -m fornet.model.train ...",
-        epilog="Example: fornet-train --data D --variant lite --crop 256x256 --batch 8 --iters 300 "
-               "--val-every 100 --out RUN. Continue an interrupted run with: fornet-train --out RUN --resume",
-        argument_default=argparse.SUPPRESS,
-    )
-    run = parser.add_argument_group("run")
-    run.add_argument("--data", metavar="DIR", help="data set root holding leftImg8bit/ and gtFine/")
-    run.add_argument("--variant", metavar="NAME", help=f"model variant: {', '.join(list_variants())}")
-    run.add_argument("--out", metavar="RUN", required=True,
-                     help="run folder (config.json, last.pth, best.pth, train.log, metrics.jsonl)")
-    run.add_argument("--resume", nargs="?", const="", metavar="PATH",
-                     help="continue RUN/last.pth (or PATH) with its saved options and schedule")
-    run.add_argument("--pretrained-backbone", metavar="FILE",
-                     help="torchvision ResNet state_dict of the variant's depth (nothing is downloaded)")
-    run.add_argument("--seed", type=int, help=f"seed of weights, data order and augmentation (default {d('seed')})")
-    opt = parser.add_argument_group("schedule")
-    opt.add_argument("--iters", type=int, help=f"optimiser steps (default {d('iters')})")
-    opt.add_argument("--batch", type=int, help=f"images per step and process (default {d('batch')})")
-    opt.add_argument("--crop", type=parse_hw, metavar="HxW", help="random crop (default {}x{})".format(*d("crop")))
-    opt.add_argument("--scale", type=float, nargs=2, metavar=("MIN", "MAX"),
-                     help="random rescale range (default {:g} {:g})".format(*d("scale")))
-    opt.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d('lr')})")
-    opt.add_argument("--weight-decay", type=float, help=f"AdamW weight decay (default {d('weight_decay')})")
-    opt.add_argument("--warmup-iters", type=int, help="linear warm-up steps (default min(1000, iters/10))")
-    opt.add_argument("--ohem", action="store_true", help="online hard example mining for the CE term")
-    opt.add_argument("--ohem-thresh", type=float, help=f"OHEM probability threshold (default {d('ohem_thresh')})")
-    opt.add_argument("--ohem-min-kept", type=int,
-                     help=f"OHEM minimum kept pixels per batch (default {d('ohem_min_kept')})")
-    val = parser.add_argument_group("validation and logging")
-    val.add_argument("--val-every", type=int,
-                     help=f"validate and save last.pth every N steps, 0 = at the end only (default {d('val_every')})")
-    val.add_argument("--val-size", type=parse_hw, metavar="HxW", help="validation input size (default: full size)")
-    val.add_argument("--val-limit", type=int, metavar="N", help="validate on the first N images only")
-    val.add_argument("--log-every", type=int, help=f"metrics.jsonl record every N steps (default {d('log_every')})")
-    val.add_argument("--quiet", action="store_true", help="no progress bar or console log (train.log only)")
-    hw = parser.add_argument_group("hardware")
-    hw.add_argument("--device", choices=DEVICES, help="default: cuda when available, else cpu")
-    hw.add_argument("--workers", type=int, help="DataLoader workers per process (default: 0 on a CPU with "
-                                                "<= 2 cores, 2 on larger CPUs, up to 8 per GPU)")
-    hw.add_argument("--amp", action=argparse.BooleanOptionalAction,
-                    help="mixed precision (CUDA only; default: on with CUDA)")
-    hw.add_argument("--amp-dtype", choices=AMP_DTYPES, help="autocast dtype (default: bf16 where supported)")
-    return parser
-
-
-@friendly_errors
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``fornet-train``."""
-    args = vars(_parser().parse_args(argv))
-    resume = args.pop("resume", None)
-    progress = not args.pop("quiet", False)
-    if "scale" in args:
-        args["scale"] = tuple(args["scale"])
-    if resume is not None:
-        path = _existing_resume_file(resume or RunFolder(args["out"]).last)
-        config = resume_config(path, **args)
-        result = train(config, resume=path, progress=progress)
-    else:
-        result = train(TrainConfig.from_dict({}, **args), progress=progress)
-    if result.best_miou is not None:
-        print(f"best val mIoU {result.best_miou:.4f} ({result.best_checkpoint}); "
-              f"last {result.last_checkpoint} at step {result.iterations}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,6 +8,7 @@ validates, how many loader workers) may change between a run and its resumption.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -17,12 +18,17 @@ from typing import Any
 
 from fornet.model.config import VARIANTS
 from fornet.model.errors import ModelError
+from fornet.options import OptionGroup, hw_arg, option
 
 #: Fields that may differ when a run is resumed or restarted in the same folder.
 RUNTIME_FIELDS = frozenset({"out", "device", "workers", "amp", "amp_dtype", "val_every", "val_size",
                             "val_limit", "log_every"})
 AMP_DTYPES = ("bf16", "fp16")
 DEVICES = ("cpu", "cuda")
+RUN = OptionGroup("run")
+SCHEDULE = OptionGroup("schedule")
+VALIDATION = OptionGroup("validation and logging")
+HARDWARE = OptionGroup("hardware")
 
 
 class TrainConfigError(ModelError):
@@ -57,29 +63,48 @@ class TrainConfig:
         log_every: write a ``metrics.jsonl`` training record every N steps.
     """
 
-    data: str
-    out: str
-    variant: str
-    crop: tuple[int, int] = (768, 768)
-    scale: tuple[float, float] = (0.5, 2.0)
-    iters: int = 80_000
-    batch: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    warmup_iters: int | None = None
-    ohem: bool = False
-    ohem_thresh: float = 0.7
-    ohem_min_kept: int = 100_000
-    seed: int = 0
-    pretrained_backbone: str | None = None
-    val_every: int = 4000
-    val_size: tuple[int, int] | None = None
-    val_limit: int | None = None
-    workers: int | None = None
-    device: str | None = None
-    amp: bool | None = None
-    amp_dtype: str | None = None
-    log_every: int = 10
+    data: str = option(flag="--data", metavar="DIR", group=RUN,
+                       help="data set root holding leftImg8bit/ and gtFine/")
+    out: str = option(flag="--out", metavar="RUN", required=True, group=RUN,
+                      help="run folder (config.json, last.pth, best.pth, train.log, metrics.jsonl)")
+    variant: str = option(flag="--variant", metavar="NAME", group=RUN,
+                          help=f"model variant: {', '.join(VARIANTS)}")
+    crop: tuple[int, int] = option((768, 768), flag="--crop", parse=hw_arg, metavar="HxW", group=SCHEDULE,
+                                   help="random crop")
+    scale: tuple[float, float] = option((0.5, 2.0), flag="--scale", parse=float, nargs=2, metavar=("MIN", "MAX"),
+                                        convert=tuple, group=SCHEDULE, help="random rescale range")
+    iters: int = option(80_000, flag="--iters", parse=int, group=SCHEDULE, help="optimiser steps")
+    batch: int = option(8, flag="--batch", parse=int, group=SCHEDULE, help="images per step and process")
+    lr: float = option(1e-3, flag="--lr", parse=float, group=SCHEDULE, help="peak AdamW learning rate")
+    weight_decay: float = option(1e-2, flag="--weight-decay", parse=float, group=SCHEDULE, help="AdamW weight decay")
+    warmup_iters: int | None = option(None, flag="--warmup-iters", parse=int, default_text="min(1000, iters/10)",
+                                      group=SCHEDULE, help="linear warm-up steps")
+    ohem: bool = option(False, flag="--ohem", group=SCHEDULE, help="online hard example mining for the CE term")
+    ohem_thresh: float = option(0.7, flag="--ohem-thresh", parse=float, group=SCHEDULE,
+                                help="OHEM probability threshold")
+    ohem_min_kept: int = option(100_000, flag="--ohem-min-kept", parse=int, group=SCHEDULE,
+                                help="OHEM minimum kept pixels per batch")
+    seed: int = option(0, flag="--seed", parse=int, group=RUN, help="seed of weights, data order and augmentation")
+    pretrained_backbone: str | None = option(None, flag="--pretrained-backbone", metavar="FILE", group=RUN,
+                                             help="torchvision ResNet state_dict of the variant's depth (nothing "
+                                                  "is downloaded)")
+    val_every: int = option(4000, flag="--val-every", parse=int, group=VALIDATION,
+                            help="validate and save last.pth every N steps, 0 = at the end only")
+    val_size: tuple[int, int] | None = option(None, flag="--val-size", parse=hw_arg, metavar="HxW", group=VALIDATION,
+                                              default_text="full size", help="validation input size")
+    val_limit: int | None = option(None, flag="--val-limit", parse=int, metavar="N", group=VALIDATION,
+                                   help="validate on the first N images only")
+    workers: int | None = option(None, flag="--workers", parse=int, group=HARDWARE,
+                                 default_text="0 on a CPU with <= 2 cores, 2 on larger CPUs, up to 8 per GPU",
+                                 help="DataLoader workers per process")
+    device: str | None = option(None, flag="--device", choices=DEVICES, group=HARDWARE,
+                                default_text="cuda when available, else cpu", help="training device")
+    amp: bool | None = option(None, flag="--amp", action=argparse.BooleanOptionalAction, group=HARDWARE,
+                              default_text="on with CUDA", help="mixed precision (CUDA only)")
+    amp_dtype: str | None = option(None, flag="--amp-dtype", choices=AMP_DTYPES, group=HARDWARE,
+                                   default_text="bf16 where supported", help="autocast dtype")
+    log_every: int = option(10, flag="--log-every", parse=int, group=VALIDATION,
+                            help="metrics.jsonl record every N steps")
 
     def __post_init__(self) -> None:
         if self.warmup_iters is None:
@@ -149,11 +174,6 @@ class TrainConfig:
             if merged.get(name) is not None:
                 merged[name] = tuple(merged[name])
         return cls(**merged)
-
-    @classmethod
-    def default(cls, name: str) -> Any:
-        """The default value of field ``name`` (as the CLI's help shows it)."""
-        return next(f.default for f in dataclasses.fields(cls) if f.name == name)
 
 
 def run_differences(old: TrainConfig, new: TrainConfig) -> list[str]:

@@ -25,32 +25,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fornet.calibration.preprocess import preprocess
+from fornet.calibration.preprocess import check_image, preprocess
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO
 
 
 class FrameError(FornetRuntimeError):
     """A frame that is not a uint8 H x W x 3 BGR image, or a bad overlay argument."""
-
-
-def check_frame(frame: object, what: str = "frame") -> np.ndarray:
-    """Return ``frame`` if it is a non-empty uint8 ``H x W x 3`` array, else raise :class:`FrameError`."""
-    if not isinstance(frame, np.ndarray):
-        raise FrameError(f"{what} is a {type(frame).__name__}; pass a numpy uint8 HxWx3 BGR image, as "
-                         "cv2.imread or cv2.VideoCapture.read return")
-    if frame.dtype != np.uint8:
-        raise FrameError(f"{what} has dtype {frame.dtype}; pass the uint8 image as captured (0..255), "
-                         "before any normalisation or float conversion")
-    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
-        raise FrameError(f"{what} has one channel (shape {frame.shape}); convert it with "
-                         "cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)")
-    if frame.ndim == 3 and frame.shape[2] == 4:
-        raise FrameError(f"{what} has 4 channels (shape {frame.shape}); drop alpha with "
-                         "cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)")
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise FrameError(f"{what} has shape {frame.shape}; pass an HxWx3 BGR image with channels last")
-    return frame
 
 
 def preprocess_frame(frame: np.ndarray, io: ModelIO) -> np.ndarray:
@@ -131,7 +112,7 @@ def alpha_to_256(alpha: float) -> int:
 
 def overlay(frame: np.ndarray, labels: np.ndarray, palette_bgr: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """The frame blended with the colour of each pixel's class (BGR uint8, the frame's size)."""
-    check_frame(frame)
+    check_image(frame, "frame")
     if labels.shape != frame.shape[:2] or labels.dtype.kind not in "ui":
         raise FrameError(f"labels must be an integer array of the frame's size {frame.shape[:2]}, got shape "
                          f"{labels.shape} dtype {labels.dtype}; pass what the segmenter returned for this frame")

@@ -8,24 +8,151 @@ runtime needs: input size, layout, dtype and normalisation, the output, batch, c
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from fornet.contract import INPUT_NAME, LABELS_NAME, LOGITS_NAME
+from fornet.errors import RecordError
+from fornet.hashing import sha256_file
+from fornet.records import Record
 from fornet.runtime.errors import FornetRuntimeError
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, metadata_path
 
-#: Equals ``fornet.export.sidecar.SIDECAR_FORMAT`` (a test checks it; importing that module needs torch).
-SIDECAR_FORMAT = "fornet-deploy/onnx-sidecar/1"
 _DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int32": np.int32}
 
 
-class SidecarError(FornetRuntimeError):
-    """A model's sidecar JSON is missing, unreadable or not a fornet-deploy sidecar."""
+class SidecarError(RecordError, FornetRuntimeError):
+    """A model's sidecar JSON is missing, unreadable, not a fornet-deploy sidecar, or describes another model."""
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    """A file recorded by name and sha256."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    """The program that wrote a record."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class OnnxFileInfo:
+    """The ONNX file a sidecar describes."""
+
+    file: str
+    sha256: str
+    precision: str
+    opset: int
+    custom_opsets: dict[str, int]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One graph input or output; a string dimension (``"batch"``) is dynamic."""
+
+    name: str
+    dtype: str
+    shape: list[int | str]
+    layout: str
+    description: str
+
+
+@dataclass(frozen=True)
+class InputInfo(TensorInfo):
+    """The image input with its preprocessing contract."""
+
+    size: tuple[int, int]
+    channel_order: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    normalization_in_graph: bool
+    dynamic_batch: bool
+
+
+@dataclass(frozen=True)
+class GateNodeInfo:
+    """The custom Top-K gate node of a plugin-gated graph."""
+
+    op_type: str
+    domain: str
+    plugin_version: str
+    plugin_namespace: str
+    local_function: bool
+
+
+@dataclass(frozen=True)
+class TopKInfo:
+    """The Top-K gate: ratios, k per ratio, selector grid, and how it is exported."""
+
+    ratios: tuple[float, ...]
+    ks: tuple[int, ...]
+    grid: tuple[int, int]
+    output_stride: int
+    gate: str
+    node: GateNodeInfo | None
+
+
+@dataclass(frozen=True)
+class ModelSidecar(Record):
+    """``<model>.onnx.json``: what a deployment needs besides the graph (written by ``fornet export``)."""
+
+    FORMAT: ClassVar[str] = "fornet-deploy/onnx-sidecar"
+    VERSION: ClassVar[int] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy ONNX sidecar"
+    FIX: ClassVar[str] = ("fornet-export writes it beside the ONNX file: keep them together, pass the sidecar's "
+                          "path explicitly, or re-export the model with fornet-export")
+    ERROR: ClassVar[type[RecordError]] = SidecarError
+
+    tool: ToolInfo
+    onnx: OnnxFileInfo
+    checkpoint: FileDigest
+    variant: str | None
+    config: dict[str, Any]
+    classes: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+    input: InputInfo
+    outputs: tuple[TensorInfo, ...]
+    topk: TopKInfo
+    verification: dict[str, Any] | None
+
+    @staticmethod
+    def path_for(onnx_path: str | os.PathLike[str]) -> Path:
+        """``<file>.onnx`` -> ``<file>.onnx.json``."""
+        onnx_file = Path(onnx_path)
+        return onnx_file.with_name(onnx_file.name + ".json")
+
+    def model_io(self, source: str) -> ModelIO:
+        """The runtime's view of this contract (``source`` names the file in errors)."""
+        image, output = self.input, self.outputs[0]
+        batch = image.shape[0]
+        return ModelIO(
+            input_name=image.name,
+            input_size=image.size,
+            input_dtype=_dtype(image.dtype, source),
+            raw_input=image.normalization_in_graph,
+            channel_order=image.channel_order,
+            mean=image.mean,
+            std=image.std,
+            output_name=output.name,
+            output_dtype=_dtype(output.dtype, source),
+            labels_output=output.name == LABELS_NAME,
+            batch=None if image.dynamic_batch or not isinstance(batch, int) else batch,
+            classes=self.classes,
+            colors=_colors(self.colors, len(self.classes), source),
+            variant=self.variant,
+            export_precision=self.onnx.precision,
+        )
 
 
 @dataclass(frozen=True)
@@ -93,9 +220,9 @@ def make_model_io(input_size: tuple[int, int], mean: Sequence[float], std: Seque
                   export_precision: str | None = None) -> ModelIO:
     """The contract of a plain FoR-Net (normalised float32 RGB in, float32 logits out, any batch)."""
     return ModelIO(
-        input_name="image", input_size=(int(input_size[0]), int(input_size[1])),
+        input_name=INPUT_NAME, input_size=(int(input_size[0]), int(input_size[1])),
         input_dtype=np.dtype(np.float32), raw_input=False, channel_order="RGB",
-        mean=_triplet(mean, "mean"), std=_triplet(std, "std"), output_name="logits",
+        mean=_triplet(mean, "mean"), std=_triplet(std, "std"), output_name=LOGITS_NAME,
         output_dtype=np.dtype(np.float32), labels_output=False, batch=None, classes=tuple(classes),
         colors=_colors(colors, len(classes), "the model"), variant=variant, export_precision=export_precision,
     )
@@ -125,50 +252,49 @@ def _dtype(name: Any, source: str) -> np.dtype:
     return np.dtype(_DTYPES[name])
 
 
-def model_io_from_sidecar(data: Any, source: str) -> ModelIO:
-    """Parse the content of an ONNX sidecar (``source`` names it in error messages)."""
-    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-        raise SidecarError(f"{source} is not a fornet-deploy ONNX sidecar ({SIDECAR_FORMAT}); "
-                           "re-export the model with fornet-export, which writes <model>.onnx.json")
-    try:
-        image = data["input"]
-        output = data["outputs"][0]
-        classes = tuple(str(name) for name in data["classes"])
-        raw = bool(image["normalization_in_graph"])
-        shape = image["shape"]
-        return ModelIO(
-            input_name=str(image["name"]),
-            input_size=(int(image["size"][0]), int(image["size"][1])),
-            input_dtype=_dtype(image["dtype"], source),
-            raw_input=raw,
-            channel_order=str(image["channel_order"]),
-            mean=_triplet(image["mean"], f"{source}: input mean"),
-            std=_triplet(image["std"], f"{source}: input std"),
-            output_name=str(output["name"]),
-            output_dtype=_dtype(output["dtype"], source),
-            labels_output=output["name"] == "labels",
-            batch=None if image.get("dynamic_batch") or not isinstance(shape[0], int) else int(shape[0]),
-            classes=classes,
-            colors=_colors(data["colors"], len(classes), source),
-            variant=data.get("variant"),
-            export_precision=(data.get("onnx") or {}).get("precision"),
-        )
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise SidecarError(f"{source} lacks a field or holds a bad value ({type(exc).__name__}: {exc}); "
-                           "re-export the model with fornet-export") from exc
-
-
 def read_sidecar(path: str | os.PathLike[str]) -> ModelIO:
-    """Read and parse one ONNX sidecar file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise SidecarError(f"sidecar {path} not found; fornet-export writes it beside the ONNX file: keep them "
-                           "together, or pass the sidecar's path explicitly") from exc
-    except (OSError, ValueError) as exc:
-        raise SidecarError(f"cannot read sidecar {path} ({exc}); re-export the model with fornet-export") from exc
-    return model_io_from_sidecar(data, str(path))
+    """Read one ONNX sidecar and return the model's I/O contract."""
+    return ModelSidecar.load(path).model_io(str(path))
+
+
+#: How a user who edited a model or its sidecar on purpose skips the binding check.
+OVERRIDE_HINT = "if you changed the files on purpose, pass verify_sidecar=False (--no-verify-sidecar)"
+
+
+def check_sidecar_binding(sidecar: ModelSidecar, sidecar_path: Path, model_path: Path) -> None:
+    """Refuse a sidecar that was not written for ``model_path`` (an ONNX file or a plan).
+
+    An ONNX file must have the sha256 its sidecar records. A plan must have the sha256 its own
+    ``<plan>.json`` records, and that file must name the ONNX the sidecar describes. This is what
+    catches a sidecar copied from another export (other classes, another precision) or a model
+    file replaced under an old sidecar.
+
+    Raises:
+        SidecarError: naming both files, what differs and how to fix it.
+    """
+    if model_path.suffix == ".onnx":
+        actual = sha256_file(model_path)
+        if actual != sidecar.onnx.sha256:
+            raise SidecarError(
+                f"{sidecar_path} describes {sidecar.onnx.file} (sha256 {sidecar.onnx.sha256[:12]}..., "
+                f"{sidecar.onnx.precision}, {len(sidecar.classes)} classes) but {model_path} has sha256 "
+                f"{actual[:12]}...: the sidecar belongs to another export. Keep each ONNX file with the .json "
+                f"fornet-export wrote beside it, or re-export; {OVERRIDE_HINT}")
+        return
+    metadata = EngineMetadata.load_if_present(model_path)
+    if metadata is None:
+        return
+    plan_sha = sha256_file(model_path)
+    if plan_sha != metadata.plan.sha256:
+        raise SidecarError(
+            f"{metadata_path(model_path)} describes a plan with sha256 {metadata.plan.sha256[:12]}... but "
+            f"{model_path} has sha256 {plan_sha[:12]}...: the plan was replaced or the metadata belongs to another "
+            f"plan; rebuild with fornet-build (it writes both); {OVERRIDE_HINT}")
+    if metadata.source_onnx.sha256 != sidecar.onnx.sha256:
+        raise SidecarError(
+            f"{model_path} was built from {metadata.source_onnx.file} (sha256 {metadata.source_onnx.sha256[:12]}...) "
+            f"but {sidecar_path} describes {sidecar.onnx.file} (sha256 {sidecar.onnx.sha256[:12]}...); use the "
+            f"sidecar of the ONNX the plan was built from; {OVERRIDE_HINT}")
 
 
 def sidecar_path_for(model_path: str | os.PathLike[str]) -> Path:
@@ -183,14 +309,11 @@ def sidecar_path_for(model_path: str | os.PathLike[str]) -> Path:
     """
     model = Path(model_path)
     if model.suffix == ".onnx":
-        return model.with_name(model.name + ".json")
-    from fornet.runtime.tensorrt.plan_metadata import read_engine_metadata
-
-    metadata = read_engine_metadata(model)
+        return ModelSidecar.path_for(model)
+    metadata = EngineMetadata.load_if_present(model)
     candidates = []
-    source = (metadata or {}).get("source_onnx") or {}
-    if source.get("file"):
-        candidates.append(model.with_name(f"{source['file']}.json"))
+    if metadata is not None and metadata.source_onnx.file:
+        candidates.append(ModelSidecar.path_for(model.with_name(metadata.source_onnx.file)))
     candidates.append(model.with_name(f"{model.stem}.onnx.json"))
     for candidate in candidates:
         if candidate.is_file():

@@ -27,10 +27,11 @@ from types import TracebackType
 
 import numpy as np
 
+from fornet.calibration.preprocess import check_image
 from fornet.runtime.backend import Backend
-from fornet.runtime.cpu_prepost import alpha_to_256, check_frame, overlay, preprocess_frames
+from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
 from fornet.runtime.errors import FornetRuntimeError
-from fornet.runtime.model_io import ModelIO, SidecarError, read_sidecar, sidecar_path_for
+from fornet.runtime.model_io import ModelIO, ModelSidecar, SidecarError, check_sidecar_binding, sidecar_path_for
 from fornet.runtime.pipelines import CpuPipeline, GpuPipeline, Segmentation, StageTimes
 
 #: Backend names, and the file extensions each loads.
@@ -74,6 +75,10 @@ def check_model_io(io: ModelIO, backend: Backend, source: str) -> None:
         raise SidecarError(f"{source} describes input {io.input_name!r} as ?x{'x'.join(map(str, expected))} "
                            f"{io.input_dtype} but the model takes {found}; use the sidecar written with this "
                            "model (re-export, or rebuild the plan from the matching ONNX)")
+    channels = outputs[io.output_name].shape[1] if io.output_name in outputs and not io.labels_output else None
+    if isinstance(channels, int) and channels != io.num_classes:
+        raise SidecarError(f"{source} names {io.num_classes} classes but the model outputs {channels} class scores; "
+                           "use the sidecar written with this model")
     if io.output_name not in outputs:
         raise SidecarError(f"{source} names output {io.output_name!r} but the model outputs {list(outputs)}; use "
                            "the sidecar written with this model")
@@ -95,6 +100,8 @@ class Segmenter:
         plugin: TopKGate plugin library for TensorRT (default: searched).
         cuda_graph: TensorRT: replay the engine as a CUDA graph.
         gpu_prepost: TensorRT: pre/post-process with the CUDA kernels (else on the CPU).
+        verify_sidecar: refuse a sidecar whose recorded sha256 does not match the model (or, for a plan,
+            the ONNX it was built from); turn off only for files edited on purpose.
 
     Raises:
         FornetError: a missing or unsupported file, a missing sidecar, TensorRT / pycuda / GPU /
@@ -105,7 +112,7 @@ class Segmenter:
                  sidecar: str | os.PathLike[str] | None = None, input_size: tuple[int, int] | None = None,
                  variant: str | None = None, threads: int | None = None, providers: Sequence[str] | None = None,
                  plugin: str | os.PathLike[str] | None = None, cuda_graph: bool = False,
-                 gpu_prepost: bool = True) -> None:
+                 gpu_prepost: bool = True, verify_sidecar: bool = True) -> None:
         self.path = Path(path)
         self.backend_name = resolve_backend(self.path, backend)
         if not self.path.is_file():
@@ -114,7 +121,10 @@ class Segmenter:
         io = None
         if self.backend_name != "torch":
             io_source = Path(sidecar) if sidecar is not None else sidecar_path_for(self.path)
-            io = read_sidecar(io_source)
+            record = ModelSidecar.load(io_source)
+            if verify_sidecar:
+                check_sidecar_binding(record, io_source, self.path)
+            io = record.model_io(str(io_source))
         self._backend = self._make_backend(device, input_size, variant, threads, providers, plugin, cuda_graph)
         self._backend.activate()
         try:
@@ -130,8 +140,11 @@ class Segmenter:
         except BaseException:
             self._backend.deactivate()
             raise
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one model run at a time; guards _closed
+        self._state = threading.Lock()  # guards _closing and _executor
+        self._worker = threading.local()  # .active is True on the submit() worker thread
         self._executor: ThreadPoolExecutor | None = None
+        self._closing = False
         self._closed = False
         #: Per-stage seconds of the last call (CUDA event times on the GPU pipeline).
         self.last_times: StageTimes | None = None
@@ -204,7 +217,7 @@ class Segmenter:
 
     def segment_batch(self, frames: Sequence[np.ndarray], overlay_alpha: float | None = None) -> list[Segmentation]:
         """Segment several frames (of any sizes) in as few model runs as the model's batch allows."""
-        checked = [check_frame(frame, f"frame {index}") for index, frame in enumerate(frames)]
+        checked = [check_image(frame, f"frame {index}") for index, frame in enumerate(frames)]
         if not checked:
             raise SegmenterError("segment_batch got no frames; pass at least one")
         if overlay_alpha is not None:
@@ -215,12 +228,22 @@ class Segmenter:
         return results
 
     def submit(self, frame: np.ndarray, overlay_alpha: float | None = None) -> Future[Segmentation]:
-        """Segment ``frame`` on the segmenter's worker thread; results arrive in submission order."""
-        check_frame(frame)
-        self._require_open()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fornet-segmenter")
-        return self._executor.submit(self.segment, frame, overlay_alpha)
+        """Segment ``frame`` on the segmenter's worker thread; results arrive in submission order.
+
+        Safe from any thread and from a future's done-callback; after :meth:`close` it raises
+        :class:`SegmenterError`.
+        """
+        check_image(frame, "frame")
+        with self._state:
+            if self._closing:
+                raise SegmenterError("this segmenter was closed; create a new one")
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fornet-segmenter",
+                                                    initializer=self._mark_worker)
+            return self._executor.submit(self.segment, frame, overlay_alpha)
+
+    def _mark_worker(self) -> None:
+        self._worker.active = True
 
     def overlay(self, frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """``frame`` blended with the colour of each pixel's class (uint8 BGR, CPU)."""
@@ -228,7 +251,7 @@ class Segmenter:
 
     def preprocess(self, frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """The CPU-preprocessed feed of ``frames`` for :attr:`backend` (padded to a static batch)."""
-        checked = [check_frame(frame, f"frame {index}") for index, frame in enumerate(frames)]
+        checked = [check_image(frame, f"frame {index}") for index, frame in enumerate(frames)]
         return {self.io.input_name: preprocess_frames(checked, self.io, self.io.batch)}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -237,12 +260,28 @@ class Segmenter:
             raise SegmenterError("this segmenter was closed; create a new one")
 
     def close(self) -> None:
-        """Finish queued work, then free the pipeline and the model (and their GPU memory)."""
-        if self._closed:
-            return
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        """Finish queued work, then free the pipeline and the model (and their GPU memory).
+
+        Safe to call twice, from any thread, and from a future's done-callback (which runs on the
+        worker thread: the model is then freed right after the queued frames, without waiting here).
+        """
+        with self._state:
+            if self._closing:
+                return
+            self._closing = True
+            executor = self._executor
+        if executor is not None:
+            if getattr(self._worker, "active", False):
+                executor.submit(self._release)  # after the frames already queued, on this worker
+                executor.shutdown(wait=False)
+                return
+            executor.shutdown(wait=True)
+        self._release()
+
+    def _release(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             try:
                 self._pipeline.close()

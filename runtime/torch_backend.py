@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fornet.calibration.labels import class_table
 from fornet.runtime.backend import Backend, BackendError, TensorSpec
 from fornet.runtime.model_io import ModelIO, make_model_io
 
@@ -52,7 +53,6 @@ class TorchBackend(Backend):
     def _activate_impl(self) -> None:
         import torch
 
-        from fornet.export.sidecar import class_table
         from fornet.model import load_model
 
         if self.device.startswith("cuda") and not torch.cuda.is_available():

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.runtime_models import LiteExport, export_lite_models
+
 
 def _cuda_available() -> bool:
     try:
@@ -29,6 +31,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_gpu)
         if "tensorrt" in item.keywords and not has_trt:
             item.add_marker(no_trt)
+
+
+@pytest.fixture(scope="session")
+def lite(tmp_path_factory: pytest.TempPathFactory) -> LiteExport:
+    """A seeded lite checkpoint and its ONNX exports (plain FP32 + FP16, raw-input labels-output)."""
+    return export_lite_models(tmp_path_factory.mktemp("lite-export"))
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,10 @@
-"""Small exported FoR-Nets shared by the runtime, segmenter and benchmark tests (exported once per session)."""
+"""Small exported FoR-Nets shared by the runtime, segmenter and benchmark tests (the session fixture
+``lite`` in conftest.py exports them once)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 from tests.model_utils import realistic_model
 
@@ -23,23 +22,17 @@ class LiteExport:
     raw_labels: Path  # raw BGR uint8 input, uint8 labels output, dynamic batch
 
 
-_CACHE: dict[str, LiteExport] = {}
+def export_lite_models(root: Path) -> LiteExport:
+    """A seeded lite checkpoint and its three exports in ``root`` (about 15 s)."""
+    from fornet.export import ExportOptions, IOFormat, export_onnx
+    from fornet.model import save_checkpoint
 
-
-def lite_export(factory: pytest.TempPathFactory) -> LiteExport:
-    """Export the models on first use (about 15 s); later calls reuse the files."""
-    if "lite" not in _CACHE:
-        from fornet.export import ExportOptions, IOFormat, export_onnx
-        from fornet.model import save_checkpoint
-
-        root = factory.mktemp("lite-export")
-        checkpoint = root / "lite.pth"
-        save_checkpoint(checkpoint, realistic_model("lite", seed=3), "lite")
-        plain = export_onnx(checkpoint, root / "plain", ExportOptions(
-            input_size=INPUT_SIZE, fp16=True, io_fp16=True, verify=False, progress=False))
-        raw = export_onnx(checkpoint, root / "raw", ExportOptions(
-            input_size=INPUT_SIZE, dynamic_batch=True, batch=2, verify=False, progress=False,
-            io=IOFormat(input="raw", channel_order="BGR", output="labels")))
-        assert plain.fp16_path is not None
-        _CACHE["lite"] = LiteExport(checkpoint, plain.onnx_path, plain.fp16_path, raw.onnx_path)
-    return _CACHE["lite"]
+    checkpoint = root / "lite.pth"
+    save_checkpoint(checkpoint, realistic_model("lite", seed=3), "lite")
+    plain = export_onnx(checkpoint, root / "plain", ExportOptions(
+        input_size=INPUT_SIZE, fp16=True, io_fp16=True, gate="plugin", verify=False, progress=False))
+    raw = export_onnx(checkpoint, root / "raw", ExportOptions(
+        input_size=INPUT_SIZE, dynamic_batch=True, batch=2, gate="plugin", verify=False, progress=False,
+        io=IOFormat(input="raw", channel_order="BGR", output="labels")))
+    assert plain.fp16_path is not None
+    return LiteExport(checkpoint, plain.onnx_path, plain.fp16_path, raw.onnx_path)

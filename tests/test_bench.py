@@ -16,17 +16,13 @@ import pytest
 from fornet.calibration.labels import TRAIN_TO_LABEL
 from fornet.cli.bench import main
 from fornet.runtime.bench.environment import collect_environment
+from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.bench.report import render_markdown, write_report
 from fornet.runtime.bench.runner import BenchError, BenchOptions, BenchResult
 from fornet.runtime.bench.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
-from tests.runtime_models import lite_export
+from tests.engine_metadata import engine_metadata
 
 FAST = ["--warmup-s", "0", "--min-iters", "2", "--duration-s", "0", "--quiet", "--threads", "1", "--device", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory):
-    return lite_export(tmp_path_factory)
 
 
 # -------------------------------------------------------------------------------- timing
@@ -71,7 +67,7 @@ def test_environment_record():
 # ---------------------------------------------------------------------------------- CLI
 
 def test_help_needs_no_backend():
-    code = ("import sys; from fornet.cli.bench import build_parser; text = build_parser().format_help(); "
+    code = ("import sys; from fornet.cli.bench import COMMAND; text = COMMAND.parser().format_help(); "
             "assert '--engine' in text and '--warmup-s' in text and '--save-predictions' in text; "
             "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'pycuda') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -152,6 +148,7 @@ def _minimal_record():
     stats = LatencyStats((1.0, 2.0)).to_dict()
     scope = {"title": "t", "results": {"onnxruntime-cpu": stats}, "notes": []}
     return {
+        "format": BenchReport.format_tag(), "fornet_version": "0.1.0",
         "command": "fornet-bench", "trtexec": "trtexec --loadEngine=x.plan", "reference": None,
         "engine": {"path": "x", "backend": "onnxruntime-cpu", "model": "m", "gpu_prepost": False,
                    "cuda_graph": False},
@@ -190,6 +187,6 @@ def test_trtexec_command_matches_the_compute_scope(lite, tmp_path, monkeypatch):
     assert command.startswith(f"trtexec --loadEngine={plan} --staticPlugins=")  # no sidecar: assume the plugin
     assert "--shapes=image:2x64x128x3 --warmUp=200 --iterations=10 --duration=3 --noDataTransfers" in command
     assert command.endswith("--useSpinWait --useCudaGraph")
-    (tmp_path / "fornet.plan.json").write_text('{"format": "fornet-deploy/engine-sidecar/1", "plugin": null}')
+    engine_metadata(plugin=None).save(tmp_path / "fornet.plan.json")
     static = trtexec_command(plan, replace(io, batch=1), TimingSettings())
     assert "--staticPlugins" not in static and "--shapes" not in static

@@ -15,8 +15,9 @@ from torch import nn
 
 from fornet.calibration.cityscapes import CityscapesDataset, Sample
 from fornet.calibration.labels import LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
+from fornet.cli.eval import main
 from fornet.model import IMAGENET_MEAN, IMAGENET_STD, save_checkpoint
-from fornet.model.evaluate import EvaluationError, evaluate, main, predict_labels
+from fornet.model.evaluate import EvaluationError, evaluate, predict_labels
 from tests.model_utils import realistic_model
 
 

@@ -35,7 +35,7 @@ def lite_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def plugin_export(lite_ckpt, tmp_path_factory):
     """lite at 128x256 (grid 8x16 = 128 cells), plugin gate, FP32 + FP16, verified."""
     out = tmp_path_factory.mktemp("plugin")
-    return export_onnx(lite_ckpt, out, ExportOptions(input_size=(128, 256), fp16=True, progress=False))
+    return export_onnx(lite_ckpt, out, ExportOptions(input_size=(128, 256), fp16=True, gate="plugin", progress=False))
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def r18_bare_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_bare_state_dict_r18_fp32_and_fp16(r18_bare_ckpt, tmp_path, synth_root):
-    result = export_onnx(r18_bare_ckpt, tmp_path, ExportOptions(input_size=(128, 256), fp16=True,
+    result = export_onnx(r18_bare_ckpt, tmp_path, ExportOptions(input_size=(128, 256), fp16=True, gate="plugin",
                                                                verify_data=synth_root, progress=False))
     images = images_of(synth_root, (128, 256))
     check_parity(r18_bare_ckpt, result.onnx_path, images, max_diff=1e-3, min_agreement=0.9999)
@@ -91,7 +91,8 @@ def test_raw_bgr_input_and_uint8_labels(tmp_path, synth_root):
     ckpt = tmp_path / "lite.pth"
     torch.save(realistic_model("lite", seed=5).state_dict(), ckpt)
     io = IOFormat(input="raw", channel_order="BGR", output="labels")
-    result = export_onnx(ckpt, tmp_path / "out", ExportOptions(input_size=(128, 256), io=io, verify=False))
+    result = export_onnx(ckpt, tmp_path / "out", ExportOptions(input_size=(128, 256), io=io, gate="plugin",
+                                                                    verify=False))
     images = images_of(synth_root, (128, 256), count=4)
     ref_logits, _ = _torch_logits(load_model(ckpt), images)
     session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
@@ -111,7 +112,7 @@ def test_raw_bgr_input_and_uint8_labels(tmp_path, synth_root):
 def test_r101_small_size_fp32_and_fp16(tmp_path, synth_root):
     ckpt = tmp_path / "r101.pth"
     torch.save(realistic_model("r101", seed=7).state_dict(), ckpt)
-    result = export_onnx(ckpt, tmp_path / "out", ExportOptions(input_size=(64, 128), fp16=True,
+    result = export_onnx(ckpt, tmp_path / "out", ExportOptions(input_size=(64, 128), fp16=True, gate="plugin",
                                                               verify_images=1, progress=False))
     images = images_of(synth_root, (64, 128))
     check_parity(ckpt, result.onnx_path, images, max_diff=1e-3, min_agreement=0.9999)

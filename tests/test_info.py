@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from fornet.model.info import main, variant_info
+from fornet.cli.info import main
+from fornet.model.info import variant_info
 
 
 def test_info_reports_k_and_plugin_need(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,7 @@ from fornet.calibration.int8_calibrate import (
     entropy_amax,
     select_calibration_images,
 )
-from fornet.export.prepost import INPUT_NAME
+from fornet.contract import INPUT_NAME
 from tests.int8_helpers import SIZE, export_fp32, lite_checkpoint, model_input
 
 

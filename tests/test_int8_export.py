@@ -17,8 +17,7 @@ from fornet.export.int8.qdq_graph import quantized_conv_names
 from fornet.export.int8.sensitivity import LayerSensitivity
 from fornet.export.sidecar import sha256_file
 from fornet.export.tensorrt.calibration_cache import read_calibration_cache
-from tests.int8_helpers import lite_checkpoint
-from tests.test_int8_gate import _report
+from tests.int8_helpers import gate_report, lite_checkpoint
 
 INT8_FILES = ("fornet_int8.onnx", "fornet_int8.onnx.json", "fornet.calib.cache", MANIFEST_NAME, RANGES_NAME)
 
@@ -131,7 +130,7 @@ def test_key_differences_lists_every_leaf() -> None:
 
 def test_failed_gate_publishes_no_int8_graph(ckpt, synth_root, tmp_path, capsys, monkeypatch) -> None:
     assert _export(ckpt, tmp_path, synth_root, "--no-accuracy-gate") == 0
-    monkeypatch.setattr("fornet.export.int8.pipeline.evaluate_int8", lambda *a, **k: _report(8))
+    monkeypatch.setattr("fornet.export.int8.pipeline.evaluate_int8", lambda *a, **k: gate_report(8))
     capsys.readouterr()
     assert _export(ckpt, tmp_path, synth_root) == 2
     err = capsys.readouterr().err
@@ -147,7 +146,7 @@ def test_fallback_keeps_sensitive_layers_in_float(ckpt, synth_root, tmp_path, ca
     sensitive = "/model/decoder/decoder.1/decoder.1.0/Conv"
 
     def gate(fp32: Path, int8: Path, *args: object, **kwargs: object):
-        return _report(0 if sensitive not in quantized_conv_names(onnx.load(int8)) else 8)
+        return gate_report(0 if sensitive not in quantized_conv_names(onnx.load(int8)) else 8)
 
     def ranking(fp32, ranges, candidates, keep, feeds, progress):
         assert sensitive in candidates and len(feeds) == 2

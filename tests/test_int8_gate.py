@@ -4,35 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 
 from fornet.calibration.cityscapes import CityscapesDataset
-from fornet.calibration.metrics import ParityReport
 from fornet.export.int8.accuracy_gate import AccuracyGateError, GateReport, evaluate_int8
 from fornet.export.int8.qdq_graph import float_node_names, quantize_graph
 from fornet.export.int8.sensitivity import LayerSensitivity, greedy_fallback, measure_sensitivity
-from tests.int8_helpers import KS, export_fp32, lite_checkpoint, minmax_ranges, model_input
-
-
-def _report(int8_errors: int, max_drop: float = 1.0, cells: list[list[int]] | None = None) -> GateReport:
-    label = np.zeros((8, 8), np.uint8)
-    label[:, 4:] = 1
-    int8 = label.copy()
-    int8.reshape(-1)[:int8_errors] = 1
-    parity = ParityReport()
-    parity.update(label, int8, label)
-    return GateReport(split="val", images=1, max_drop=max_drop, parity=parity,
-                      selected_cells=cells or [list(KS)], expected_cells=list(KS), mask_agreement=1.0)
+from tests.int8_helpers import KS, export_fp32, gate_report, lite_checkpoint, minmax_ranges, model_input
 
 
 def test_gate_passes_within_the_limit_and_fails_beyond() -> None:
-    exact = _report(0)
+    exact = gate_report(0)
     assert exact.drop == 0.0 and exact.passed and exact.parity.agreement == 1.0
-    small = _report(1, max_drop=5.0)
+    small = gate_report(1, max_drop=5.0)
     assert 0 < small.drop <= 5.0 and small.passed
-    large = _report(8)
+    large = gate_report(8)
     assert large.drop > 1.0 and not large.passed
     assert "FAIL" in large.summary() and "road" in large.summary()
     table = large.to_dict()
@@ -40,7 +27,7 @@ def test_gate_passes_within_the_limit_and_fails_beyond() -> None:
 
 
 def test_gate_fails_when_k_is_not_exact() -> None:
-    report = _report(0, cells=[[3, 6, 10, 13], [3, 6, 11, 13]])
+    report = gate_report(0, cells=[[3, 6, 10, 13], [3, 6, 11, 13]])
     assert report.drop == 0.0 and not report.k_exact and not report.passed
 
 
@@ -95,10 +82,10 @@ def test_greedy_fallback_stops_at_the_first_pass() -> None:
 
     def attempt(layers: list[str]) -> GateReport:
         tried.append(layers)
-        return _report(8 - 4 * len(layers))
+        return gate_report(8 - 4 * len(layers))
 
     fallback, report, steps = greedy_fallback(ranking, attempt, max_layers=3)
     assert fallback == ["a", "b"] and tried == [["a"], ["a", "b"]]
     assert report is not None and report.passed and [s.passed for s in steps] == [False, True]
-    limited, last, steps = greedy_fallback(ranking, lambda layers: _report(8), max_layers=2)
+    limited, last, steps = greedy_fallback(ranking, lambda layers: gate_report(8), max_layers=2)
     assert limited == ["a", "b"] and last is not None and not last.passed and len(steps) == 2

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import ModelProto, numpy_helper
 
-from fornet.export.gate_export import GATE_DOMAIN, GATE_OP
+from fornet.contract import INPUT_NAME, MASKS_NAME, TOPK_GATE
 from fornet.export.int8.qdq_graph import (
     Int8GraphError,
     activation_scales,
@@ -19,7 +19,6 @@ from fornet.export.int8.qdq_graph import (
     quantize_graph,
     quantized_conv_names,
 )
-from fornet.export.prepost import INPUT_NAME, MASKS_NAME
 from tests.int8_helpers import KS, export_fp32, lite_checkpoint, minmax_ranges, model_input
 
 HEAD = "/model/selector/head/Conv"
@@ -101,7 +100,7 @@ def test_pairs_are_dedicated_and_skip_connections_stay_float(graphs) -> None:
 
 def test_no_qdq_on_selector_scores_gate_inputs_or_masks(graphs) -> None:
     _, _, q = graphs
-    gate = next(n for n in q.graph.node if n.domain == GATE_DOMAIN and n.op_type == GATE_OP)
+    gate = next(n for n in q.graph.node if TOPK_GATE.matches(n.domain, n.op_type))
     head = next(n for n in q.graph.node if n.name == HEAD)
     assert gate.input[1] == head.output[0]
     for tensor in (*gate.input, *head.input):

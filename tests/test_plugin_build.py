@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from fornet.cli.build_plugin import main
 from fornet.export.tensorrt import plugin_build
-from fornet.export.tensorrt.plugin_build import PluginBuild, PluginBuildError, main, parse_cuda_archs
+from fornet.export.tensorrt.plugin_build import PluginBuild, PluginBuildError, parse_cuda_archs
 from fornet.runtime.cuda.toolchain import find_nvcc
 from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME
 

@@ -16,12 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fornet.calibration.preprocess import preprocess
+from fornet.calibration.preprocess import ImageError, check_image, preprocess
 from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
 from fornet.runtime.cpu_prepost import (
     FrameError,
     argmax_labels,
-    check_frame,
     overlay,
     postprocess,
     preprocess_frame,
@@ -93,8 +92,8 @@ def test_pre_variants_cast_pad_and_reorder():
     ([[0, 0, 0]], "is a list; pass a numpy uint8"),
 ])
 def test_bad_frames_are_explained(frame, message):
-    with pytest.raises(FrameError, match=message):
-        check_frame(frame)
+    with pytest.raises(ImageError, match=message):
+        check_image(frame, "frame")
 
 
 # ------------------------------------------------------------------------------ CPU post

@@ -8,6 +8,7 @@ and against ONNX Runtime.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,11 @@ from fornet.runtime.tensorrt.backend import (
 )
 from fornet.runtime.tensorrt.env import NoGpuError, tensorrt_available
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
-from tests.runtime_models import INPUT_SIZE, lite_export
+from tests.engine_metadata import ORIN, engine_metadata
+from tests.runtime_models import INPUT_SIZE
 
 PLAN = Path("fornet.plan")
-METADATA = {"tensorrt_version": "10.3.0.26", "gpu": {"name": "Orin", "compute_capability": "8.7"},
-            "build_options": {}, "fornet_build_command": "fornet-build --onnx fornet.onnx"}
+METADATA = ORIN
 
 
 def pycuda_importable() -> bool:
@@ -52,17 +53,17 @@ def test_another_tensorrt_release_is_named():
 
 
 def test_version_compatible_plans_run_on_newer_releases_only():
-    compatible = {**METADATA, "build_options": {"version_compatible": True}}
+    compatible = engine_metadata(build_options={"version_compatible": True})
     check_engine_compatibility(PLAN, compatible, "11.1.0", (8, 7))
     with pytest.raises(EngineVersionError, match="--version-compatible"):
-        check_engine_compatibility(PLAN, {**compatible, "tensorrt_version": "11.1.0"}, "10.3.0", (8, 7))
+        check_engine_compatibility(PLAN, replace(compatible, tensorrt_version="11.1.0"), "10.3.0", (8, 7))
 
 
 def test_another_gpu_generation_is_named():
     with pytest.raises(EngineVersionError, match=r"built for Orin \(compute capability 8\.7\) but this GPU has "
                                                  r"compute capability 9\.0"):
         check_engine_compatibility(PLAN, METADATA, "10.3.0", (9, 0))
-    check_engine_compatibility(PLAN, {**METADATA, "build_options": {"hardware_compat": "ampere+"}}, "10.3.0", (9, 0))
+    check_engine_compatibility(PLAN, engine_metadata(build_options={"hardware_compat": "ampere+"}), "10.3.0", (9, 0))
 
 
 @pytest.mark.parametrize(("log", "error", "message"), [
@@ -104,8 +105,7 @@ def test_engine_from_another_version_is_reported_before_anything_else(tmp_path, 
 
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"\0" * 16)
-    (tmp_path / "fornet.plan.json").write_text(
-        '{"format": "fornet-deploy/engine-sidecar/1", "tensorrt_version": "10.3.0.26"}')
+    ORIN.save(tmp_path / "fornet.plan.json")
     monkeypatch.setattr(env, "require_tensorrt", lambda: "11.1.0.7")
     with pytest.raises(EngineVersionError, match=r"built by TensorRT 10\.3\.0\.26 but this machine has TensorRT 11"):
         TensorRTBackend(plan).activate()
@@ -156,12 +156,11 @@ def test_cuda_graph_without_a_driver(monkeypatch):
 # ------------------------------------------------------------------------- on a GPU
 
 @pytest.fixture(scope="module")
-def plan(tmp_path_factory):
+def plan(tmp_path_factory, lite):
     """A plan of the lite model with the native gate, and its sidecar beside it."""
     from fornet.export import ExportOptions, export_onnx
     from fornet.export.tensorrt.build import build_engine
 
-    lite = lite_export(tmp_path_factory)
     out = tmp_path_factory.mktemp("plan")
     result = export_onnx(lite.checkpoint, out, ExportOptions(input_size=INPUT_SIZE, gate="native", verify=False,
                                                              progress=False))

@@ -11,17 +11,13 @@ import threading
 import numpy as np
 import pytest
 
+from fornet.calibration.preprocess import ImageError
 from fornet.errors import FornetError
 from fornet.runtime import Segmenter
 from fornet.runtime.cpu_prepost import FrameError
-from fornet.runtime.model_io import SIDECAR_FORMAT, SidecarError, read_sidecar
+from fornet.runtime.model_io import ModelSidecar, SidecarError, read_sidecar
 from fornet.runtime.segmenter import SegmenterError, resolve_backend
-from tests.runtime_models import INPUT_SIZE, lite_export
-
-
-@pytest.fixture(scope="module")
-def lite(tmp_path_factory):
-    return lite_export(tmp_path_factory)
+from tests.runtime_models import INPUT_SIZE
 
 
 def frame_of(size, seed=0):
@@ -104,9 +100,9 @@ def test_worker_threads_may_call_the_segmenter(backends):
     (np.zeros((32, 32, 4), np.uint8), "COLOR_BGRA2BGR"),
 ])
 def test_bad_frames_raise_frame_errors(backends, frame, message):
-    with pytest.raises(FrameError, match=message):
+    with pytest.raises(ImageError, match=message):
         backends["onnxruntime"](frame)
-    with pytest.raises(FrameError):
+    with pytest.raises(ImageError):
         backends["onnxruntime"].submit(frame)
 
 
@@ -134,7 +130,7 @@ def test_missing_and_unsupported_files(lite, tmp_path):
 
 def test_sidecar_for_another_model_is_refused(lite, tmp_path):
     data = json.loads(lite.onnx.with_name(lite.onnx.name + ".json").read_text())
-    assert data["format"] == SIDECAR_FORMAT
+    assert data["format"] == ModelSidecar.format_tag() == "fornet-deploy/onnx-sidecar/1"
     data["input"]["size"] = [128, 256]
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps(data))
@@ -143,12 +139,6 @@ def test_sidecar_for_another_model_is_refused(lite, tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(SidecarError, match="is not a fornet-deploy ONNX sidecar"):
         read_sidecar(tmp_path / "other.json")
-
-
-def test_format_constant_matches_the_exporter():
-    from fornet.export.sidecar import SIDECAR_FORMAT as EXPORTED
-
-    assert SIDECAR_FORMAT == EXPORTED
 
 
 def test_plan_without_tensorrt_is_a_clear_error(lite, tmp_path):

@@ -18,7 +18,7 @@ from fornet.export.tensorrt import build as tensorrt_build
 from fornet.export.tensorrt.build import EngineBuildError, OnnxParseError, build_engine, tensorrt_available
 from fornet.export.tensorrt.calibration_cache import CalibrationCacheError
 from fornet.export.tensorrt.legacy_int8 import LegacyInt8UnavailableError
-from fornet.export.tensorrt.options import BuildOptionsError
+from fornet.export.tensorrt.options import BuildOptions, BuildOptionsError
 from fornet.runtime.tensorrt.env import CudaDevice, NoGpuError, TensorRTUnavailableError
 from tests.test_tensorrt_onnx import save_model
 
@@ -288,8 +288,9 @@ def test_strongly_typed_build_writes_plan_cache_and_sidecar(tmp_path: Path, fake
     onnx_path = save_model(tmp_path / "fornet_fp16.onnx", gate=True, kind="fp16")
     cache = tmp_path / "orin.cache"
     cache.write_bytes(b"old")
-    plan = build_engine(onnx_path, workspace_mib=512, opt_level=5, timing_cache=cache, max_batch=2,
-                        hardware_compat="ampere+", version_compatible=True)
+    plan = build_engine(onnx_path, options=BuildOptions(workspace_mib=512, opt_level=5, timing_cache=cache,
+                                                       max_batch=2, hardware_compat="ampere+",
+                                                       version_compatible=True))
     assert plan == tmp_path / "fornet_fp16.plan" and plan.read_bytes() == PLAN_BYTES
     assert recorder.network_flags == 1 << 1  # STRONGLY_TYPED is 1 in the 10.x enum
     config = recorder.config
@@ -308,7 +309,7 @@ def test_strongly_typed_build_writes_plan_cache_and_sidecar(tmp_path: Path, fake
     record = json.loads((tmp_path / "fornet_fp16.plan.json").read_text())
     assert record["tensorrt_version"] == "10.3.0.26"
     assert record["gpu"] == {"name": "Orin (fake)", "compute_capability": "8.7"}
-    assert record["precision"] == "fp16" and record["strongly_typed"] is True
+    assert record["built_precision"] == "fp16" and record["strongly_typed"] is True
     assert record["plugin"]["library"] == "libfornet_plugins.so" and len(record["plugin"]["sha256"]) == 64
     assert record["source_onnx"]["file"] == "fornet_fp16.onnx"
     assert record["inputs"][0]["profile"] == {"min": [1, 3, 8, 16], "opt": [1, 3, 8, 16], "max": [2, 3, 8, 16]}
@@ -335,7 +336,7 @@ def test_native_gate_graph_needs_no_plugin(tmp_path: Path, fake_trt: Any, plugin
 
 def test_fixed_batch_rejects_batch_options(tmp_path: Path, fake_trt: Any) -> None:
     with pytest.raises(BuildOptionsError, match=r"fixed batch.*--dynamic-batch"):
-        build_engine(save_model(tmp_path / "m.onnx", batch=1), max_batch=4)
+        build_engine(save_model(tmp_path / "m.onnx", batch=1), options=BuildOptions(max_batch=4))
 
 
 def test_parser_errors_are_reported_node_by_node(tmp_path: Path, fake_trt: Any, recorder: Recorder) -> None:
@@ -356,7 +357,7 @@ def test_mismatched_timing_cache(tmp_path: Path, fake_trt: Any, recorder: Record
     cache = tmp_path / "other-gpu.cache"
     cache.write_bytes(b"x")
     with pytest.raises(EngineBuildError, match=r"another GPU.*delete it"):
-        build_engine(save_model(tmp_path / "m.onnx"), timing_cache=cache)
+        build_engine(save_model(tmp_path / "m.onnx"), options=BuildOptions(timing_cache=cache))
 
 
 def write_cache(path: Path, version: int = 100300) -> Path:
@@ -365,14 +366,15 @@ def write_cache(path: Path, version: int = 100300) -> Path:
 
 
 def test_legacy_int8_path_on_10x(tmp_path: Path, fake_trt: Any, recorder: Recorder) -> None:
-    plan = build_engine(save_model(tmp_path / "fornet.onnx"), legacy_int8_cache=write_cache(tmp_path / "c.cache"))
+    plan = build_engine(save_model(tmp_path / "fornet.onnx"),
+                        options=BuildOptions(legacy_int8_cache=write_cache(tmp_path / "c.cache")))
     assert recorder.network_flags == 0  # precision flags need a weakly typed network
     config = recorder.config
     assert config is not None and config.flags == [fake_trt.BuilderFlag.INT8]
     assert config.int8_calibrator.read_calibration_cache().startswith(b"TRT-100300-")
     assert config.int8_calibrator.get_batch(["image"]) is None
     record = json.loads(plan.with_name("fornet.plan.json").read_text())
-    assert record["precision"] == "int8-legacy-calibration" and record["strongly_typed"] is False
+    assert record["built_precision"] == "int8-legacy-calibration" and record["strongly_typed"] is False
     assert record["calibration_cache"]["tensorrt_version"] == 100300
 
 
@@ -380,16 +382,17 @@ def test_legacy_int8_refused_on_11x(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(recorder, version="11.1.0.106", legacy_int8=False))
     monkeypatch.setattr(tensorrt_build, "cuda_device", lambda: CudaDevice("H100", (9, 0)))
     with pytest.raises(LegacyInt8UnavailableError, match=r"removed in TensorRT 11.*fornet_int8.onnx"):
-        build_engine(save_model(tmp_path / "fornet.onnx"), legacy_int8_cache=write_cache(tmp_path / "c.cache"))
+        build_engine(save_model(tmp_path / "fornet.onnx"),
+                        options=BuildOptions(legacy_int8_cache=write_cache(tmp_path / "c.cache")))
 
 
 def test_legacy_int8_cache_of_another_version(tmp_path: Path, fake_trt: Any) -> None:
     with pytest.raises(CalibrationCacheError, match=r"TensorRT 10.2.0, this is 10.3.0.*TRT-100300"):
         build_engine(save_model(tmp_path / "fornet.onnx"),
-                     legacy_int8_cache=write_cache(tmp_path / "c.cache", 100200))
+                     options=BuildOptions(legacy_int8_cache=write_cache(tmp_path / "c.cache", 100200)))
 
 
 def test_legacy_int8_needs_the_fp32_graph(tmp_path: Path, fake_trt: Any) -> None:
     with pytest.raises(BuildOptionsError, match=r"calibrates an FP32 graph.*fornet_fp16.onnx is fp16"):
         build_engine(save_model(tmp_path / "fornet_fp16.onnx", kind="fp16"),
-                     legacy_int8_cache=write_cache(tmp_path / "c.cache"))
+                     options=BuildOptions(legacy_int8_cache=write_cache(tmp_path / "c.cache")))

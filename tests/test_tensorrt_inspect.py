@@ -13,8 +13,8 @@ import pytest
 
 from fornet.export.tensorrt.inspect import EngineLoadError, IOTensor, describe_engine, format_engine_description
 from fornet.runtime.tensorrt.env import CudaDevice, TensorRTUnavailableError
-from fornet.runtime.tensorrt.plan_metadata import METADATA_FORMAT
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
+from tests.engine_metadata import PLUGIN, engine_metadata
 
 DETAILED = {
     "Layers": [
@@ -134,7 +134,6 @@ def test_plan_recorded_with_plugin_needs_the_library(tmp_path: Path, monkeypatch
     install_fake_tensorrt(monkeypatch, FakeEngine())
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"plan")
-    (tmp_path / "fornet.plan.json").write_text(json.dumps(
-        {"format": METADATA_FORMAT, "plugin": {"library": "libfornet_plugins.so", "sha256": "0" * 64}}))
+    engine_metadata(plugin=PLUGIN).save(tmp_path / "fornet.plan.json")
     with pytest.raises(PluginLibraryError, match=r"libfornet_plugins.so not found"):
         describe_engine(plan)

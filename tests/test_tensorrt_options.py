@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from fornet.cli.build import build_parser, options_from_args
+from fornet.cli.build import COMMAND
 from fornet.export.tensorrt.build import engine_build_command, trtexec_build_command
-from fornet.export.tensorrt.options import BuildOptions, BuildOptionsError, default_plan_path, metadata_path
+from fornet.export.tensorrt.options import BuildOptions, BuildOptionsError, default_plan_path
+from fornet.options import options_from_args
+from fornet.runtime.tensorrt.plan_metadata import metadata_path
 from tests.test_tensorrt_onnx import save_model
 
 FULL = {
@@ -44,21 +46,16 @@ def test_defaults_and_paths() -> None:
 ])
 def test_invalid_options(options: dict[str, object], message: str) -> None:
     with pytest.raises(BuildOptionsError, match=message):
-        BuildOptions.from_kwargs(options)
-
-
-def test_unknown_option_lists_valid_ones() -> None:
-    with pytest.raises(BuildOptionsError, match=r"unknown build option.*fp16.*valid: .*workspace_mib"):
-        engine_build_command("m.onnx", "m.plan", fp16=True)
+        BuildOptions(**options)
 
 
 def test_engine_build_command_round_trips_through_the_cli_parser() -> None:
-    command = engine_build_command("export/fornet.onnx", "out/fornet.plan", **FULL)
+    command = engine_build_command("export/fornet.onnx", "out/fornet.plan", BuildOptions(**FULL))
     argv = shlex.split(command)
     assert argv[0] == "fornet-build"
-    args = build_parser().parse_args(argv[1:])
+    args = COMMAND.parser().parse_args(argv[1:])
     assert args.onnx == Path("export/fornet.onnx") and args.out == Path("out/fornet.plan")
-    assert options_from_args(args) == BuildOptions(**FULL)
+    assert options_from_args(BuildOptions, args) == BuildOptions(**FULL)
 
 
 def test_engine_build_command_leaves_defaults_out() -> None:
@@ -67,7 +64,7 @@ def test_engine_build_command_leaves_defaults_out() -> None:
 
 def test_trtexec_command_strongly_typed_with_profile(tmp_path: Path) -> None:
     onnx_path = save_model(tmp_path / "fornet.onnx", gate=True)
-    command = trtexec_build_command(onnx_path, tmp_path / "fornet.plan", **FULL)
+    command = trtexec_build_command(onnx_path, tmp_path / "fornet.plan", BuildOptions(**FULL))
     argv = shlex.split(command)
     assert argv[0] == "trtexec" and "--stronglyTyped" in argv
     assert not {"--fp16", "--int8", "--best"} & set(argv)
@@ -87,7 +84,8 @@ def test_trtexec_command_static_batch_no_plugin(tmp_path: Path) -> None:
 
 
 def test_trtexec_legacy_int8_uses_calib_not_strong_typing(tmp_path: Path) -> None:
-    argv = shlex.split(trtexec_build_command(save_model(tmp_path / "m.onnx"), legacy_int8_cache="calib.cache"))
+    argv = shlex.split(trtexec_build_command(save_model(tmp_path / "m.onnx"),
+                                               options=BuildOptions(legacy_int8_cache=Path("calib.cache"))))
     assert "--int8" in argv and "--calib=calib.cache" in argv and "--stronglyTyped" not in argv
 
 

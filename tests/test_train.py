@@ -14,9 +14,10 @@ import pytest
 import torch
 from torch import nn
 
+from fornet.cli.train import main
 from fornet.model import build_model, load_model
 from fornet.model.checkpoint import read_checkpoint
-from fornet.model.train import _Trainer, main, train
+from fornet.model.train import _Trainer, train
 from fornet.model.train_config import TrainConfig, TrainConfigError, run_differences
 from fornet.model.train_data import EpochStream
 from fornet.model.train_state import build_optimizer, warmup_poly
@@ -247,7 +248,7 @@ def test_torchrun_two_cpu_processes(synth_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "fornet.model.train", "--data", str(synth_root), "--out", str(out), *FAST,
+           "-m", "fornet", "train", "--data", str(synth_root), "--out", str(out), *FAST,
            "--batch", "1", "--iters", "3", "--val-every", "0", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -20,14 +20,15 @@ from fornet.cli.run import main as run_main
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.video import JsonLinesSink, LabelPngSink, VideoFileSink, VideoPipeline, VideoSource
 from fornet.runtime.video.encode import partial_path
-from tests.video_helpers import FRAME_SIZE, batched_model, decode_all, onnx_model, pan_clip
+from tests.runtime_models import LiteExport
+from tests.video_helpers import FRAME_SIZE, decode_all, pan_clip
 
 
-def test_pipeline_labels_equal_segmenter_and_miou(tmp_path_factory: pytest.TempPathFactory,
+def test_pipeline_labels_equal_segmenter_and_miou(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory,
                                                   tmp_path: Path) -> None:
     clip = pan_clip(tmp_path_factory)
     out = tmp_path / "overlay.mp4"
-    with Segmenter(onnx_model(tmp_path_factory), device="cpu") as seg:
+    with Segmenter(lite.onnx, device="cpu") as seg:
         sinks = [VideoFileSink(out, 25), LabelPngSink(tmp_path / "labels", "labelid"),
                  JsonLinesSink(tmp_path / "frames.jsonl", {0: "pan"}, seg.io.num_classes)]
         pipeline = VideoPipeline(seg, [VideoSource(str(clip.path))], sinks, render="overlay", alpha=0.5)
@@ -56,9 +57,9 @@ def test_pipeline_labels_equal_segmenter_and_miou(tmp_path_factory: pytest.TempP
     assert report.frames == len(clip.truth) and report.sources[0].dropped == 0
 
 
-def test_several_sources_share_engine_calls(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_several_sources_share_engine_calls(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory) -> None:
     clip = pan_clip(tmp_path_factory)
-    with Segmenter(batched_model(tmp_path_factory), device="cpu") as seg:
+    with Segmenter(lite.raw_labels, device="cpu") as seg:
         sources = [VideoSource(str(clip.path), i) for i in range(2)]
         pipeline = VideoPipeline(seg, sources, render="mask", batch=2)
         per_source = {0: [], 1: []}
@@ -69,11 +70,11 @@ def test_several_sources_share_engine_calls(tmp_path_factory: pytest.TempPathFac
     assert report.mean_batch > 1.5 and report.batches < 2 * len(clip.truth)
 
 
-def test_cli_run_and_report(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+def test_cli_run_and_report(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
     clip = pan_clip(tmp_path_factory)
     out = tmp_path / "mask.mkv"
-    status = run_main([str(clip.path), str(out), "--model", str(onnx_model(tmp_path_factory)), "--device", "cpu",
+    status = run_main([str(clip.path), str(out), "--model", str(lite.onnx), "--device", "cpu",
                        "--mask", "--report", str(tmp_path / "report.json"), "--quiet"])
     assert status == 0
     printed = capsys.readouterr().out
@@ -85,13 +86,13 @@ def test_cli_run_and_report(tmp_path_factory: pytest.TempPathFactory, tmp_path: 
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_leaves_a_playable_video(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+def test_signal_leaves_a_playable_video(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
                                         signum: int) -> None:
     clip = pan_clip(tmp_path_factory, frames=400)
     out = tmp_path / "out.mp4"
     process = subprocess.Popen(
         [sys.executable, "-m", "fornet.cli.run", str(clip.path), str(out), "--model",
-         str(onnx_model(tmp_path_factory)), "--device", "cpu", "--quiet"],
+         str(lite.onnx), "--device", "cpu", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -124,10 +125,10 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
     ]
 
 
-def test_bad_input_is_a_clear_error(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+def test_bad_input_is_a_clear_error(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     clip = pan_clip(tmp_path_factory)
-    model = str(onnx_model(tmp_path_factory))
+    model = str(lite.onnx)
     for argv, message in _bad_inputs(tmp_path):
         argv = [str(clip.path) if a == "CLIP" else a for a in argv]
         assert run_main([*argv, "--model", model, "--device", "cpu", "--quiet"]) == 2
@@ -143,17 +144,17 @@ def test_no_traceback_from_the_console_script(tmp_path: Path) -> None:
     assert "input file not found" in completed.stderr
 
 
-def test_bench_compares_pipeline_with_segmenter(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_bench_compares_pipeline_with_segmenter(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory) -> None:
     from fornet.runtime.video.bench import compare_file_pipeline
 
     clip = pan_clip(tmp_path_factory)
-    with Segmenter(onnx_model(tmp_path_factory), device="cpu") as seg:
+    with Segmenter(lite.onnx, device="cpu") as seg:
         result = compare_file_pipeline(seg, str(clip.path), rounds=1)
     assert result.frames == len(clip.truth) and result.pipeline_fps > 0 and result.segmenter_fps > 0
     assert "pipeline / segmenter" in result.format()
 
 
-def test_image_folder_in_and_out(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+def test_image_folder_in_and_out(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     from fornet.runtime.video import ImageFolderSink
     from fornet.runtime.video.synthetic import pan_sequence
 
@@ -161,7 +162,7 @@ def test_image_folder_in_and_out(tmp_path_factory: pytest.TempPathFactory, tmp_p
     frames.mkdir()
     for index, (image, _) in enumerate(pan_sequence(FRAME_SIZE, 3, seed=2)):
         cv2.imwrite(str(frames / f"f{index}.png"), image)
-    with Segmenter(onnx_model(tmp_path_factory), device="cpu") as seg:
+    with Segmenter(lite.onnx, device="cpu") as seg:
         source = VideoSource(str(frames))
         assert not source.live and source.total_frames == 3
         pipeline = VideoPipeline(seg, [source], [ImageFolderSink(tmp_path / "out", ".png")], render="mask")

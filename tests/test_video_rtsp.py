@@ -20,7 +20,8 @@ import pytest
 
 from fornet.runtime.video.gst import gst_available
 from fornet.runtime.video.stats import PipelineReport
-from tests.video_helpers import decode_all, onnx_model
+from tests.runtime_models import LiteExport
+from tests.video_helpers import decode_all
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER = Path(__file__).with_name("video_rtsp_server.py")
@@ -88,12 +89,12 @@ BACKENDS = ["pyav", pytest.param("gstreamer", marks=pytest.mark.skipif(
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_rtsp_drop_drill(server: Server, backend: str, tmp_path_factory: pytest.TempPathFactory,
+def test_rtsp_drop_drill(server: Server, backend: str, lite: LiteExport, tmp_path_factory: pytest.TempPathFactory,
                          tmp_path: Path) -> None:
     out, report_path = tmp_path / "live.mp4", tmp_path / "report.json"
     run = subprocess.Popen(
         [sys.executable, "-m", "fornet.cli.run", f"rtsp://127.0.0.1:{server.port}/cam", str(out),
-         "--model", str(onnx_model(tmp_path_factory)), "--device", "cpu", "--input-backend", backend,
+         "--model", str(lite.onnx), "--device", "cpu", "--input-backend", backend,
          "--watchdog-s", "2", "--duration-s", "19", "--report", str(report_path), "--jsonl",
          str(tmp_path / "frames.jsonl"), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -122,7 +123,7 @@ def test_rtsp_drop_drill(server: Server, backend: str, tmp_path_factory: pytest.
 
 
 @pytest.mark.skipif(not gst_available(), reason="GStreamer's Python bindings are not reachable from this Python")
-def test_rtsp_output_serves_the_overlay(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_rtsp_output_serves_the_overlay(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory) -> None:
     """``fornet run clip rtsp://127.0.0.1:PORT/seg`` (its own process: GStreamer stays out of pytest's)."""
     import socket
 
@@ -134,7 +135,7 @@ def test_rtsp_output_serves_the_overlay(tmp_path_factory: pytest.TempPathFactory
         port = probe.getsockname()[1]
     clip = pan_clip(tmp_path_factory, frames=400)
     run = subprocess.Popen([sys.executable, "-m", "fornet.cli.run", str(clip.path), f"rtsp://127.0.0.1:{port}/seg",
-                            "--model", str(onnx_model(tmp_path_factory)), "--device", "cpu", "--quiet"],
+                            "--model", str(lite.onnx), "--device", "cpu", "--quiet"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     shape = None
     try:

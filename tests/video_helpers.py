@@ -1,4 +1,7 @@
-"""Shared pieces of the video tests: a generated H.264 clip with ground truth, decoding, the model."""
+"""Shared pieces of the video tests: a generated H.264 clip with ground truth, and decoding.
+
+The model is the session fixture ``lite`` (conftest.py): ``lite.onnx`` (batch 1) and
+``lite.raw_labels`` (dynamic batch)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.runtime_models import lite_export
 
 #: Frame size of the generated clips (the test model's input is 64x128: the segmenter resizes).
 FRAME_SIZE = (128, 256)
@@ -42,12 +43,3 @@ def decode_all(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
 
-
-def onnx_model(factory: pytest.TempPathFactory) -> Path:
-    """The shared lite test export (float input, logits, batch 1)."""
-    return lite_export(factory).onnx
-
-
-def batched_model(factory: pytest.TempPathFactory) -> Path:
-    """The shared lite test export with a dynamic batch (raw uint8 input, labels output)."""
-    return lite_export(factory).raw_labels

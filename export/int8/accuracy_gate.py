@@ -24,8 +24,8 @@ from fornet.calibration.cityscapes import CityscapesDataset
 from fornet.calibration.int8_calibrate import ModelInput
 from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from fornet.calibration.metrics import ParityReport
+from fornet.contract import INPUT_NAME, MASKS_NAME
 from fornet.export.errors import ExportError
-from fornet.export.prepost import INPUT_NAME, MASKS_NAME
 
 #: Largest accepted mIoU drop, in points (percent).
 DEFAULT_MAX_MIOU_DROP = 1.0

@@ -18,29 +18,60 @@ part of the key: the cache is rewritten from the same ranges for any ``--trt-cac
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from fornet import __version__
-from fornet.atomic import write_text_atomic
 from fornet.calibration.int8_calibrate import (
     METHOD_SETTINGS,
     ActivationRanges,
     CalibrationImages,
     ModelInput,
 )
+from fornet.errors import RecordError
 from fornet.export.errors import ExportError
-from fornet.export.sidecar import sha256_file
+from fornet.hashing import sha256_file
+from fornet.records import Record
+from fornet.runtime.model_io import ToolInfo
 
 MANIFEST_NAME = "fornet_int8.json"
 RANGES_NAME = "fornet_int8.ranges.json"
-MANIFEST_FORMAT = "fornet-deploy/int8-manifest/1"
 
 
-class CalibrationMismatchError(ExportError):
-    """The folder holds a calibration made from other inputs than this export's."""
+class CalibrationMismatchError(RecordError, ExportError):
+    """The folder holds a calibration made from other inputs than this export's (or an unreadable manifest)."""
+
+
+@dataclass(frozen=True)
+class Int8Manifest(Record):
+    """``fornet_int8.json``: what the INT8 files were made from, the gate's verdict and the reuse key."""
+
+    FORMAT: ClassVar[str] = "fornet-deploy/int8-manifest"
+    VERSION: ClassVar[int] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy INT8 manifest"
+    FIX: ClassVar[str] = "delete it, pass --recalibrate, or export into another --out folder"
+    ERROR: ClassVar[type[RecordError]] = CalibrationMismatchError
+
+    status: str
+    calibration_key: dict[str, Any]
+    calibration: dict[str, Any]
+    ranges: dict[str, Any]
+    quantization: dict[str, Any]
+    accuracy_gate: dict[str, Any] | None
+    sensitivity: dict[str, Any] | None
+    tool: ToolInfo = field(default_factory=lambda: ToolInfo("fornet-deploy", __version__))
+    int8_onnx: dict[str, Any] | None = None
+    trt_cache: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON content; a refused export has no ``int8_onnx`` / ``trt_cache`` entries at all."""
+        content = super().to_dict()
+        for published in ("int8_onnx", "trt_cache"):
+            if content[published] is None:
+                del content[published]
+        return content
 
 
 def tool_versions() -> dict[str, str]:
@@ -76,23 +107,14 @@ def key_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
-def read_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read_manifest(out_dir: str | os.PathLike[str]) -> Int8Manifest | None:
     """The manifest in ``out_dir``, or None if there is none.
 
     Raises:
-        CalibrationMismatchError: a manifest that is not valid JSON of this format.
+        CalibrationMismatchError: a manifest that is not a valid file of this format.
     """
     path = Path(out_dir) / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CalibrationMismatchError(f"{path} is unreadable ({exc}); delete it or pass --recalibrate") from exc
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise CalibrationMismatchError(f"{path} is not a {MANIFEST_FORMAT} manifest; delete it, pass "
-                                       "--recalibrate, or export into another --out folder")
-    return data
+    return Int8Manifest.load(path) if path.exists() else None
 
 
 def reusable_ranges(out_dir: str | os.PathLike[str], key: dict[str, Any],
@@ -110,7 +132,7 @@ def reusable_ranges(out_dir: str | os.PathLike[str], key: dict[str, Any],
     if manifest is None:
         return None
     path = Path(out_dir) / MANIFEST_NAME
-    differences = key_differences(manifest.get("calibration_key"), key)
+    differences = key_differences(manifest.calibration_key, key)
     if differences:
         listed = "\n  ".join(differences)
         raise CalibrationMismatchError(
@@ -119,7 +141,7 @@ def reusable_ranges(out_dir: str | os.PathLike[str], key: dict[str, Any],
             "or export into another --out folder"
         )
     ranges_path = Path(out_dir) / RANGES_NAME
-    stored = manifest.get("ranges", {}).get("sha256")
+    stored = manifest.ranges.get("sha256")
     if not ranges_path.is_file() or sha256_file(ranges_path) != stored:
         raise CalibrationMismatchError(f"{ranges_path} is missing or was modified since {path} was written; "
                                        "pass --recalibrate to calibrate again")
@@ -127,8 +149,5 @@ def reusable_ranges(out_dir: str | os.PathLike[str], key: dict[str, Any],
 
 
 def write_manifest(out_dir: str | os.PathLike[str], content: dict[str, Any]) -> Path:
-    """Write ``fornet_int8.json`` (``format`` and tool name added) atomically; return its path."""
-    path = Path(out_dir) / MANIFEST_NAME
-    data = {"format": MANIFEST_FORMAT, "tool": {"name": "fornet-deploy", "version": __version__}, **content}
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-    return path
+    """Write ``fornet_int8.json`` (an :class:`Int8Manifest` of ``content``) atomically; return its path."""
+    return Int8Manifest(**content).save(Path(out_dir) / MANIFEST_NAME)

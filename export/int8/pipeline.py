@@ -70,6 +70,11 @@ from fornet.export.tensorrt.calibration_cache import (
     trt_version_number,
     write_trt_cache,
 )
+from fornet.options import OptionGroup, option
+
+INT8 = OptionGroup(
+    "INT8 (fornet_int8.onnx: Q/DQ for TensorRT 10/11 and ONNX Runtime; fornet.calib.cache: the same ranges for "
+    "TensorRT 10.x implicit INT8; fornet_int8.json: manifest)")
 
 
 @dataclass(frozen=True)
@@ -93,20 +98,40 @@ class Int8Options:
         trt_cache_version: TensorRT version written into the cache header.
     """
 
-    calib_data: Path
-    calib_split: str = "train"
-    calib_images: int = DEFAULT_CALIB_IMAGES
-    calib_method: str = "entropy"
-    max_miou_drop: float = DEFAULT_MAX_MIOU_DROP
-    accuracy_gate: bool = True
-    eval_data: Path | None = None
-    eval_split: str = "val"
-    eval_images: int | None = None
-    fallback_sensitive: bool = False
-    max_fallback_layers: int = 8
-    sensitivity_images: int = 4
-    recalibrate: bool = False
-    trt_cache_version: str = DEFAULT_TRT_VERSION
+    calib_data: Path = option(flag="--calib-data", parse=Path, metavar="DIR", group=INT8,
+                              help="Cityscapes-layout folder with calibration images (needed with --int8; labels "
+                                   "not needed)")
+    calib_split: str = option("train", flag="--calib-split", help="split of --calib-data to calibrate on",
+                              group=INT8)
+    calib_images: int = option(DEFAULT_CALIB_IMAGES, flag="--calib-images", parse=int, metavar="N", group=INT8,
+                               default_text=f"{DEFAULT_CALIB_IMAGES} or all",
+                               help="calibration images, spread over the split")
+    calib_method: str = option("entropy", flag="--calib-method", choices=CALIB_METHODS, group=INT8,
+                               help="activation ranges: entropy (TensorRT's KL method), percentile (99.99%) or "
+                                    "minmax")
+    max_miou_drop: float = option(DEFAULT_MAX_MIOU_DROP, flag="--max-miou-drop", parse=float, metavar="POINTS",
+                                  group=INT8, help="refuse the INT8 files when mIoU drops more than this")
+    accuracy_gate: bool = option(True, flag="--no-accuracy-gate", group=INT8,
+                                 help="skip scoring FP32 vs INT8 on a labelled split (and the --max-miou-drop "
+                                      "check)")
+    eval_data: Path | None = option(None, flag="--eval-data", parse=Path, metavar="DIR", group=INT8,
+                                    default_text="--calib-data",
+                                    help="labelled Cityscapes-layout folder for the accuracy gate")
+    eval_split: str = option("val", flag="--eval-split", help="split scored by the accuracy gate", group=INT8)
+    eval_images: int | None = option(None, flag="--eval-images", parse=int, metavar="N", default_text="all",
+                                     help="score only the first N images", group=INT8)
+    fallback_sensitive: bool = option(False, flag="--fallback-sensitive", group=INT8,
+                                      help="when the gate fails, measure per-layer sensitivity and keep the most "
+                                           "sensitive layers in FP32 until it passes")
+    max_fallback_layers: int = option(8, flag="--max-fallback-layers", parse=int, metavar="N", group=INT8,
+                                      help="most layers --fallback-sensitive keeps in FP32")
+    sensitivity_images: int = option(4, flag="--sensitivity-images", parse=int, metavar="N", group=INT8,
+                                     help="calibration images used to measure per-layer sensitivity")
+    recalibrate: bool = option(False, flag="--recalibrate", group=INT8,
+                               help="calibrate again even if the output folder holds a calibration (replaces it)")
+    trt_cache_version: str = option(DEFAULT_TRT_VERSION, flag="--trt-cache-version", metavar="X.Y.Z", group=INT8,
+                                    default_text=f"{DEFAULT_TRT_VERSION}, JetPack 6.1/6.2",
+                                    help="TensorRT version of the cache header, as on the device")
 
     def validate(self) -> None:
         """Raise :class:`ExportError` (or the cache's version error) for values that cannot work."""
@@ -213,7 +238,8 @@ def _calibration(plan: Int8Plan, fp32_path: str | os.PathLike[str], batch: int,
         ranges.save(plan.out_dir / RANGES_NAME)
         input_stats = stats.to_dict()
     else:
-        input_stats = (read_manifest(plan.out_dir) or {}).get("calibration", {}).get("input_stats")
+        stored = read_manifest(plan.out_dir)
+        input_stats = stored.calibration.get("input_stats") if stored is not None else None
     record = {"data": str(plan.images.root), "split": plan.images.split, "images": plan.images.names,
               "reused": plan.reused is not None, "input_stats": input_stats,
               "seconds": round(time.perf_counter() - start, 1)}

@@ -42,9 +42,8 @@ import onnx
 from onnx import ModelProto, NodeProto, numpy_helper
 
 from fornet.calibration.int8_calibrate import ActivationRanges
+from fornet.contract import MASKS_NAME, TOPK_GATE
 from fornet.export.errors import ExportError
-from fornet.export.gate_export import GATE_DOMAIN, GATE_OP
-from fornet.export.prepost import MASKS_NAME
 
 INT8_NAME = "fornet_int8.onnx"
 #: Operator types that get Q/DQ nodes.
@@ -80,7 +79,7 @@ def float_node_names(model: ModelProto) -> list[str]:
         Int8GraphError: the graph has no gate or no convolution in front of its scores.
     """
     producers = _producers(model)
-    gate = next((n for n in model.graph.node if n.domain == GATE_DOMAIN and n.op_type == GATE_OP), None)
+    gate = next((n for n in model.graph.node if TOPK_GATE.matches(n.domain, n.op_type)), None)
     topk = next((n for n in model.graph.node if n.op_type == "TopK"), None)
     if gate is not None:
         keep, scores = [gate.name], gate.input[1]

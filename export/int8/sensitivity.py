@@ -20,9 +20,9 @@ import numpy as np
 import onnx
 
 from fornet.calibration.int8_calibrate import ActivationRanges
+from fornet.contract import INPUT_NAME
 from fornet.export.int8.accuracy_gate import GateReport
 from fornet.export.int8.qdq_graph import quantize_graph
-from fornet.export.prepost import INPUT_NAME
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fornet import __version__
 from fornet.atomic import write_bytes_atomic
+from fornet.contract import TOPK_GATE
 from fornet.export.tensorrt.calibration_cache import (
     CalibrationCache,
     check_cache_version,
@@ -43,7 +45,7 @@ from fornet.runtime.tensorrt.env import (
     tensorrt_available,
     tensorrt_version_number,
 )
-from fornet.runtime.tensorrt.plan_metadata import TensorRecord, engine_record, write_engine_metadata
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, PlanFile, PluginInfo, TensorRecord, metadata_path
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -70,17 +72,15 @@ class EngineBuildError(TensorRTBuildError):
 
 
 def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike[str] | None = None,
-                 **options: Any) -> Path:
+                 options: BuildOptions | None = None) -> Path:
     """Build a TensorRT plan from ``onnx_path`` on this machine's GPU.
 
     Args:
         onnx_path: an exported ONNX file (``fornet.onnx``, ``fornet_fp16.onnx``, ``fornet_int8.onnx``).
         plan_path: output plan (default: the ONNX path with suffix ``.plan``). ``<plan>.json``
             records how it was built.
-        **options: :class:`~fornet.export.tensorrt.options.BuildOptions` fields (``plugin``,
-            ``workspace_mib``, ``opt_level``, ``timing_cache``, ``min_batch``/``opt_batch``/
-            ``max_batch``, ``version_compatible``, ``hardware_compat``, ``legacy_int8_cache``,
-            ``verbose``).
+        options: how to build (:class:`~fornet.export.tensorrt.options.BuildOptions`; default:
+            TensorRT's defaults, the plugin searched when the graph needs it).
 
     Returns:
         The plan path.
@@ -89,14 +89,14 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
         FornetError: bad options or ONNX, no TensorRT, no GPU, missing plugin library, parser
             errors (node by node) or a failed build (with TensorRT's last log lines).
     """
-    opts = BuildOptions.from_kwargs(options)
+    opts = options or BuildOptions()
     summary = inspect_onnx(onnx_path)
     plan = Path(plan_path) if plan_path is not None else default_plan_path(onnx_path)
     cache = _legacy_cache(opts, summary)
     version = require_tensorrt()
     import tensorrt as trt
 
-    from fornet.runtime.tensorrt.plugins import PLUGIN_CREATOR, load_plugin_library
+    from fornet.runtime.tensorrt.plugins import load_plugin_library
 
     device = cuda_device()
     if cache is not None:
@@ -133,23 +133,22 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
     write_bytes_atomic(plan, data)
     if opts.timing_cache is not None:
         write_bytes_atomic(opts.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-    write_engine_metadata(plan, engine_record(
-        plan=plan,
-        plan_sha256=sha256_file(plan),
+    EngineMetadata(
+        fornet_deploy_version=__version__,
+        plan=PlanFile(plan.name, sha256_file(plan)),
         tensorrt_version=version,
         gpu={"name": device.name, "compute_capability": ".".join(map(str, device.compute_capability))},
-        precision=summary.graph_precision if cache is None else "int8-legacy-calibration",
+        built_precision=summary.graph_precision if cache is None else "int8-legacy-calibration",
         strongly_typed=strongly_typed,
-        source_onnx={"file": summary.path.name, "sha256": summary.sha256},
-        inputs=inputs,
-        outputs=[_tensor_record(network.get_output(i)) for i in range(network.num_outputs)],
+        source_onnx=PlanFile(summary.path.name, summary.sha256),
+        inputs=tuple(inputs),
+        outputs=tuple(_tensor_record(network.get_output(i)) for i in range(network.num_outputs)),
         build_options=opts.as_record(),
-        plugin=None if plugin is None else {
-            "library": plugin.name, "sha256": sha256_file(plugin), "creator": PLUGIN_CREATOR},
+        plugin=None if plugin is None else PluginInfo(plugin.name, sha256_file(plugin), TOPK_GATE.creator),
         calibration_cache=None if cache is None else {
             "file": cache.path.name, "sha256": sha256_file(cache.path), "tensorrt_version": cache.tensorrt_version},
-        command=engine_build_command(onnx_path, plan, **options),
-    ))
+        fornet_build_command=engine_build_command(onnx_path, plan, opts),
+    ).save(metadata_path(plan))
     return plan
 
 
@@ -234,7 +233,8 @@ def _use_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
 
 def _tensor_record(tensor: trt.ITensor,
                    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None) -> TensorRecord:
-    return TensorRecord(name=tensor.name, shape=_dims(tensor.shape), dtype=tensor.dtype.name, profile=profile)
+    shapes = None if profile is None else dict(zip(("min", "opt", "max"), profile, strict=True))
+    return TensorRecord(name=tensor.name, shape=_dims(tensor.shape), dtype=tensor.dtype.name, profile=shapes)
 
 
 def _dims(dims: trt.Dims) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fornet.runtime.errors import EngineLoadError
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
 
 
 @dataclass(frozen=True)
@@ -41,29 +42,28 @@ def describe_engine(plan_path: str | os.PathLike[str], plugin: str | os.PathLike
     """
     from fornet.hashing import sha256_file
     from fornet.runtime.tensorrt.env import LogTail, cuda_device, make_logger, require_tensorrt
-    from fornet.runtime.tensorrt.plan_metadata import read_engine_metadata
     from fornet.runtime.tensorrt.plugins import PluginLibraryError, load_plugin_library
 
     plan = Path(plan_path)
     if not plan.is_file():
         raise EngineLoadError(f"plan {plan} not found; build it with fornet-build")
-    metadata = read_engine_metadata(plan)
+    metadata = EngineMetadata.load_if_present(plan)
     version = require_tensorrt()
     import tensorrt as trt
 
     cuda_device()
     notes = []
-    recorded = (metadata or {}).get("plugin") or {}
+    recorded = metadata.plugin if metadata is not None else None
     library: Path | None = None
-    if plugin is not None or recorded:
+    if plugin is not None or recorded is not None:
         library = load_plugin_library(plugin)
     elif metadata is None:
         with contextlib.suppress(PluginLibraryError):
             library = load_plugin_library()
     if library is not None:
-        same = recorded.get("sha256") == sha256_file(library)
+        same = recorded is not None and recorded.sha256 == sha256_file(library)
         notes.append(f"plugin: {library}" + (f" ({'same' if same else 'not the same'} library as at build time)"
-                                             if recorded else ""))
+                                             if recorded is not None else ""))
     tail = LogTail()
     logger = make_logger(tail)
     runtime = trt.Runtime(logger)
@@ -89,8 +89,8 @@ def describe_engine(plan_path: str | os.PathLike[str], plugin: str | os.PathLike
     information = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
     header = [f"plan: {plan} (TensorRT {version})", *notes]
     if metadata is not None:
-        header.append(f"built: TensorRT {metadata.get('tensorrt_version')} on {metadata.get('gpu', {}).get('name')}, "
-                      f"precision {metadata.get('precision')}")
+        header.append(f"built: TensorRT {metadata.tensorrt_version} on {metadata.gpu.get('name')}, "
+                      f"precision {metadata.built_precision}")
     return "\n".join(header) + "\n" + format_engine_description(tensors, information)
 
 

@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fornet.contract import TOPK_GATE
 from fornet.export.tensorrt.errors import TensorRTBuildError
 from fornet.hashing import sha256_file
-from fornet.runtime.tensorrt.plugins import PLUGIN_NAME, PLUGIN_NAMESPACE
 
 if TYPE_CHECKING:
     import onnx
 
-GATE_OP_TYPE = PLUGIN_NAME  # the ONNX parser looks the plugin up by op_type and namespace
-GATE_DOMAIN = PLUGIN_NAMESPACE
 _QUANTIZE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 
@@ -88,14 +86,14 @@ def inspect_onnx(path: str | os.PathLike[str]) -> OnnxSummary:
         for value in graph.input
         if value.name not in initializers
     )
-    gate_nodes = sum(1 for node in graph.node if node.op_type == GATE_OP_TYPE and node.domain == GATE_DOMAIN)
+    gate_nodes = sum(1 for node in graph.node if TOPK_GATE.matches(node.domain, node.op_type))
     return OnnxSummary(
         path=source.resolve(),
         sha256=sha256_file(source),
         inputs=inputs,
         outputs=tuple(value.name for value in graph.output),
         gate_nodes=gate_nodes,
-        gate_function=any((f.domain, f.name) == (GATE_DOMAIN, GATE_OP_TYPE) for f in model.functions),
+        gate_function=any(TOPK_GATE.matches(f.domain, f.name) for f in model.functions),
         graph_precision=_precision(model),
     )
 

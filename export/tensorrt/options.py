@@ -1,7 +1,7 @@
 """Engine build options and the equivalent command lines (pure: no TensorRT, no GPU).
 
-:class:`BuildOptions` is the single description of a build; ``fornet-build`` parses its flags
-into one, :func:`fornet.export.tensorrt.build.build_engine` applies it, and
+:class:`BuildOptions` is the single description of a build and declares its ``fornet build``
+flags; :func:`fornet.export.tensorrt.build.build_engine` applies it, and
 :func:`engine_build_command` / :func:`trtexec_build_command` print what to run on the target.
 """
 
@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from fornet.export.tensorrt.errors import TensorRTBuildError
+from fornet.options import OptionGroup, option, to_argv
 
 HARDWARE_COMPAT_LEVELS = ("none", "ampere+")
 DEFAULT_BATCH_RANGE = (1, 1, 4)
+BUILDER = OptionGroup("builder")
+PROFILE = OptionGroup("optimisation profile (ONNX exported with --dynamic-batch)")
+COMPAT = OptionGroup("compatibility")
 
 
 class BuildOptionsError(TensorRTBuildError):
@@ -42,17 +45,34 @@ class BuildOptions:
         verbose: print TensorRT's verbose log.
     """
 
-    plugin: Path | None = None
-    workspace_mib: int | None = None
-    opt_level: int | None = None
-    timing_cache: Path | None = None
-    min_batch: int | None = None
-    opt_batch: int | None = None
-    max_batch: int | None = None
-    version_compatible: bool = False
-    hardware_compat: str = "none"
-    legacy_int8_cache: Path | None = None
-    verbose: bool = False
+    plugin: Path | None = option(None, flag="--plugin", parse=Path, metavar="LIB",
+                                 default_text="$FORNET_PLUGIN_LIB, build/plugins/, /usr/local/lib, ...; loaded only "
+                                              "when the graph has a TopKGate node",
+                                 help="plugin library")
+    workspace_mib: int | None = option(None, flag="--workspace", parse=int, metavar="MiB", group=BUILDER,
+                                       help="workspace memory pool limit in MiB")
+    opt_level: int | None = option(None, flag="--opt-level", parse=int, metavar="N", choices=range(6), group=BUILDER,
+                                   help="builder optimisation level 0-5 (TensorRT default: 3; higher builds slower)")
+    timing_cache: Path | None = option(None, flag="--timing-cache", parse=Path, metavar="FILE", group=BUILDER,
+                                       help="persistent timing cache: read if present, updated after the build")
+    min_batch: int | None = option(None, flag="--min-batch", parse=int, metavar="N", group=PROFILE,
+                                   default_text=str(DEFAULT_BATCH_RANGE[0]), help="min batch")
+    opt_batch: int | None = option(None, flag="--opt-batch", parse=int, metavar="N", group=PROFILE,
+                                   default_text=str(DEFAULT_BATCH_RANGE[1]), help="opt batch")
+    max_batch: int | None = option(None, flag="--max-batch", parse=int, metavar="N", group=PROFILE,
+                                   default_text=str(DEFAULT_BATCH_RANGE[2]), help="max batch")
+    version_compatible: bool = option(False, flag="--version-compatible", group=COMPAT,
+                                      help="version-compatible plan (a 10.x plan also runs on later TensorRT "
+                                           "runtimes)")
+    hardware_compat: str = option("none", flag="--hardware-compat", choices=HARDWARE_COMPAT_LEVELS, group=COMPAT,
+                                  help="ampere+: one plan for every Ampere or newer GPU (not Jetson-specific "
+                                       "tuning)")
+    legacy_int8_cache: Path | None = option(None, flag="--legacy-int8-cache", parse=Path, metavar="FILE",
+                                            group=COMPAT,
+                                            help="TensorRT 10.x only: implicit INT8 of fornet.onnx from a "
+                                                 "TRT-<ver>-EntropyCalibration2 cache (TensorRT 11 removed it: "
+                                                 "build fornet_int8.onnx instead)")
+    verbose: bool = option(False, flag="--verbose", help="print TensorRT's verbose log", group=BUILDER)
 
     def __post_init__(self) -> None:
         for name in ("plugin", "timing_cache", "legacy_int8_cache"):
@@ -74,17 +94,6 @@ class BuildOptions:
                 f"batch profile needs 1 <= min <= opt <= max, got min={low} opt={opt} max={high}; "
                 "fix --min-batch/--opt-batch/--max-batch"
             )
-
-    @classmethod
-    def from_kwargs(cls, options: Mapping[str, Any]) -> BuildOptions:
-        """Build from keyword arguments; unknown names are a :class:`BuildOptionsError`."""
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise BuildOptionsError(
-                f"unknown build option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        return cls(**options)
 
     @property
     def batch_given(self) -> bool:
@@ -112,48 +121,24 @@ def default_plan_path(onnx_path: str | os.PathLike[str]) -> Path:
     return Path(onnx_path).with_suffix(".plan")
 
 
-def metadata_path(plan_path: str | os.PathLike[str]) -> Path:
-    """The sidecar of a plan: ``fornet.plan`` -> ``fornet.plan.json``."""
-    plan = Path(plan_path)
-    return plan.with_name(plan.name + ".json")
-
-
 def _join(argv: list[str]) -> str:
     return " ".join(shlex.quote(arg) for arg in argv)
 
 
 def engine_build_command(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike[str] | None = None,
-                         **options: Any) -> str:
-    """The exact ``fornet-build`` command that builds ``plan_path`` from ``onnx_path`` on the target.
+                         options: BuildOptions | None = None) -> str:
+    """The exact ``fornet-build`` command that builds ``plan_path`` from ``onnx_path`` with ``options`` on the target.
 
-    ``options`` are :class:`BuildOptions` fields; unset ones are left out of the command.
+    Options left at their defaults are left out of the command.
     """
-    opts = BuildOptions.from_kwargs(options)
     argv = ["fornet-build", "--onnx", str(onnx_path)]
     if plan_path is not None:
         argv += ["--out", str(plan_path)]
-    flags: list[tuple[str, Any]] = [
-        ("--plugin", opts.plugin),
-        ("--workspace", opts.workspace_mib),
-        ("--opt-level", opts.opt_level),
-        ("--timing-cache", opts.timing_cache),
-        ("--min-batch", opts.min_batch),
-        ("--opt-batch", opts.opt_batch),
-        ("--max-batch", opts.max_batch),
-        ("--legacy-int8-cache", opts.legacy_int8_cache),
-    ]
-    argv += [item for flag, value in flags if value is not None for item in (flag, str(value))]
-    if opts.version_compatible:
-        argv.append("--version-compatible")
-    if opts.hardware_compat != "none":
-        argv += ["--hardware-compat", opts.hardware_compat]
-    if opts.verbose:
-        argv.append("--verbose")
-    return _join(argv)
+    return _join(argv + to_argv(options or BuildOptions()))
 
 
 def trtexec_build_command(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike[str] | None = None,
-                          **options: Any) -> str:
+                          options: BuildOptions | None = None) -> str:
     """The ``trtexec`` command equivalent to :func:`engine_build_command` (same options).
 
     Reads the ONNX inputs to spell the optimisation profile when the batch is dynamic. The
@@ -162,7 +147,7 @@ def trtexec_build_command(onnx_path: str | os.PathLike[str], plan_path: str | os
     """
     from fornet.export.tensorrt.onnx_summary import inspect_onnx
 
-    opts = BuildOptions.from_kwargs(options)
+    opts = options or BuildOptions()
     summary = inspect_onnx(onnx_path)
     plan = Path(plan_path) if plan_path is not None else default_plan_path(onnx_path)
     argv = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={plan}", "--skipInference"]

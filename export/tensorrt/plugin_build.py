@@ -1,4 +1,4 @@
-"""``fornet-build-plugin``: build ``libfornet_plugins.so`` (the TopKGate TensorRT plugin) with CMake.
+"""Build ``libfornet_plugins.so`` (the TopKGate TensorRT plugin) with CMake (``fornet build-plugin``).
 
 Run it on the target (the library links the local TensorRT and CUDA)::
 
@@ -11,7 +11,6 @@ The library lands in ``--out`` (default ``build/plugins/`` of the checkout, wher
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -20,10 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fornet.atomic import atomic_path, ensure_writable_dir
-from fornet.cli_utils import friendly_errors
 from fornet.export.tensorrt.errors import TensorRTBuildError
-from fornet.paths import default_plugin_build_dir, plugin_source_dir
-from fornet.runtime.cuda.toolchain import find_nvcc
 from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME
 
 _ARCH = re.compile(r"\d{2,3}[af]?(-real|-virtual)?")
@@ -121,7 +117,7 @@ def build_plugin_library(build: PluginBuild, *, verbose: bool = False) -> Path:
     return target
 
 
-def _default_archs() -> tuple[str, ...] | None:
+def default_cuda_archs() -> tuple[str, ...] | None:
     """This machine's GPU, when there is one; else CMake's default list."""
     from fornet.runtime.tensorrt.env import NoGpuError, cuda_device
 
@@ -129,51 +125,3 @@ def _default_archs() -> tuple[str, ...] | None:
         return (cuda_device().sm,)
     except NoGpuError:
         return None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``fornet-build-plugin``."""
-    parser = argparse.ArgumentParser(
-        prog="fornet-build-plugin",
-        description=f"Build {PLUGIN_LIBRARY_NAME} (TensorRT plugin TopKGate/1/fornet) with CMake on this "
-        "machine, against its TensorRT (10.3 or newer) and CUDA.",
-        epilog="Needs cmake, nvcc and TensorRT's C++ headers (Jetson: `sudo apt install libnvinfer-dev`). "
-        "Load the result with --plugin, $FORNET_PLUGIN_LIB, trtexec --staticPlugins=<lib> or "
-        "DeepStream's custom-lib-path.",
-    )
-    parser.add_argument("--tensorrt-root", type=Path, metavar="DIR",
-                        help="TensorRT with include/ and lib/ (tarball); default: $TENSORRT_ROOT, then the system "
-                        "paths of JetPack / the apt packages")
-    parser.add_argument("--cuda-arch", metavar="LIST",
-                        help="CUDA architectures, e.g. '87' (Orin) or '87;90'; default: this GPU, else "
-                        "75;80;86;87;89;90")
-    parser.add_argument("--out", type=Path, metavar="DIR", default=None,
-                        help=f"output directory (default: {default_plugin_build_dir()})")
-    parser.add_argument("--source", type=Path, metavar="DIR", default=None,
-                        help=f"plugin sources (default: {plugin_source_dir()})")
-    parser.add_argument("--no-static-registration", action="store_true",
-                        help="register only through getCreators (for trtexec --dynamicPlugins / "
-                        "IPluginRegistry.load_library); the default also registers on load")
-    parser.add_argument("--jobs", type=int, metavar="N", help="parallel compile jobs (default: all cores)")
-    parser.add_argument("--verbose", action="store_true", help="show CMake's output")
-    return parser
-
-
-@friendly_errors
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``fornet-build-plugin``."""
-    args = build_parser().parse_args(argv)
-    build = PluginBuild(
-        source=args.source or plugin_source_dir(),
-        out_dir=args.out or default_plugin_build_dir(),
-        tensorrt_root=args.tensorrt_root,
-        cuda_archs=tuple(parse_cuda_archs(args.cuda_arch)) if args.cuda_arch else _default_archs(),
-        static_registration=not args.no_static_registration,
-        nvcc=find_nvcc(),
-        jobs=args.jobs,
-    )
-    library = build_plugin_library(build, verbose=args.verbose)
-    print(f"wrote {library}")
-    print(f"use it with: fornet-build --plugin {library} ...  |  export FORNET_PLUGIN_LIB={library}  |  "
-          f"trtexec --staticPlugins={library}")
-    return 0

@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fornet.errors import FornetError
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-line paragraphs of the description and epilog; keeps multi-line ones (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n\n".join(super(HelpFormatter, self)._fill_text(part, width, indent) if "\n" not in part
+                           else "\n".join(indent + line for line in part.splitlines())
+                           for part in text.strip("\n").split("\n\n"))
+
 
 #: ``run(args, argv)``: argv is what the user typed after the command name (for "command" records).
 Runner = Callable[[argparse.Namespace, list[str]], int]
@@ -45,7 +57,7 @@ class Command:
         """Give ``parser`` this command's description, epilog and arguments."""
         parser.description = self.description
         parser.epilog = self.epilog
-        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.formatter_class = HelpFormatter
         self.add_arguments(parser)
         return parser
 
@@ -63,8 +75,19 @@ class Command:
         return self.execute(self.parser().parse_args(arguments), arguments)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM handler: unwind like Ctrl-C, so ``finally`` blocks remove temporary files."""
+    raise SystemExit(128 + signum)
+
+
 def run_friendly(work: Callable[..., int], *args: object) -> int:
-    """Call ``work``; turn :class:`FornetError` into ``error: <message>`` (status 2) and Ctrl-C into 130."""
+    """Call ``work``; turn :class:`FornetError` into ``error: <message>`` (status 2) and Ctrl-C into 130.
+
+    In the main thread SIGTERM becomes :class:`SystemExit` (status 143), so a terminated command
+    unwinds: temporary files are removed and nothing half-written is published.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return work(*args)
     except FornetError as exc:

@@ -1,17 +1,20 @@
-"""fornet-data: generate a Cityscapes-format data set, or check one.
+"""fornet data (alias fornet-data): generate a Cityscapes-format data set, or check one.
 
 Examples:
 
-    fornet-data synth --out data/synth --train 48 --val 12 --size 256x512 --seed 0
-    fornet-data check --root /datasets/cityscapes --split val
+    fornet data synth --out data/synth --train 48 --val 12 --size 256x512 --seed 0
+    fornet data check --root /datasets/cityscapes --split val
 """
 
 from __future__ import annotations
 
 import argparse
+import operator
 import sys
+from dataclasses import dataclass
 
-from fornet.cli_utils import friendly_errors, hw_arg
+from fornet.cli.command import Command
+from fornet.options import add_options, format_hw, hw_arg, option, options_from_args
 
 
 def _count(text: str) -> int:
@@ -20,54 +23,61 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``fornet-data`` (sub-commands ``synth`` and ``check``)."""
-    parser = argparse.ArgumentParser(prog="fornet-data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+@dataclass(frozen=True)
+class SynthOptions:
+    """``fornet data synth``: generate procedural street scenes."""
 
+    out: str = option(flag="--out", required=True, help="output folder (the data set root)")
+    train: int = option(48, flag="--train", parse=_count, help="number of train scenes")
+    val: int = option(12, flag="--val", parse=_count, help="number of val scenes")
+    size: tuple[int, int] = option((256, 512), flag="--size", parse=hw_arg, metavar="HxW", help="image size")
+    seed: int = option(0, flag="--seed", parse=int, help="random seed")
+    force: bool = option(False, flag="--force",
+                         help="replace the splits of an existing generated data set in --out")
+    progress: bool = option(True, flag="--quiet", convert=operator.not_, help="no progress bar")
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """``fornet data check``: validate a Cityscapes folder."""
+
+    root: str = option(flag="--root", required=True, help="data set root (the folder containing leftImg8bit/)")
+    split: str = option("val", flag="--split", help="split to check")
+    progress: bool = option(True, flag="--quiet", convert=operator.not_, help="no progress bar")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``synth`` and ``check`` sub-commands and their options."""
+    sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
     synth = sub.add_parser("synth", help="generate street scenes in the Cityscapes layout",
                            description="Generate procedural street scenes with labels in the Cityscapes "
                                        "layout (leftImg8bit/ and gtFine/ with labelIds, color and "
                                        "instanceIds PNGs). Output is bit-identical for a seed.")
-    synth.add_argument("--out", required=True, help="output folder (the data set root)")
-    synth.add_argument("--train", type=_count, default=48, help="number of train scenes (default: 48)")
-    synth.add_argument("--val", type=_count, default=12, help="number of val scenes (default: 12)")
-    synth.add_argument("--size", type=hw_arg, default=(256, 512), metavar="HxW",
-                       help="image size (default: 256x512)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    synth.add_argument("--force", action="store_true",
-                       help="replace the splits of an existing generated data set in --out")
-    synth.add_argument("--quiet", action="store_true", help="no progress bar")
-
+    add_options(synth, SynthOptions)
     check = sub.add_parser("check", help="validate a Cityscapes folder and print class frequencies",
                            description="Read every image and labelIds PNG of a split, check the layout, "
                                        "sizes and label values, and print counts and class pixel "
                                        "frequencies (trainIds).")
-    check.add_argument("--root", required=True, help="data set root (the folder containing leftImg8bit/)")
-    check.add_argument("--split", default="val", help="split to check (default: val)")
-    check.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+    add_options(check, CheckOptions)
 
 
-def _run_synth(args: argparse.Namespace) -> int:
+def _run_synth(options: SynthOptions) -> int:
     from fornet.calibration.synth import generate_synthetic_cityscapes, prepare_output_root
 
-    for warning in prepare_output_root(args.out, args.force):
+    for warning in prepare_output_root(options.out, options.force):
         print(f"warning: {warning}", file=sys.stderr)
-    root = generate_synthetic_cityscapes(args.out, train=args.train, val=args.val, size=args.size,
-                                         seed=args.seed, progress=not args.quiet)
-    h, w = args.size
-    print(f"wrote {args.train} train and {args.val} val scenes of {h}x{w} to {root}")
+    root = generate_synthetic_cityscapes(options.out, train=options.train, val=options.val, size=options.size,
+                                         seed=options.seed, progress=options.progress)
+    print(f"wrote {options.train} train and {options.val} val scenes of {format_hw(options.size)} to {root}")
     return 0
 
 
-def _run_check(args: argparse.Namespace) -> int:
+def _run_check(options: CheckOptions) -> int:
     from fornet.calibration.cityscapes import scan_split
     from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 
-    stats = scan_split(args.root, args.split, progress=not args.quiet)
-    print(f"{args.root} [{args.split}]: {stats.images} images in {len(stats.cities)} cities, "
+    stats = scan_split(options.root, options.split, progress=options.progress)
+    print(f"{options.root} [{options.split}]: {stats.images} images in {len(stats.cities)} cities, "
           f"{stats.labelled} labelled")
     if stats.labelled:
         total = int(stats.train_pixels.sum())
@@ -84,12 +94,19 @@ def _run_check(args: argparse.Namespace) -> int:
     return 0
 
 
-@friendly_errors
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``fornet-data``; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    return _run_synth(args) if args.command == "synth" else _run_check(args)
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run ``synth`` or ``check``."""
+    if args.action == "synth":
+        return _run_synth(options_from_args(SynthOptions, args))
+    return _run_check(options_from_args(CheckOptions, args))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+COMMAND = Command(
+    name="data",
+    alias="fornet-data",
+    summary="generate a Cityscapes-format data set (synth), or check one (check)",
+    description=__doc__.strip(),
+    add_arguments=add_arguments,
+    run=run,
+)
+main = COMMAND.alias_main

@@ -15,6 +15,7 @@ from types import FrameType
 
 from fornet.cli.command import Command
 from fornet.errors import FornetError
+from fornet.runtime.bench.runner import device_arg
 
 EPILOG = """inputs:  video.mp4 | file:///path | frames/ | "shots/*.jpg" | v4l2:///dev/video0 | csi://0 |
          rtsp://user:pass@host:8554/path | http(s)://... | "gst://videotestsrc ! videoconvert ! appsink"
@@ -52,14 +53,6 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _device(text: str) -> int | str:
-    if text == "cpu":
-        return text
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a GPU index (0, 1, ...) or 'cpu', got {text!r}")
-    return int(text)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fornet run``."""
     parser.add_argument("input", metavar="INPUT", help="video, image(s), camera or stream (see below)")
@@ -72,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a TensorRT plan, an ONNX file (with its sidecar) or a checkpoint")
     model.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
                        help="inference backend (default: from the extension)")
-    model.add_argument("--device", type=_device, default=0, metavar="N|cpu", help="GPU index or cpu (default: 0)")
+    model.add_argument("--device", type=device_arg, default=0, metavar="N|cpu", help="GPU index or cpu (default: 0)")
     model.add_argument("--threads", type=int, metavar="N", help="CPU threads of ONNX Runtime / PyTorch")
     model.add_argument("--batch", type=int, metavar="N",
                        help="frames per engine call (default: the engine's batch, else one per source)")

@@ -10,7 +10,6 @@ in magenta.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fornet.atomic import ensure_writable_dir, write_bytes_atomic, write_text_atomic
+from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.bench.runner import SCOPES, BenchResult
 from fornet.runtime.bench.timing import SPREAD_ADVICE
 
@@ -26,9 +26,8 @@ _MATPLOTLIB_HINT = "plots skipped: matplotlib is not installed (pip install matp
 
 
 def write_json(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
-    """Write the record as JSON, atomically."""
-    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
-    return Path(path)
+    """Write the record as a :class:`BenchReport` (typed, atomically)."""
+    return BenchReport.from_dict(record, "the benchmark record").save(path)
 
 
 def _ms(value: float | None) -> str:

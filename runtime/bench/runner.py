@@ -20,7 +20,9 @@ on the boundary band, per-class IoU and mIoU deltas, engine minus PyTorch).
 
 from __future__ import annotations
 
+import argparse
 import math
+import operator
 import os
 import shlex
 import sys
@@ -32,13 +34,22 @@ from typing import Any
 import numpy as np
 
 from fornet import __version__
+from fornet.options import OptionGroup, hw_arg, option, percentage
 from fornet.runtime.bench.environment import collect_environment
-from fornet.runtime.bench.timing import LatencyStats, TimingSettings, measure, spread_warning
+from fornet.runtime.bench.record import BenchReport
+from fornet.runtime.bench.timing import (
+    DEFAULT_CV_WARNING,
+    TIMING,
+    LatencyStats,
+    TimingSettings,
+    measure,
+    spread_warning,
+)
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO
 from fornet.runtime.segmenter import Segmenter
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
 
-BENCH_FORMAT = "fornet-deploy/bench/1"
 SCOPES = ("compute", "copies", "end_to_end")
 SCOPE_TITLES = {
     "compute": "engine compute",
@@ -51,6 +62,22 @@ DISAGREEMENT_BGR = (255, 0, 255)
 
 class BenchError(FornetRuntimeError):
     """Benchmark options that cannot work together."""
+
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime")
+MODEL = OptionGroup("model")
+REFERENCE = OptionGroup("PyTorch reference")
+ACCURACY = OptionGroup("accuracy")
+OUTPUT = OptionGroup("output")
+
+
+def device_arg(text: str) -> int | str:
+    """``argparse`` type of ``--device``: a GPU index or ``cpu``."""
+    if text == "cpu":
+        return "cpu"
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a GPU index (0, 1, ...) or 'cpu', got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -72,28 +99,51 @@ class BenchOptions:
         progress: progress bars.
     """
 
-    engine: Path
-    backend: str = "auto"
-    sidecar: Path | None = None
-    plugin: Path | None = None
-    device: int | str = 0
-    cuda_graph: bool = False
-    gpu_prepost: bool = True
-    threads: int | None = None
+    engine: Path = option(flag="--engine", parse=Path, required=True, metavar="PATH", group=MODEL,
+                          help="a .plan/.engine or .onnx file")
+    backend: str = option("auto", flag="--backend", choices=BACKENDS, default_text="from the extension",
+                          group=MODEL, help="force a backend")
+    sidecar: Path | None = option(None, flag="--sidecar", parse=Path, metavar="JSON", group=MODEL,
+                                  help="the model's <model>.onnx.json, when not beside the engine")
+    plugin: Path | None = option(None, flag="--plugin", parse=Path, metavar="LIB", default_text="searched",
+                                 group=MODEL, help="TopKGate plugin library")
+    device: int | str = option(0, flag="--device", parse=device_arg, metavar="N|cpu", group=MODEL,
+                               help="GPU index, or cpu to keep ONNX Runtime and PyTorch on the CPU")
+    cuda_graph: bool = option(False, flag="--cuda-graph", group=MODEL,
+                              help="TensorRT: replay the engine as a CUDA graph")
+    gpu_prepost: bool = option(True, flag="--cpu-prepost", convert=operator.not_, group=MODEL,
+                               help="TensorRT: pre/post-process on the CPU instead of the CUDA kernels")
+    threads: int | None = option(None, flag="--threads", parse=int, metavar="N", group=TIMING,
+                                 help="CPU threads of ONNX Runtime and PyTorch")
     timing: TimingSettings = field(default_factory=TimingSettings)
-    batch: int = 1
-    frame_size: tuple[int, int] = (1024, 2048)
-    ckpt: Path | None = None
-    variant: str | None = None
-    data: Path | None = None
-    split: str = "val"
-    limit: int | None = None
-    save_predictions: Path | None = None
-    boundary_width: int = 3
-    overlays: int = 3
-    cv_warning: float = 0.05
-    speed: bool = True
-    progress: bool = True
+    batch: int = option(1, flag="--batch", parse=int, metavar="N", group=TIMING, help="images per call")
+    frame_size: tuple[int, int] = option((1024, 2048), flag="--frame-size", parse=hw_arg, metavar="HxW",
+                                         default_text="1024x2048, a Cityscapes camera frame", group=TIMING,
+                                         help="size of the end-to-end frames")
+    ckpt: Path | None = option(None, flag="--ckpt", parse=Path, metavar="PTH", group=REFERENCE,
+                               help="checkpoint timed in the same scopes on the same frames (interleaved) and "
+                                    "scored")
+    variant: str | None = option(None, flag="--variant", group=REFERENCE,
+                                 help="architecture of a bare checkpoint state_dict")
+    data: Path | None = option(None, flag="--data", parse=Path, metavar="DIR", group=ACCURACY,
+                               help="Cityscapes-layout folder (leftImg8bit/, gtFine/)")
+    split: str = option("val", flag="--split", group=ACCURACY, help="split of --data")
+    limit: int | None = option(None, flag="--limit", parse=int, metavar="N", group=ACCURACY,
+                               help="only the first N images")
+    save_predictions: Path | None = option(None, flag="--save-predictions", parse=Path, metavar="DIR",
+                                           group=ACCURACY,
+                                           help="write the engine's <stem>_pred_labelIds.png (for "
+                                                "cityscapesscripts) into DIR")
+    boundary_width: int = option(3, flag="--boundary-width", parse=int, metavar="PX", group=ACCURACY,
+                                 help="width of the boundary band of the parity report")
+    overlays: int = option(3, flag="--overlays", parse=int, metavar="N", group=OUTPUT,
+                           help="overlays with disagreement pixels in the report")
+    cv_warning: float = option(DEFAULT_CV_WARNING, flag="--cv-warn", parse=percentage(None), metavar="PCT",
+                               default_text=f"{100 * DEFAULT_CV_WARNING:g}", group=TIMING,
+                               help="warn above this coefficient of variation")
+    speed: bool = option(True, flag="--skip-speed", convert=operator.not_, group=TIMING,
+                         help="accuracy only (needs --data)")
+    progress: bool = option(True, flag="--quiet", convert=operator.not_, group=OUTPUT, help="no progress bars")
 
     def validate(self) -> None:
         """Raise :class:`BenchError` for values that cannot work."""
@@ -337,12 +387,11 @@ def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
 def trtexec_command(plan: Path, io: ModelIO, timing: TimingSettings, batch: int = 1, cuda_graph: bool = False,
                     plugin: Path | None = None) -> str:
     """The trtexec command that times ``plan`` like the ``compute`` scope (same warm-up, iterations, batch)."""
-    from fornet.runtime.tensorrt.plan_metadata import read_engine_metadata
     from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME, PluginLibraryError, find_plugin_library
 
-    metadata = read_engine_metadata(plan)
+    metadata = EngineMetadata.load_if_present(plan)
     argv = ["trtexec", f"--loadEngine={plan}"]
-    if metadata is None or metadata.get("plugin"):
+    if metadata is None or metadata.plugin is not None:
         try:
             library = find_plugin_library(plugin)
         except PluginLibraryError:
@@ -372,7 +421,7 @@ def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
     try:
         reference = open_reference(options, engine)
         record: dict[str, Any] = {
-            "format": BENCH_FORMAT, "fornet_version": __version__, "command": command,
+            "format": BenchReport.format_tag(), "fornet_version": __version__, "command": command,
             "engine": {"path": str(options.engine), "backend": backend_label(engine), "model": engine.io.describe(),
                        "input_size": list(engine.input_size), "batch": engine.io.batch,
                        "precision": engine.io.export_precision, "variant": engine.io.variant,

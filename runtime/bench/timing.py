@@ -16,10 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fornet.options import OptionGroup, option
 from fornet.runtime.errors import FornetRuntimeError
 
 #: Coefficient of variation above which a measurement is flagged as noisy.
 DEFAULT_CV_WARNING = 0.05
+TIMING = OptionGroup("timing (per scope, trtexec's defaults)")
 
 
 class TimingError(FornetRuntimeError):
@@ -30,9 +32,12 @@ class TimingError(FornetRuntimeError):
 class TimingSettings:
     """trtexec's defaults: 0.2 s warm-up, then at least 10 iterations and 3 s per candidate."""
 
-    warmup_s: float = 0.2
-    min_iters: int = 10
-    duration_s: float = 3.0
+    warmup_s: float = option(0.2, flag="--warmup-s", parse=float, metavar="S", group=TIMING,
+                             help="warm-up time per candidate")
+    min_iters: int = option(10, flag="--min-iters", parse=int, metavar="N", group=TIMING,
+                            help="at least N timed calls per candidate")
+    duration_s: float = option(3.0, flag="--duration-s", parse=float, metavar="S", group=TIMING,
+                               help="at least S seconds of timed calls per candidate")
 
     def __post_init__(self) -> None:
         if self.warmup_s < 0 or self.duration_s < 0:

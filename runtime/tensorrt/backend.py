@@ -26,6 +26,7 @@ from fornet.errors import FornetError
 from fornet.runtime.backend import Backend, BackendError, BackendInputError, TensorSpec
 from fornet.runtime.cuda.context import CudaContext
 from fornet.runtime.errors import EngineLoadError
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -46,7 +47,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
 
 
-def check_engine_compatibility(plan: Path, metadata: dict[str, Any] | None, tensorrt_version: str,
+def check_engine_compatibility(plan: Path, metadata: EngineMetadata | None, tensorrt_version: str,
                                compute_capability: tuple[int, int] | None) -> None:
     """Refuse a plan whose sidecar says it cannot run here (no sidecar: TensorRT decides).
 
@@ -59,9 +60,9 @@ def check_engine_compatibility(plan: Path, metadata: dict[str, Any] | None, tens
     """
     if metadata is None:
         return
-    options = metadata.get("build_options") or {}
-    rebuild = metadata.get("fornet_build_command") or "fornet-build --onnx <the model>.onnx"
-    built = str(metadata.get("tensorrt_version") or "")
+    options = metadata.build_options
+    rebuild = metadata.fornet_build_command
+    built = metadata.tensorrt_version
     if built and _version_tuple(built) != _version_tuple(tensorrt_version):
         newer = _version_tuple(tensorrt_version) > _version_tuple(built)
         if not (options.get("version_compatible") and newer):
@@ -70,7 +71,7 @@ def check_engine_compatibility(plan: Path, metadata: dict[str, Any] | None, tens
                 f"runs only on the TensorRT release that built it: rebuild it here (`{rebuild}`), or build it with "
                 "--version-compatible to run it on later releases"
             )
-    gpu = metadata.get("gpu") or {}
+    gpu = metadata.gpu
     built_cc = str(gpu.get("compute_capability") or "")
     here = None if compute_capability is None else ".".join(map(str, compute_capability))
     if built_cc and here and built_cc != here and options.get("hardware_compat", "none") == "none":
@@ -145,11 +146,10 @@ class TensorRTBackend(Backend):
     # -- loading ---------------------------------------------------------------------------
     def _activate_impl(self) -> None:
         from fornet.runtime.tensorrt.env import require_tensorrt
-        from fornet.runtime.tensorrt.plan_metadata import read_engine_metadata
 
         if not self.path.is_file():
             raise BackendError(f"TensorRT plan not found: {self.path}; build one with fornet-build or fix the path")
-        metadata = read_engine_metadata(self.path)
+        metadata = EngineMetadata.load_if_present(self.path)
         version = require_tensorrt()
         check_engine_compatibility(self.path, metadata, version, None)
         cuda = CudaContext(self.device_index)
@@ -162,11 +162,11 @@ class TensorRTBackend(Backend):
             self._release()
             raise
 
-    def _load_plugin(self, metadata: dict[str, Any] | None) -> Exception | None:
+    def _load_plugin(self, metadata: EngineMetadata | None) -> Exception | None:
         """Load the plugin library when the plan needs it; return a deferred error when unsure."""
         from fornet.runtime.tensorrt.plugins import PluginLibraryError, load_plugin_library
 
-        if metadata is not None and not metadata.get("plugin") and self.plugin is None:
+        if metadata is not None and metadata.plugin is None and self.plugin is None:
             return None
         try:
             load_plugin_library(self.plugin)
@@ -176,7 +176,7 @@ class TensorRTBackend(Backend):
             return exc  # a plan without a sidecar may not need it: raised only if loading fails
         return None
 
-    def _load(self, metadata: dict[str, Any] | None, version: str) -> None:
+    def _load(self, metadata: EngineMetadata | None, version: str) -> None:
         import tensorrt as trt
 
         from fornet.runtime.tensorrt.env import LogTail, make_logger

@@ -7,22 +7,27 @@ and profile, build options, the plugin library and the source ONNX, each with it
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from fornet import __version__
-from fornet.atomic import write_text_atomic
-from fornet.export.tensorrt.options import metadata_path
-from fornet.runtime.errors import FornetRuntimeError
+from fornet.errors import RecordError
+from fornet.records import Record
+from fornet.runtime.errors import TensorRTError
 
-METADATA_FORMAT = "fornet-deploy/engine-sidecar/1"
+#: Suffix of a plan's sidecar: ``fornet_fp16.plan`` -> ``fornet_fp16.plan.json``.
+METADATA_SUFFIX = ".json"
 
 
-class EngineMetadataError(FornetRuntimeError):
+class EngineMetadataError(RecordError, TensorRTError):
     """The sidecar of a plan is unreadable."""
+
+
+def metadata_path(plan_path: str | os.PathLike[str]) -> Path:
+    """Where a plan's sidecar lives: ``<plan>.json``."""
+    plan = Path(plan_path)
+    return plan.with_name(plan.name + METADATA_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -32,69 +37,54 @@ class TensorRecord:
     name: str
     shape: tuple[int, ...]
     dtype: str
-    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        record: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-        if self.profile is not None:
-            record["profile"] = dict(zip(("min", "opt", "max"), (list(s) for s in self.profile), strict=True))
-        return record
+    profile: dict[str, tuple[int, ...]] | None = None
 
 
-def engine_record(
-    *,
-    plan: Path,
-    plan_sha256: str,
-    tensorrt_version: str,
-    gpu: dict[str, str],
-    precision: str,
-    strongly_typed: bool,
-    source_onnx: dict[str, str],
-    inputs: list[TensorRecord],
-    outputs: list[TensorRecord],
-    build_options: dict[str, Any],
-    plugin: dict[str, str] | None,
-    calibration_cache: dict[str, Any] | None,
-    command: str,
-) -> dict[str, Any]:
-    """The sidecar content (keyword-only, so every field is named at the call site)."""
-    return {
-        "format": METADATA_FORMAT,
-        "fornet_deploy_version": __version__,
-        "plan": {"file": plan.name, "sha256": plan_sha256},
-        "tensorrt_version": tensorrt_version,
-        "gpu": gpu,
-        "precision": precision,
-        "strongly_typed": strongly_typed,
-        "source_onnx": source_onnx,
-        "inputs": [item.as_dict() for item in inputs],
-        "outputs": [item.as_dict() for item in outputs],
-        "build_options": build_options,
-        "plugin": plugin,
-        "calibration_cache": calibration_cache,
-        "fornet_build_command": command,
-    }
+@dataclass(frozen=True)
+class PlanFile:
+    """The plan (or the source ONNX) by name and sha256."""
+
+    file: str
+    sha256: str
 
 
-def write_engine_metadata(plan_path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
-    """Write ``<plan>.json`` atomically; return its path."""
-    target = metadata_path(plan_path)
-    write_text_atomic(target, json.dumps(record, indent=2) + "\n")
-    return target
+@dataclass(frozen=True)
+class PluginInfo:
+    """The plugin library a plan was built with."""
+
+    library: str
+    sha256: str
+    creator: str
 
 
-def read_engine_metadata(plan_path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The sidecar of ``plan_path``, or ``None`` when there is none (a plan built elsewhere)."""
-    source = metadata_path(plan_path)
-    if not source.is_file():
-        return None
-    try:
-        record = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise EngineMetadataError(f"cannot read {source} ({exc}); rebuild the engine with fornet-build") from exc
-    if not isinstance(record, dict) or record.get("format") != METADATA_FORMAT:
-        raise EngineMetadataError(
-            f"{source} is not a fornet-deploy engine sidecar ({METADATA_FORMAT}); rebuild the engine with fornet-build"
-        )
-    return record
+@dataclass(frozen=True)
+class EngineMetadata(Record):
+    """``<plan>.json``: how and from what a plan was built (written by ``fornet build``)."""
+
+    FORMAT: ClassVar[str] = "fornet-deploy/engine-sidecar"
+    VERSION: ClassVar[int] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy engine sidecar"
+    FIX: ClassVar[str] = "rebuild the engine with fornet-build"
+    ERROR: ClassVar[type[RecordError]] = EngineMetadataError
+
+    fornet_deploy_version: str
+    plan: PlanFile
+    tensorrt_version: str
+    gpu: dict[str, str]
+    #: The network's precision (``fp32``, ``fp16``, ``int8``, ``int8-legacy-calibration``); not named
+    #: ``precision``, which the TensorRT-11 API check reserves for TensorRT's removed layer attribute.
+    built_precision: str
+    strongly_typed: bool
+    source_onnx: PlanFile
+    inputs: tuple[TensorRecord, ...]
+    outputs: tuple[TensorRecord, ...]
+    build_options: dict[str, Any]
+    plugin: PluginInfo | None
+    calibration_cache: dict[str, Any] | None
+    fornet_build_command: str
+
+    @classmethod
+    def load_if_present(cls, plan_path: str | os.PathLike[str]) -> EngineMetadata | None:
+        """The sidecar of ``plan_path``, or ``None`` when there is none (a plan built elsewhere)."""
+        source = metadata_path(plan_path)
+        return cls.load(source) if source.exists() else None

@@ -12,15 +12,12 @@ import os
 import platform
 from pathlib import Path
 
+from fornet.contract import TOPK_GATE
 from fornet.paths import default_plugin_build_dir
 from fornet.runtime.errors import TensorRTError
 
 PLUGIN_LIBRARY_NAME = "libfornet_plugins.so"
 PLUGIN_ENV_VAR = "FORNET_PLUGIN_LIB"
-PLUGIN_NAME = "TopKGate"
-PLUGIN_VERSION = "1"
-PLUGIN_NAMESPACE = "fornet"
-PLUGIN_CREATOR = f"{PLUGIN_NAME}/{PLUGIN_VERSION}/{PLUGIN_NAMESPACE}"
 
 _BUILD_HINT = "build it on this machine with `fornet-build-plugin` (needs TensorRT's headers, CUDA and CMake)"
 
@@ -102,11 +99,11 @@ def load_plugin_library(path: str | os.PathLike[str] | None = None) -> Path:
             f"TensorRT {trt.__version__} and CUDA: {_BUILD_HINT}"
         ) from exc
     registry: trt.IPluginRegistry = trt.get_plugin_registry()
-    if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
+    if registry.get_creator(TOPK_GATE.name, TOPK_GATE.plugin_version, TOPK_GATE.plugin_namespace) is None:
         registry.load_library(str(library))
-    if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None:
+    if registry.get_creator(TOPK_GATE.name, TOPK_GATE.plugin_version, TOPK_GATE.plugin_namespace) is None:
         raise PluginLibraryError(
-            f"{library} loaded but TensorRT {trt.__version__} has no plugin creator {PLUGIN_CREATOR} "
+            f"{library} loaded but TensorRT {trt.__version__} has no plugin creator {TOPK_GATE.creator} "
             f"(built for another TensorRT, or another "
             f"copy registered first?); rebuild it here with `fornet-build-plugin`"
         )
