@@ -7,8 +7,7 @@ torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fornet.lazy import lazy_exports
 
 _LAZY = {
     "export_onnx": "fornet.export.api",
@@ -17,10 +16,4 @@ _LAZY = {
     "IOFormat": "fornet.export.prepost",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fornet.export' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports("fornet.export", _LAZY)

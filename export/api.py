@@ -36,6 +36,7 @@ from fornet.export.sidecar import ExportDescription, build_sidecar, write_sideca
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
 from fornet.export.verify import VerificationReport, load_images, verify_onnx
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
+from fornet.model.memory import TARGET_MEMORY_GIB, check_memory
 from fornet.options import OptionGroup, hw_arg, option, percent_arg
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ class ExportOptions:
         dynamic_batch: make the batch dimension dynamic.
         opset: ONNX opset of the standard ops.
         gate: ``"auto"`` (default; native when every k fits TensorRT's TopK limit 3840, else plugin; the
-            choice is in the result), ``"plugin"`` (one ``fornet::TopKGate`` node with a local function), ``"native"``
-            or ``"native"`` (standard ops inlined; every k must be <= 3840).
+            choice is in the result), ``"plugin"`` (one ``fornet::TopKGate`` node with a local function) or
+            ``"native"`` (standard ops inlined; every k must be <= 3840).
         fp16: also write the FP16 mixed-precision ``fornet_fp16.onnx``.
         io_fp16: FP16 model inputs and outputs in the FP16 file (default FP32).
         io: in-graph pre/post-processing (raw uint8 input, labels output).
@@ -73,6 +74,8 @@ class ExportOptions:
         verify_images: number of verification images.
         fp32_threshold, fp16_threshold: argmax agreement each file must reach.
         progress: show progress bars.
+        target: the Jetson module the engine will run on: input sizes whose engine cannot fit its memory
+            are refused before any work (this machine's memory is always checked for the export itself).
         int8: also write the INT8 files (:class:`~fornet.export.int8.pipeline.Int8Options`).
     """
 
@@ -109,6 +112,10 @@ class ExportOptions:
                                    default_text="99.0", group=VERIFICATION,
                                    help="argmax agreement the FP16 file must reach, in percent")
     progress: bool = option(True, flag="--quiet", convert=operator.not_, help="no progress bars")
+    target: str | None = option(None, flag="--target", choices=tuple(TARGET_MEMORY_GIB), group=GRAPH,
+                                default_text="none",
+                                help="Jetson module the engine will run on: refuse an input size or batch whose "
+                                     "engine cannot fit its memory (this machine is always checked for the export)")
     int8: Int8Options | None = None
 
     def validate(self) -> None:
@@ -159,7 +166,7 @@ def _check_size(model: FoRNet, size: tuple[int, int]) -> None:
     stride = model.config.output_stride
     h, w = size
     if h <= 0 or w <= 0 or h % stride or w % stride:
-        nh, nw = (max(stride, round(v / stride) * stride) for v in (h, w))
+        nh, nw = (max(stride, v // stride * stride) for v in (h, w))
         raise ExportError(f"input size {h}x{w} is not divisible by this variant's output stride {stride}; "
                           f"use e.g. --input-size {nh}x{nw}")
 
@@ -181,6 +188,7 @@ def resolve_gate(gate: str, ks: tuple[int, ...]) -> str:
 
 def _describe(model: FoRNet, checkpoint: Path, options: ExportOptions) -> ExportDescription:
     """Check the model-dependent options and gather what the sidecars record."""
+    check_memory(model.config, options.input_size, options.batch, work="export", target=options.target)
     _check_size(model, options.input_size)
     stride = model.config.output_stride
     ks = topk_counts((options.input_size[0] // stride) * (options.input_size[1] // stride), model.config.ratios)

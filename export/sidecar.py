@@ -18,8 +18,8 @@ from fornet.export.prepost import IOFormat
 from fornet.export.verify import VerificationReport
 from fornet.hashing import sha256_file
 from fornet.model import FoRNetConfig
+from fornet.records import FileDigest
 from fornet.runtime.model_io import (
-    FileDigest,
     GateNodeInfo,
     InputInfo,
     ModelSidecar,

@@ -50,6 +50,8 @@ class Record:
     FIX: ClassVar[str] = "re-create it with the fornet command that wrote it"
     #: The exception raised for this record's files (a :class:`RecordError` subclass).
     ERROR: ClassVar[type[RecordError]] = RecordError
+    #: Optional sections left out of the file (rather than written as ``null``) when they are None.
+    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def format_tag(cls) -> str:
@@ -59,6 +61,9 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready content, ``format`` first."""
         body = _adapter(type(self)).dump_python(self, mode="json")
+        for name in self.OMIT_WHEN_NONE:
+            if body[name] is None:
+                del body[name]
         return {"format": self.format_tag(), **body}
 
     def to_json(self) -> str:
@@ -115,6 +120,14 @@ class Record:
         except ValueError as exc:
             raise cls.ERROR(f"{source} is not valid JSON (truncated or corrupt: {exc}); {cls.FIX}") from exc
         return cls.from_dict(data, str(source))
+
+
+@dataclasses.dataclass(frozen=True)
+class FileDigest:
+    """A file recorded by name (relative to the record) and sha256."""
+
+    file: str
+    sha256: str
 
 
 _ADAPTERS: dict[type, Any] = {}

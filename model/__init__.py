@@ -1,24 +1,29 @@
-"""FoR-Net in PyTorch: the reference model, lighter variants, checkpoints, loss and training."""
+"""FoR-Net in PyTorch: the reference model, lighter variants, checkpoints, loss and training.
 
-from fornet.model.checkpoint import CheckpointError, load_model, save_checkpoint
-from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, FoRNetConfig
-from fornet.model.fornet import FoRNet
-from fornet.model.gate import TENSORRT_TOPK_LIMIT, TopKGate, topk_counts, topk_masks
-from fornet.model.variants import build_model, list_variants
+The public names are loaded on first use, so importing a light submodule (``fornet.model.config``,
+``fornet.model.memory``, ``fornet.model.errors``) does not import torch: the ONNX Runtime path, the
+serving environment and ``fornet --help`` stay torch-free.
+"""
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "TENSORRT_TOPK_LIMIT",
-    "VARIANTS",
-    "CheckpointError",
-    "FoRNet",
-    "FoRNetConfig",
-    "TopKGate",
-    "build_model",
-    "list_variants",
-    "load_model",
-    "save_checkpoint",
-    "topk_counts",
-    "topk_masks",
-]
+from __future__ import annotations
+
+from fornet.lazy import lazy_exports
+
+_LAZY = {
+    "CheckpointError": "fornet.model.checkpoint",
+    "load_model": "fornet.model.checkpoint",
+    "save_checkpoint": "fornet.model.checkpoint",
+    "IMAGENET_MEAN": "fornet.model.config",
+    "IMAGENET_STD": "fornet.model.config",
+    "VARIANTS": "fornet.model.config",
+    "FoRNetConfig": "fornet.model.config",
+    "FoRNet": "fornet.model.fornet",
+    "TENSORRT_TOPK_LIMIT": "fornet.model.gate",
+    "TopKGate": "fornet.model.gate",
+    "topk_counts": "fornet.model.gate",
+    "topk_masks": "fornet.model.gate",
+    "build_model": "fornet.model.variants",
+    "list_variants": "fornet.model.variants",
+}
+
+__getattr__, __all__ = lazy_exports("fornet.model", _LAZY)

@@ -10,13 +10,47 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from fornet.model.resnet import BackboneSpec
 from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "VARIANTS", "VARIANT_NOTES", "FoRNetConfig"]
 
+#: Output channels of a residual block per ``planes`` (torchvision's ``expansion``).
+BLOCK_EXPANSION = {"basic": 1, "bottleneck": 4}
 REFERENCE_RATIOS = (0.10, 0.20, 0.30, 0.40)
 REFERENCE_BRANCHES = ((1, 1), (3, 1), (5, 1), (7, 16))
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Shape of a ResNet backbone.
+
+    Attributes:
+        block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"`` (ResNet-50/101).
+        layers: number of blocks in layer1..layer4.
+        widths: planes of layer1..layer4 (torchvision: 64, 128, 256, 512); the stem has widths[0].
+        dilate: for layer2..layer4, whether the stage replaces its stride 2 by dilation.
+    """
+
+    block: str = "bottleneck"
+    layers: tuple[int, int, int, int] = (3, 4, 23, 3)
+    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    dilate: tuple[bool, bool, bool] = (False, True, True)
+
+    @property
+    def output_stride(self) -> int:
+        return 32 // (2 ** sum(self.dilate))
+
+    def stage_channels(self, stage: int) -> int:
+        """Output channels of ``layer{stage}`` (1-based)."""
+        return self.widths[stage - 1] * BLOCK_EXPANSION[self.block]
+
+    def stage_stride(self, stage: int) -> int:
+        """Spatial stride of ``layer{stage}``'s output relative to the input (1-based)."""
+        stride = 4
+        for i in range(1, stage):
+            if not self.dilate[i - 1]:
+                stride *= 2
+        return stride
 
 
 @dataclass(frozen=True)

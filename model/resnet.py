@@ -11,9 +11,9 @@ uses the previous stage's dilation (with stride 1) and its other blocks the new 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch import Tensor, nn
+
+from fornet.model.config import BLOCK_EXPANSION, BackboneSpec
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -27,7 +27,7 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
 
-    expansion = 1
+    expansion = BLOCK_EXPANSION["basic"]
 
     def __init__(self, cin: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None, dilation: int = 1) -> None:
@@ -49,7 +49,7 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """1x1 -> 3x3 (strided, ResNet v1.5) -> 1x1 bottleneck with a residual (ResNet-50/101)."""
 
-    expansion = 4
+    expansion = BLOCK_EXPANSION["bottleneck"]
 
     def __init__(self, cin: int, planes: int, stride: int = 1,
                  downsample: nn.Module | None = None, dilation: int = 1) -> None:
@@ -75,39 +75,6 @@ BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {
     "basic": BasicBlock,
     "bottleneck": Bottleneck,
 }
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """Shape of a ResNet backbone.
-
-    Attributes:
-        block: ``"basic"`` (ResNet-18/34) or ``"bottleneck"`` (ResNet-50/101).
-        layers: number of blocks in layer1..layer4.
-        widths: planes of layer1..layer4 (torchvision: 64, 128, 256, 512); the stem has widths[0].
-        dilate: for layer2..layer4, whether the stage replaces its stride 2 by dilation.
-    """
-
-    block: str = "bottleneck"
-    layers: tuple[int, int, int, int] = (3, 4, 23, 3)
-    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
-    dilate: tuple[bool, bool, bool] = (False, True, True)
-
-    @property
-    def output_stride(self) -> int:
-        return 32 // (2 ** sum(self.dilate))
-
-    def stage_channels(self, stage: int) -> int:
-        """Output channels of ``layer{stage}`` (1-based)."""
-        return self.widths[stage - 1] * BLOCKS[self.block].expansion
-
-    def stage_stride(self, stage: int) -> int:
-        """Spatial stride of ``layer{stage}``'s output relative to the input (1-based)."""
-        stride = 4
-        for i in range(1, stage):
-            if not self.dilate[i - 1]:
-                stride *= 2
-        return stride
 
 
 def make_stem(spec: BackboneSpec) -> nn.Sequential:

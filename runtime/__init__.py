@@ -6,8 +6,7 @@ submodule (e.g. ``fornet.calibration.metrics``) does not import the backends.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fornet.lazy import lazy_exports
 
 _LAZY = {
     "Segmenter": "fornet.runtime.segmenter",
@@ -15,10 +14,4 @@ _LAZY = {
     "StageTimes": "fornet.runtime.pipelines",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fornet.runtime' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports("fornet.runtime", _LAZY)

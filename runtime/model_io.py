@@ -19,7 +19,7 @@ import numpy as np
 from fornet.contract import INPUT_NAME, LABELS_NAME, LOGITS_NAME
 from fornet.errors import RecordError
 from fornet.hashing import sha256_file
-from fornet.records import Record
+from fornet.records import FileDigest, Record
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, metadata_path
 
@@ -28,14 +28,6 @@ _DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int
 
 class SidecarError(RecordError, FornetRuntimeError):
     """A model's sidecar JSON is missing, unreadable, not a fornet-deploy sidecar, or describes another model."""
-
-
-@dataclass(frozen=True)
-class FileDigest:
-    """A file recorded by name and sha256."""
-
-    file: str
-    sha256: str
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from types import TracebackType
 import numpy as np
 
 from fornet.calibration.preprocess import check_image
+from fornet.model.config import FoRNetConfig
+from fornet.model.memory import check_memory
 from fornet.runtime.backend import Backend
 from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
 from fornet.runtime.errors import FornetRuntimeError
@@ -125,6 +127,7 @@ class Segmenter:
             if verify_sidecar:
                 check_sidecar_binding(record, io_source, self.path)
             io = record.model_io(str(io_source))
+            check_memory(FoRNetConfig.from_dict(record.config), io.input_size, io.batch or 1, work="inference")
         self._backend = self._make_backend(device, input_size, variant, threads, providers, plugin, cuda_graph)
         self._backend.activate()
         try:

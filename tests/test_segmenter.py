@@ -177,3 +177,52 @@ def test_importing_the_api_loads_no_backend():
             "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'pycuda', 'cv2') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_swapped_sidecars_are_refused_naming_both_files(lite, tmp_path):
+    model = tmp_path / "fornet.onnx"
+    shutil.copy(lite.onnx, model)
+    shutil.copy(lite.onnx_fp16.with_name(lite.onnx_fp16.name + ".json"), tmp_path / "fornet.onnx.json")
+    with pytest.raises(SidecarError, match=r"(?s)fornet\.onnx\.json describes fornet_fp16\.onnx .*fp16.* but "
+                                           r".*fornet\.onnx has sha256 .*verify_sidecar=False"):
+        Segmenter(model, device="cpu")
+    with pytest.raises(SidecarError, match=r"describes input 'image' as .* float16"):
+        Segmenter(model, device="cpu", verify_sidecar=False)  # the I/O check still runs
+
+
+def test_an_edited_model_loads_only_with_the_override(lite, tmp_path):
+    import onnx
+
+    model = tmp_path / "fornet.onnx"
+    graph = onnx.load(lite.onnx)
+    graph.doc_string = "edited on purpose"
+    onnx.save(graph, model)
+    shutil.copy(lite.onnx.with_name(lite.onnx.name + ".json"), tmp_path / "fornet.onnx.json")
+    with pytest.raises(SidecarError, match="the sidecar belongs to another export"):
+        Segmenter(model, device="cpu")
+    with Segmenter(model, device="cpu", verify_sidecar=False) as seg:
+        assert seg(frame_of((64, 128))).shape == (64, 128)
+
+
+def test_a_plan_must_match_its_metadata_and_source_onnx(lite, tmp_path):
+    from fornet.records import FileDigest
+    from fornet.runtime.model_io import check_sidecar_binding
+    from tests.engine_metadata import engine_metadata
+
+    sidecar_path = lite.onnx.with_name(lite.onnx.name + ".json")
+    sidecar = ModelSidecar.load(sidecar_path)
+    plan = tmp_path / "fornet.plan"
+    plan.write_bytes(b"plan bytes")
+    from fornet.hashing import sha256_file
+
+    good = engine_metadata(plan=FileDigest("fornet.plan", sha256_file(plan)),
+                           source_onnx=FileDigest("fornet.onnx", sidecar.onnx.sha256))
+    good.save(tmp_path / "fornet.plan.json")
+    check_sidecar_binding(sidecar, sidecar_path, plan)
+    plan.write_bytes(b"another plan")
+    with pytest.raises(SidecarError, match="the plan was replaced or the metadata belongs to another plan"):
+        check_sidecar_binding(sidecar, sidecar_path, plan)
+    engine_metadata(plan=FileDigest("fornet.plan", sha256_file(plan)),
+                    source_onnx=FileDigest("other.onnx", "f" * 64)).save(tmp_path / "fornet.plan.json")
+    with pytest.raises(SidecarError, match=r"was built from other\.onnx .* but .* describes fornet\.onnx"):
+        check_sidecar_binding(sidecar, sidecar_path, plan)

@@ -53,6 +53,8 @@ class Int8Manifest(Record):
     DESCRIPTION: ClassVar[str] = "fornet-deploy INT8 manifest"
     FIX: ClassVar[str] = "delete it, pass --recalibrate, or export into another --out folder"
     ERROR: ClassVar[type[RecordError]] = CalibrationMismatchError
+    #: A refused export has no ``int8_onnx`` / ``trt_cache`` entries at all.
+    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("int8_onnx", "trt_cache")
 
     status: str
     calibration_key: dict[str, Any]
@@ -64,14 +66,6 @@ class Int8Manifest(Record):
     tool: ToolInfo = field(default_factory=lambda: ToolInfo("fornet-deploy", __version__))
     int8_onnx: dict[str, Any] | None = None
     trt_cache: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON content; a refused export has no ``int8_onnx`` / ``trt_cache`` entries at all."""
-        content = super().to_dict()
-        for published in ("int8_onnx", "trt_cache"):
-            if content[published] is None:
-                del content[published]
-        return content
 
 
 def tool_versions() -> dict[str, str]:

@@ -37,6 +37,7 @@ from fornet.export.tensorrt.options import (
     trtexec_build_command,
 )
 from fornet.hashing import sha256_file
+from fornet.records import FileDigest
 from fornet.runtime.tensorrt.env import (
     LogTail,
     cuda_device,
@@ -45,7 +46,7 @@ from fornet.runtime.tensorrt.env import (
     tensorrt_available,
     tensorrt_version_number,
 )
-from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, PlanFile, PluginInfo, TensorRecord, metadata_path
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, PluginInfo, TensorRecord, metadata_path
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -135,12 +136,12 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
         write_bytes_atomic(opts.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     EngineMetadata(
         fornet_deploy_version=__version__,
-        plan=PlanFile(plan.name, sha256_file(plan)),
+        plan=FileDigest(plan.name, sha256_file(plan)),
         tensorrt_version=version,
         gpu={"name": device.name, "compute_capability": ".".join(map(str, device.compute_capability))},
         built_precision=summary.graph_precision if cache is None else "int8-legacy-calibration",
         strongly_typed=strongly_typed,
-        source_onnx=PlanFile(summary.path.name, summary.sha256),
+        source_onnx=FileDigest(summary.path.name, summary.sha256),
         inputs=tuple(inputs),
         outputs=tuple(_tensor_record(network.get_output(i)) for i in range(network.num_outputs)),
         build_options=opts.as_record(),

@@ -13,7 +13,7 @@ from fornet.atomic import write_text_atomic
 from fornet.calibration.labels import CLASS_NAMES
 from fornet.calibration.metrics import format_iou_table
 from fornet.cli.command import Command
-from fornet.model.variants import list_variants
+from fornet.model.config import VARIANTS
 from fornet.options import add_options, format_hw, hw_arg, option, options_from_args
 
 
@@ -25,7 +25,7 @@ class EvalOptions:
     data: Path = option(flag="--data", parse=Path, required=True,
                         help="Cityscapes root, the folder holding leftImg8bit/ and gtFine/")
     split: str = option("val", flag="--split", help="split to evaluate")
-    variant: str | None = option(None, flag="--variant", choices=tuple(list_variants()),
+    variant: str | None = option(None, flag="--variant", choices=tuple(VARIANTS),
                                  help="architecture, for bare state_dicts that do not record it")
     input_size: tuple[int, int] | None = option(None, flag="--input-size", parse=hw_arg, metavar="HxW",
                                                 default_text="native size, e.g. 1024x2048",

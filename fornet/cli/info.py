@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from fornet.cli.command import Command
-from fornet.model.variants import list_variants
+from fornet.model.config import VARIANTS
 from fornet.options import OptionGroup, add_options, hw_arg, option, options_from_args
 
 TARGET = OptionGroup(exclusive=True, required=True)
@@ -18,7 +18,7 @@ TARGET = OptionGroup(exclusive=True, required=True)
 class InfoOptions:
     """What to describe (one variant, every variant, or a plan) and how."""
 
-    variant: str | None = option(None, flag="--variant", choices=tuple(list_variants()), group=TARGET,
+    variant: str | None = option(None, flag="--variant", choices=tuple(VARIANTS), group=TARGET,
                                  help="variant to describe")
     all: bool = option(False, flag="--all", group=TARGET, help="a Markdown table of every variant")
     engine: str | None = option(None, flag="--engine", metavar="PLAN", group=TARGET,
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     from fornet.model.info import format_info, format_table, variant_info
 
-    names = list_variants() if options.all else [options.variant]
+    names = list(VARIANTS) if options.all else [options.variant]
     infos = [variant_info(n, options.input_size, options.num_classes) for n in names]
     if options.json:
         print(json.dumps([asdict(i) for i in infos] if options.all else asdict(infos[0]), indent=2))

@@ -16,6 +16,8 @@ class BenchReport(Record):
     VERSION: ClassVar[int] = 1
     DESCRIPTION: ClassVar[str] = "fornet-deploy benchmark report"
     FIX: ClassVar[str] = "run fornet-bench again with --json or --report"
+    #: Sections that were not measured are left out.
+    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("speed", "accuracy")
 
     fornet_version: str
     command: str
@@ -25,11 +27,3 @@ class BenchReport(Record):
     trtexec: str | None
     speed: dict[str, Any] | None = None
     accuracy: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON content; sections that were not measured are left out."""
-        content = super().to_dict()
-        for section in ("speed", "accuracy"):
-            if content[section] is None:
-                del content[section]
-        return content

@@ -86,7 +86,7 @@ class BenchOptions:
 
     Attributes:
         engine: ``.plan``/``.engine`` or ``.onnx`` file; ``backend`` forces one.
-        sidecar, plugin, device, cuda_graph, gpu_prepost, threads: passed to :class:`Segmenter`.
+        sidecar, verify_sidecar, plugin, device, cuda_graph, gpu_prepost, threads: passed to :class:`Segmenter`.
         timing: warm-up, minimum iterations and duration per scope.
         batch: images per call; frame_size: ``(H, W)`` of the generated end-to-end frames.
         ckpt, variant: the PyTorch reference, timed and scored on the same frames.
@@ -105,6 +105,9 @@ class BenchOptions:
                           group=MODEL, help="force a backend")
     sidecar: Path | None = option(None, flag="--sidecar", parse=Path, metavar="JSON", group=MODEL,
                                   help="the model's <model>.onnx.json, when not beside the engine")
+    verify_sidecar: bool = option(True, flag="--no-verify-sidecar", group=MODEL,
+                                  help="accept a sidecar whose recorded sha256 does not match the engine (only for "
+                                       "files edited on purpose)")
     plugin: Path | None = option(None, flag="--plugin", parse=Path, metavar="LIB", default_text="searched",
                                  group=MODEL, help="TopKGate plugin library")
     device: int | str = option(0, flag="--device", parse=device_arg, metavar="N|cpu", group=MODEL,
@@ -199,7 +202,7 @@ def open_engine(options: BenchOptions) -> Segmenter:
     """The segmenter of the engine under test."""
     return Segmenter(options.engine, options.backend, options.device, sidecar=options.sidecar,
                      threads=options.threads, plugin=options.plugin, cuda_graph=options.cuda_graph,
-                     gpu_prepost=options.gpu_prepost)
+                     gpu_prepost=options.gpu_prepost, verify_sidecar=options.verify_sidecar)
 
 
 def open_reference(options: BenchOptions, engine: Segmenter) -> Segmenter | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fornet.errors import RecordError
-from fornet.records import Record
+from fornet.records import FileDigest, Record
 from fornet.runtime.errors import TensorRTError
 
 #: Suffix of a plan's sidecar: ``fornet_fp16.plan`` -> ``fornet_fp16.plan.json``.
@@ -41,14 +41,6 @@ class TensorRecord:
 
 
 @dataclass(frozen=True)
-class PlanFile:
-    """The plan (or the source ONNX) by name and sha256."""
-
-    file: str
-    sha256: str
-
-
-@dataclass(frozen=True)
 class PluginInfo:
     """The plugin library a plan was built with."""
 
@@ -68,14 +60,14 @@ class EngineMetadata(Record):
     ERROR: ClassVar[type[RecordError]] = EngineMetadataError
 
     fornet_deploy_version: str
-    plan: PlanFile
+    plan: FileDigest
     tensorrt_version: str
     gpu: dict[str, str]
     #: The network's precision (``fp32``, ``fp16``, ``int8``, ``int8-legacy-calibration``); not named
     #: ``precision``, which the TensorRT-11 API check reserves for TensorRT's removed layer attribute.
     built_precision: str
     strongly_typed: bool
-    source_onnx: PlanFile
+    source_onnx: FileDigest
     inputs: tuple[TensorRecord, ...]
     outputs: tuple[TensorRecord, ...]
     build_options: dict[str, Any]
