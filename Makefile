@@ -6,19 +6,27 @@ BIN    := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 DEMO   ?= build/demo
 
-.PHONY: demo test lint env clean system-deps
+# The Triton server environment of `fornet serve` (Debian's /usr/bin/python3, pytriton; see setup/triton-env.sh).
+TRITON_VENV ?= .venv-triton
+
+.PHONY: demo test lint env triton-env clean device-check device-check-dry-run device-wheels system-deps
 
 env: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev,serve,int8-tensorrt]"
 	# TensorRT type stubs for the static checks, kept out of site-packages so that an empty
 	# `tensorrt` package never looks like real TensorRT (tests/test_tensorrt_static.py).
 	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/tensorrt-stubs \
 		tensorrt-stubs==10.13.0.35.1
 	touch $@
+
+triton-env: $(TRITON_VENV)/.installed
+
+$(TRITON_VENV)/.installed: pyproject.toml setup/triton-env.sh setup/triton-requirements.txt
+	setup/triton-env.sh $(TRITON_VENV)
 
 demo: env
 	$(BIN)/fornet-data synth --out $(DEMO)/data --train 48 --val 12 --size 256x512 --seed 0
@@ -35,10 +43,20 @@ demo: env
 system-deps:
 	sh setup/system-packages.sh
 
-test: env system-deps
+test: env triton-env system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.layer_view
 	$(BIN)/python -m pytest
+
+# One-shot device check on a GPU machine (no TensorRT, no internet): see benchmarks/device_check.sh.
+device-wheels:
+	benchmarks/device_check.sh --fetch-wheels build/device-wheels
+
+device-check:
+	benchmarks/device_check.sh --wheels build/device-wheels --out build/device-check
+
+device-check-dry-run: env
+	PYTHON=$(BIN)/python benchmarks/device_check.sh --dry-run --out build/device-check
 
 lint: env
 	$(BIN)/ruff check .

@@ -3,9 +3,9 @@
 One run does, in order:
 
 1. ``fornet-export``'s Python API with ``--int8``: FP32 export (verified against PyTorch),
-   calibration on ``--data``'s train split, ``fornet_int8.onnx`` and the accuracy gate on its val
-   split (mIoU of both files, drop, per-class deltas, pixel agreement overall and on the boundary
-   band, Top-K cells per ratio).
+   calibration on ``--data``'s train split, ``fornet_int8.onnx`` and ``fornet_int8_tensorrt.onnx``
+   and the accuracy gate of each on its val split (mIoU of both files, drop, per-class deltas,
+   pixel agreement overall and on the boundary band, Top-K cells per ratio).
 2. Latency of ``fornet.onnx`` and ``fornet_int8.onnx`` with ONNX Runtime's CPU provider through
    the product's :class:`~fornet.runtime.onnxrt.OnnxRuntimeBackend` (default session options,
    ``--threads`` intra-op threads), on the same preprocessed val image: ``--warmup`` runs each,
@@ -104,6 +104,19 @@ def _markdown(result: dict[str, Any]) -> str:
         f"{100 * gate['mask_agreement']:.3f}% | {gate['k_exact']} | {'PASS' if gate['passed'] else 'FAIL'} |",
         "",
     ]
+    trt = result.get("tensorrt") or {}
+    if trt.get("accuracy_gate"):
+        t = trt["accuracy_gate"]
+        rows += [
+            f"`{trt['file']}` (TensorRT layout, FP16 base; {trt['tool']}; scored on ONNX Runtime with graph "
+            f"optimisations off, i.e. exactly its Q/DQ numerics): mIoU {t['int8_miou']:.2f} "
+            f"(FP32 {t['fp32_miou']:.2f}, "
+            f"drop {t['miou_drop_points']:.2f} points), pixel agreement {100 * t['pixel_agreement']:.3f}%, boundary "
+            f"band {100 * t['boundary_agreement']:.3f}%, mask agreement {100 * t['mask_agreement']:.3f}%, k exact "
+            f"{t['k_exact']}, gate {'PASS' if t['passed'] else 'FAIL'}. TensorRT placement issues: none in this "
+            f"file, {len(result['quantization'].get('tensorrt_placement_issues', []))} in `fornet_int8.onnx`.",
+            "",
+        ]
     if lat is not None:
         rows += [
             f"ONNX Runtime {result['onnxruntime']} CPU, {result['threads']} threads, input "
@@ -172,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/int8_bench.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "calibration": {"method": args.calib_method, "images": manifest["calibration_key"]["images"]["count"]},
         "accuracy_gate": manifest["accuracy_gate"], "quantization": manifest["quantization"],
+        "tensorrt": manifest.get("tensorrt"),
         "onnxruntime": onnxruntime.__version__, "threads": args.threads, "warmup": args.warmup,
         "input_shape": "x".join(map(str, shape)), "latency": latency,
         "speedup_median": latency["fp32"]["median_ms"] / latency["int8"]["median_ms"] if latency else None,

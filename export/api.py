@@ -36,7 +36,7 @@ from fornet.export.sidecar import ExportDescription, build_sidecar, write_sideca
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
 from fornet.export.verify import VerificationReport, load_images, verify_onnx
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
-from fornet.model.memory import TARGET_MEMORY_GIB, check_memory
+from fornet.model.memory import TARGET_MEMORY_GIB, activation_profile, check_memory
 from fornet.options import OptionGroup, hw_arg, option, percent_arg
 
 if TYPE_CHECKING:
@@ -188,7 +188,8 @@ def resolve_gate(gate: str, ks: tuple[int, ...]) -> str:
 
 def _describe(model: FoRNet, checkpoint: Path, options: ExportOptions) -> ExportDescription:
     """Check the model-dependent options and gather what the sidecars record."""
-    check_memory(model.config, options.input_size, options.batch, work="export", target=options.target)
+    check_memory(activation_profile(model.config), options.input_size, options.batch, work="export",
+                 target=options.target)
     _check_size(model, options.input_size)
     stride = model.config.output_stride
     ks = topk_counts((options.input_size[0] // stride) * (options.input_size[1] // stride), model.config.ratios)

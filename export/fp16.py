@@ -55,7 +55,8 @@ def _gate_node(graph: onnx.GraphProto) -> NodeProto | None:
 def fp32_node_names(model: ModelProto) -> list[str]:
     """Nodes that stay FP32: pre-processing, selector head, gate (if a node), post-processing.
 
-    Pre-processing is everything between a model input and the first ``Conv``; post-processing
+    Pre-processing is everything between a model input and the first ``Conv`` (or the
+    ``QuantizeLinear`` in front of it, in a Q/DQ graph); post-processing
     everything between the last ``Conv`` (the classifier) and the outputs; the selector head
     is the producer of the gate's ``scores`` input.
     """
@@ -78,7 +79,7 @@ def fp32_node_names(model: ModelProto) -> list[str]:
     frontier = [n for n in graph.node if graph_inputs & set(n.input)]
     while frontier:
         node = frontier.pop()
-        if node.op_type == "Conv" or node.name in keep:
+        if node.op_type in ("Conv", "QuantizeLinear") or node.name in keep:  # Q/DQ: the DQ takes the FP16 side
             continue
         keep.append(node.name)
         frontier += [c for out in node.output for c in _consumers(graph, out)]

@@ -4,7 +4,8 @@ Input ``image``:
 
 * ``normalized`` (default): ``N x 3 x H x W`` float32, RGB, already ``(x / 255 - mean) / std``.
 * ``raw``: ``N x H x W x 3`` uint8 camera frames in ``channel_order`` (RGB or BGR). The graph
-  casts, transposes to NCHW, reorders BGR to RGB (a constant Gather) and normalises with one
+  casts (the input's only consumer: TensorRT's parser takes no UINT8 intermediate tensor),
+  transposes to NCHW, reorders BGR to RGB (a constant Gather) and normalises with one
   per-channel multiply-add: ``x * (1 / (255 std)) - mean / std``. No resize: frames must
   already have the export size.
 
@@ -101,7 +102,9 @@ class ExportWrapper(nn.Module):
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         x = image
         if self.io.input == "raw":
-            x = image.permute(0, 3, 1, 2).float()
+            # Cast first: TensorRT's ONNX parser rejects UINT8 intermediate tensors ("TensorRT does not
+            # support UINT8 types for intermediate tensors!"), so the uint8 input goes straight into Cast.
+            x = image.float().permute(0, 3, 1, 2)
             if self.io.channel_order == "BGR":
                 x = x[:, [2, 1, 0]]
             x = x * self.scale + self.shift

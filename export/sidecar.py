@@ -18,6 +18,7 @@ from fornet.export.prepost import IOFormat
 from fornet.export.verify import VerificationReport
 from fornet.hashing import sha256_file
 from fornet.model import FoRNetConfig
+from fornet.model.memory import activation_profile
 from fornet.records import FileDigest
 from fornet.runtime.model_io import (
     GateNodeInfo,
@@ -97,6 +98,7 @@ def build_sidecar(desc: ExportDescription, onnx_path: Path, precision: str, io_f
             node=node if plugin_gate else None,
         ),
         verification=report.to_dict() if report is not None else None,
+        activations=activation_profile(desc.config),
     )
 
 

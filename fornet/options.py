@@ -56,6 +56,15 @@ def hw_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def device_arg(text: str) -> int | str:
+    """``argparse`` type of ``--device``: a GPU index or ``cpu``."""
+    if text == "cpu":
+        return "cpu"
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a GPU index (0, 1, ...) or 'cpu', got {text!r}")
+
+
 def percentage(upper: float | None = 100.0) -> Callable[[str], float]:
     """``argparse`` type for a percentage in ``(0, upper]`` (no bound when None), returned as a fraction."""
     what = "a positive percentage" if upper is None else f"a percentage in (0, {upper:g}]"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,11 +53,15 @@ class MemoryLimitError(ModelError):
 
 @dataclass(frozen=True)
 class ActivationProfile:
-    """Per-pixel activation sizes of one configuration (bytes per input pixel, batch 1, float32)."""
+    """Per-pixel activation sizes of one configuration (bytes per input pixel, batch 1, float32).
+
+    The export records it in the model's sidecar, so a runtime checks memory without torch.
+    """
 
     total_per_pixel: float
     largest_per_pixel: float
     weights_bytes: int
+    output_stride: int
 
 
 @functools.lru_cache(maxsize=16)
@@ -86,19 +91,17 @@ def activation_profile(config: FoRNetConfig) -> ActivationProfile:
             hook.remove()
     pixels = h * w
     weights = sum(p.numel() * 4 for p in model.parameters()) + sum(b.numel() * 4 for b in model.buffers())
-    return ActivationProfile(sum(sizes) / pixels, max(sizes) / pixels, weights)
+    return ActivationProfile(sum(sizes) / pixels, max(sizes) / pixels, weights, stride)
 
 
-def export_bytes(config: FoRNetConfig, size: tuple[int, int], batch: int = 1) -> int:
+def export_bytes(profile: ActivationProfile, size: tuple[int, int], batch: int = 1) -> int:
     """Peak memory of ``fornet export`` at ``size`` (H, W) and ``batch``."""
-    profile = activation_profile(config)
     per_pixel = profile.total_per_pixel + EXPORT_IO_BYTES_PER_PIXEL
     return int(EXPORT_BASE_BYTES + 3 * profile.weights_bytes + batch * size[0] * size[1] * per_pixel)
 
 
-def inference_bytes(config: FoRNetConfig, size: tuple[int, int], batch: int = 1) -> int:
+def inference_bytes(profile: ActivationProfile, size: tuple[int, int], batch: int = 1) -> int:
     """Memory an engine or ONNX Runtime session needs to run at ``size`` and ``batch``."""
-    profile = activation_profile(config)
     per_pixel = 3 * profile.largest_per_pixel + INFERENCE_IO_BYTES_PER_PIXEL
     return int(profile.weights_bytes + batch * size[0] * size[1] * per_pixel)
 
@@ -131,18 +134,21 @@ def target_bytes(target: str) -> int:
     return int(TARGET_MEMORY_GIB[target] * GIB * TARGET_USABLE_SHARE)
 
 
-def largest_fitting_size(config: FoRNetConfig, size: tuple[int, int], batch: int, budget: int,
-                         estimate: object) -> tuple[int, int] | None:
+Estimate = Callable[[ActivationProfile, tuple[int, int], int], int]
+
+
+def largest_fitting_size(profile: ActivationProfile, size: tuple[int, int], batch: int, budget: int,
+                         estimate: Estimate) -> tuple[int, int] | None:
     """The largest ``(H, W)`` with ``size``'s aspect ratio, a multiple of the output stride, whose
-    ``estimate(config, size, batch)`` fits ``budget``; None when not even one stride fits."""
-    stride = config.output_stride
-    needed = estimate(config, size, batch)  # type: ignore[operator]
+    ``estimate(profile, size, batch)`` fits ``budget``; None when not even one stride fits."""
+    stride = profile.output_stride
+    needed = estimate(profile, size, batch)
     scale = math.sqrt(budget / needed) if needed > 0 else 1.0
     aspect = size[1] / size[0]
     h = max(stride, int(size[0] * scale) // stride * stride)
     while True:
         w = max(stride, int(h * aspect) // stride * stride)
-        if estimate(config, (h, w), batch) <= budget:  # type: ignore[operator]
+        if estimate(profile, (h, w), batch) <= budget:
             return h, w
         if h == stride:
             return None
@@ -153,22 +159,24 @@ def _gib(value: int) -> str:
     return f"{value / GIB:.1f} GiB"
 
 
-def check_memory(config: FoRNetConfig, size: tuple[int, int], batch: int, *, work: str,
+def check_memory(profile: ActivationProfile, size: tuple[int, int], batch: int, *, work: str,
                  target: str | None = None) -> None:
-    """Refuse ``work`` (``"export"`` or ``"inference"``) when it cannot fit here (or on ``target``).
+    """Refuse ``work`` (``"export"`` or ``"inference"``) of a model with ``profile`` when it cannot fit
+    here (or on ``target``).
 
     Raises:
         MemoryLimitError: naming what is needed, what is available and the largest input size that fits.
     """
-    estimate = export_bytes if work == "export" else inference_bytes
-    budgets = [(f"this machine ({_gib(available_bytes())} available)", available_bytes(), estimate)]
+    estimate: Estimate = export_bytes if work == "export" else inference_bytes
+    here = available_bytes()
+    budgets: list[tuple[str, int, Estimate]] = [(f"this machine ({_gib(here)} available)", here, estimate)]
     if target is not None:
         budgets.append((f"a {target} ({_gib(target_bytes(target))} usable)", target_bytes(target), inference_bytes))
     for where, budget, needs in budgets:
-        needed = needs(config, size, batch)
+        needed = needs(profile, size, batch)
         if needed <= budget:
             continue
-        fitting = largest_fitting_size(config, size, batch, budget, needs)
+        fitting = largest_fitting_size(profile, size, batch, budget, needs)
         advice = (f"the largest input size that fits is {fitting[0]}x{fitting[1]} (pass --input-size "
                   f"{fitting[0]}x{fitting[1]})" if fitting else "no input size fits: use a lighter variant")
         if batch > 1:

@@ -16,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from typing import NamedTuple
 import numpy as np
 
 from fornet.runtime.errors import FornetRuntimeError
+
+_log = logging.getLogger(__name__)
 
 
 class BackendError(FornetRuntimeError):
@@ -156,3 +159,15 @@ class Backend(ABC):
     @abstractmethod
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on an already validated feed."""
+
+
+def deactivate_after_error(backend: Backend) -> None:
+    """Deactivate ``backend`` while an earlier error propagates: a failure here is logged, never raised.
+
+    Cleanup on an error path must not replace the error that caused it (a missing plugin, a
+    version mismatch) with a secondary one.
+    """
+    try:
+        backend.deactivate()
+    except Exception as exc:  # the caller is already raising the error that matters
+        _log.warning("%s: freeing the model after an earlier error also failed: %s", backend.name, exc)

@@ -19,6 +19,7 @@ import numpy as np
 from fornet.contract import INPUT_NAME, LABELS_NAME, LOGITS_NAME
 from fornet.errors import RecordError
 from fornet.hashing import sha256_file
+from fornet.model.memory import ActivationProfile
 from fornet.records import FileDigest, Record
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, metadata_path
@@ -117,6 +118,8 @@ class ModelSidecar(Record):
     outputs: tuple[TensorInfo, ...]
     topk: TopKInfo
     verification: dict[str, Any] | None
+    #: Activation sizes of the model, for the memory check before a runtime loads it.
+    activations: ActivationProfile | None = None
 
     @staticmethod
     def path_for(onnx_path: str | os.PathLike[str]) -> Path:

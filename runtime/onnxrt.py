@@ -41,16 +41,19 @@ class OnnxRuntimeBackend(Backend):
         path: the ``.onnx`` file.
         providers: execution providers in priority order (default: CUDA if available, then CPU).
         threads: intra-op threads (default: ONNX Runtime's choice, one per core).
+        optimize: apply ONNX Runtime's graph optimisations (off: every node runs as written, e.g. to
+            score a Q/DQ graph with exactly the numerics its Q/DQ nodes define).
     """
 
     def __init__(self, path: str | os.PathLike[str], providers: Sequence[str] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, optimize: bool = True) -> None:
         super().__init__(f"OnnxRuntimeBackend({Path(path).name})")
         self.path = Path(path)
         self.providers = list(providers) if providers is not None else None
         if threads is not None and threads < 1:
             raise BackendError(f"threads must be at least 1, got {threads}; omit it for ONNX Runtime's default")
         self.threads = threads
+        self.optimize = optimize
         self._session: Any = None
 
     def _activate_impl(self) -> None:
@@ -67,6 +70,8 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
+        if not self.optimize:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             self._session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types

@@ -12,15 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from fornet.runtime.backend import Backend
 from fornet.runtime.cpu_prepost import overlay, postprocess, preprocess_frames
+from fornet.runtime.errors import TensorRTError
 from fornet.runtime.model_io import ModelIO
 
 if TYPE_CHECKING:
+    from fornet.runtime.cuda.prepost import GpuPrePost
     from fornet.runtime.tensorrt.backend import TensorRTBackend
 
 
@@ -92,8 +94,12 @@ class GpuPipeline:
         self._cuda = backend.cuda_context
         with self._cuda:
             driver = self._cuda.driver
-            self._kernels = GpuPrePost(driver, io)
-            self._events = [driver.Event() for _ in range(4)]
+            self._kernels: GpuPrePost | None = GpuPrePost(driver, io)
+            try:
+                self._events: list[Any] = [driver.Event() for _ in range(4)]
+            except BaseException:
+                self._kernels.free()
+                raise
         self._input_bytes = int(np.prod(io.input_shape(1))) * io.input_dtype.itemsize
 
     def run(self, frames: Sequence[np.ndarray], overlay_alpha: float | None) -> tuple[list[Segmentation], StageTimes]:
@@ -101,6 +107,9 @@ class GpuPipeline:
         times = StageTimes()
         results: list[Segmentation] = []
         stream = self.backend.stream
+        kernels = self._kernels
+        if kernels is None:
+            raise TensorRTError("this GPU pipeline was closed; create a new Segmenter")
         with self._cuda:
             for group in chunks(frames, self.max_batch):
                 self.backend.set_batch(self.io.batch or len(group))
@@ -111,16 +120,16 @@ class GpuPipeline:
                 target = self.backend.device_pointer(self.io.input_name)
                 self._events[0].record(stream)
                 for index, frame in enumerate(group):
-                    self._kernels.preprocess(index, frame, target + index * self._input_bytes, stream)
+                    kernels.preprocess(index, frame, target + index * self._input_bytes, stream)
                 self._events[1].record(stream)
                 self.backend.enqueue()
                 self._events[2].record(stream)
                 for index, frame in enumerate(group):
-                    self._kernels.postprocess(index, source + index * out_bytes, out_hw, frame.shape[:2],
+                    kernels.postprocess(index, source + index * out_bytes, out_hw, frame.shape[:2],
                                               overlay_alpha, stream)
                 self._events[3].record(stream)
                 stream.synchronize()
-                results += [Segmentation(*self._kernels.results(index, frame.shape[:2], overlay_alpha is not None))
+                results += [Segmentation(*kernels.results(index, frame.shape[:2], overlay_alpha is not None))
                             for index, frame in enumerate(group)]
                 times.pre += self._events[1].time_since(self._events[0]) / 1000
                 times.infer += self._events[2].time_since(self._events[1]) / 1000
@@ -128,6 +137,16 @@ class GpuPipeline:
         return results, times
 
     def close(self) -> None:
-        """Free the kernels' buffers."""
+        """Free the kernels' buffers and module and the CUDA events, with the context current (idempotent).
+
+        pycuda frees an event or a module when its last reference goes; dropped here, inside the
+        context, none of them outlives the context the backend releases next.
+        """
+        if self._kernels is None:
+            return
+        kernels, self._kernels = self._kernels, None
         with self._cuda:
-            self._kernels.free()
+            try:
+                kernels.free()
+            finally:
+                self._events = []

@@ -28,9 +28,8 @@ from types import TracebackType
 import numpy as np
 
 from fornet.calibration.preprocess import check_image
-from fornet.model.config import FoRNetConfig
 from fornet.model.memory import check_memory
-from fornet.runtime.backend import Backend
+from fornet.runtime.backend import Backend, deactivate_after_error
 from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO, ModelSidecar, SidecarError, check_sidecar_binding, sidecar_path_for
@@ -127,7 +126,8 @@ class Segmenter:
             if verify_sidecar:
                 check_sidecar_binding(record, io_source, self.path)
             io = record.model_io(str(io_source))
-            check_memory(FoRNetConfig.from_dict(record.config), io.input_size, io.batch or 1, work="inference")
+            if record.activations is not None:  # recorded by fornet export (older sidecars have none)
+                check_memory(record.activations, io.input_size, io.batch or 1, work="inference")
         self._backend = self._make_backend(device, input_size, variant, threads, providers, plugin, cuda_graph)
         self._backend.activate()
         try:
@@ -141,7 +141,7 @@ class Segmenter:
             self.io: ModelIO = io
             self._pipeline: CpuPipeline | GpuPipeline = self._make_pipeline(gpu_prepost)
         except BaseException:
-            self._backend.deactivate()
+            deactivate_after_error(self._backend)
             raise
         self._lock = threading.Lock()  # one model run at a time; guards _closed
         self._state = threading.Lock()  # guards _closing and _executor
@@ -288,8 +288,10 @@ class Segmenter:
             self._closed = True
             try:
                 self._pipeline.close()
-            finally:
-                self._backend.deactivate()
+            except BaseException:
+                deactivate_after_error(self._backend)  # the pipeline's error is the one to see
+                raise
+            self._backend.deactivate()
 
     def __enter__(self) -> Segmenter:
         return self

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fornet.calibration.labels import class_table
-from fornet.model.memory import check_memory
+from fornet.model.memory import activation_profile, check_memory
 from fornet.runtime.backend import Backend, BackendError, TensorSpec
 from fornet.runtime.model_io import ModelIO, make_model_io
 
@@ -63,7 +63,7 @@ class TorchBackend(Backend):
         model = load_model(self.checkpoint, self.variant, map_location=self.device)
         stride = model.config.output_stride
         h, w = self.input_size
-        check_memory(model.config, self.input_size, 1, work="inference")
+        check_memory(activation_profile(model.config), self.input_size, 1, work="inference")
         if h % stride or w % stride:
             raise BackendError(f"input size {h}x{w} is not divisible by the model's output stride {stride}; "
                                "use the size the model was exported for")

@@ -14,13 +14,14 @@ from fornet.model.config import VARIANTS
 from fornet.model.memory import (
     GIB,
     MemoryLimitError,
+    activation_profile,
     check_memory,
     export_bytes,
     inference_bytes,
     largest_fitting_size,
 )
 
-LITE, R101 = VARIANTS["lite"], VARIANTS["r101"]
+LITE, R101 = activation_profile(VARIANTS["lite"]), activation_profile(VARIANTS["r101"])
 
 
 def test_estimates_follow_pixels_batch_and_variant() -> None:

@@ -17,7 +17,7 @@ from fornet.runtime.cuda.toolchain import find_nvcc
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL = REPO / "plugins" / "topk_gate_kernel.cu"
-CUDA_SOURCES = [KERNEL, *sorted((REPO / "runtime").glob("*.cu"))]
+CUDA_SOURCES = [KERNEL, *sorted((REPO / "runtime").rglob("*.cu"))]  # runtime/cuda/prepost.cu
 ARCHS = ("87", "90")
 NVCC = find_nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc)")

@@ -94,6 +94,8 @@ class FakeConfig:
         self.profiling_verbosity = "LAYER_NAMES_ONLY"
         self.timing_cache: FakeTimingCache | None = None
         self.int8_calibrator: Any = None
+        self.plugins_to_serialize: list[str] = []
+        self.calibration_profile: FakeProfile | None = None
 
     def set_memory_pool_limit(self, pool: Any, size: int) -> None:
         self.pool_limits[pool] = size
@@ -116,6 +118,10 @@ class FakeConfig:
     def get_timing_cache(self) -> FakeTimingCache:
         assert self.timing_cache is not None
         return self.timing_cache
+
+    def set_calibration_profile(self, profile: FakeProfile) -> bool:  # TensorRT 10.x only (removed in 11)
+        self.calibration_profile = profile
+        return True
 
 
 class FakeProfile:
@@ -180,6 +186,9 @@ def make_fake_tensorrt(recorder: Recorder, *, version: str = "10.3.0.26", legacy
 
         def get_error(self, index: int) -> ParserError:
             return ParserError()
+
+        def get_used_vc_plugin_libraries(self) -> list[str]:
+            return []  # TensorRT's own plugins the graph would need: none here
 
     class Builder:
         def __init__(self, logger: ILogger) -> None:
@@ -306,7 +315,10 @@ def test_strongly_typed_build_writes_plan_cache_and_sidecar(tmp_path: Path, fake
     }
     assert cache.read_bytes() == b"old+timings"
     assert plugin_lib.calls == [None]
+    # a version-compatible plan runs in its embedded lean runtime: the plugin library travels in the plan
+    assert config.plugins_to_serialize == [str(plugin_lib.library)]
     record = json.loads((tmp_path / "fornet_fp16.plan.json").read_text())
+    assert record["plugin"]["serialized_in_plan"] is True
     assert record["tensorrt_version"] == "10.3.0.26"
     assert record["gpu"] == {"name": "Orin (fake)", "compute_capability": "8.7"}
     assert record["built_precision"] == "fp16" and record["strongly_typed"] is True
@@ -373,9 +385,18 @@ def test_legacy_int8_path_on_10x(tmp_path: Path, fake_trt: Any, recorder: Record
     assert config is not None and config.flags == [fake_trt.BuilderFlag.INT8]
     assert config.int8_calibrator.read_calibration_cache().startswith(b"TRT-100300-")
     assert config.int8_calibrator.get_batch(["image"]) is None
+    # a dynamic batch needs a calibration profile on the implicit INT8 path (IBuilderConfig::setCalibrationProfile)
+    assert config.calibration_profile is config.profiles[0]
     record = json.loads(plan.with_name("fornet.plan.json").read_text())
     assert record["built_precision"] == "int8-legacy-calibration" and record["strongly_typed"] is False
     assert record["calibration_cache"]["tensorrt_version"] == 100300
+
+
+def test_legacy_int8_with_a_fixed_batch_sets_no_calibration_profile(tmp_path: Path, fake_trt: Any,
+                                                                     recorder: Recorder) -> None:
+    build_engine(save_model(tmp_path / "fornet.onnx", batch=1),
+                 options=BuildOptions(legacy_int8_cache=write_cache(tmp_path / "c.cache")))
+    assert recorder.config is not None and recorder.config.calibration_profile is None
 
 
 def test_legacy_int8_refused_on_11x(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorder: Recorder) -> None:

@@ -138,7 +138,7 @@ def _labels(main: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def evaluate_int8(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str], dataset: CityscapesDataset,
                   model_input: ModelInput, *, batch: int, ks: Sequence[int], max_drop: float = DEFAULT_MAX_MIOU_DROP,
-                  limit: int | None = None, progress: bool = True) -> GateReport:
+                  limit: int | None = None, progress: bool = True, exact_numerics: bool = False) -> GateReport:
     """Score both files on ``dataset`` (labelled) and build the :class:`GateReport`.
 
     Args:
@@ -150,6 +150,8 @@ def evaluate_int8(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLik
         max_drop: allowed mIoU drop in points.
         limit: score only the first ``limit`` images.
         progress: show a progress bar.
+        exact_numerics: run the INT8 file with ONNX Runtime's graph optimisations off (every Q/DQ
+            node as written: the numerics of the TensorRT-targeted FP16 Q/DQ file).
 
     Raises:
         AccuracyGateError: no images, or a model that does not predict Cityscapes' 19 classes.
@@ -166,7 +168,8 @@ def evaluate_int8(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLik
     counts: set[tuple[int, ...]] = set()
     cells_agree = cells = 0
     cpu = ["CPUExecutionProvider"]
-    with OnnxRuntimeBackend(fp32_path, providers=cpu) as fp32, OnnxRuntimeBackend(int8_path, providers=cpu) as int8:
+    with OnnxRuntimeBackend(fp32_path, providers=cpu) as fp32, \
+            OnnxRuntimeBackend(int8_path, providers=cpu, optimize=not exact_numerics) as int8:
         main = next(iter(fp32.output_specs))
         for start in tqdm(range(0, n, batch), desc="accuracy gate", unit="batch", disable=not progress):
             samples = [dataset[i] for i in range(start, min(start + batch, n))]

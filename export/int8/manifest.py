@@ -53,8 +53,8 @@ class Int8Manifest(Record):
     DESCRIPTION: ClassVar[str] = "fornet-deploy INT8 manifest"
     FIX: ClassVar[str] = "delete it, pass --recalibrate, or export into another --out folder"
     ERROR: ClassVar[type[RecordError]] = CalibrationMismatchError
-    #: A refused export has no ``int8_onnx`` / ``trt_cache`` entries at all.
-    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("int8_onnx", "trt_cache")
+    #: A refused export has no ``int8_onnx`` / ``trt_cache`` entries at all; ``tensorrt`` only when that file was made.
+    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("int8_onnx", "trt_cache", "tensorrt")
 
     status: str
     calibration_key: dict[str, Any]
@@ -66,6 +66,8 @@ class Int8Manifest(Record):
     tool: ToolInfo = field(default_factory=lambda: ToolInfo("fornet-deploy", __version__))
     int8_onnx: dict[str, Any] | None = None
     trt_cache: dict[str, Any] | None = None
+    #: ``fornet_int8_tensorrt.onnx``: tool, settings, placement and its own accuracy gate.
+    tensorrt: dict[str, Any] | None = None
 
 
 def tool_versions() -> dict[str, str]:

@@ -2,8 +2,10 @@
 
 Files written into the export folder next to ``fornet.onnx``:
 
-* ``fornet_int8.onnx`` (+ its ``.json`` sidecar): explicit Q/DQ quantization (:mod:`fornet.export.int8.qdq_graph`)
-  for TensorRT 10.x/11.x strongly typed builds and ONNX Runtime (CPU INT8 with VNNI on x86).
+* ``fornet_int8.onnx`` (+ its ``.json`` sidecar): explicit Q/DQ quantization laid out for ONNX Runtime
+  (:mod:`fornet.export.int8.qdq_graph`; CPU INT8 with VNNI on x86).
+* ``fornet_int8_tensorrt.onnx`` (+ sidecar): the same scales laid out for TensorRT 10.x/11.x strongly
+  typed builds, on an FP16 base (:mod:`fornet.export.int8.tensorrt_qdq`); gated like the other.
 * ``fornet.calib.cache``: the same activation scales (exactly those of the Q/DQ graph's
   QuantizeLinear nodes) as a TensorRT ``EntropyCalibration2`` cache for the legacy 10.x path.
 * ``fornet_int8.json``: the manifest (:mod:`fornet.export.int8.manifest`).
@@ -51,6 +53,7 @@ from fornet.export.int8.manifest import (
     reusable_ranges,
     write_manifest,
 )
+from fornet.export.int8.placement import placement_issues
 from fornet.export.int8.qdq_graph import (
     INT8_NAME,
     QDQ_OPTIONS,
@@ -62,6 +65,12 @@ from fornet.export.int8.qdq_graph import (
     quantized_conv_names,
 )
 from fornet.export.int8.sensitivity import greedy_fallback, measure_sensitivity
+from fornet.export.int8.tensorrt_qdq import (
+    MODELOPT_SETTINGS,
+    TRT_INT8_NAME,
+    quantize_for_tensorrt,
+    require_modelopt,
+)
 from fornet.export.sidecar import ExportDescription, build_sidecar, sha256_file, write_sidecar
 from fornet.export.tensorrt.calibration_cache import (
     DEFAULT_TRT_VERSION,
@@ -73,8 +82,9 @@ from fornet.export.tensorrt.calibration_cache import (
 from fornet.options import OptionGroup, option
 
 INT8 = OptionGroup(
-    "INT8 (fornet_int8.onnx: Q/DQ for TensorRT 10/11 and ONNX Runtime; fornet.calib.cache: the same ranges for "
-    "TensorRT 10.x implicit INT8; fornet_int8.json: manifest)")
+    "INT8 (fornet_int8_tensorrt.onnx: Q/DQ laid out for TensorRT 10/11 on an FP16 base; fornet_int8.onnx: Q/DQ "
+    "for ONNX Runtime; fornet.calib.cache: the same ranges for TensorRT 10.x implicit INT8; fornet_int8.json: "
+    "manifest)")
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,7 @@ class Int8Options:
         sensitivity_images: calibration images used to measure per-layer sensitivity.
         recalibrate: calibrate even when the folder holds a calibration (replacing it).
         trt_cache_version: TensorRT version written into the cache header.
+        tensorrt: also write ``fornet_int8_tensorrt.onnx`` (needs the ``int8-tensorrt`` extra).
     """
 
     calib_data: Path = option(flag="--calib-data", parse=Path, metavar="DIR", group=INT8,
@@ -132,6 +143,9 @@ class Int8Options:
     trt_cache_version: str = option(DEFAULT_TRT_VERSION, flag="--trt-cache-version", metavar="X.Y.Z", group=INT8,
                                     default_text=f"{DEFAULT_TRT_VERSION}, JetPack 6.1/6.2",
                                     help="TensorRT version of the cache header, as on the device")
+    tensorrt: bool = option(True, flag="--no-tensorrt-int8", group=INT8,
+                            help="skip fornet_int8_tensorrt.onnx (the Q/DQ file laid out for TensorRT on an FP16 base; "
+                                 "it needs `pip install 'fornet-deploy[int8-tensorrt]'`)")
 
     def validate(self) -> None:
         """Raise :class:`ExportError` (or the cache's version error) for values that cannot work."""
@@ -148,6 +162,8 @@ class Int8Options:
             raise ExportError("--fallback-sensitive needs the accuracy gate to decide when to stop; "
                               "drop --no-accuracy-gate")
         trt_version_number(self.trt_cache_version)
+        if self.tensorrt:
+            require_modelopt()  # before anything is written
 
 
 @dataclass(frozen=True)
@@ -176,6 +192,8 @@ class Int8Result:
     reused_calibration: bool
     gate: GateReport | None
     fallback: tuple[str, ...]
+    tensorrt_path: Path | None = None
+    tensorrt_gate: GateReport | None = None
 
 
 def model_input_for(desc: ExportDescription) -> ModelInput:
@@ -292,9 +310,31 @@ def _quantize_and_gate(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: 
         return _Quantized(built["model"], final or gate, fallback, sensitivity)
 
 
+def _tensorrt_file(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportDescription,
+                   ranges: ActivationRanges, keep_float: list[str],
+                   progress: bool) -> tuple[ModelProto, GateReport | None]:
+    """The TensorRT-targeted graph (same scales and float layers), gated on ONNX Runtime.
+
+    ONNX Runtime runs it with its graph optimisations off: every Q/DQ node as written, the numerics
+    TensorRT reproduces (its CPU optimiser mis-fuses FP16 Q/DQ pairs).
+    """
+    calibration = np.concatenate(_sensitivity_feeds(plan, desc.batch))
+    model = quantize_for_tensorrt(fp32_path, ranges, calibration, keep_float)
+    dataset = plan.eval_dataset
+    if dataset is None:
+        return model, None
+    with tempfile.TemporaryDirectory(prefix="fornet-int8-trt-") as tmp:
+        path = Path(tmp) / TRT_INT8_NAME
+        onnx.save(model, path)
+        gate = evaluate_int8(fp32_path, path, dataset, plan.model_input, batch=desc.batch, ks=desc.ks,
+                             max_drop=plan.options.max_miou_drop, limit=plan.options.eval_images,
+                             progress=progress, exact_numerics=True)
+    return model, gate
+
+
 def _refuse(out: Path, gate: GateReport, options: Int8Options, content: dict[str, Any]) -> None:
     """Remove stale INT8 files, record the failing report and raise :class:`AccuracyGateError`."""
-    for name in (INT8_NAME, INT8_NAME + ".json", TRT_CACHE_NAME):
+    for name in (INT8_NAME, INT8_NAME + ".json", TRT_INT8_NAME, TRT_INT8_NAME + ".json", TRT_CACHE_NAME):
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
     manifest = write_manifest(out, content)
@@ -333,8 +373,19 @@ def export_int8(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportD
                                                    **gate.to_dict()},
         "sensitivity": result.sensitivity,
     }
+    content["quantization"]["tensorrt_placement_issues"] = [str(i) for i in placement_issues(result.model, keep)]
     if gate is not None and not gate.passed:
         _refuse(out, gate, options, content)
+    trt_model, trt_gate = None, None
+    if options.tensorrt:
+        trt_model, trt_gate = _tensorrt_file(plan, fp32_path, desc, ranges, [*keep, *result.fallback], progress)
+        content["tensorrt"] = {
+            "file": TRT_INT8_NAME, "tool": f"nvidia-modelopt {require_modelopt()}", "settings": MODELOPT_SETTINGS,
+            "base_precision": "fp16", "placement": "TensorRT Q/DQ placement rules: no issues",
+            "accuracy_gate": None if trt_gate is None else {"numerics": "ONNX Runtime, graph optimisations off",
+                                                            **trt_gate.to_dict()}}
+        if trt_gate is not None and not trt_gate.passed:
+            _refuse(out, trt_gate, options, content)
     int8_path = out / INT8_NAME
     with atomic_path(int8_path) as tmp_path:
         onnx.save(result.model, tmp_path)
@@ -350,7 +401,17 @@ def export_int8(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportD
                 "names; for TensorRT 10.x implicit INT8 of fornet.onnx (trtexec --int8 --calib, "
                 "fornet-build --legacy-int8-cache)",
     }
+    trt_path = None
+    if trt_model is not None:
+        trt_path = out / TRT_INT8_NAME
+        with atomic_path(trt_path) as tmp_path:
+            onnx.save(trt_model, tmp_path)
+        write_sidecar(trt_path, build_sidecar(desc, trt_path, "int8", False, None))
+        content["tensorrt"]["sha256"] = sha256_file(trt_path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            (out / TRT_INT8_NAME).unlink()  # a stale one from an earlier export
     manifest = write_manifest(out, content)
     return Int8Result(onnx_path=int8_path, sidecar_path=sidecar, cache_path=cache, manifest_path=manifest,
                       ranges_path=out / RANGES_NAME, reused_calibration=plan.reused is not None, gate=gate,
-                      fallback=tuple(result.fallback))
+                      fallback=tuple(result.fallback), tensorrt_path=trt_path, tensorrt_gate=trt_gate)

@@ -27,6 +27,7 @@ from fornet.export.tensorrt.calibration_cache import (
     read_calibration_cache,
 )
 from fornet.export.tensorrt.errors import TensorRTBuildError
+from fornet.export.tensorrt.graph_rules import uint8_violations
 from fornet.export.tensorrt.legacy_int8 import enable_legacy_int8, require_legacy_int8
 from fornet.export.tensorrt.onnx_summary import OnnxSummary, inspect_onnx
 from fornet.export.tensorrt.options import (
@@ -94,6 +95,7 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
     summary = inspect_onnx(onnx_path)
     plan = Path(plan_path) if plan_path is not None else default_plan_path(onnx_path)
     cache = _legacy_cache(opts, summary)
+    _check_parser_rules(summary)
     version = require_tensorrt()
     import tensorrt as trt
 
@@ -118,8 +120,9 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
                              f"{_parse_hint(summary)}")
 
     config = builder.create_builder_config()
-    inputs = _configure(builder, network, config, opts)
-    calibrator = enable_legacy_int8(config, cache) if cache is not None else None
+    inputs, profile = _configure(builder, network, config, opts)
+    serialized_plugins = _serialize_plugins(config, parser, plugin) if opts.version_compatible else False
+    calibrator = enable_legacy_int8(config, cache, profile) if cache is not None else None
     if opts.timing_cache is not None:
         _use_timing_cache(config, opts.timing_cache)
     serialized = builder.build_serialized_network(network, config)
@@ -145,7 +148,8 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
         inputs=tuple(inputs),
         outputs=tuple(_tensor_record(network.get_output(i)) for i in range(network.num_outputs)),
         build_options=opts.as_record(),
-        plugin=None if plugin is None else PluginInfo(plugin.name, sha256_file(plugin), TOPK_GATE.creator),
+        plugin=None if plugin is None else PluginInfo(plugin.name, sha256_file(plugin), TOPK_GATE.creator,
+                                                      serialized_in_plan=serialized_plugins),
         calibration_cache=None if cache is None else {
             "file": cache.path.name, "sha256": sha256_file(cache.path), "tensorrt_version": cache.tensorrt_version},
         fornet_build_command=engine_build_command(onnx_path, plan, opts),
@@ -169,6 +173,31 @@ def _parse(parser: trt.OnnxParser, summary: OnnxSummary) -> bool:
     return parser.parse(model.SerializeToString(), path=str(summary.path))  # path: external weights
 
 
+def _check_parser_rules(summary: OnnxSummary) -> None:
+    """Refuse, before TensorRT is touched, a graph its ONNX parser would reject for UINT8 tensors."""
+    import onnx
+
+    problems = uint8_violations(onnx.load(str(summary.path), load_external_data=False))
+    if problems:
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise OnnxParseError(f"TensorRT's ONNX parser takes UINT8 only as a network input or output next to a Cast; "
+                             f"{summary.path} has:\n{listed}\nre-export it with this fornet-export (it casts a raw "
+                             "uint8 input first)")
+
+
+def _serialize_plugins(config: trt.IBuilderConfig, parser: trt.OnnxParser, plugin: Path | None) -> bool:
+    """Serialise the plugin libraries into a version-compatible plan; True when there were any.
+
+    A version-compatible plan runs in the lean runtime embedded in it, whose plugin registry is
+    its own: the libraries must travel in the plan (``plugins_to_serialize``) or be loaded into
+    that runtime's registry before deserialising (``OnnxParser.get_used_vc_plugin_libraries``,
+    TensorRT 10.x ``NvOnnxParser.h``). The runtime then needs ``engine_host_code_allowed``.
+    """
+    libraries = [*([] if plugin is None else [str(plugin)]), *parser.get_used_vc_plugin_libraries()]
+    config.plugins_to_serialize = libraries
+    return bool(libraries)
+
+
 def _legacy_cache(opts: BuildOptions, summary: OnnxSummary) -> CalibrationCache | None:
     if opts.legacy_int8_cache is None:
         return None
@@ -181,8 +210,8 @@ def _legacy_cache(opts: BuildOptions, summary: OnnxSummary) -> CalibrationCache 
 
 
 def _configure(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig,
-               opts: BuildOptions) -> list[TensorRecord]:
-    """Apply ``opts`` to ``config``; return the input records with their profile."""
+               opts: BuildOptions) -> tuple[list[TensorRecord], trt.IOptimizationProfile | None]:
+    """Apply ``opts`` to ``config``; return the input records and the profile of a dynamic batch."""
     import tensorrt as trt
 
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # layer precisions for describe_engine
@@ -203,7 +232,7 @@ def _configure(builder: trt.Builder, network: trt.INetworkDefinition, config: tr
                 "the ONNX graph has a fixed batch, so --min/--opt/--max-batch do not apply; drop them or "
                 "re-export with `fornet-export --dynamic-batch`"
             )
-        return [_tensor_record(tensor) for tensor in inputs]
+        return [_tensor_record(tensor) for tensor in inputs], None
     profile = builder.create_optimization_profile()
     records = []
     for tensor, shape in zip(inputs, shapes, strict=True):
@@ -219,7 +248,7 @@ def _configure(builder: trt.Builder, network: trt.INetworkDefinition, config: tr
         profile.set_shape(tensor.name, trt.Dims(list(low)), trt.Dims(list(opt)), trt.Dims(list(high)))
         records.append(_tensor_record(tensor, (low, opt, high)))
     config.add_optimization_profile(profile)
-    return records
+    return records, profile
 
 
 def _use_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:

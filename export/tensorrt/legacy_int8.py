@@ -34,8 +34,13 @@ def require_legacy_int8() -> None:
         raise LegacyInt8UnavailableError(f"TensorRT {trt.__version__} {_REMOVED_IN_11}")
 
 
-def enable_legacy_int8(config: trt.IBuilderConfig, cache: CalibrationCache) -> Any:
+def enable_legacy_int8(config: trt.IBuilderConfig, cache: CalibrationCache,
+                       profile: trt.IOptimizationProfile | None) -> Any:
     """Set ``BuilderFlag.INT8`` and a calibrator serving ``cache`` on ``config``.
+
+    ``profile``: the optimisation profile of a network with a dynamic batch, set as the calibration
+    profile too (TensorRT 10.x requires one when implicit INT8 calibrates a network with runtime
+    dimensions, ``IBuilderConfig::setCalibrationProfile``); ``None`` for a fixed-shape network.
 
     Returns the calibrator; keep a reference to it until the build has finished.
     """
@@ -70,5 +75,10 @@ def enable_legacy_int8(config: trt.IBuilderConfig, cache: CalibrationCache) -> A
         calibrator = CacheCalibrator()
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
+        # nested: the static check accepts removed-in-11 names only inside the body of a hasattr guard
+        if profile is not None and hasattr(config, "set_calibration_profile"):  # noqa: SIM102
+            if not config.set_calibration_profile(profile):
+                raise TensorRTBuildError("TensorRT refused the calibration profile of the dynamic batch; re-export "
+                                         "the ONNX with a fixed batch for the legacy INT8 path")
         return calibrator
     raise LegacyInt8UnavailableError(f"TensorRT {trt.__version__} {_REMOVED_IN_11}")

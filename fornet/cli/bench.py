@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fornet.cli.command import Command
+from fornet.cli.triton_bench import TRITON, TritonBenchOptions, run_triton_bench
 from fornet.options import add_options, option, option_groups, options_from_args
 from fornet.runtime.bench.report import render_markdown, write_json, write_report
 from fornet.runtime.bench.runner import ACCURACY, MODEL, OUTPUT, REFERENCE, BenchOptions, run_benchmark
@@ -45,9 +46,9 @@ class VideoBench:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every :class:`BenchOptions` (and :class:`TimingSettings`) flag, the outputs and ``--video``."""
-    groups = option_groups(parser, MODEL, TIMING, REFERENCE, ACCURACY, OUTPUT)
-    for options in (BenchOptions, TimingSettings, BenchOutputs, VideoBench):
+    """Every :class:`BenchOptions` (and :class:`TimingSettings`) flag, the outputs, Triton and ``--video``."""
+    groups = option_groups(parser, MODEL, TIMING, REFERENCE, ACCURACY, OUTPUT, TRITON)
+    for options in (BenchOptions, TimingSettings, BenchOutputs, TritonBenchOptions, VideoBench):
         add_options(parser, options, groups)
 
 
@@ -75,6 +76,9 @@ def bench_options_from_args(args: argparse.Namespace) -> BenchOptions:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Benchmark, print the summary and write the requested record and report."""
+    served = options_from_args(TritonBenchOptions, args)
+    if served.triton is not None:
+        return run_triton_bench(served, args)
     outputs = options_from_args(BenchOutputs, args)
     options = bench_options_from_args(args)
     result = run_benchmark(options, command=shlex.join(["fornet-bench", *argv]))

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fornet.cli.command import Command
+from fornet.cli.packages import PackageOptions, check_package_targets, write_packages
 from fornet.export.api import GRAPH, PRECISION, VERIFICATION, ExportOptions, ExportResult, export_onnx
 from fornet.export.errors import ExportError
 from fornet.export.int8.pipeline import INT8, Int8Options
+from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
 from fornet.export.prepost import PREPOST, IOFormat
 from fornet.options import OptionGroup, add_options, option, option_groups, options_from_args
 
@@ -115,7 +117,9 @@ def run_export(args: argparse.Namespace) -> ExportResult:
             print(int8.gate.summary())
         if int8.fallback:
             print(f"kept in FP32 by the fallback: {', '.join(int8.fallback)}")
-        written += [int8.onnx_path, int8.sidecar_path, int8.cache_path, int8.manifest_path]
+        if int8.tensorrt_gate is not None:
+            print(f"{TRT_INT8_NAME}: {int8.tensorrt_gate.summary()}")
+        written += [int8.onnx_path, int8.sidecar_path, int8.tensorrt_path, int8.cache_path, int8.manifest_path]
     for path in written:
         if path is not None:
             print(f"wrote {path}")
@@ -123,8 +127,9 @@ def run_export(args: argparse.Namespace) -> ExportResult:
 
 
 def engine_sources(result: ExportResult) -> list[Path]:
-    """The ONNX files a deployment builds plans from: INT8 and/or FP16 when written, else FP32."""
-    deployed = [p for p in (result.int8.onnx_path if result.int8 else None, result.fp16_path) if p is not None]
+    """The ONNX files a deployment builds plans from: INT8 (the TensorRT-targeted file) and/or FP16, else FP32."""
+    int8 = None if result.int8 is None else (result.int8.tensorrt_path or result.int8.onnx_path)
+    deployed = [p for p in (int8, result.fp16_path) if p is not None]
     return deployed or [result.onnx_path]
 
 
@@ -150,16 +155,21 @@ def build_or_print_engines(result: ExportResult, plugin: str | None, require_eng
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The export options and the TensorRT engine group."""
+    """The export options, the TensorRT engine group and the deployment packages."""
     add_export_arguments(parser)
     add_options(parser, EngineTarget)
+    add_options(parser, PackageOptions)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    """Export, then build the plans (or print how to build them on the target)."""
+    """Export, then build the plans (or print how to build them on the target), then the packages."""
+    packages = options_from_args(PackageOptions, args)
+    check_package_targets(packages, options_from_args(IOFormat, args))
     result = run_export(args)
     engine = options_from_args(EngineTarget, args)
     build_or_print_engines(result, engine.plugin, engine.require_engine)
+    write_packages(packages, options_from_args(ExportOptions, args).input_size, result.onnx_path,
+                   engine_sources(result)[0])
     return 0
 
 
@@ -168,7 +178,8 @@ COMMAND = Command(
     alias="fornet-export",
     summary="checkpoint -> verified ONNX (FP32, FP16, INT8) + sidecars; TensorRT plan when available",
     description="Export a FoR-Net checkpoint to ONNX (fornet.onnx + fornet.onnx.json; --fp16 adds "
-                "fornet_fp16.onnx; --int8 adds fornet_int8.onnx, fornet.calib.cache and fornet_int8.json), "
+                "fornet_fp16.onnx; --int8 adds fornet_int8_tensorrt.onnx, fornet_int8.onnx, fornet.calib.cache "
+                "and fornet_int8.json), "
                 "with the Top-K gate as one fornet::TopKGate node, simplified with onnxsim and verified "
                 "against PyTorch on ONNX Runtime.",
     add_arguments=add_arguments,

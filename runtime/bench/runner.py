@@ -20,7 +20,6 @@ on the boundary band, per-class IoU and mIoU deltas, engine minus PyTorch).
 
 from __future__ import annotations
 
-import argparse
 import math
 import operator
 import os
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from fornet import __version__
-from fornet.options import OptionGroup, hw_arg, option, percentage
+from fornet.options import OptionGroup, device_arg, hw_arg, option, percentage
 from fornet.runtime.bench.environment import collect_environment
 from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.bench.timing import (
@@ -69,15 +68,6 @@ MODEL = OptionGroup("model")
 REFERENCE = OptionGroup("PyTorch reference")
 ACCURACY = OptionGroup("accuracy")
 OUTPUT = OptionGroup("output")
-
-
-def device_arg(text: str) -> int | str:
-    """``argparse`` type of ``--device``: a GPU index or ``cpu``."""
-    if text == "cpu":
-        return "cpu"
-    if text.isdigit():
-        return int(text)
-    raise argparse.ArgumentTypeError(f"expected a GPU index (0, 1, ...) or 'cpu', got {text!r}")
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,16 @@ modules that use it still type-check strictly.
 from __future__ import annotations
 
 import importlib
+import logging
+import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from fornet.runtime.errors import TensorRTError
 from fornet.runtime.tensorrt.env import NoGpuError
+
+_log = logging.getLogger(__name__)
 
 _PYCUDA_HINT = ("install it on the GPU machine with `pip install pycuda` (it builds against the CUDA toolkit: "
                 "nvcc and the CUDA headers must be on PATH; on Jetson export PATH=/usr/local/cuda/bin:$PATH "
@@ -66,6 +71,7 @@ class CudaContext:
         self.name: str = self.device.name()
         self.compute_capability: tuple[int, int] = tuple(self.device.compute_capability())
         self._context: Any = self.device.retain_primary_context()
+        self._depth = threading.local()
 
     @property
     def driver(self) -> Any:
@@ -76,18 +82,58 @@ class CudaContext:
         if self._context is None:
             raise CudaError("this CUDA context was released; create a new one")
         self._context.push()
+        self._depth.count = self._entered() + 1
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self._depth.count = self._entered() - 1
         self._cuda.Context.pop()
 
-    def release(self) -> None:
-        """Release this object's hold on the primary context, after freeing its memory.
+    def _entered(self) -> int:
+        """How many ``with`` blocks of this object the calling thread is inside."""
+        return int(getattr(self._depth, "count", 0))
 
-        Call it inside ``with context:`` (the context current): the driver does not pop a released
-        primary context, and leaving the block pops it.
+    def release(self) -> None:
+        """Release this object's hold on the primary context (idempotent).
+
+        Call it *outside* ``with context:``, after everything allocated in the context was freed.
+        pycuda's ``context.detach()`` of a retained primary context calls
+        ``cuDevicePrimaryCtxRelease`` and drops the context from pycuda's own context stack, so a
+        ``Context.pop()`` after it raises "cannot pop non-current context" (pycuda
+        ``src/cpp/cuda.hpp``, ``context::detach`` and ``context::pop``): pop first, then release,
+        the order ``pycuda.autoprimaryctx`` uses.
+
+        Raises:
+            CudaError: called inside ``with context:`` on this thread.
         """
-        if self._context is not None:
-            self._context.detach()
-            self._context = None
+        if self._context is None:
+            return
+        if self._entered():
+            raise CudaError("release() inside `with context:` would leave pycuda's context stack without the "
+                            "context the block pops; leave the block first")
+        context, self._context = self._context, None
+        context.detach()
+
+    def close(self, free: Callable[[], None]) -> None:
+        """Run ``free`` with the context current, then release it, even when ``free`` fails.
+
+        The first error is raised; a release error after it is logged, never raised in its place.
+        """
+        if self._context is None:
+            return
+        try:
+            with self:
+                free()
+        except BaseException:
+            release_quietly(self)
+            raise
+        self.release()
+
+
+def release_quietly(context: CudaContext) -> None:
+    """Release ``context`` while an earlier error propagates: a failure here is logged, not raised."""
+    try:
+        context.release()
+    except Exception as exc:  # the caller is already raising the error that matters
+        _log.warning("releasing the CUDA context after an earlier error also failed: %s", exc)

@@ -107,12 +107,12 @@ class GpuPrePost:
         self._cuda = cuda
         self._io = io
         module = compile_prepost_module()
-        self._pre = module.get_function(PRE_KERNELS[input_type])
+        self._pre: Any = module.get_function(PRE_KERNELS[input_type])
         self._pre.prepare("PiiiPiiddi" if io.raw_input else "PiiiPiiddiffffff")
-        self._post = module.get_function(POST_KERNELS[output_type])
+        self._post: Any = module.get_function(POST_KERNELS[output_type])
         self._post.prepare("PiiiPiiPiPPii")
         palette = np.ascontiguousarray(io.palette_bgr)
-        self._palette = cuda.mem_alloc(palette.nbytes)
+        self._palette: Any = cuda.mem_alloc(palette.nbytes)
         cuda.memcpy_htod(self._palette, palette)
         self._slots: list[_Slot] = []
 
@@ -163,10 +163,17 @@ class GpuPrePost:
         return slot.labels.view((h, w)).copy(), overlay
 
     def free(self) -> None:
-        """Free every buffer (with the CUDA context current)."""
-        for slot in self._slots:
-            slot.free()
-        self._slots = []
-        if self._palette is not None:
-            self._palette.free()
+        """Free every buffer and unload the module (with the CUDA context current).
+
+        pycuda's kernel functions keep their module alive; dropping them here unloads it while the
+        context is still current, instead of whenever the garbage collector gets to it.
+        """
+        try:
+            for slot in self._slots:
+                slot.free()
+            if self._palette is not None:
+                self._palette.free()
+        finally:
+            self._slots = []
             self._palette = None
+            self._pre = self._post = None

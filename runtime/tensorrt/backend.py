@@ -8,13 +8,14 @@ classified from TensorRT's log: another version, a missing plugin, not a plan).
 
 Running: the device's primary context is made current for every call (so any thread may call),
 one non-default stream, device buffers sized for the largest batch and pinned host buffers for
-the copies, optionally a CUDA graph per batch size around ``execute_async_v3``. :meth:`infer`
+the copies, optionally a CUDA graph around ``execute_async_v3`` (recaptured after a batch change). :meth:`infer`
 copies host arrays in and out (the "engine + copies" scope); the GPU pre/post path of the
 segmenter uses :meth:`device_pointer`, :meth:`set_batch` and :meth:`enqueue` directly.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
     from fornet.runtime.cuda.graph import CudaGraph
+
+_log = logging.getLogger(__name__)
 
 #: TensorRT data type name -> NumPy dtype (the types a FoR-Net engine's I/O can have).
 _NUMPY_TYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "UINT8": np.uint8,
@@ -82,9 +85,25 @@ def check_engine_compatibility(plan: Path, metadata: EngineMetadata | None, tens
         )
 
 
+def allows_host_code(metadata: EngineMetadata | None) -> bool:
+    """Whether to let TensorRT deserialise host code embedded in the plan.
+
+    A plan built with ``BuilderFlag.VERSION_COMPATIBLE`` embeds the lean runtime (and, with
+    ``plugins_to_serialize``, the plugin library): host executable code, which
+    ``IRuntime::setEngineHostCodeAllowed`` refuses by default (TensorRT 10.3 ``NvInferRuntime.h``;
+    trtexec and Polygraphy opt in for such plans). Only plans whose sidecar says fornet-build made
+    them version-compatible get the opt-in; any other plan keeps TensorRT's safe default.
+    """
+    return metadata is not None and bool(metadata.build_options.get("version_compatible"))
+
+
 def classify_load_failure(plan: Path, version: str, log: str, plugin_error: Exception | None) -> FornetError:
     """The error for a plan TensorRT would not deserialise, judged from TensorRT's log."""
     lowered = log.lower()
+    if "host code" in lowered:
+        return EngineLoadError(f"{plan} embeds host code (a --version-compatible plan) and TensorRT {version} was "
+                               "not allowed to load it: keep the plan's .plan.json sidecar next to it (it records "
+                               f"--version-compatible), or rebuild without --version-compatible. Log:\n{log}")
     if "magic tag" in lowered:
         return EngineLoadError(f"{plan} is not a TensorRT plan (TensorRT {version}: magic tag mismatch); pass the "
                                f".plan written by fornet-build or trtexec --saveEngine. Log:\n{log}")
@@ -122,7 +141,7 @@ class TensorRTBackend(Backend):
         plan: the ``.plan`` file (its ``<plan>.json`` sidecar is read when present).
         device: CUDA device index.
         plugin: the TopKGate plugin library (default: searched, see :mod:`fornet.runtime.tensorrt.plugins`).
-        cuda_graph: replay ``execute_async_v3`` as a CUDA graph (captured once per batch size).
+        cuda_graph: replay ``execute_async_v3`` as a CUDA graph (recaptured after every batch change).
     """
 
     def __init__(self, plan: str | os.PathLike[str], device: int = 0, plugin: str | os.PathLike[str] | None = None,
@@ -141,7 +160,7 @@ class TensorRTBackend(Backend):
         self._buffers: dict[str, _Buffer] = {}
         self._max_batch = 1
         self._batch: int | None = None
-        self._graphs: dict[int, CudaGraph] = {}
+        self._graph: CudaGraph | None = None  # captured for the shapes currently set
 
     # -- loading ---------------------------------------------------------------------------
     def _activate_impl(self) -> None:
@@ -153,13 +172,13 @@ class TensorRTBackend(Backend):
         version = require_tensorrt()
         check_engine_compatibility(self.path, metadata, version, None)
         cuda = CudaContext(self.device_index)
-        check_engine_compatibility(self.path, metadata, version, cuda.compute_capability)
         self._cuda = cuda
         try:
+            check_engine_compatibility(self.path, metadata, version, cuda.compute_capability)
             with cuda:
                 self._load(metadata, version)
         except BaseException:
-            self._release()
+            self._release_after_error()
             raise
 
     def _load_plugin(self, metadata: EngineMetadata | None) -> Exception | None:
@@ -168,6 +187,9 @@ class TensorRTBackend(Backend):
 
         if metadata is not None and metadata.plugin is None and self.plugin is None:
             return None
+        if metadata is not None and metadata.plugin is not None and metadata.plugin.serialized_in_plan \
+                and self.plugin is None:
+            return None  # a version-compatible plan carries the library; its lean runtime loads it
         try:
             load_plugin_library(self.plugin)
         except PluginLibraryError as exc:
@@ -187,6 +209,7 @@ class TensorRTBackend(Backend):
         logger = make_logger(tail)
         trt.init_libnvinfer_plugins(logger, "")  # TensorRT's own plugins, should the plan use any
         runtime = trt.Runtime(logger)
+        runtime.engine_host_code_allowed = allows_host_code(metadata)
         self._runtime = (logger, runtime)  # both must outlive the engine
         engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
         if engine is None:
@@ -239,26 +262,45 @@ class TensorRTBackend(Backend):
                     raise BackendInputError(f"{self.name}: batch {batch} is outside the plan's optimisation profile "
                                             f"(max {self._max_batch}); rebuild with a larger --max-batch")
         self._batch = batch
+        self._drop_graph()  # captured for the previous shapes: recaptured after one plain execution
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            self._graph.destroy()
+            self._graph = None
 
     def _deactivate_impl(self) -> None:
         self._release()
 
     def _release(self) -> None:
-        """Free graphs, buffers, context and engine, then release the CUDA context (all while it is current)."""
+        """Free graphs, buffers, stream, context and engine with the CUDA context current, then release it.
+
+        The CUDA context is released after its ``with`` block has popped it (see
+        :meth:`CudaContext.release`), and even when freeing fails.
+        """
         cuda, self._cuda = self._cuda, None
-        if cuda is None:
-            return
-        with cuda:
+        if cuda is not None:
+            cuda.close(self._free_device_objects)
+
+    def _release_after_error(self) -> None:
+        """:meth:`_release` while an activation error propagates: a cleanup failure is logged, not raised."""
+        try:
+            self._release()
+        except Exception as exc:  # the activation error is the one the caller must see
+            _log.warning("%s: cleaning up after a failed load also failed: %s", self.name, exc)
+
+    def _free_device_objects(self) -> None:
+        """Drop every object that lives in the CUDA context (called with it current)."""
+        try:
             if self._stream is not None:
                 self._stream.synchronize()
-            for graph in self._graphs.values():
-                graph.destroy()
+            self._drop_graph()
             for buffer in self._buffers.values():
                 buffer.device.free()
-            self._graphs, self._buffers, self._specs = {}, {}, {}
+        finally:
+            self._buffers, self._specs = {}, {}
             self._context = self._engine = self._stream = None
             self._runtime = self._batch = None
-            cuda.release()
 
     # -- I/O description -------------------------------------------------------------------
     def _input_specs_impl(self) -> dict[str, TensorSpec]:
@@ -307,19 +349,25 @@ class TensorRTBackend(Backend):
         return tuple(int(dims[i]) for i in range(len(dims)))
 
     def enqueue(self) -> None:
-        """Enqueue one execution on :attr:`stream` (replaying the CUDA graph when enabled)."""
+        """Enqueue one execution on :attr:`stream` (replaying the CUDA graph when enabled).
+
+        With CUDA graphs, the first execution after any input-shape change runs uncaptured and
+        the stream is synchronised before the graph is captured (TensorRT does shape-dependent
+        set-up on that execution; trtexec's ``sampleInference.cpp`` does the same): a graph is
+        only ever captured, and replayed, for the shapes that are set when it was captured.
+        """
         assert self._context is not None and self._batch is not None
         if not self.cuda_graph:
             self._execute()
             return
-        graph = self._graphs.get(self._batch)
-        if graph is None:
+        if self._graph is None:
             from fornet.runtime.cuda.graph import CudaGraph
 
-            self._execute()  # TensorRT finishes deferred setup on a first, uncaptured execution
-            graph = CudaGraph(int(self._stream.handle), self._execute)
-            self._graphs[self._batch] = graph
-        graph.launch()
+            self._execute()  # this call's work, uncaptured, right after the shape change
+            self._stream.synchronize()
+            self._graph = CudaGraph(int(self._stream.handle), self._execute)
+            return
+        self._graph.launch()
 
     def _execute(self) -> None:
         assert self._context is not None

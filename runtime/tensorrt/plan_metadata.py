@@ -47,6 +47,9 @@ class PluginInfo:
     library: str
     sha256: str
     creator: str
+    #: The library is serialised into a version-compatible plan (``plugins_to_serialize``): the
+    #: runtime then loads it from the plan, not from disk.
+    serialized_in_plan: bool = False
 
 
 @dataclass(frozen=True)

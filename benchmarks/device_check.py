@@ -1,0 +1,249 @@
+"""One-shot device check: everything this project can verify on a GPU machine without TensorRT.
+
+Steps (each a separate process with its own time limit, so one failure never hides the others):
+
+1. ``environment``: GPU, driver, nvcc, PyTorch, CuPy and pycuda versions;
+2. ``compile_*``: both CUDA sources (``plugins/topk_gate_kernel.cu``, ``runtime/cuda/prepost.cu``)
+   compiled by nvcc for this GPU's architecture;
+3. ``gate_kernel``: the TopKGate kernel bit-exact against the NumPy reference at Cityscapes sizes
+   (128x256 cells, k up to 13,107, batch 1-4, FP32/FP16) and timed beside torch.topk + scatter
+   (``benchmarks/gate_kernel_harness.py``);
+4. ``prepost_kernels``: the pre/post kernels against the CPU path (labels bit-exact, pre within
+   one grey level of the resize) (``benchmarks/prepost_kernel_harness.py``);
+5. ``pycuda_runtime``: the runtime's pycuda context, stream, pinned-buffer, CUDA-graph and close()
+   paths (``benchmarks/pycuda_runtime_check.py``);
+6. ``pytest_gpu``: ``pytest -m gpu``.
+
+    python benchmarks/device_check.py --out build/device-check            # on the GPU machine
+    python benchmarks/device_check.py --out build/device-check --dry-run  # anywhere: plan + input checks
+
+Writes ``summary.json`` and ``summary.md`` (and each step's own results in a sub-folder) to
+``--out``; exits 0 when every step passed, 1 when one failed, 2 when its inputs are wrong.
+``benchmarks/device_check.sh`` installs pycuda offline first (see its ``--fetch-wheels``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CUDA_SOURCES = (REPO / "plugins" / "topk_gate_kernel.cu", REPO / "runtime" / "cuda" / "prepost.cu")
+HARNESSES = {name: REPO / "benchmarks" / f"{name}.py"
+             for name in ("gate_kernel_harness", "prepost_kernel_harness", "pycuda_runtime_check")}
+#: Seconds the steps may take together: with the offline pycuda build before them (about a minute)
+#: the check stays under 8 minutes; a step gets what is left when its own limit is longer.
+BUDGET_S = 400
+
+
+@dataclass
+class Step:
+    """One command of the check and, once run, its outcome."""
+
+    name: str
+    command: list[str]
+    timeout_s: int
+    results: str | None = None  # the step's own results folder, relative to --out
+    rc: int | None = None
+    seconds: float | None = None
+    output_tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+def _gpu_arch() -> str:
+    """``sm_XY`` of GPU 0, from nvidia-smi (no Python GPU library needed); ``sm_87`` when unknown."""
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        done = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                              text=True, check=False)
+        first = done.stdout.strip().splitlines()[:1]
+        if done.returncode == 0 and first and first[0].replace(".", "").isdigit():
+            return "sm_" + first[0].replace(".", "")
+    return "sm_87"
+
+
+def _nvcc() -> str:
+    from fornet.runtime.cuda.toolchain import find_nvcc
+
+    found = find_nvcc()
+    return str(found) if found is not None else "nvcc"
+
+
+def plan_steps(out: Path, python: str) -> list[Step]:
+    """The steps, in order, with the commands they run."""
+    arch, nvcc = _gpu_arch(), _nvcc()
+    steps = [Step("environment", [python, str(Path(__file__).resolve()), "--environment"], 30)]
+    steps += [Step(f"compile_{source.stem}", [nvcc, "-c", "-std=c++17", "-O3", f"-arch={arch}", str(source),
+                                              "-o", str(out / "objects" / f"{source.stem}_{arch}.o")], 60)
+              for source in CUDA_SOURCES]
+    steps += [
+        Step("gate_kernel", [python, str(HARNESSES["gate_kernel_harness"]), "--out", str(out / "gate-kernel"),
+                             "--grid", "128x256", "--batches", "1,2,3,4", "--dtypes", "fp32,fp16"], 120,
+             "gate-kernel"),
+        Step("prepost_kernels", [python, str(HARNESSES["prepost_kernel_harness"]), "--out",
+                                 str(out / "prepost-kernels")], 90, "prepost-kernels"),
+        Step("pycuda_runtime", [python, str(HARNESSES["pycuda_runtime_check"]), "--out",
+                                str(out / "pycuda-runtime")], 45, "pycuda-runtime"),
+        Step("pytest_gpu", [python, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-o",
+                            "addopts=-ra", f"--junitxml={out / 'pytest-gpu.xml'}", *map(str, gpu_test_files())],
+             150),
+    ]
+    return steps
+
+
+def gpu_test_files() -> list[Path]:
+    """The test modules that hold ``gpu`` tests (collecting only them keeps the device's imports few)."""
+    return [path for path in sorted((REPO / "tests").glob("test_*.py"))
+            if "pytest.mark.gpu" in path.read_text(encoding="utf-8")]
+
+
+def environment() -> dict[str, str]:
+    """Versions of what the check relies on ("missing" when absent)."""
+    found: dict[str, str] = {"python": platform.python_version(), "machine": platform.machine()}
+    for name, command in (("nvidia-smi", ["nvidia-smi", "--query-gpu=name,driver_version,compute_cap",
+                                          "--format=csv,noheader"]), ("nvcc", [_nvcc(), "--version"])):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+            found[name] = (done.stdout.strip().splitlines() or ["?"])[-1]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            found[name] = f"missing ({exc})"
+    for module in ("torch", "cupy", "pycuda", "numpy", "onnxruntime", "cv2"):
+        try:
+            found[module] = str(__import__(module).__version__)
+        except Exception as exc:  # any import failure is a finding, not a crash
+            found[module] = f"missing ({type(exc).__name__}: {exc})"
+    return found
+
+
+def check_inputs(out: Path, wheels: Path | None) -> list[str]:
+    """What is wrong with the check's own inputs (empty: ready)."""
+    problems = [f"CUDA source missing: {source}" for source in CUDA_SOURCES if not source.is_file()]
+    for name, path in HARNESSES.items():
+        try:
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses look their module up while the class is built
+            spec.loader.exec_module(module)
+            if not callable(getattr(module, "main", None)):
+                problems.append(f"{path.name} has no main()")
+        except Exception as exc:  # any failure to import is what the check reports
+            problems.append(f"{path.name} does not import: {type(exc).__name__}: {exc}")
+    try:
+        (out / "objects").mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-probe"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        problems.append(f"output folder {out} is not writable: {exc}")
+    if wheels is not None and not any(wheels.glob("pycuda-*")):
+        problems.append(f"{wheels} holds no pycuda sdist or wheel; run benchmarks/device_check.sh --fetch-wheels "
+                        f"{wheels} on a networked machine first")
+    return problems
+
+
+def run_step(step: Step, left_s: float) -> None:
+    """Run ``step`` for at most its limit or ``left_s``; record rc, seconds and the last output lines."""
+    start = time.perf_counter()
+    limit = min(step.timeout_s, left_s)
+    if limit < 1:
+        step.rc, step.seconds, step.output_tail = 124, 0.0, ["skipped: the check's time budget is spent"]
+        return
+    try:
+        done = subprocess.run(step.command, capture_output=True, text=True, check=False, timeout=limit,
+                              cwd=REPO)
+        step.rc, output = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        step.rc = 124
+        output = f"{exc.stdout or ''}{exc.stderr or ''}\ntimed out after {limit:.0f} s"
+        output = output if isinstance(output, str) else output.decode(errors="replace")
+    except OSError as exc:
+        step.rc, output = 127, f"cannot run {step.command[0]}: {exc}"
+    step.seconds = round(time.perf_counter() - start, 1)
+    step.output_tail = output.strip().splitlines()[-25:]
+
+
+def to_markdown(steps: list[Step], status: str, env: dict[str, str] | None) -> str:
+    """The summary as Markdown."""
+    lines = ["# Device check", "", f"Status: **{status}**", ""]
+    if env:
+        lines += ["| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in env.items()), ""]
+    lines += ["| step | result | seconds | details |", "| --- | --- | --- | --- |"]
+    for step in steps:
+        result = "planned" if step.rc is None else ("pass" if step.ok else f"FAIL (rc {step.rc})")
+        details = f"`{step.results}/results.md`" if step.results else ""
+        lines.append(f"| {step.name} | {result} | {step.seconds if step.seconds is not None else ''} | {details} |")
+    failed = [s for s in steps if s.rc not in (None, 0)]
+    for step in failed:
+        lines += ["", f"## {step.name} (rc {step.rc})", "", "```", *step.output_tail, "```"]
+    if status == "dry run":
+        lines += ["", "## Commands", "", *(f"- `{' '.join(s.command)}` (limit {s.timeout_s} s)" for s in steps)]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: Path, steps: list[Step], status: str, env: dict[str, str] | None,
+                  problems: list[str]) -> None:
+    """``summary.json`` and ``summary.md`` in ``out``."""
+    payload = {"status": status, "environment": env, "input_problems": problems,
+               "steps": [{**asdict(s), "ok": s.ok} for s in steps]}
+    (out / "summary.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text(to_markdown(steps, status, env), encoding="utf-8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "device-check", metavar="DIR",
+                        help="where summary.json/.md and the steps' results go (default: build/device-check)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and check the inputs; run nothing")
+    parser.add_argument("--wheels", type=Path, metavar="DIR", help="offline pycuda folder to check (dry run)")
+    parser.add_argument("--environment", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run (or plan) the check; see the module docstring for exit codes."""
+    args = build_parser().parse_args(argv)
+    if args.environment:
+        print(json.dumps(environment(), indent=2))
+        return 0
+    out = args.out.resolve()
+    problems = check_inputs(out, args.wheels)
+    steps = plan_steps(out, sys.executable)
+    if args.dry_run or problems:
+        status = "dry run" if not problems else "inputs wrong"
+        for step in steps:
+            print(f"would run ({step.timeout_s:>3} s max): {' '.join(step.command)}")
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if out.is_dir():
+            write_summary(out, steps, status, None, problems)
+        print(f"{len(problems)} input problem(s); summary in {out}")
+        return 2 if problems else 0
+    env = environment()
+    deadline = time.monotonic() + BUDGET_S
+    for step in steps:
+        print(f"[device-check] {step.name} ...", flush=True)
+        run_step(step, deadline - time.monotonic())
+        print(f"[device-check] {step.name}: {'pass' if step.ok else 'FAIL'} ({step.seconds} s)", flush=True)
+    status = "pass" if all(step.ok for step in steps) else "fail"
+    write_summary(out, steps, status, env, problems)
+    print(to_markdown(steps, status, env))
+    return 0 if status == "pass" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""DeepStream nvinfer packages (``fornet export --deepstream DIR``) and their checks."""

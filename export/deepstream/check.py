@@ -1,0 +1,103 @@
+"""Check a DeepStream package here: GLib parses every config with nvinfer's typed semantics, every key is a
+documented one, and the nvinfer input path (scale, offsets, colour format, the graph) gives the labels
+the project's own preprocessing and Segmenter give on the same frame.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fornet.export.deepstream.graph import CLASS_MAP
+from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
+from fornet.export.errors import ExportError
+
+#: The Python that has GLib's bindings (python3-gi) when this environment has not; override with $FORNET_GI_PYTHON.
+SYSTEM_PYTHON = "/usr/bin/python3"
+_READER = Path(__file__).with_name("glib_keyfile.py")
+
+
+def read_key_file(path: Path, schema: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]]:
+    """The typed values of a key file, read by GLib; :class:`ExportError` listing unknown keys and bad values."""
+    if importlib.util.find_spec("gi") is not None:
+        from fornet.export.deepstream.glib_keyfile import read_key_file as read
+
+        result = read(str(path), schema)
+    else:
+        python = os.environ.get("FORNET_GI_PYTHON", SYSTEM_PYTHON)
+        try:
+            done = subprocess.run([python, str(_READER), str(path), json.dumps(schema)], capture_output=True,
+                                  text=True, timeout=60, check=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ExportError(f"cannot read {path} with GLib: {python} with python3-gi is needed (apt-get install "
+                              f"python3-gi, or point $FORNET_GI_PYTHON at a Python that has gi): {exc}") from exc
+        result = json.loads(done.stdout)
+    if result["errors"]:
+        raise ExportError(f"{path} is not a valid config:\n  " + "\n  ".join(result["errors"]))
+    return dict(result["values"])
+
+
+def nvinfer_input(frame: np.ndarray, prop: dict[str, Any]) -> np.ndarray:
+    """The ``1 x 3 x H x W`` float planes nvinfer computes from a BGR frame of the network size."""
+    pixels = frame if prop.get("model-color-format", 0) == 1 else frame[..., ::-1]
+    offsets = np.asarray(prop.get("offsets", [0.0, 0.0, 0.0]), dtype=np.float32).reshape(3, 1, 1)
+    planes = np.float32(prop.get("net-scale-factor", 1.0)) * (pixels.transpose(2, 0, 1).astype(np.float32) - offsets)
+    return planes[None]
+
+
+def nvinfer_labels(config: Path, frame: np.ndarray) -> np.ndarray:
+    """Labels of ``frame`` through the config's input path and ONNX graph, on ONNX Runtime."""
+    import onnxruntime as ort
+
+    prop = read_key_file(config, NVINFER_SCHEMA)["property"]
+    dims = list(prop["infer-dims"])
+    if dims != [3, *frame.shape[:2]]:
+        raise ExportError(f"{config}: infer-dims {dims} differ from the frame size {frame.shape[:2]}")
+    session = ort.InferenceSession(str(config.parent / prop["onnx-file"]), providers=["CPUExecutionProvider"])
+    (output,) = session.run([prop["output-blob-names"]], {session.get_inputs()[0].name: nvinfer_input(frame, prop)})
+    if prop["network-type"] == 2:
+        return np.argmax(output[0], axis=0).astype(np.uint8)
+    if prop["output-blob-names"] != CLASS_MAP or prop.get("output-tensor-meta") != 1:
+        raise ExportError(f"{config}: network-type=100 needs output-tensor-meta=1 and output {CLASS_MAP}")
+    return output[0].astype(np.uint8)
+
+
+def check_deepstream_package(folder: Path, source_onnx: Path, frames: list[np.ndarray]) -> list[str]:
+    """Check every config of ``folder``; return the config names; :class:`ExportError` on the first problem.
+
+    ``frames`` are BGR frames of the network size; for each config, the nvinfer path must give
+    the same labels as the Segmenter on ``source_onnx`` (the project's preprocessing).
+    """
+    from fornet.runtime.segmenter import Segmenter
+
+    configs = sorted(folder.glob("config_infer_*.txt"))
+    if not configs:
+        raise ExportError(f"{folder} has no config_infer_*.txt; write one with `fornet export --deepstream`")
+    with Segmenter(source_onnx, device="cpu") as segmenter:
+        expected = [segmenter(frame) for frame in frames]
+        classes = len(segmenter.classes)
+    for config in configs:
+        for frame, labels in zip(frames, expected, strict=True):
+            got = nvinfer_labels(config, frame)
+            if not np.array_equal(got, labels):
+                share = float(np.mean(got != labels))
+                raise ExportError(f"{config.name}: the nvinfer input path gives other labels than the project's "
+                                  f"preprocessing on {share:.1%} of the pixels; check net-scale-factor, offsets "
+                                  "and model-color-format")
+        prop = read_key_file(config, NVINFER_SCHEMA)["property"]
+        names = (config.parent / prop["labelfile-path"]).read_text(encoding="utf-8").splitlines()
+        if len(names) != classes:
+            raise ExportError(f"{prop['labelfile-path']} has {len(names)} names for {classes} classes")
+    app = folder / "deepstream_app_config.txt"
+    app_values = read_key_file(app, DEEPSTREAM_APP_SCHEMA)
+    gie = app_values["primary-gie"]["config-file"]
+    if not (folder / gie).is_file():
+        raise ExportError(f"{app.name}: primary-gie config-file {gie} is not in the package")
+    return [config.name for config in configs] + [app.name]
+

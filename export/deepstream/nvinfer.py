@@ -1,0 +1,63 @@
+"""The nvinfer configuration of an exported FoR-Net, in both output forms, as GLib key-file text.
+
+Normalisation is in the graph (see :mod:`fornet.export.deepstream.graph`), so nvinfer passes
+pixel values through unchanged: ``net-scale-factor=1``, ``offsets=0;0;0``, and
+``model-color-format`` gives the channel order the graph expects (0 RGB, 1 BGR).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fornet.export.deepstream.graph import CLASS_MAP
+from fornet.runtime.model_io import ModelIO
+
+#: nvinfer ``network-mode`` per precision of the ONNX file nvinfer builds its engine from.
+NETWORK_MODES = {"fp32": 0, "int8": 1, "fp16": 2}
+COLOR_FORMATS = {"RGB": 0, "BGR": 1}
+
+
+@dataclass(frozen=True)
+class NvinferForm:
+    """One form's config: its ONNX file name and the lines that differ between the forms."""
+
+    form: str
+    onnx_file: str
+
+    def keys(self, io: ModelIO) -> dict[str, str]:
+        """The form-specific keys."""
+        if self.form == "scores":
+            return {"network-type": "2", "output-blob-names": io.output_name, "segmentation-output-order": "0",
+                    "segmentation-threshold": "0.0", "num-detected-classes": str(io.num_classes)}
+        return {"network-type": "100", "output-tensor-meta": "1", "output-blob-names": CLASS_MAP}
+
+
+def engine_file_name(onnx_file: str, batch: int, precision: str, gpu_id: int = 0) -> str:
+    """The name nvinfer gives the engine it builds from ``onnx_file`` (so later runs reuse it)."""
+    return f"{onnx_file}_b{batch}_gpu{gpu_id}_{precision}.engine"
+
+
+def nvinfer_config(io: ModelIO, form: NvinferForm, *, precision: str, batch: int, plugin_library: str | None) -> str:
+    """The ``config_infer_primary_fornet_<form>.txt`` text."""
+    h, w = io.input_size
+    keys = {
+        "gpu-id": "0",
+        "onnx-file": form.onnx_file,
+        "model-engine-file": engine_file_name(form.onnx_file, batch, precision),
+        "labelfile-path": "labels.txt",
+        "batch-size": str(batch),
+        "network-mode": str(NETWORK_MODES[precision]),
+        "infer-dims": f"3;{h};{w}",
+        "net-scale-factor": "1.0",
+        "offsets": "0;0;0",
+        "model-color-format": str(COLOR_FORMATS[io.channel_order]),
+        "maintain-aspect-ratio": "0",
+        "process-mode": "1",
+        "gie-unique-id": "1",
+        **form.keys(io),
+    }
+    if plugin_library is not None:
+        keys["custom-lib-path"] = plugin_library
+    header = (f"# nvinfer config for FoR-Net ({form.form} form), written by `fornet export --deepstream`.\n"
+              "# Normalisation is inside the graph: net-scale-factor=1 and offsets=0 pass pixel values through.\n")
+    return header + "[property]\n" + "".join(f"{key}={value}\n" for key, value in keys.items())

@@ -1,0 +1,186 @@
+"""``fornet export --deepstream DIR``: an nvinfer package for DeepStream 7.x (JetPack 6) from a raw-input export.
+
+Files (built in a staging folder, renamed into place):
+
+* ``fornet_scores.onnx`` + ``config_infer_primary_fornet_scores.txt``: network-type=2; nvinfer copies
+  ``C x H x W`` float scores to the host (4 C bytes per pixel, 76 for 19 classes) and runs the argmax
+  on the CPU; attaches ``NvDsInferSegmentationMeta``, which ``nvsegvisual`` draws. Needs ``--output logits``.
+* ``fornet_labels.onnx`` + ``config_infer_primary_fornet_labels.txt``: network-type=100 +
+  output-tensor-meta=1; the argmax runs in the graph on the GPU and 4 bytes per pixel (int32) leave
+  it; a probe (``fornet_probe.py``, pyds) reads the tensor meta.
+* ``labels.txt``, ``deepstream_app_config.txt`` (a file or RTSP URI source), ``fornet_probe.py``, README.md.
+
+``custom-lib-path`` names the TopKGate plugin library when the graph holds the plugin node.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fornet.export.deepstream.graph import CLASS_MAP, nvinfer_graph
+from fornet.export.deepstream.nvinfer import NETWORK_MODES, NvinferForm, nvinfer_config
+from fornet.export.deepstream.probe_example import PROBE_PY
+from fornet.export.errors import ExportError
+from fornet.export.staging import staged_folder
+from fornet.runtime.model_io import ModelIO, read_sidecar, sidecar_path_for
+
+#: The plugin library `fornet build-plugin` builds on the device.
+PLUGIN_LIBRARY = "libfornet_plugins.so"
+DEFAULT_URI = "file:///path/to/video.mp4"
+
+
+@dataclass(frozen=True)
+class DeepStreamOptions:
+    """Package settings.
+
+    Attributes:
+        uri: the deepstream-app source: ``file:///...`` or ``rtsp://...``.
+        batch: nvinfer batch size (streams batched together).
+        overwrite: replace an existing folder (only once the new one is complete).
+    """
+
+    uri: str = DEFAULT_URI
+    batch: int = 1
+    overwrite: bool = False
+
+
+def _uses_plugin(onnx_path: Path) -> bool:
+    import onnx
+
+    return any(node.op_type == "TopKGate" for node in onnx.load(str(onnx_path), load_external_data=False).graph.node)
+
+
+def _precision(io: ModelIO) -> str:
+    precision = (io.export_precision or "fp32").lower()
+    return precision if precision in NETWORK_MODES else "fp32"
+
+
+def app_config(io: ModelIO, primary: str, options: DeepStreamOptions, segvisual: bool) -> str:
+    """``deepstream_app_config.txt``: one URI source, the primary nvinfer, seg visualisation, a file sink."""
+    h, w = io.input_size
+    rtsp = options.uri.startswith("rtsp://")
+    return f"""# deepstream-app -c deepstream_app_config.txt   (written by `fornet export --deepstream`)
+[application]
+enable-perf-measurement=1
+perf-measurement-interval-sec=5
+
+[source0]
+enable=1
+# type 3: a URI (file:// or rtsp://) decoded by nvurisrcbin
+type=3
+uri={options.uri}
+num-sources=1
+gpu-id=0
+{"latency=200" + chr(10) + "rtsp-reconnect-interval-sec=10" if rtsp else "cudadec-memtype=0"}
+
+[streammux]
+gpu-id=0
+live-source={1 if rtsp else 0}
+batch-size={options.batch}
+batched-push-timeout=40000
+width=1920
+height=1080
+enable-padding=0
+
+[primary-gie]
+enable=1
+gpu-id=0
+batch-size={options.batch}
+gie-unique-id=1
+config-file={primary}
+
+[segvisual]
+enable={1 if segvisual else 0}
+gpu-id=0
+batch-size={options.batch}
+width={w}
+height={h}
+
+[tiled-display]
+enable=1
+rows=1
+columns=1
+width={w}
+height={h}
+
+[osd]
+enable=0
+
+[sink0]
+enable=1
+# type 3: encode to a file
+type=3
+container=1
+codec=1
+sync=0
+output-file=fornet_out.mp4
+
+[tests]
+file-loop=0
+"""
+
+
+def readme(io: ModelIO, forms: list[str], plugin: bool) -> str:
+    """The package's README (DeepStream 7.x on JetPack 6)."""
+    plugin_text = (f"The graph holds the TopKGate plugin node: build `{PLUGIN_LIBRARY}` on the device (`fornet "
+                   "build-plugin`) and put it beside the configs (`custom-lib-path`, which nvinfer dlopen()s).\n\n"
+                   if plugin else "The graph uses TensorRT's own TopK (gate=native): no plugin library is needed.\n\n")
+    scores = ("- `config_infer_primary_fornet_scores.txt` (network-type=2): nvinfer copies the float scores to the "
+              f"host ({4 * io.num_classes} bytes per pixel) and runs the argmax on the CPU; `nvsegvisual` draws "
+              "the result. Simple, slower at high resolution.\n" if "scores" in forms else "")
+    return f"""# FoR-Net for DeepStream 7.x (JetPack 6.1/6.2, TensorRT 10.3)
+
+Written by `fornet export --deepstream`. Input {io.input_size[0]}x{io.input_size[1]}, {io.num_classes} classes,
+channel order {io.channel_order}; normalisation is inside the graph (nvinfer's single net-scale-factor cannot
+express per-channel std), so the configs pass pixels through (net-scale-factor=1, offsets=0).
+
+{scores}- `config_infer_primary_fornet_labels.txt` (network-type=100, output-tensor-meta=1): the argmax runs in
+  the graph on the GPU and only int32 labels (4 bytes per pixel) leave it; `fornet_probe.py` (pyds)
+  reads them from the tensor meta and blends the class colours into the frames.
+
+{plugin_text}Run (the first run builds the engine, minutes on Orin, and saves it as model-engine-file):
+
+```sh
+deepstream-app -c deepstream_app_config.txt          # edit [source0] uri= first (file:// or rtsp://)
+python3 fornet_probe.py rtsp://camera/stream           # labels form with the probe
+```
+"""
+
+
+def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options: DeepStreamOptions | None = None
+                             ) -> Path:
+    """Write the package for a raw-input export at ``folder``; return ``folder``.
+
+    Raises:
+        ExportError: the export normalises outside the graph (export with ``--input raw``), or
+            ``folder`` exists (without ``overwrite``).
+    """
+    options = options or DeepStreamOptions()
+    onnx_path, folder = Path(onnx_path), Path(folder)
+    if options.batch < 1:
+        raise ExportError(f"the DeepStream batch must be at least 1, got {options.batch}")
+    io = read_sidecar(sidecar_path_for(onnx_path))
+    if not io.raw_input:
+        raise ExportError("DeepStream needs the normalisation inside the graph (nvinfer has one scale for all "
+                          "channels, ImageNet needs one std per channel): export with --input raw")
+    plugin = _uses_plugin(onnx_path)
+    forms = ["labels"] if io.labels_output else ["scores", "labels"]
+    with staged_folder(folder, options.overwrite) as staging:
+        for form in forms:
+            onnx_file = f"fornet_{form}.onnx"
+            (staging / onnx_file).write_bytes(nvinfer_graph(onnx_path, form, not io.labels_output))
+            (staging / f"config_infer_primary_fornet_{form}.txt").write_text(nvinfer_config(
+                io, NvinferForm(form, onnx_file), precision=_precision(io), batch=options.batch,
+                plugin_library=PLUGIN_LIBRARY if plugin else None), encoding="utf-8")
+        (staging / "labels.txt").write_text("".join(f"{name}\n" for name in io.classes), encoding="utf-8")
+        primary = f"config_infer_primary_fornet_{forms[0]}.txt"
+        (staging / "deepstream_app_config.txt").write_text(app_config(io, primary, options, "scores" in forms),
+                                                           encoding="utf-8")
+        h, w = io.input_size
+        (staging / "fornet_probe.py").write_text(PROBE_PY.format(
+            layer=CLASS_MAP, height=h, width=w, colors=json.dumps(io.colors.tolist()),
+            classes=json.dumps(list(io.classes))), encoding="utf-8")
+        (staging / "README.md").write_text(readme(io, forms, plugin), encoding="utf-8")
+    return folder

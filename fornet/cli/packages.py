@@ -1,0 +1,73 @@
+"""``fornet export --triton REPO`` / ``--deepstream DIR``: the options and the step :mod:`fornet.cli.export` adds.
+
+The repository and the package are written after the ONNX files, each in a staging folder renamed
+into place, then checked (Triton's schema and the model files; GLib's key-file reader, the documented
+nvinfer keys and the normalisation, numerically).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fornet.export.deepstream.check import check_deepstream_package
+from fornet.export.deepstream.package import DEFAULT_URI, DeepStreamOptions, write_deepstream_package
+from fornet.export.errors import ExportError
+from fornet.export.prepost import IOFormat
+from fornet.export.triton.check import check_repository
+from fornet.export.triton.repository import TritonRepositoryOptions, write_triton_repository
+from fornet.options import OptionGroup, option
+
+PACKAGES = OptionGroup("deployment packages (Triton Inference Server, DeepStream)")
+
+
+@dataclass(frozen=True)
+class PackageOptions:
+    """The deployment packages ``fornet export`` writes after the ONNX files."""
+
+    triton: Path | None = option(None, flag="--triton", parse=Path, metavar="REPO", group=PACKAGES,
+                                 help="also write a Triton model repository (ONNX Runtime, TensorRT plan, "
+                                      "Python-backend models)")
+    triton_plan: Path | None = option(None, flag="--triton-plan", parse=Path, metavar="PLAN", group=PACKAGES,
+                                      help="a plan built by `fornet build` (with its .json) to add as the "
+                                           "tensorrt_plan model")
+    triton_instance: str = option("gpu", flag="--triton-instance", choices=("cpu", "gpu"), group=PACKAGES,
+                                  help="instance kind of the ONNX Runtime and Python models")
+    triton_max_batch: int = option(8, flag="--triton-max-batch", parse=int, metavar="N", group=PACKAGES,
+                                   help="largest dynamic batch (used when the batch is dynamic)")
+    deepstream: Path | None = option(None, flag="--deepstream", parse=Path, metavar="DIR", group=PACKAGES,
+                                     help="also write a DeepStream 7.x nvinfer package (needs --input raw)")
+    deepstream_uri: str = option(DEFAULT_URI, flag="--deepstream-uri", metavar="URI", group=PACKAGES,
+                                 help="deepstream-app source: file:///video.mp4 or rtsp://camera/stream")
+    replace_packages: bool = option(False, flag="--replace-packages", group=PACKAGES,
+                                    help="replace an existing --triton / --deepstream folder (only once the new one "
+                                         "is complete)")
+
+
+def check_package_targets(packages: PackageOptions, io: IOFormat) -> None:
+    """Refuse, before exporting, what would make the package step fail."""
+    for flag, folder in (("--triton", packages.triton), ("--deepstream", packages.deepstream)):
+        if folder is not None and folder.exists() and not packages.replace_packages:
+            raise ExportError(f"{flag} {folder} already exists; choose a new folder, or add --replace-packages")
+    if packages.deepstream is not None and io.input != "raw":
+        raise ExportError("--deepstream needs the normalisation inside the graph (nvinfer has one scale for all "
+                          "channels): add --input raw (and --channel-order BGR or RGB as the camera delivers)")
+
+
+def write_packages(packages: PackageOptions, input_size: tuple[int, int], onnx_path: Path,
+                   deployed_onnx: Path) -> None:
+    """Write and check the packages asked for (``deployed_onnx``: the precision nvinfer builds from)."""
+    if packages.triton is not None:
+        repo = write_triton_repository(onnx_path, packages.triton, TritonRepositoryOptions(
+            onnx_instance=packages.triton_instance, max_batch=packages.triton_max_batch, plan=packages.triton_plan,
+            overwrite=packages.replace_packages))
+        print(f"wrote {repo} (models checked against Triton's schema: {', '.join(check_repository(repo))})")
+    if packages.deepstream is not None:
+        folder = write_deepstream_package(deployed_onnx, packages.deepstream, DeepStreamOptions(
+            uri=packages.deepstream_uri, overwrite=packages.replace_packages))
+        rng = np.random.default_rng(0)
+        frames = [rng.integers(0, 256, (*input_size, 3), dtype=np.uint8) for _ in range(2)]
+        checked = check_deepstream_package(folder, deployed_onnx, frames)
+        print(f"wrote {folder} (checked with GLib and against the project's preprocessing: {', '.join(checked)})")

@@ -1,0 +1,71 @@
+"""The command line: fornet export --triton/--deepstream, and fornet serve stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fornet.cli import export
+from fornet.export.triton.check import parse_config
+from tests.runtime_models import LiteExport
+from tests.triton_server import server_options
+
+
+def test_export_writes_checked_triton_and_deepstream_packages(
+        lite: LiteExport, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checkpoint = lite.checkpoint
+    status = export.main(["--ckpt", str(checkpoint), "--input-size", "64x128", "--no-verify", "--quiet",
+                          "--input", "raw", "--channel-order", "BGR", "--dynamic-batch", "--out", str(tmp_path / "x"),
+                          "--triton", str(tmp_path / "repo"), "--triton-instance", "cpu",
+                          "--deepstream", str(tmp_path / "ds")])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "models checked against Triton's schema: fornet, fornet_onnx" in out
+    assert "checked with GLib" in out
+    assert parse_config(tmp_path / "repo" / "fornet_onnx" / "config.pbtxt").max_batch_size == 8
+    assert (tmp_path / "ds" / "config_infer_primary_fornet_scores.txt").is_file()
+
+
+def test_export_refuses_an_existing_repository_before_exporting(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "repo").mkdir()
+    status = export.main(["--ckpt", str(tmp_path / "missing.pth"), "--triton", str(tmp_path / "repo"),
+                          "--out", str(tmp_path / "x")])
+    assert status == 2
+    assert "--triton" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_deepstream_needs_raw_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = export.main(["--ckpt", str(tmp_path / "missing.pth"), "--deepstream", str(tmp_path / "ds")])
+    assert status == 2 and "--input raw" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fornet_serve_stops_gracefully_on_sigterm(lite: LiteExport, tmp_path: Path) -> None:
+    options = server_options(lite.raw_labels)
+    script = shutil.which("fornet-serve", path=str(Path(sys.executable).parent))
+    assert script is not None
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen([script, *options.argv()], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{options.http_url}/v2/models/fornet/ready", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "serve.log").read_text()
+                time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0, (tmp_path / "serve.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()

@@ -1,0 +1,154 @@
+"""A real Triton Inference Server on 127.0.0.1 serving the lite export: parity, concurrency, bad input, bad set-ups."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fornet.cli import bench
+from fornet.runtime.segmenter import Segmenter
+from fornet.runtime.serving.client import SegmentationClient
+from fornet.runtime.serving.errors import RequestRejected, ServingError
+from fornet.runtime.serving.launcher import ServerProcess, server_environment
+from fornet.runtime.serving.load import run_load
+from fornet.runtime.serving.metrics import parse_batching_stats
+from tests.runtime_models import INPUT_SIZE
+from tests.triton_server import OVERLAY_ALPHA, RunningServer, frames, server_options, triton_server
+
+__all__ = ["triton_server"]
+
+
+@pytest.fixture(scope="module")
+def local(triton_server: RunningServer) -> Segmenter:
+    with Segmenter(triton_server.model, device="cpu", threads=1) as segmenter:
+        yield segmenter
+
+
+@pytest.mark.parametrize("size", [INPUT_SIZE, (100, 150)])
+def test_served_labels_equal_local_segmenter(triton_server: RunningServer, local: Segmenter,
+                                             size: tuple[int, int]) -> None:
+    with SegmentationClient(triton_server.options.http_url) as client:
+        for frame in frames(3, size, seed=1):
+            assert np.array_equal(client.segment(frame), local(frame))
+
+
+def test_overlay_output_equals_local_overlay(triton_server: RunningServer, local: Segmenter) -> None:
+    frame = frames(1, (80, 120), seed=11)[0]
+    with SegmentationClient(triton_server.options.http_url) as client:
+        labels, overlay = client.segment_with_overlay(frame)
+    expected = local.segment(frame, overlay_alpha=OVERLAY_ALPHA)
+    assert np.array_equal(labels, expected.labels) and np.array_equal(overlay, expected.overlay)
+
+
+def test_grpc_answers_the_same(triton_server: RunningServer, local: Segmenter) -> None:
+    url = f"grpc://{triton_server.options.host}:{triton_server.options.grpc_port}"
+    frame = frames(1, INPUT_SIZE, seed=2)[0]
+    with SegmentationClient(url) as client:
+        assert np.array_equal(client.segment(frame), local(frame))
+
+
+def test_eight_concurrent_clients_get_their_own_answers(triton_server: RunningServer, local: Segmenter) -> None:
+    inputs = frames(16, INPUT_SIZE, seed=3)
+    expected = [local(frame) for frame in inputs]
+    result = run_load(triton_server.options.http_url, inputs, expected, concurrency=8, requests=50,
+                      metrics_url=triton_server.options.metrics_url)
+    assert result.sent == 400
+    assert result.answered + result.refused == 400, result.summary()
+    assert result.mismatched == 0 and result.failed == 0, result.summary()
+    assert all("queue" in message for message in result.messages), result.messages
+    assert result.batching is not None and result.batching.inference_count >= result.answered
+    with SegmentationClient(triton_server.options.http_url) as client:
+        assert client.is_ready()
+
+
+@pytest.mark.parametrize(("batch", "what"), [
+    (np.zeros((1, 16, 16, 3), np.float32), "data-type"),
+    (np.zeros((1, 16, 16, 4), np.uint8), "shape"),
+    (np.zeros((1, 16, 16), np.uint8), "shape"),
+    (np.zeros((1, 0, 0, 3), np.uint8), "request"),
+])
+def test_malformed_requests_get_an_error_not_a_crash(triton_server: RunningServer, batch: np.ndarray,
+                                                     what: str) -> None:
+    with SegmentationClient(triton_server.options.http_url) as client:
+        with pytest.raises(RequestRejected, match=what):
+            client.infer(batch)
+        assert client.is_ready()
+        assert client.segment(frames(1, INPUT_SIZE, seed=4)[0]).shape == INPUT_SIZE
+
+
+def test_health_and_prometheus_metrics(triton_server: RunningServer) -> None:
+    with urllib.request.urlopen(f"{triton_server.options.http_url}/v2/health/live", timeout=10) as answer:
+        assert answer.status == 200
+    with urllib.request.urlopen(triton_server.options.metrics_url, timeout=10) as answer:
+        text = answer.read().decode()
+    assert parse_batching_stats(text).inference_count > 0
+
+
+def test_port_in_use_is_a_clear_error(triton_server: RunningServer) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        options = server_options(triton_server.model)
+        options = type(options)(**{**options.__dict__, "http_port": busy})
+        with pytest.raises(ServingError, match=rf"port {busy} .* in use.*--http-port"):
+            ServerProcess(options).start()
+
+
+def test_unreadable_model_is_a_clear_error(tmp_path: Path, triton_server: RunningServer) -> None:
+    missing = server_options(tmp_path / "nothing.onnx")
+    with pytest.raises(ServingError, match="model file not found"):
+        ServerProcess(missing).start()
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    Path(f"{broken}.json").write_text(Path(f"{triton_server.model}.json").read_text())
+    log = tmp_path / "server.log"
+    with log.open("w") as stream:
+        server = ServerProcess(server_options(broken), log=stream).start()
+        with pytest.raises(ServingError, match="exited with status 2"):
+            server.wait_ready(timeout_s=60)
+        server.stop()
+    assert "error:" in log.read_text()
+
+
+def test_missing_server_environment_names_the_set_up_step(tmp_path: Path) -> None:
+    with pytest.raises(ServingError, match="make triton-env"):
+        server_environment(tmp_path)
+
+
+def test_metrics_parser_reads_the_model_counts() -> None:
+    text = ('nv_inference_count{model="fornet",version="1"} 12\n'
+            'nv_inference_exec_count{model="fornet",version="1"} 4\n'
+            'nv_inference_count{model="other",version="1"} 99\n')
+    stats = parse_batching_stats(text)
+    assert (stats.inference_count, stats.execution_count, stats.average_batch) == (12, 4, 3.0)
+
+
+@pytest.mark.slow
+def test_full_queue_refuses_with_a_clear_error(triton_server: RunningServer, local: Segmenter,
+                                               tmp_path: Path) -> None:
+    inputs = frames(8, INPUT_SIZE, seed=10)
+    expected = [local(frame) for frame in inputs]
+    options = server_options(triton_server.model, max_batch=1, max_queue=1, queue_delay_us=0)
+    with (tmp_path / "server.log").open("w") as log, ServerProcess(options, log=log) as server:
+        server.wait_ready(timeout_s=120)
+        result = run_load(options.http_url, inputs, expected, concurrency=8, requests=10)
+        assert result.refused > 0 and result.answered + result.refused == 80, result.summary()
+        assert result.mismatched == 0 and result.failed == 0, result.summary()
+        assert all("queue" in message.lower() for message in result.messages), result.messages
+        with SegmentationClient(options.http_url) as client:
+            assert client.is_ready()
+
+
+def test_bench_triton_checks_served_labels(triton_server: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
+    options = triton_server.options
+    status = bench.main(["--engine", str(triton_server.model), "--device", "cpu", "--threads", "1",
+                         "--triton", options.http_url, "--metrics-url", options.metrics_url,
+                         "--concurrency", "1,4", "--requests", "8", "--frame-size", "64x128"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "| served, concurrency 4 |" in out and "| local Segmenter |" in out

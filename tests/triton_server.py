@@ -1,0 +1,64 @@
+"""One real Triton server per test session, serving the small raw-input, labels-output lite export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fornet.runtime.serving.launcher import ServerProcess, server_environment
+from fornet.runtime.serving.options import ServerOptions
+from fornet.runtime.serving.ports import free_port
+from tests.runtime_models import LiteExport
+
+#: The session server also answers the overlay, blended with this alpha.
+OVERLAY_ALPHA = 0.5
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A started server and what the tests compare it with."""
+
+    options: ServerOptions
+    model: Path
+    log: Path
+
+
+def server_options(model: Path, **changes: object) -> ServerOptions:
+    """Options on free 127.0.0.1 ports, on the CPU."""
+    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    while len(set(ports.values())) < 3:
+        ports["grpc_port"], ports["metrics_port"] = free_port(), free_port()
+    return ServerOptions(model=model, device="cpu", threads=1, **ports, **changes)  # type: ignore[arg-type]
+
+
+def frames(count: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
+    """Random-ish but structured uint8 BGR frames (smooth gradients plus noise)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    grid = np.linspace(0, 255, w, dtype=np.float32)[None, :, None] + np.linspace(0, 128, h)[:, None, None]
+    return [np.clip(grid * rng.uniform(0.3, 1.0, 3) + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+            for _ in range(count)]
+
+
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory: pytest.TempPathFactory, lite: LiteExport) -> Iterator[RunningServer]:
+    """Start the server (bounded wait), yield it, always stop it and check it stopped gracefully."""
+    try:
+        server_environment()
+    except Exception as exc:  # the set-up step is part of `make test`; say so when it was skipped
+        pytest.fail(f"{exc}")
+    model = lite.raw_labels
+    log = tmp_path_factory.mktemp("triton-log") / "server.log"
+    options = server_options(model, max_batch=8, overlay_alpha=OVERLAY_ALPHA)
+    with log.open("w") as stream:
+        server = ServerProcess(options, log=stream).start()
+        try:
+            server.wait_ready(timeout_s=120)
+            yield RunningServer(options, model, log)
+        finally:
+            status = server.stop(timeout_s=30)
+    assert status == 0, f"the server did not stop gracefully (status {status}); see {log}"
