@@ -9,7 +9,7 @@ DEMO   ?= build/demo
 # The Triton server environment of `fornet serve` (Debian's /usr/bin/python3, pytriton; see setup/triton-env.sh).
 TRITON_VENV ?= .venv-triton
 
-.PHONY: demo test lint env triton-env clean device-check device-check-dry-run device-wheels
+.PHONY: demo test lint env triton-env clean device-check device-check-dry-run device-wheels system-deps
 
 env: $(VENV)/.installed
 
@@ -38,7 +38,12 @@ demo: env
 	$(BIN)/fornet-bench --engine $(DEMO)/export/fornet.onnx --ckpt $(DEMO)/run/best.pth \
 		--data $(DEMO)/data --split val --duration-s 3 --report $(DEMO)/report
 
-test: env triton-env
+# System packages the video tests need (GStreamer + its RTSP server for /usr/bin/python3): installed
+# when missing and root, else the exact apt-get command is printed (setup/system-packages.sh).
+system-deps:
+	sh setup/system-packages.sh
+
+test: env triton-env system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.layer_view
 	$(BIN)/python -m pytest

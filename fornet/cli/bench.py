@@ -37,11 +37,36 @@ class BenchOutputs:
                                  help="write report.json, summary.md, latency/IoU plots and overlays into DIR")
 
 
+@dataclass(frozen=True)
+class VideoBench:
+    """The video pipeline timed next to the segmenter (:mod:`fornet.runtime.video.bench`)."""
+
+    video: Path | None = option(None, flag="--video", parse=Path, metavar="FILE", group=TIMING,
+                                help="also time the video pipeline (decode + segment + overlay + H.264) on FILE "
+                                     "next to the segmenter's end-to-end FPS on the same frames")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every :class:`BenchOptions` (and :class:`TimingSettings`) flag and the outputs."""
+    """Every :class:`BenchOptions` (and :class:`TimingSettings`) flag, the outputs, Triton and ``--video``."""
     groups = option_groups(parser, MODEL, TIMING, REFERENCE, ACCURACY, OUTPUT, TRITON)
-    for options in (BenchOptions, TimingSettings, BenchOutputs, TritonBenchOptions):
+    for options in (BenchOptions, TimingSettings, BenchOutputs, TritonBenchOptions, VideoBench):
         add_options(parser, options, groups)
+
+
+def video_bench(options: BenchOptions, video: Path) -> str:
+    """Pipeline FPS next to the segmenter's end-to-end FPS on the frames of ``video``."""
+    from fornet.runtime.segmenter import Segmenter
+    from fornet.runtime.video.bench import compare_file_pipeline
+    from fornet.runtime.video.errors import SourceError
+    from fornet.runtime.video.uri import parse_source
+
+    spec = parse_source(str(video))
+    if spec.kind != "video":
+        raise SourceError(f"--video takes a video file, not a {spec.kind} input; pass e.g. clip.mp4")
+    with Segmenter(options.engine, options.backend, options.device, sidecar=options.sidecar,
+                   threads=options.threads, plugin=options.plugin, cuda_graph=options.cuda_graph,
+                   gpu_prepost=options.gpu_prepost) as seg:
+        return compare_file_pipeline(seg, spec.location).format()
 
 
 def bench_options_from_args(args: argparse.Namespace) -> BenchOptions:
@@ -60,8 +85,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         check_output_file(outputs.json, "--json")
     if outputs.report is not None:
         check_output_dir(outputs.report, "--report")
-    result = run_benchmark(bench_options_from_args(args), command=shlex.join(["fornet-bench", *argv]))
+    options = bench_options_from_args(args)
+    result = run_benchmark(options, command=shlex.join(["fornet-bench", *argv]))
     print(render_markdown(result.record, []))
+    video = options_from_args(VideoBench, args).video
+    if video is not None:
+        print(video_bench(options, video))
     if outputs.json is not None:
         print(f"wrote {write_json(outputs.json, result.record)}")
     if outputs.report is not None:

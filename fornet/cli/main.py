@@ -17,7 +17,7 @@ from fornet import __version__
 from fornet.cli.command import Command
 
 #: The subcommands, in the order ``fornet --help`` lists them (data -> train -> ... -> serve).
-COMMAND_MODULES = ("data", "train", "eval", "info", "export", "build", "build_plugin", "bench", "serve")
+COMMAND_MODULES = ("data", "train", "eval", "info", "export", "build", "build_plugin", "bench", "serve", "run")
 
 
 def commands() -> list[Command]:

@@ -1,0 +1,100 @@
+"""H.264 video files that stay playable: written under a temporary name, finalised, then renamed.
+
+An MP4 is only playable once its index (``moov``) is written, which happens when the container is
+closed. :class:`H264Writer` encodes with PyAV (``libx264``; FFmpeg's own wheels carry it) into
+``.NAME.partial.EXT`` beside the target; :meth:`H264Writer.close` flushes the encoder, closes the
+container and renames it onto the final name, so the file under the final name is always complete.
+The pipeline closes its sinks on Ctrl-C and SIGTERM too; :meth:`H264Writer.abort` (an error before
+the first frame) removes the temporary file and leaves nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from fornet.atomic import ensure_writable_dir
+from fornet.runtime.video.errors import SinkError
+
+#: Container format by extension.
+CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
+
+
+def partial_path(path: Path) -> Path:
+    """The temporary name a video is written under until it is finalised."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+class H264Writer:
+    """Encode BGR frames of one size into an H.264 file (see the module docstring).
+
+    Args:
+        path: the final file (``.mp4``, ``.mkv``, ``.mov`` or ``.avi``).
+        size: ``(H, W)`` of the frames; odd sizes are cropped by one pixel (H.264 4:2:0 needs even ones).
+        fps: frame rate written into the file.
+        crf: x264 constant rate factor (lower: better quality, bigger files).
+        preset: x264 speed preset.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], size: tuple[int, int], fps: float, crf: int = 23,
+                 preset: str = "veryfast") -> None:
+        import av
+
+        self.path = Path(path)
+        container = CONTAINERS.get(self.path.suffix.lower())
+        if container is None:
+            raise SinkError(f"cannot write video {self.path.name}: use one of {', '.join(CONTAINERS)}")
+        ensure_writable_dir(self.path.parent if str(self.path.parent) else ".")
+        self._tmp = partial_path(self.path)
+        self.height, self.width = size[0] - size[0] % 2, size[1] - size[1] % 2
+        if self.height < 2 or self.width < 2:
+            raise SinkError(f"frames of {size[0]}x{size[1]} are too small to encode")
+        try:
+            self._container = av.open(str(self._tmp), "w", format=container)
+            self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()
+            raise SinkError(f"cannot start the H.264 encoder for {self.path}: {exc}; install PyAV with "
+                            "libx264 (pip install av)") from exc
+        self._stream.width, self._stream.height = self.width, self.height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(crf), "preset": preset}
+        self.frames = 0
+        self._closed = False
+
+    def write(self, image: np.ndarray) -> None:
+        """Encode one BGR frame (of the size given at construction)."""
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.height, : self.width]),
+                                           format="bgr24")
+        frame.pts = self.frames
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> Path:
+        """Flush, finalise and rename onto the final name; return it (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            try:
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+            finally:
+                self._container.close()
+            os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Stop and delete the temporary file; nothing appears under the final name."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):
+                self._container.close()
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()

@@ -1,0 +1,51 @@
+"""The records that travel through a video pipeline: captured frames and their results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame.
+
+    Attributes:
+        image: uint8 ``H x W x 3`` BGR.
+        source_id: index of the source in the pipeline (0 for a lone source).
+        index: frame number within the source, counting every frame read (dropped ones included).
+        capture_time: wall-clock seconds (``time.time()``) when the frame was read.
+        capture_monotonic: ``time.monotonic()`` at the same moment (for frame ages).
+        decode_s: seconds spent reading and decoding it.
+    """
+
+    image: np.ndarray
+    source_id: int
+    index: int
+    capture_time: float
+    capture_monotonic: float
+    decode_s: float = 0.0
+
+
+@dataclass
+class FrameResult:
+    """A frame and what the pipeline made of it.
+
+    Attributes:
+        frame: the captured frame.
+        labels: uint8 ``H x W`` trainIds at the frame's size.
+        overlay: the rendered BGR image (overlay or colour mask), or ``None`` when nothing renders.
+        times: seconds per stage (``decode``, ``pre``, ``infer``, ``post``, ``render``, ``encode``).
+        age_s: seconds from capture to the result (set when the result leaves the segmenter).
+    """
+
+    frame: Frame
+    labels: np.ndarray
+    overlay: np.ndarray | None = None
+    times: dict[str, float] = field(default_factory=dict)
+    age_s: float = 0.0
+
+    def histogram(self, classes: int) -> list[int]:
+        """Pixels per class (length ``classes``), for the per-frame records."""
+        return np.bincount(self.labels.ravel(), minlength=256)[:classes].tolist()

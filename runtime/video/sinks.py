@@ -1,0 +1,242 @@
+"""Outputs of a video pipeline. Every sink has ``write(result)``, ``close()`` (finalise) and
+``abort()`` (remove anything unfinished); :func:`open_sink` makes one from an output URI.
+
+* :class:`VideoFileSink`: H.264 ``.mp4``/``.mkv``, playable even after Ctrl-C or SIGTERM
+  (:mod:`fornet.runtime.video.encode`).
+* :class:`ImageFolderSink`: one rendered image per frame.
+* :class:`LabelPngSink`: one label PNG per frame, Cityscapes trainIds or labelIds (the official encodings).
+* :class:`JsonLinesSink`: one JSON record per frame (source, frame index, timestamps, stage times,
+  frame age, class histogram); written under a temporary name and renamed on close.
+* :class:`RtspSink`: an RTSP server (``rtsp://@:PORT/path``, GStreamer).
+* :class:`DisplaySink`: a window, where a display and a GUI-enabled OpenCV exist.
+
+Files are named ``<source>-<frame>`` (``000000-000042.png``) so several sources share a folder;
+a video, RTSP or display sink shows one source (``source_id``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal, Protocol, TextIO
+
+import numpy as np
+
+from fornet.atomic import ensure_writable_dir, write_bytes_atomic
+from fornet.calibration.labels import train_ids_to_label_ids
+from fornet.runtime.video.encode import H264Writer
+from fornet.runtime.video.errors import SinkError
+from fornet.runtime.video.frames import FrameResult
+from fornet.runtime.video.uri import SinkSpec, parse_sink
+
+LabelEncoding = Literal["trainid", "labelid"]
+
+
+class Sink(Protocol):
+    """Where results go (see the module docstring)."""
+
+    def write(self, result: FrameResult) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+def frame_name(result: FrameResult, extension: str) -> str:
+    """``<source>-<frame><extension>``."""
+    return f"{result.frame.source_id:06d}-{result.frame.index:06d}{extension}"
+
+
+def _encode_image(image: np.ndarray, extension: str) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(extension, image)
+    if not ok:
+        raise SinkError(f"OpenCV cannot encode a {extension} image; use .png or .jpg")
+    return encoded.tobytes()
+
+
+def _rendered(result: FrameResult, what: str) -> np.ndarray:
+    if result.overlay is None:
+        raise SinkError(f"{what} needs rendered frames; run the pipeline with render='overlay' or 'mask'")
+    return result.overlay
+
+
+class VideoFileSink:
+    """Rendered frames of one source into an H.264 file (opened at the first frame, for its size)."""
+
+    def __init__(self, path: str | os.PathLike[str], fps: float = 25.0, source_id: int = 0) -> None:
+        self.path = Path(path)
+        ensure_writable_dir(self.path.parent if str(self.path.parent) else ".")
+        self.fps = fps
+        self.source_id = source_id
+        self._writer: H264Writer | None = None
+
+    def write(self, result: FrameResult) -> None:
+        if result.frame.source_id != self.source_id:
+            return
+        image = _rendered(result, "a video output")
+        if self._writer is None:
+            self._writer = H264Writer(self.path, image.shape[:2], self.fps)
+        self._writer.write(image)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+
+
+class ImageFolderSink:
+    """Rendered frames as ``<source>-<frame>.jpg`` (or ``.png``) files in a folder."""
+
+    def __init__(self, folder: str | os.PathLike[str], extension: str = ".jpg") -> None:
+        self.folder = ensure_writable_dir(folder)
+        self.extension = extension
+
+    def write(self, result: FrameResult) -> None:
+        image = _rendered(result, "an image folder output")
+        write_bytes_atomic(self.folder / frame_name(result, self.extension), _encode_image(image, self.extension))
+
+    def close(self) -> None:
+        """Every file is complete when written."""
+
+    def abort(self) -> None:
+        """Every file is complete when written."""
+
+
+class LabelPngSink:
+    """Labels as 8-bit PNGs: Cityscapes trainIds (0..18, 255 ignore) or labelIds (the evaluator's)."""
+
+    def __init__(self, folder: str | os.PathLike[str], encoding: LabelEncoding = "trainid") -> None:
+        if encoding not in ("trainid", "labelid"):
+            raise SinkError(f"unknown label encoding {encoding!r}; choose trainid or labelid")
+        self.folder = ensure_writable_dir(folder)
+        self.encoding = encoding
+
+    def write(self, result: FrameResult) -> None:
+        labels = result.labels if self.encoding == "trainid" else train_ids_to_label_ids(result.labels)
+        write_bytes_atomic(self.folder / frame_name(result, f"_{self.encoding}s.png"), _encode_image(labels, ".png"))
+
+    def close(self) -> None:
+        """Every file is complete when written."""
+
+    def abort(self) -> None:
+        """Every file is complete when written."""
+
+
+class JsonLinesSink:
+    """One JSON object per frame (see the module docstring); ``names`` maps source ids to names."""
+
+    def __init__(self, path: str | os.PathLike[str], names: dict[int, str], classes: int) -> None:
+        self.path = Path(path)
+        folder = ensure_writable_dir(self.path.parent if str(self.path.parent) else ".")
+        self.names = names
+        self.classes = classes
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=folder)
+        self._tmp = Path(tmp)
+        self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, result: FrameResult) -> None:
+        frame = result.frame
+        record = {
+            "source": self.names.get(frame.source_id, str(frame.source_id)), "source_id": frame.source_id,
+            "frame": frame.index, "capture_time": round(frame.capture_time, 6),
+            "result_time": round(time.time(), 6), "age_s": round(result.age_s, 6),
+            "times": {stage: round(seconds, 6) for stage, seconds in result.times.items()},
+            "histogram": result.histogram(self.classes),
+        }
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+            os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+            with contextlib.suppress(FileNotFoundError):
+                self._tmp.unlink()
+
+
+class RtspSink:
+    """Rendered frames of one source served over RTSP (the server starts at the first frame)."""
+
+    def __init__(self, address: str, fps: float = 25.0, source_id: int = 0) -> None:
+        from fornet.runtime.video.gst import import_gst
+
+        import_gst()
+        hostport, _, path = address.partition("/")
+        host, _, port = hostport.rpartition(":")
+        self.host, self.port, self.mount = host, int(port), "/" + path
+        self.fps = fps
+        self.source_id = source_id
+        self._server = None
+
+    def write(self, result: FrameResult) -> None:
+        from fornet.runtime.video.gst import GstRtspServer
+
+        if result.frame.source_id != self.source_id:
+            return
+        image = _rendered(result, "an RTSP output")
+        if self._server is None:
+            self._server = GstRtspServer(self.host, self.port, self.mount, image.shape[:2], self.fps)
+        self._server.push(image)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    abort = close
+
+
+class DisplaySink:
+    """Rendered frames of one source in an OpenCV window (needs a display and OpenCV's GUI build)."""
+
+    def __init__(self, source_id: int = 0, title: str = "fornet") -> None:
+        import cv2
+
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise SinkError("no display here (DISPLAY is not set); write a video file or rtsp://@:8554/out instead")
+        self.title = f"{title} [{source_id}]"
+        self.source_id = source_id
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            raise SinkError("this OpenCV has no GUI (pip's opencv-python-headless); install opencv-python or "
+                            "use the system's OpenCV, or write a video file instead") from exc
+
+    def write(self, result: FrameResult) -> None:
+        import cv2
+
+        if result.frame.source_id == self.source_id:
+            cv2.imshow(self.title, _rendered(result, "a display output"))
+            cv2.waitKey(1)
+
+    def close(self) -> None:
+        import cv2
+
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(self.title)
+
+    abort = close
+
+
+def open_sink(uri: str | SinkSpec, fps: float = 25.0, source_id: int = 0) -> Sink:
+    """The sink an output URI names (video file, image folder, ``rtsp://@:PORT/path``, ``display://``)."""
+    spec = uri if isinstance(uri, SinkSpec) else parse_sink(uri)
+    if spec.kind == "video":
+        return VideoFileSink(spec.location, fps, source_id)
+    if spec.kind == "images":
+        return ImageFolderSink(spec.location)
+    if spec.kind == "rtsp":
+        return RtspSink(spec.location, fps, source_id)
+    return DisplaySink(source_id)

@@ -1,0 +1,131 @@
+"""Unit tests of the video building blocks: URIs, buffer policies, watchdog and backoff, H.264 writer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fornet.runtime.video.buffer import FrameBuffer
+from fornet.runtime.video.encode import H264Writer, partial_path
+from fornet.runtime.video.errors import SinkError, SourceError
+from fornet.runtime.video.uri import parse_sink, parse_source
+from fornet.runtime.video.watchdog import Backoff, Watchdog
+
+
+def test_source_kinds(tmp_path: Path) -> None:
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"x")
+    for name in ("b.png", "c.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert parse_source(str(video)).kind == "video"
+    assert parse_source(f"file://{video}").location == str(video)
+    folder = parse_source(str(tmp_path))
+    assert folder.kind == "images" and [Path(f).name for f in folder.files] == ["b.png", "c.jpg"]
+    assert parse_source(str(tmp_path / "*.jpg")).files == (str(tmp_path / "c.jpg"),)
+    rtsp = parse_source("rtsp://user:secret@cam:8554/live")
+    assert rtsp.live and rtsp.kind == "rtsp" and rtsp.display_name == "rtsp://user:***@cam:8554/live"
+    assert parse_source("csi://1").location == "1"
+    assert parse_source("https://host/x.m3u8").kind == "http"
+    assert parse_source("gst://videotestsrc ! videoconvert ! appsink").kind == "gst"
+    assert not parse_source(str(video)).live
+
+
+@pytest.mark.parametrize(("uri", "fix"), [
+    ("ftp://host/video.mp4", "unknown input scheme"),
+    ("/no/such/video.mp4", "input file not found"),
+    ("v4l2:///dev/video97", "v4l2-ctl --list-devices"),
+    ("csi://left", "csi://N"),
+    ("gst://videotestsrc ! fakesink", "must end in an appsink"),
+    ("/no/such/*.png", "no image files match"),
+])
+def test_bad_sources_name_the_fix(uri: str, fix: str) -> None:
+    with pytest.raises(SourceError, match=fix):
+        parse_source(uri)
+
+
+def test_sink_kinds() -> None:
+    assert parse_sink("out.mp4").kind == "video"
+    assert parse_sink("out.MKV").kind == "video"
+    assert parse_sink("frames/").kind == "images"
+    assert parse_sink("rtsp://@:8554/seg").location == "0.0.0.0:8554/seg"
+    assert parse_sink("display://0").kind == "display"
+    for bad, fix in (("out.png", "one image file"), ("out.txt", "cannot tell"), ("rtsp://@/x", "port"),
+                     ("udp://x:1", "unknown output scheme")):
+        with pytest.raises(SinkError, match=fix):
+            parse_sink(bad)
+
+
+def test_latest_policy_keeps_newest_and_counts_drops() -> None:
+    buffer: FrameBuffer[int] = FrameBuffer(1, "latest")
+    for value in range(5):
+        buffer.put(value)
+    assert buffer.get(0) == 4 and buffer.dropped == 4
+    two: FrameBuffer[int] = FrameBuffer(2, "latest")
+    for value in range(5):
+        two.put(value)
+    assert [two.get(0), two.get(0), two.get(0)] == [3, 4, None]
+
+
+def test_wait_policy_delivers_everything_in_order() -> None:
+    buffer: FrameBuffer[int] = FrameBuffer(2, "wait")
+    received: list[int] = []
+
+    def consume() -> None:
+        while (item := buffer.get(1.0)) is not None:
+            received.append(item)
+            time.sleep(0.001)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    for value in range(50):
+        assert buffer.put(value)
+    buffer.close()
+    consumer.join(5)
+    assert received == list(range(50)) and buffer.dropped == 0 and buffer.finished
+
+
+def test_watchdog_and_backoff() -> None:
+    dog = Watchdog(0.05)
+    assert not dog.expired()
+    time.sleep(0.08)
+    assert dog.expired()
+    dog.feed()
+    assert not dog.expired()
+    assert not Watchdog(None).expired()
+    backoff = Backoff(initial_s=0.5, max_s=3.0, limit=5)
+    assert [backoff.next_delay() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff.exhausted
+    backoff.reset()
+    assert not backoff.exhausted and backoff.next_delay() == 0.5
+
+
+def test_h264_writer_finalises_or_leaves_nothing(tmp_path: Path) -> None:
+    import av
+
+    target = tmp_path / "clip.mp4"
+    writer = H264Writer(target, (33, 65), 10)
+    for value in range(12):
+        writer.write(np.full((33, 65, 3), value * 20, np.uint8))
+    assert not target.exists() and partial_path(target).exists()
+    writer.close()
+    assert target.exists() and not partial_path(target).exists()
+    with av.open(str(target)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(frames) == 12 and frames[0].shape == (32, 64, 3)
+    aborted = H264Writer(tmp_path / "gone.mkv", (32, 32), 10)
+    aborted.write(np.zeros((32, 32, 3), np.uint8))
+    aborted.abort()
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_several_sources_get_their_own_outputs() -> None:
+    from fornet.cli.run import _sink_uri
+
+    assert _sink_uri("out/cam.mp4", 1, 2) == "out/cam-1.mp4"
+    assert _sink_uri("out/cam.mp4", 0, 1) == "out/cam.mp4"
+    assert _sink_uri("rtsp://@:8554/seg", 2, 3) == "rtsp://@:8554/seg-2"
+    assert _sink_uri("frames/", 1, 2) == "frames/"
