@@ -202,3 +202,25 @@ def test_cli_bad_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert exc.value.code == 2 and "HxW" in capsys.readouterr().err
     assert main(["synth", "--out", str(tmp_path), "--size", "16x16", "--quiet"]) == 2
     assert "error: size 16x16 is too small" in capsys.readouterr().err
+
+
+def test_cli_video_writes_a_decodable_pan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import av
+
+    out = tmp_path / "street.mp4"
+    assert main(["video", "--out", str(out), "--size", "64x128", "--frames", "6", "--fps", "10"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    with av.open(str(out)) as container:
+        frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (64, 128, 3)
+    assert not (frames[0] == frames[-1]).all()  # the camera pans
+    assert main(["video", "--out", str(tmp_path / "none.mp4"), "--frames", "0"]) == 2
+    assert "--frames must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_check_requires_labels_unless_unlabelled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = generate_synthetic_cityscapes(tmp_path / "d", train=1, val=2, size=(64, 128), seed=0, progress=False)
+    next((root / "gtFine" / "val").rglob("*_labelIds.png")).unlink()
+    assert main(["check", "--root", str(root), "--split", "val", "--quiet"]) == 2
+    assert "have no label" in capsys.readouterr().err
+    assert main(["check", "--root", str(root), "--split", "val", "--quiet", "--unlabelled"]) == 0

@@ -4,6 +4,7 @@ Examples:
 
     fornet data synth --out data/synth --train 48 --val 12 --size 256x512 --seed 0
     fornet data check --root /datasets/cityscapes --split val
+    fornet data video --out street.mp4 --size 256x512 --frames 100
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import argparse
 import operator
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from fornet.cli.command import Command
+from fornet.errors import FornetError
 from fornet.options import add_options, format_hw, hw_arg, option, options_from_args
 
 
@@ -43,7 +46,21 @@ class CheckOptions:
 
     root: str = option(flag="--root", required=True, help="data set root (the folder containing leftImg8bit/)")
     split: str = option("val", flag="--split", help="split to check")
+    require_labels: bool = option(True, flag="--unlabelled", convert=operator.not_,
+                                  help="accept images without labels (a test split); training and evaluation "
+                                       "need every label, so they check with labels required")
     progress: bool = option(True, flag="--quiet", convert=operator.not_, help="no progress bar")
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """``fornet data video``: a generated street-scene clip (a camera panning across one scene)."""
+
+    out: Path = option(flag="--out", parse=Path, required=True, metavar="FILE", help="H.264 video file (.mp4/.mkv)")
+    size: tuple[int, int] = option((256, 512), flag="--size", parse=hw_arg, metavar="HxW", help="frame size")
+    frames: int = option(100, flag="--frames", parse=int, metavar="N", help="number of frames")
+    fps: float = option(25.0, flag="--fps", parse=float, metavar="F", help="frame rate")
+    seed: int = option(0, flag="--seed", parse=int, help="random seed of the scene")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +76,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "sizes and label values, and print counts and class pixel "
                                        "frequencies (trainIds).")
     add_options(check, CheckOptions)
+    video = sub.add_parser("video", help="generate a street-scene video (a camera pan) for fornet run",
+                           description="Render one generated street scene wider than the frame and encode a "
+                                       "camera pan across it as H.264: an input for `fornet run` and its "
+                                       "benchmarks when no camera or recording is at hand.")
+    add_options(video, VideoOptions)
 
 
 def _run_synth(options: SynthOptions) -> int:
@@ -76,7 +98,8 @@ def _run_check(options: CheckOptions) -> int:
     from fornet.calibration.cityscapes import scan_split
     from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 
-    stats = scan_split(options.root, options.split, progress=options.progress)
+    stats = scan_split(options.root, options.split, progress=options.progress,
+                       require_labels=options.require_labels)
     print(f"{options.root} [{options.split}]: {stats.images} images in {len(stats.cities)} cities, "
           f"{stats.labelled} labelled")
     if stats.labelled:
@@ -94,17 +117,29 @@ def _run_check(options: CheckOptions) -> int:
     return 0
 
 
+def _run_video(options: VideoOptions) -> int:
+    from fornet.runtime.video.synthetic import write_pan_video
+
+    if options.frames < 1:
+        raise FornetError(f"--frames must be at least 1, got {options.frames}")
+    write_pan_video(options.out, options.size, options.frames, fps=options.fps, seed=options.seed)
+    print(f"wrote {options.out}: {options.frames} frames of {format_hw(options.size)} at {options.fps:g} FPS")
+    return 0
+
+
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    """Run ``synth`` or ``check``."""
+    """Run ``synth``, ``check`` or ``video``."""
     if args.action == "synth":
         return _run_synth(options_from_args(SynthOptions, args))
+    if args.action == "video":
+        return _run_video(options_from_args(VideoOptions, args))
     return _run_check(options_from_args(CheckOptions, args))
 
 
 COMMAND = Command(
     name="data",
     alias="fornet-data",
-    summary="generate a Cityscapes-format data set (synth), or check one (check)",
+    summary="generate a Cityscapes-format data set (synth) or a street-scene video (video), or check a data set",
     description=__doc__.strip(),
     add_arguments=add_arguments,
     run=run,
