@@ -65,6 +65,24 @@ def device_arg(text: str) -> int | str:
     raise argparse.ArgumentTypeError(f"expected a GPU index (0, 1, ...) or 'cpu', got {text!r}")
 
 
+def count_arg(text: str) -> int:
+    """``argparse`` type of a count: a non-negative integer."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def positive_float_arg(text: str) -> float:
+    """``argparse`` type of a positive number (seconds, a frame rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def percentage(upper: float | None = 100.0) -> Callable[[str], float]:
     """``argparse`` type for a percentage in ``(0, upper]`` (no bound when None), returned as a fraction."""
     what = "a positive percentage" if upper is None else f"a percentage in (0, {upper:g}]"

@@ -17,13 +17,7 @@ from pathlib import Path
 
 from fornet.cli.command import Command
 from fornet.errors import FornetError
-from fornet.options import add_options, format_hw, hw_arg, option, options_from_args
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return int(text)
+from fornet.options import add_options, count_arg, format_hw, hw_arg, option, options_from_args
 
 
 @dataclass(frozen=True)
@@ -31,8 +25,8 @@ class SynthOptions:
     """``fornet data synth``: generate procedural street scenes."""
 
     out: str = option(flag="--out", required=True, help="output folder (the data set root)")
-    train: int = option(48, flag="--train", parse=_count, help="number of train scenes")
-    val: int = option(12, flag="--val", parse=_count, help="number of val scenes")
+    train: int = option(48, flag="--train", parse=count_arg, help="number of train scenes")
+    val: int = option(12, flag="--val", parse=count_arg, help="number of val scenes")
     size: tuple[int, int] = option((256, 512), flag="--size", parse=hw_arg, metavar="HxW", help="image size")
     seed: int = option(0, flag="--seed", parse=int, help="random seed")
     force: bool = option(False, flag="--force",

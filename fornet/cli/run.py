@@ -7,15 +7,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import operator
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from fornet.cli.command import Command
 from fornet.errors import FornetError
-from fornet.runtime.bench.runner import device_arg
+from fornet.options import (
+    OptionGroup,
+    add_options,
+    count_arg,
+    device_arg,
+    option,
+    option_groups,
+    options_from_args,
+    positive_float_arg,
+)
 
 EPILOG = """inputs:  video.mp4 | file:///path | frames/ | "shots/*.jpg" | v4l2:///dev/video0 | csi://0 |
          rtsp://user:pass@host:8554/path | http(s)://... | "gst://videotestsrc ! videoconvert ! appsink"
@@ -37,67 +48,78 @@ class RunError(FornetError):
     """Options of ``fornet run`` that do not fit together."""
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+MODEL = OptionGroup("model")
+RENDER_MODE = OptionGroup(exclusive=True)
+RENDERING = OptionGroup("rendering")
+OUTPUTS = OptionGroup("more outputs")
+INPUTS = OptionGroup("inputs")
+STOPPING = OptionGroup("stopping and progress")
 
 
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return int(text)
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``fornet run`` takes besides INPUT and OUTPUT (each field declares its flag)."""
+
+    model: Path = option(flag="--model", parse=Path, required=True, metavar="PATH", group=MODEL,
+                         help="a TensorRT plan, an ONNX file (with its sidecar) or a checkpoint")
+    add_input: tuple[str, ...] = option(flag="--add-input", action="append", default_factory=list, convert=tuple,
+                                        metavar="URI", default_text="",
+                                        help="another source, batched with INPUT into the same engine calls "
+                                             "(repeatable)")
+    backend: str = option("auto", flag="--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"),
+                          default_text="from the extension", group=MODEL, help="inference backend")
+    device: int | str = option(0, flag="--device", parse=device_arg, metavar="N|cpu", group=MODEL,
+                               help="GPU index or cpu")
+    threads: int | None = option(None, flag="--threads", parse=int, metavar="N", group=MODEL,
+                                 help="CPU threads of ONNX Runtime / PyTorch")
+    batch: int | None = option(None, flag="--batch", parse=int, metavar="N", group=MODEL,
+                               default_text="the engine's batch, else one per source", help="frames per engine call")
+    overlay: bool = option(False, flag="--overlay", group=RENDER_MODE,
+                           help="blend the class colours over the frame (the default)")
+    mask: bool = option(False, flag="--mask", group=RENDER_MODE, help="the class colours alone")
+    alpha: float = option(0.5, flag="--alpha", parse=float, metavar="ALPHA", group=RENDERING,
+                          help="overlay opacity, 0..1")
+    fps: float | None = option(None, flag="--fps", parse=positive_float_arg, metavar="F", group=RENDERING,
+                               default_text="the input's, else 25", help="frame rate written into video/RTSP outputs")
+    labels: Path | None = option(None, flag="--labels", parse=Path, metavar="DIR", group=OUTPUTS,
+                                 help="a label PNG per frame into DIR")
+    label_encoding: str = option("trainid", flag="--label-encoding", choices=("trainid", "labelid"), group=OUTPUTS,
+                                 help="label PNG values: Cityscapes trainIds (0..18, 255) or labelIds")
+    jsonl: Path | None = option(None, flag="--jsonl", parse=Path, metavar="FILE", group=OUTPUTS,
+                                help="one JSON record per frame (source, index, timestamps, stage times, class "
+                                     "histogram)")
+    report: Path | None = option(None, flag="--report", parse=Path, metavar="FILE", group=OUTPUTS,
+                                 help="the timing summary as JSON at the end")
+    input_backend: str = option("auto", flag="--input-backend", choices=("auto", "pyav", "opencv", "gstreamer"),
+                                default_text="GStreamer for streams and cameras when python3-gi is reachable, "
+                                             "else PyAV/OpenCV",
+                                group=INPUTS, help="library that reads the inputs")
+    buffer: int | None = option(None, flag="--buffer", parse=int, metavar="N", group=INPUTS,
+                                default_text="1, the newest, for live inputs; 4 for files",
+                                help="frames buffered per input")
+    watchdog_s: float = option(5.0, flag="--watchdog-s", parse=positive_float_arg, metavar="S", group=INPUTS,
+                               help="reconnect a live input after S seconds without a frame")
+    max_reconnects: int | None = option(None, flag="--max-reconnects", parse=count_arg, metavar="N", group=INPUTS,
+                                        default_text="never",
+                                        help="give up after N failed reconnection attempts in a row")
+    max_frames: int | None = option(None, flag="--max-frames", parse=count_arg, metavar="N", group=STOPPING,
+                                    help="stop after N segmented frames")
+    duration_s: float | None = option(None, flag="--duration-s", parse=positive_float_arg, metavar="S",
+                                      group=STOPPING, help="stop after S seconds")
+    progress: bool = option(True, flag="--quiet", convert=operator.not_, group=STOPPING, help="no progress line")
+
+    @property
+    def render(self) -> str:
+        """``"mask"`` with ``--mask``, else ``"overlay"``."""
+        return "mask" if self.mask else "overlay"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``fornet run``."""
+    """INPUT, OUTPUT and every :class:`RunOptions` flag."""
     parser.add_argument("input", metavar="INPUT", help="video, image(s), camera or stream (see below)")
     parser.add_argument("output", metavar="OUTPUT", nargs="?",
                         help="video file, image folder, rtsp://@:PORT/path or display://0 (optional)")
-    parser.add_argument("--add-input", action="append", default=[], metavar="URI",
-                        help="another source, batched with INPUT into the same engine calls (repeatable)")
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", "-m", required=True, type=Path, metavar="PATH",
-                       help="a TensorRT plan, an ONNX file (with its sidecar) or a checkpoint")
-    model.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime", "torch"), default="auto",
-                       help="inference backend (default: from the extension)")
-    model.add_argument("--device", type=device_arg, default=0, metavar="N|cpu", help="GPU index or cpu (default: 0)")
-    model.add_argument("--threads", type=int, metavar="N", help="CPU threads of ONNX Runtime / PyTorch")
-    model.add_argument("--batch", type=int, metavar="N",
-                       help="frames per engine call (default: the engine's batch, else one per source)")
-    view = parser.add_argument_group("rendering")
-    mode = view.add_mutually_exclusive_group()
-    mode.add_argument("--overlay", dest="render", action="store_const", const="overlay",
-                      help="blend the class colours over the frame (default)")
-    mode.add_argument("--mask", dest="render", action="store_const", const="mask", help="the class colours alone")
-    view.add_argument("--alpha", type=float, default=0.5, help="overlay opacity, 0..1 (default: 0.5)")
-    view.add_argument("--fps", type=_positive_float, metavar="F",
-                      help="frame rate written into video/RTSP outputs (default: the input's, else 25)")
-    extra = parser.add_argument_group("more outputs")
-    extra.add_argument("--labels", type=Path, metavar="DIR", help="a label PNG per frame into DIR")
-    extra.add_argument("--label-encoding", choices=("trainid", "labelid"), default="trainid",
-                       help="label PNG values: Cityscapes trainIds (0..18, 255) or labelIds (default: trainid)")
-    extra.add_argument("--jsonl", type=Path, metavar="FILE",
-                       help="one JSON record per frame (source, index, timestamps, stage times, class histogram)")
-    extra.add_argument("--report", type=Path, metavar="FILE", help="the timing summary as JSON at the end")
-    live = parser.add_argument_group("inputs")
-    live.add_argument("--input-backend", choices=("auto", "pyav", "opencv", "gstreamer"), default="auto",
-                      help="library that reads the inputs (default: GStreamer for streams and cameras when "
-                           "python3-gi is reachable, else PyAV/OpenCV)")
-    live.add_argument("--buffer", type=int, metavar="N",
-                      help="frames buffered per input (default: 1, the newest, for live inputs; 4 for files)")
-    live.add_argument("--watchdog-s", type=_positive_float, default=5.0, metavar="S",
-                      help="reconnect a live input after S seconds without a frame (default: 5)")
-    live.add_argument("--max-reconnects", type=_count, metavar="N",
-                      help="give up after N failed reconnection attempts in a row (default: never)")
-    stop = parser.add_argument_group("stopping and progress")
-    stop.add_argument("--max-frames", type=_count, metavar="N", help="stop after N segmented frames")
-    stop.add_argument("--duration-s", type=_positive_float, metavar="S", help="stop after S seconds")
-    stop.add_argument("--quiet", action="store_true", help="no progress line")
+    add_options(parser, RunOptions, option_groups(parser, MODEL, RENDER_MODE, RENDERING, OUTPUTS, INPUTS, STOPPING))
 
 
 def _sink_uri(uri: str, source_id: int, count: int) -> str:
@@ -137,36 +159,37 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from fornet.runtime.segmenter import Segmenter
     from fornet.runtime.video import JsonLinesSink, LabelPngSink, VideoPipeline, VideoSource, open_sink
 
-    if not 0 <= args.alpha <= 1:
-        raise RunError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    if args.output is None and not (args.labels or args.jsonl or args.report):
+    opts = options_from_args(RunOptions, args)
+    if not 0 <= opts.alpha <= 1:
+        raise RunError(f"--alpha must be between 0 and 1, got {opts.alpha}")
+    if args.output is None and not (opts.labels or opts.jsonl or opts.report):
         print("note: no OUTPUT, --labels or --jsonl given: frames are segmented and timed only", file=sys.stderr)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    uris = [args.input, *args.add_input]
+    uris = [args.input, *opts.add_input]
     sources: list[VideoSource] = []
     sinks = []
     try:
         for index, uri in enumerate(uris):
-            sources.append(VideoSource(uri, index, backend=args.input_backend, buffer=args.buffer,
-                                       watchdog_s=args.watchdog_s, max_reconnects=args.max_reconnects))
-        fps = args.fps or sources[0].fps or 25.0
+            sources.append(VideoSource(uri, index, backend=opts.input_backend, buffer=opts.buffer,
+                                       watchdog_s=opts.watchdog_s, max_reconnects=opts.max_reconnects))
+        fps = opts.fps or sources[0].fps or 25.0
         if args.output is not None:
             sinks += [open_sink(_sink_uri(args.output, s.source_id, len(sources)), fps, s.source_id) for s in sources]
-        if args.labels is not None:
-            sinks.append(LabelPngSink(args.labels, args.label_encoding))
-        segmenter = Segmenter(args.model, args.backend, args.device, threads=args.threads)
+        if opts.labels is not None:
+            sinks.append(LabelPngSink(opts.labels, opts.label_encoding))
+        segmenter = Segmenter(opts.model, opts.backend, opts.device, threads=opts.threads)
     except BaseException:
         for source in sources:
             source.close()
         raise
     with segmenter:
-        if args.jsonl is not None:
-            sinks.append(JsonLinesSink(args.jsonl, {s.source_id: s.name for s in sources}, segmenter.io.num_classes))
-        render = args.render or "overlay"
+        if opts.jsonl is not None:
+            sinks.append(JsonLinesSink(opts.jsonl, {s.source_id: s.name for s in sources}, segmenter.io.num_classes))
+        render = opts.render
         if args.output is None:
             render = "none"
-        pipeline = VideoPipeline(segmenter, sources, sinks, render=render, alpha=args.alpha, batch=args.batch,
-                                 max_frames=args.max_frames, duration_s=args.duration_s)
+        pipeline = VideoPipeline(segmenter, sources, sinks, render=render, alpha=opts.alpha, batch=opts.batch,
+                                 max_frames=opts.max_frames, duration_s=opts.duration_s)
         stopped_by: list[int] = []
 
         def on_stop(signum: int, _frame: FrameType | None) -> None:
@@ -181,18 +204,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         previous = {sig: signal.signal(sig, on_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, on_report)
         total = sources[0].total_frames if len(sources) == 1 else None
-        progress = _Progress(total, not args.quiet and sys.stderr.isatty())
+        progress = _Progress(total, opts.progress and sys.stderr.isatty())
         try:
             for _ in pipeline:
-                progress.update(pipeline.stats.frames, pipeline.stats.frames / max(pipeline.report().seconds, 1e-9))
+                progress.update(pipeline.stats.frames, pipeline.stats.fps())
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         report = pipeline.report()
         progress.update(report.frames, report.fps, final=True)
     print(report.format())
-    if args.report is not None:
-        print(f"wrote {report.save(args.report)}")
+    if opts.report is not None:
+        print(f"wrote {report.save(opts.report)}")
     for sink in sinks:
         path = getattr(sink, "path", None) or getattr(sink, "folder", None)
         if path is not None:

@@ -151,6 +151,10 @@ class PipelineStats:
                 self._stages[name].append(seconds)
             self._age.append(result.age_s)
 
+    def fps(self) -> float:
+        """Frames per second since the clock started (cheap: for a progress line on every frame)."""
+        return self.frames / max(time.monotonic() - self._start, 1e-9)
+
     def report(self, sources: Sequence[VideoSource]) -> PipelineReport:
         """The summary so far."""
         with self._lock:
