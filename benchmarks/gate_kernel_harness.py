@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
     import torch
 
+    from fornet.runtime.cuda.device import cuda_device
     from fornet.runtime.cuda.toolchain import find_nvcc
-    from fornet.runtime.tensorrt.env import cuda_device
 
     if not torch.cuda.is_available():
         raise FornetError("the harness needs a CUDA GPU and a CUDA build of PyTorch; run it on a GPU machine")

@@ -1,9 +1,10 @@
 """What a deployed model takes and returns, read from its JSON sidecar (no ONNX, TensorRT or torch).
 
 ``fornet-export`` writes ``fornet.onnx.json`` beside every ONNX file (see
-:mod:`fornet.export.sidecar`); a TensorRT plan's own sidecar ``fornet.plan.json`` names the ONNX
-file it was built from, whose sidecar then describes the plan too. :class:`ModelIO` is the part a
-runtime needs: input size, layout, dtype and normalisation, the output, batch, classes, colours.
+:mod:`fornet.export.sidecar`). :class:`ModelIO` is the part a runtime needs: input size, layout,
+dtype and normalisation, the output, batch, classes, colours. A TensorRT plan is described by the
+sidecar of the ONNX it was built from; finding that sidecar and checking that it belongs to the
+plan is TensorRT's business (:mod:`fornet.runtime.tensorrt.plan_metadata`), not this module's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from fornet.hashing import sha256_file
 from fornet.model.memory import ActivationProfile
 from fornet.records import FileDigest, Record
 from fornet.runtime.errors import FornetRuntimeError
-from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, metadata_path
 
 _DTYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8, "int32": np.int32}
 
@@ -256,64 +256,20 @@ def read_sidecar(path: str | os.PathLike[str]) -> ModelIO:
 OVERRIDE_HINT = "if you changed the files on purpose, pass verify_sidecar=False (--no-verify-sidecar)"
 
 
-def check_sidecar_binding(sidecar: ModelSidecar, sidecar_path: Path, model_path: Path) -> None:
-    """Refuse a sidecar that was not written for ``model_path`` (an ONNX file or a plan).
+def check_sidecar_binding(sidecar: ModelSidecar, sidecar_path: Path, onnx_path: Path) -> None:
+    """Refuse a sidecar that was not written for the ONNX file ``onnx_path``.
 
-    An ONNX file must have the sha256 its sidecar records. A plan must have the sha256 its own
-    ``<plan>.json`` records, and that file must name the ONNX the sidecar describes. This is what
-    catches a sidecar copied from another export (other classes, another precision) or a model
-    file replaced under an old sidecar.
+    The file must have the sha256 its sidecar records. This is what catches a sidecar copied from
+    another export (other classes, another precision) or an ONNX file replaced under an old sidecar.
+    A plan's binding is checked by :func:`fornet.runtime.tensorrt.plan_metadata.check_plan_binding`.
 
     Raises:
         SidecarError: naming both files, what differs and how to fix it.
     """
-    if model_path.suffix == ".onnx":
-        actual = sha256_file(model_path)
-        if actual != sidecar.onnx.sha256:
-            raise SidecarError(
-                f"{sidecar_path} describes {sidecar.onnx.file} (sha256 {sidecar.onnx.sha256[:12]}..., "
-                f"{sidecar.onnx.precision}, {len(sidecar.classes)} classes) but {model_path} has sha256 "
-                f"{actual[:12]}...: the sidecar belongs to another export. Keep each ONNX file with the .json "
-                f"fornet-export wrote beside it, or re-export; {OVERRIDE_HINT}")
-        return
-    metadata = EngineMetadata.load_if_present(model_path)
-    if metadata is None:
-        return
-    plan_sha = sha256_file(model_path)
-    if plan_sha != metadata.plan.sha256:
+    actual = sha256_file(onnx_path)
+    if actual != sidecar.onnx.sha256:
         raise SidecarError(
-            f"{metadata_path(model_path)} describes a plan with sha256 {metadata.plan.sha256[:12]}... but "
-            f"{model_path} has sha256 {plan_sha[:12]}...: the plan was replaced or the metadata belongs to another "
-            f"plan; rebuild with fornet-build (it writes both); {OVERRIDE_HINT}")
-    if metadata.source_onnx.sha256 != sidecar.onnx.sha256:
-        raise SidecarError(
-            f"{model_path} was built from {metadata.source_onnx.file} (sha256 {metadata.source_onnx.sha256[:12]}...) "
-            f"but {sidecar_path} describes {sidecar.onnx.file} (sha256 {sidecar.onnx.sha256[:12]}...); use the "
-            f"sidecar of the ONNX the plan was built from; {OVERRIDE_HINT}")
-
-
-def sidecar_path_for(model_path: str | os.PathLike[str]) -> Path:
-    """Where the sidecar describing ``model_path`` (``.onnx`` or a TensorRT plan) is expected.
-
-    An ONNX file's is ``<file>.json``. A plan's is that of its source ONNX, named in the plan's own
-    ``<plan>.json`` and looked for beside the plan, else ``<plan stem>.onnx.json`` (what
-    ``fornet-build`` produces from ``<stem>.onnx`` by default).
-
-    Raises:
-        SidecarError: a plan whose sidecar cannot be found (the message names where it looked).
-    """
-    model = Path(model_path)
-    if model.suffix == ".onnx":
-        return ModelSidecar.path_for(model)
-    metadata = EngineMetadata.load_if_present(model)
-    candidates = []
-    if metadata is not None and metadata.source_onnx.file:
-        candidates.append(ModelSidecar.path_for(model.with_name(metadata.source_onnx.file)))
-    candidates.append(model.with_name(f"{model.stem}.onnx.json"))
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
-    raise SidecarError(f"no model sidecar for {model} (looked for {looked}); copy the <model>.onnx.json that "
-                       "fornet-export wrote for the ONNX this plan was built from next to the plan, or pass "
-                       "its path as sidecar=... / --sidecar")
+            f"{sidecar_path} describes {sidecar.onnx.file} (sha256 {sidecar.onnx.sha256[:12]}..., "
+            f"{sidecar.onnx.precision}, {len(sidecar.classes)} classes) but {onnx_path} has sha256 "
+            f"{actual[:12]}...: the sidecar belongs to another export. Keep each ONNX file with the .json "
+            f"fornet-export wrote beside it, or re-export; {OVERRIDE_HINT}")

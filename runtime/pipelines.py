@@ -18,7 +18,7 @@ import numpy as np
 
 from fornet.runtime.backend import Backend
 from fornet.runtime.cpu_prepost import overlay, postprocess, preprocess_frames
-from fornet.runtime.errors import TensorRTError
+from fornet.runtime.errors import CudaError
 from fornet.runtime.model_io import ModelIO
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class GpuPipeline:
         stream = self.backend.stream
         kernels = self._kernels
         if kernels is None:
-            raise TensorRTError("this GPU pipeline was closed; create a new Segmenter")
+            raise CudaError("this GPU pipeline was closed; create a new Segmenter")
         with self._cuda:
             for group in chunks(frames, self.max_batch):
                 self.backend.set_batch(self.io.batch or len(group))

@@ -32,8 +32,9 @@ from fornet.model.memory import check_memory
 from fornet.runtime.backend import Backend, deactivate_after_error
 from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
 from fornet.runtime.errors import FornetRuntimeError
-from fornet.runtime.model_io import ModelIO, ModelSidecar, SidecarError, check_sidecar_binding, sidecar_path_for
+from fornet.runtime.model_io import ModelIO, ModelSidecar, SidecarError, check_sidecar_binding
 from fornet.runtime.pipelines import CpuPipeline, GpuPipeline, Segmentation, StageTimes
+from fornet.runtime.tensorrt.plan_metadata import check_plan_binding, onnx_sidecar_for_plan
 
 #: Backend names, and the file extensions each loads.
 BACKENDS = {"tensorrt": (".plan", ".engine"), "onnxruntime": (".onnx",), "torch": (".pth", ".pt")}
@@ -121,9 +122,15 @@ class Segmenter:
                                  "a plan with fornet-build, or fix the path")
         io = None
         if self.backend_name != "torch":
-            io_source = Path(sidecar) if sidecar is not None else sidecar_path_for(self.path)
+            is_plan = self.backend_name == "tensorrt"  # a plan is described by the sidecar of its source ONNX
+            if sidecar is not None:
+                io_source = Path(sidecar)
+            else:
+                io_source = onnx_sidecar_for_plan(self.path) if is_plan else ModelSidecar.path_for(self.path)
             record = ModelSidecar.load(io_source)
-            if verify_sidecar:
+            if verify_sidecar and is_plan:
+                check_plan_binding(record, io_source, self.path)
+            elif verify_sidecar:
                 check_sidecar_binding(record, io_source, self.path)
             io = record.model_io(str(io_source))
             if record.activations is not None:  # recorded by fornet export (older sidecars have none)

@@ -17,6 +17,7 @@ import numpy as np
 from fornet.calibration.labels import class_table
 from fornet.model.memory import activation_profile, check_memory
 from fornet.runtime.backend import Backend, BackendError, TensorSpec
+from fornet.runtime.cuda.device import NoGpuError
 from fornet.runtime.model_io import ModelIO, make_model_io
 
 
@@ -57,7 +58,7 @@ class TorchBackend(Backend):
         from fornet.model import load_model
 
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendError(f"device {self.device!r} was requested but PyTorch sees no CUDA GPU; use device='cpu'")
+            raise NoGpuError(f"device {self.device!r} was requested but PyTorch sees no CUDA GPU; use device='cpu'")
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         model = load_model(self.checkpoint, self.variant, map_location=self.device)

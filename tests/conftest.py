@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime_models import LiteExport, export_lite_models
+from tests.helpers.runtime_models import LiteExport, export_lite_models
 
 
 def _cuda_available() -> bool:

@@ -20,7 +20,7 @@ from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.bench.report import render_markdown, write_report
 from fornet.runtime.bench.runner import BenchError, BenchOptions, BenchResult
 from fornet.runtime.bench.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
-from tests.engine_metadata import engine_metadata
+from tests.helpers.engine_metadata import engine_metadata
 
 FAST = ["--warmup-s", "0", "--min-iters", "2", "--duration-s", "0", "--quiet", "--threads", "1", "--device", "cpu"]
 

@@ -9,7 +9,7 @@ import torch
 
 from fornet.model import CheckpointError, build_model, load_model, save_checkpoint
 from fornet.model.checkpoint import read_state_dict
-from tests.model_utils import realistic_model
+from tests.helpers.model_utils import realistic_model
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from fornet.export.deepstream.check import check_deepstream_package, read_key_fi
 from fornet.export.deepstream.package import DeepStreamOptions, write_deepstream_package
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
 from fornet.export.errors import ExportError
-from tests.runtime_models import INPUT_SIZE, LiteExport
-from tests.triton_server import frames
+from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
+from tests.helpers.triton_server import frames
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from fornet.calibration.labels import LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABE
 from fornet.cli.eval import main
 from fornet.model import IMAGENET_MEAN, IMAGENET_STD, save_checkpoint
 from fornet.model.evaluate import EvaluationError, evaluate, predict_labels
-from tests.model_utils import realistic_model
+from tests.helpers.model_utils import realistic_model
 
 
 class SplitModel(nn.Module):

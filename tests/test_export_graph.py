@@ -18,8 +18,8 @@ from fornet.export import ExportOptions, export_onnx
 from fornet.export.errors import ExportError
 from fornet.export.simplify import float_shape_arithmetic
 from fornet.model import save_checkpoint
-from tests.model_utils import realistic_model
-from tests.test_export_parity import check_parity, images_of
+from tests.helpers.model_utils import realistic_model
+from tests.helpers.parity import check_parity, images_of
 
 SHAPE_OPS = {"Shape", "Size", "Gather", "Unsqueeze", "Squeeze", "ConstantOfShape", "Range", "Floor", "Ceil"}
 

@@ -13,52 +13,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fornet.calibration.cityscapes import CityscapesDataset
-from fornet.calibration.preprocess import preprocess
 from fornet.export import ExportOptions, IOFormat, export_onnx
-from fornet.model import FoRNet, load_model, topk_counts
-from tests.model_utils import realistic_model
-
-
-def images_of(root: Path, size: tuple[int, int], count: int = 2) -> list[np.ndarray]:
-    import cv2
-
-    dataset = CityscapesDataset(root, "val", require_labels=False)
-    return [cv2.resize(dataset[i].image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-            for i in range(min(count, len(dataset)))]
-
-
-def _torch_logits(model: FoRNet, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    x = torch.from_numpy(np.stack([preprocess(im) for im in images]))
-    with torch.no_grad():
-        logits, _, masks = model(x)
-    return logits.numpy(), torch.cat(masks, dim=1).numpy()
-
-
-def _onnx_outputs(path: Path, feed: np.ndarray, batch: int | None) -> tuple[np.ndarray, np.ndarray]:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    if batch is None:
-        return tuple(session.run(None, {"image": feed}))  # type: ignore[return-value]
-    outs = [session.run(None, {"image": feed[i:i + 1]}) for i in range(len(feed))]
-    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
-
-
-def check_parity(ckpt: Path, onnx_path: Path, images: list[np.ndarray], *, batch: int | None = 1,
-                 max_diff: float | None, min_agreement: float) -> None:
-    """Assert logits/argmax parity and exact per-ratio cell counts for ``onnx_path``."""
-    model = load_model(ckpt)
-    ref_logits, ref_masks = _torch_logits(model, images)
-    feed = np.stack([preprocess(im) for im in images])
-    logits, masks = _onnx_outputs(onnx_path, feed, batch)
-    logits = logits.astype(np.float32)
-    agreement = float((logits.argmax(1) == ref_logits.argmax(1)).mean())
-    assert agreement >= min_agreement, f"argmax agreement {agreement:.6f} < {min_agreement}"
-    if max_diff is not None:
-        assert float(np.abs(logits - ref_logits).max()) <= max_diff
-    h, w = masks.shape[-2:]
-    ks = topk_counts(h * w, model.config.ratios)
-    np.testing.assert_array_equal(masks.sum(axis=(2, 3)), np.tile(ks, (len(images), 1)))
-    assert float((masks == ref_masks).mean()) >= 0.99
+from fornet.model import load_model
+from tests.helpers.model_utils import realistic_model
+from tests.helpers.parity import check_parity, images_of, torch_logits
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +52,7 @@ def test_raw_bgr_input_and_uint8_labels(tmp_path, synth_root):
     result = export_onnx(ckpt, tmp_path / "out", ExportOptions(input_size=(128, 256), io=io, gate="plugin",
                                                                     verify=False))
     images = images_of(synth_root, (128, 256), count=4)
-    ref_logits, _ = _torch_logits(load_model(ckpt), images)
+    ref_logits, _ = torch_logits(load_model(ckpt), images)
     session = ort.InferenceSession(str(result.onnx_path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].type == "tensor(uint8)" and session.get_outputs()[0].name == "labels"
     labels = np.concatenate([session.run(None, {"image": im[None, :, :, ::-1].copy()})[0] for im in images])

@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 from fornet.export import ExportOptions, IOFormat, export_onnx
 from fornet.export.tensorrt.graph_rules import uint8_violations
 from fornet.model import save_checkpoint
-from tests.model_utils import realistic_model
+from tests.helpers.model_utils import realistic_model
 
 SIZE = (64, 128)
 

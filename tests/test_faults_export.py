@@ -16,8 +16,8 @@ from fornet.export.api import EXPORT_FILES, ExportOptions, export_onnx
 from fornet.export.errors import ExportError
 from fornet.export.transaction import JOURNAL_NAME, STAGING_PREFIX, JournalError, recover
 from fornet.export.verify import VerificationReport
-from tests.fault_helpers import check_export, killed, run_fornet, snapshot, visible
-from tests.int8_helpers import lite_checkpoint
+from tests.helpers.faults import check_export, killed, run_fornet, snapshot, visible
+from tests.helpers.int8 import lite_checkpoint
 
 pytestmark = pytest.mark.fault
 SIZE = ["--input-size", "64x128", "--gate", "plugin", "--quiet"]

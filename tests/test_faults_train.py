@@ -18,7 +18,7 @@ from fornet.cli.eval import main as eval_main
 from fornet.cli.train import main
 from fornet.model.checkpoint import read_checkpoint
 from fornet.model.train_state import TrainState, reconcile_best
-from tests.fault_helpers import killed, run_fornet
+from tests.helpers.faults import killed, run_fornet
 
 pytestmark = pytest.mark.fault
 FAST = ["--variant", "lite", "--crop", "64x128", "--batch", "2", "--log-every", "1", "--workers", "0", "--quiet"]

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.int8_helpers import lite_checkpoint
+from tests.helpers.int8 import lite_checkpoint
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "int8_bench.py"
 

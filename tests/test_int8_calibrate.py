@@ -20,7 +20,7 @@ from fornet.calibration.int8_calibrate import (
     select_calibration_images,
 )
 from fornet.contract import INPUT_NAME
-from tests.int8_helpers import SIZE, export_fp32, lite_checkpoint, model_input
+from tests.helpers.int8 import SIZE, export_fp32, lite_checkpoint, model_input
 
 
 @pytest.fixture(scope="module")

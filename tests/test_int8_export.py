@@ -17,7 +17,7 @@ from fornet.export.int8.qdq_graph import quantized_conv_names
 from fornet.export.int8.sensitivity import LayerSensitivity
 from fornet.export.sidecar import sha256_file
 from fornet.export.tensorrt.calibration_cache import read_calibration_cache
-from tests.int8_helpers import gate_report, lite_checkpoint
+from tests.helpers.int8 import gate_report, lite_checkpoint
 
 INT8_FILES = ("fornet_int8.onnx", "fornet_int8.onnx.json", "fornet.calib.cache", MANIFEST_NAME, RANGES_NAME)
 

@@ -11,7 +11,7 @@ from fornet.calibration.cityscapes import CityscapesDataset
 from fornet.export.int8.accuracy_gate import AccuracyGateError, GateReport, evaluate_int8
 from fornet.export.int8.qdq_graph import float_node_names, quantize_graph
 from fornet.export.int8.sensitivity import LayerSensitivity, greedy_fallback, measure_sensitivity
-from tests.int8_helpers import KS, export_fp32, gate_report, lite_checkpoint, minmax_ranges, model_input
+from tests.helpers.int8 import KS, export_fp32, gate_report, lite_checkpoint, minmax_ranges, model_input
 
 
 def test_gate_passes_within_the_limit_and_fails_beyond() -> None:

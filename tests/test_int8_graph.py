@@ -19,7 +19,7 @@ from fornet.export.int8.qdq_graph import (
     quantize_graph,
     quantized_conv_names,
 )
-from tests.int8_helpers import KS, export_fp32, lite_checkpoint, minmax_ranges, model_input
+from tests.helpers.int8 import KS, export_fp32, lite_checkpoint, minmax_ranges, model_input
 
 HEAD = "/model/selector/head/Conv"
 

@@ -19,7 +19,7 @@ from fornet.export.int8.placement import placement_issues
 from fornet.export.int8.qdq_graph import Int8GraphError, float_node_names, quantize_graph
 from fornet.export.int8.tensorrt_qdq import prepare_for_modelopt, quantize_for_tensorrt
 from fornet.runtime.onnxrt import OnnxRuntimeBackend
-from tests.int8_helpers import KS, export_fp32, lite_checkpoint, minmax_ranges, model_input
+from tests.helpers.int8 import KS, export_fp32, lite_checkpoint, minmax_ranges, model_input
 
 
 def _qdq(name: str, nodes: list[onnx.NodeProto]) -> str:

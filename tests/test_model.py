@@ -15,8 +15,8 @@ from fornet.model import (
     topk_counts,
     topk_masks,
 )
-from tests.functional_reference import reference_forward
-from tests.model_utils import realistic_model
+from tests.helpers.functional_reference import reference_forward
+from tests.helpers.model_utils import realistic_model
 
 # Shapes from the reference's state-dict table (C = 256, 19 classes).
 REFERENCE_SHAPES = {

@@ -5,9 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,33 +19,11 @@ from fornet.runtime.tensorrt.plugins import (
     load_plugin_library,
     plugin_search_paths,
 )
+from tests.helpers.fake_tensorrt import FakeRegistry, TrtWorld, install_fake_tensorrt
 
 
-class FakeRegistry:
-    """Answers get_creator(TopKGate, 1, fornet) once `registered` is set."""
-
-    def __init__(self, registered: bool, registers_on_load_library: bool = False) -> None:
-        self.registered = registered
-        self.registers_on_load_library = registers_on_load_library
-        self.loaded: list[str] = []
-        self.queries: list[tuple[str, str, str]] = []
-
-    def get_creator(self, name: str, version: str, namespace: str = "") -> object | None:
-        self.queries.append((name, version, namespace))
-        return object() if self.registered else None
-
-    def load_library(self, path: str) -> object:
-        self.loaded.append(path)
-        self.registered = self.registered or self.registers_on_load_library
-        return object()
-
-
-def install_fake_tensorrt(monkeypatch: pytest.MonkeyPatch, registry: FakeRegistry) -> None:
-    trt: Any = types.ModuleType("tensorrt")
-    trt.__version__ = "10.3.0.26"
-    trt.Builder = object
-    trt.get_plugin_registry = lambda: registry
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+def install_registry(monkeypatch: pytest.MonkeyPatch, registry: FakeRegistry) -> None:
+    install_fake_tensorrt(monkeypatch, TrtWorld(registry=registry))
 
 
 @pytest.fixture
@@ -109,7 +85,7 @@ def test_load_needs_tensorrt(monkeypatch: pytest.MonkeyPatch, shared_library: Pa
 
 def test_load_checks_the_registry(monkeypatch: pytest.MonkeyPatch, shared_library: Path) -> None:
     registry = FakeRegistry(registered=True)
-    install_fake_tensorrt(monkeypatch, registry)
+    install_registry(monkeypatch, registry)
     assert load_plugin_library(shared_library.parent) == shared_library.resolve()
     assert registry.queries[-1] == ("TopKGate", "1", "fornet") and registry.loaded == []
 
@@ -117,7 +93,7 @@ def test_load_checks_the_registry(monkeypatch: pytest.MonkeyPatch, shared_librar
 def test_dynamic_only_library_goes_through_load_library(monkeypatch: pytest.MonkeyPatch,
                                                         shared_library: Path) -> None:
     registry = FakeRegistry(registered=False, registers_on_load_library=True)
-    install_fake_tensorrt(monkeypatch, registry)
+    install_registry(monkeypatch, registry)
     monkeypatch.setenv(PLUGIN_ENV_VAR, str(shared_library))
     assert load_plugin_library() == shared_library.resolve()
     assert registry.loaded == [str(shared_library.resolve())]
@@ -125,13 +101,13 @@ def test_dynamic_only_library_goes_through_load_library(monkeypatch: pytest.Monk
 
 def test_library_without_the_creator_is_a_hard_error(monkeypatch: pytest.MonkeyPatch,
                                                      shared_library: Path) -> None:
-    install_fake_tensorrt(monkeypatch, FakeRegistry(registered=False))
+    install_registry(monkeypatch, FakeRegistry(registered=False))
     with pytest.raises(PluginLibraryError, match=r"no plugin creator TopKGate/1/fornet.*fornet-build-plugin"):
         load_plugin_library(shared_library)
 
 
 def test_unloadable_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    install_fake_tensorrt(monkeypatch, FakeRegistry(registered=True))
+    install_registry(monkeypatch, FakeRegistry(registered=True))
     bogus = tmp_path / PLUGIN_LIBRARY_NAME
     bogus.write_bytes(b"not an ELF file")
     with pytest.raises(PluginLibraryError, match=r"cannot load .*built on this machine"):

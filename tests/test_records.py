@@ -17,7 +17,7 @@ from fornet.export.int8.manifest import CalibrationMismatchError, Int8Manifest
 from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.model_io import ModelSidecar, SidecarError
 from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, EngineMetadataError
-from tests.engine_metadata import ORIN
+from tests.helpers.engine_metadata import ORIN
 
 MANIFEST = Int8Manifest(status="passed", calibration_key={"k": 1}, calibration={}, ranges={"sha256": "0"},
                         quantization={}, accuracy_gate=None, sensitivity=None)

@@ -14,18 +14,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fornet.errors import FornetError
 from fornet.export.tensorrt.inspect import EngineLoadError
+from fornet.records import FileDigest
 from fornet.runtime.backend import BackendError
+from fornet.runtime.cuda.device import NoGpuError
+from fornet.runtime.errors import CudaError, TensorRTError
+from fornet.runtime.model_io import SidecarError
 from fornet.runtime.tensorrt.backend import (
     EngineVersionError,
     TensorRTBackend,
     check_engine_compatibility,
     classify_load_failure,
 )
-from fornet.runtime.tensorrt.env import NoGpuError, tensorrt_available
+from fornet.runtime.tensorrt.env import tensorrt_available
+from fornet.runtime.tensorrt.plan_metadata import metadata_path, onnx_sidecar_for_plan
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
-from tests.engine_metadata import ORIN, engine_metadata
-from tests.runtime_models import INPUT_SIZE
+from tests.helpers.engine_metadata import ORIN, engine_metadata
+from tests.helpers.runtime_models import INPUT_SIZE
 
 PLAN = Path("fornet.plan")
 METADATA = ORIN
@@ -143,7 +149,6 @@ def test_cuda_graph_without_a_driver(monkeypatch):
     import ctypes
 
     from fornet.runtime.cuda import graph as cuda_graph
-    from fornet.runtime.cuda.context import CudaError
 
     def no_driver(name):
         raise OSError(f"{name}: cannot open shared object file")
@@ -151,6 +156,51 @@ def test_cuda_graph_without_a_driver(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", no_driver)
     with pytest.raises(CudaError, match="CUDA graphs need the NVIDIA driver"):
         cuda_graph.CudaGraph(0, lambda: None)
+
+
+def test_cuda_errors_are_not_tensorrt_errors(monkeypatch, tmp_path):
+    """The class says what failed: no nvcc, no CUDA driver or no GPU is CUDA's problem, even without TensorRT."""
+    import torch
+
+    from fornet.runtime.cuda import context as cuda_context
+    from fornet.runtime.cuda import prepost
+    from fornet.runtime.torch_backend import TorchBackend
+
+    def no_driver(name):
+        raise ImportError("libcuda.so.1: cannot open shared object file: No such file or directory")
+
+    def raised(call) -> Exception:
+        with pytest.raises(FornetError) as info:
+            call()
+        return info.value
+
+    monkeypatch.setattr(prepost, "find_nvcc", lambda: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    errors = [raised(prepost.compile_prepost_module),
+              raised(TorchBackend(tmp_path / "model.pth", INPUT_SIZE, device="cuda:0").activate)]
+    with monkeypatch.context() as patch:  # import_module is importlib's own: undone before anything else imports
+        patch.setattr(cuda_context.importlib, "import_module", no_driver)
+        errors.append(raised(cuda_context.require_pycuda))
+    for error in errors:
+        assert isinstance(error, CudaError) and not isinstance(error, TensorRTError), repr(error)
+
+
+def test_a_plan_is_described_by_the_sidecar_of_its_source_onnx(tmp_path):
+    plan = tmp_path / "fornet_fp16.plan"
+    plan.write_bytes(b"plan")
+    by_name = tmp_path / "fornet_fp16.onnx.json"  # fornet-build's default: <stem>.onnx -> <stem>.plan
+    by_name.write_text("{}")
+    assert onnx_sidecar_for_plan(plan) == by_name
+    engine_metadata(source_onnx=FileDigest("exported.onnx", "1" * 64)).save(metadata_path(plan))
+    assert onnx_sidecar_for_plan(plan) == by_name  # the recorded source's sidecar is not here
+    recorded = tmp_path / "exported.onnx.json"
+    recorded.write_text("{}")
+    assert onnx_sidecar_for_plan(plan) == recorded  # the plan's own record names its source first
+    by_name.unlink()
+    recorded.unlink()
+    with pytest.raises(SidecarError, match=r"no model sidecar for .*fornet_fp16\.plan \(looked for "
+                                           r".*exported\.onnx\.json, .*fornet_fp16\.onnx\.json\)"):
+        onnx_sidecar_for_plan(plan)
 
 
 # ------------------------------------------------------------------------- on a GPU

@@ -17,7 +17,7 @@ from fornet.runtime import Segmenter
 from fornet.runtime.cpu_prepost import FrameError
 from fornet.runtime.model_io import ModelSidecar, SidecarError, read_sidecar
 from fornet.runtime.segmenter import SegmenterError, resolve_backend
-from tests.runtime_models import INPUT_SIZE
+from tests.helpers.runtime_models import INPUT_SIZE
 
 
 def frame_of(size, seed=0):
@@ -206,8 +206,8 @@ def test_an_edited_model_loads_only_with_the_override(lite, tmp_path):
 
 def test_a_plan_must_match_its_metadata_and_source_onnx(lite, tmp_path):
     from fornet.records import FileDigest
-    from fornet.runtime.model_io import check_sidecar_binding
-    from tests.engine_metadata import engine_metadata
+    from fornet.runtime.tensorrt.plan_metadata import check_plan_binding
+    from tests.helpers.engine_metadata import engine_metadata
 
     sidecar_path = lite.onnx.with_name(lite.onnx.name + ".json")
     sidecar = ModelSidecar.load(sidecar_path)
@@ -218,11 +218,11 @@ def test_a_plan_must_match_its_metadata_and_source_onnx(lite, tmp_path):
     good = engine_metadata(plan=FileDigest("fornet.plan", sha256_file(plan)),
                            source_onnx=FileDigest("fornet.onnx", sidecar.onnx.sha256))
     good.save(tmp_path / "fornet.plan.json")
-    check_sidecar_binding(sidecar, sidecar_path, plan)
+    check_plan_binding(sidecar, sidecar_path, plan)
     plan.write_bytes(b"another plan")
     with pytest.raises(SidecarError, match="the plan was replaced or the metadata belongs to another plan"):
-        check_sidecar_binding(sidecar, sidecar_path, plan)
+        check_plan_binding(sidecar, sidecar_path, plan)
     engine_metadata(plan=FileDigest("fornet.plan", sha256_file(plan)),
                     source_onnx=FileDigest("other.onnx", "f" * 64)).save(tmp_path / "fornet.plan.json")
     with pytest.raises(SidecarError, match=r"was built from other\.onnx .* but .* describes fornet\.onnx"):
-        check_sidecar_binding(sidecar, sidecar_path, plan)
+        check_plan_binding(sidecar, sidecar_path, plan)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fornet.cli.build import main
-from tests.test_tensorrt_onnx import save_model
+from tests.helpers.onnx_graphs import save_model
 
 
 def test_help_needs_no_tensorrt(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

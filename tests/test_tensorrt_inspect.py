@@ -1,20 +1,19 @@
-"""describe_engine: the text part (no TensorRT), its errors, and the flow against a fake TensorRT."""
+"""describe_engine: the text part (no TensorRT), its errors, and the flow against the fake TensorRT."""
 
 from __future__ import annotations
 
-import enum
-import json
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fornet.export.tensorrt.inspect import EngineLoadError, IOTensor, describe_engine, format_engine_description
-from fornet.runtime.tensorrt.env import CudaDevice, TensorRTUnavailableError
+from fornet.runtime.cuda.device import CudaDevice
+from fornet.runtime.tensorrt.env import TensorRTUnavailableError
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
-from tests.engine_metadata import PLUGIN, engine_metadata
+from tests.helpers.engine_metadata import PLUGIN, engine_metadata
+from tests.helpers.fake_tensorrt import FakeIOTensor, TrtWorld, install_fake_tensorrt
 
 DETAILED = {
     "Layers": [
@@ -56,56 +55,16 @@ def test_needs_tensorrt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         describe_engine(plan)
 
 
-class FakeEngine:
-    num_io_tensors = 2
-    _tensors = (("image", "INPUT", [1, 3, 8, 16]), ("logits", "OUTPUT", [1, 19, 8, 16]))
-
-    def get_tensor_name(self, index: int) -> str:
-        return self._tensors[index][0]
-
-    def _find(self, name: str) -> tuple[str, str, list[int]]:
-        return next(t for t in self._tensors if t[0] == name)
-
-    def get_tensor_mode(self, name: str) -> Any:
-        return types.SimpleNamespace(name=self._find(name)[1])
-
-    def get_tensor_shape(self, name: str) -> list[int]:
-        return self._find(name)[2]
-
-    def get_tensor_dtype(self, name: str) -> Any:
-        return types.SimpleNamespace(name="FLOAT")
-
-    def get_tensor_format_desc(self, name: str) -> str:
-        return "Row major linear FP32"
-
-    def create_engine_inspector(self) -> Any:
-        return types.SimpleNamespace(get_engine_information=lambda fmt: json.dumps(DETAILED))
+#: The plan describe_engine reads: static batch 1, float input and logits.
+PLAN = (FakeIOTensor("image", "INPUT", (1, 3, 8, 16), "FLOAT"),
+        FakeIOTensor("logits", "OUTPUT", (1, 19, 8, 16), "FLOAT"))
 
 
-def install_fake_tensorrt(monkeypatch: pytest.MonkeyPatch, engine: FakeEngine | None) -> None:
-    trt: Any = types.ModuleType("tensorrt")
-    trt.__version__ = "11.1.0.106"
-    trt.Builder = object
-
-    class ILogger:
-        Severity = enum.IntEnum("Severity", {"ERROR": 1, "WARNING": 2, "INFO": 3, "VERBOSE": 4})
-
-        def __init__(self) -> None:
-            pass
-
-    class Runtime:
-        def __init__(self, logger: ILogger) -> None:
-            self.logger = logger
-
-        def deserialize_cuda_engine(self, data: bytes) -> FakeEngine | None:
-            self.logger.log(ILogger.Severity.ERROR, "Serialization assertion magicTagRead == kMAGIC_TAG failed")
-            return engine
-
-    trt.ILogger = ILogger
-    trt.Runtime = Runtime
-    trt.LayerInformationFormat = enum.Enum("LayerInformationFormat", ["ONELINE", "JSON"])
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr("fornet.runtime.tensorrt.env.cuda_device", lambda: CudaDevice("H100", (9, 0)))
+def install_tensorrt(monkeypatch: pytest.MonkeyPatch, *, deserialize_ok: bool = True) -> None:
+    install_fake_tensorrt(monkeypatch, TrtWorld(
+        version="11.1.0.106", plan=PLAN, engine_information=DETAILED, deserialize_ok=deserialize_ok,
+        log_on_failure="Serialization assertion magicTagRead == kMAGIC_TAG failed"))
+    monkeypatch.setattr("fornet.runtime.cuda.device.cuda_device", lambda: CudaDevice("H100", (9, 0)))
     monkeypatch.setattr("fornet.runtime.tensorrt.plugins.find_plugin_library", fail_to_find)
 
 
@@ -114,7 +73,7 @@ def fail_to_find(path: Any = None) -> Path:
 
 
 def test_describes_a_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    install_fake_tensorrt(monkeypatch, FakeEngine())
+    install_tensorrt(monkeypatch)
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"plan")
     text = describe_engine(plan)
@@ -123,7 +82,7 @@ def test_describes_a_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_undeserialisable_plan_quotes_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    install_fake_tensorrt(monkeypatch, None)
+    install_tensorrt(monkeypatch, deserialize_ok=False)
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"plan")
     with pytest.raises(EngineLoadError, match=r"(?s)cannot deserialise.*magicTagRead.*rebuild with fornet-build"):
@@ -131,7 +90,7 @@ def test_undeserialisable_plan_quotes_the_log(tmp_path: Path, monkeypatch: pytes
 
 
 def test_plan_recorded_with_plugin_needs_the_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    install_fake_tensorrt(monkeypatch, FakeEngine())
+    install_tensorrt(monkeypatch)
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"plan")
     engine_metadata(plugin=PLUGIN).save(tmp_path / "fornet.plan.json")

@@ -12,7 +12,7 @@ from fornet.export.tensorrt.build import engine_build_command, trtexec_build_com
 from fornet.export.tensorrt.options import BuildOptions, BuildOptionsError, default_plan_path
 from fornet.options import options_from_args
 from fornet.runtime.tensorrt.plan_metadata import metadata_path
-from tests.test_tensorrt_onnx import save_model
+from tests.helpers.onnx_graphs import save_model
 
 FULL = {
     "plugin": Path("/opt/fornet/lib/libfornet_plugins.so"),

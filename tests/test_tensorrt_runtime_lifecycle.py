@@ -1,4 +1,5 @@
-"""The TensorRT backend's state machine against fakes of pycuda and TensorRT (see tests/fake_cuda.py).
+"""The TensorRT backend's state machine against fakes of pycuda and TensorRT (see tests/helpers/fake_cuda.py
+and tests/helpers/fake_tensorrt.py).
 
 What is checked: loading and closing leave pycuda's context stack balanced and never pop after
 the primary context was released; an error while loading surfaces as itself, not as a cleanup
@@ -17,20 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fornet.runtime.cuda.context import CudaContext, CudaError
-from fornet.runtime.errors import EngineLoadError
+from fornet.runtime.cuda.context import CudaContext
+from fornet.runtime.errors import CudaError, EngineLoadError
 from fornet.runtime.tensorrt import plugins
 from fornet.runtime.tensorrt.backend import EngineVersionError, TensorRTBackend, classify_load_failure
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
-from tests.engine_metadata import engine_metadata
-from tests.fake_cuda import (
-    CudaWorld,
-    FakeCudaGraph,
-    FakeLogicError,
-    TrtWorld,
-    make_fake_pycuda,
-    make_fake_tensorrt,
-)
+from tests.helpers.engine_metadata import engine_metadata
+from tests.helpers.fake_cuda import CudaWorld, FakeLogicError, make_fake_pycuda
+from tests.helpers.fake_tensorrt import FakeCudaGraph, TrtWorld, install_fake_tensorrt
 
 
 @pytest.fixture
@@ -44,8 +39,8 @@ def cuda_world(monkeypatch: pytest.MonkeyPatch) -> CudaWorld:
 
 @pytest.fixture
 def trt_world(cuda_world: CudaWorld, monkeypatch: pytest.MonkeyPatch) -> TrtWorld:
-    world = TrtWorld(cuda_world)
-    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(world))
+    world = TrtWorld(cuda=cuda_world)
+    install_fake_tensorrt(monkeypatch, world)
     return world
 
 
@@ -112,8 +107,7 @@ def test_with_block_loads_and_closes_cleanly(tmp_path: Path, trt_world: TrtWorld
 ])
 def test_a_load_error_is_not_masked_by_cleanup(tmp_path: Path, cuda_world: CudaWorld, monkeypatch: pytest.MonkeyPatch,
                                                log: str, error: type[Exception]) -> None:
-    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(TrtWorld(cuda_world, deserialize_ok=False,
-                                                                             log_on_failure=log)))
+    install_fake_tensorrt(monkeypatch, TrtWorld(cuda=cuda_world, deserialize_ok=False, log_on_failure=log))
 
     def missing(path: Any = None) -> Path:
         raise PluginLibraryError("libfornet_plugins.so not found")

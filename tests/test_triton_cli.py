@@ -14,8 +14,8 @@ import pytest
 
 from fornet.cli import export
 from fornet.export.triton.check import parse_config
-from tests.runtime_models import LiteExport
-from tests.triton_server import server_options
+from tests.helpers.runtime_models import LiteExport
+from tests.helpers.triton_server import server_options
 
 
 def test_export_writes_checked_triton_and_deepstream_packages(

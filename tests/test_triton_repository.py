@@ -16,9 +16,9 @@ from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.serving.client import SegmentationClient
 from fornet.runtime.serving.launcher import RepositoryServer
 from fornet.runtime.tensorrt.plan_metadata import TensorRecord, metadata_path
-from tests.engine_metadata import PLUGIN, engine_metadata
-from tests.runtime_models import INPUT_SIZE, LiteExport
-from tests.triton_server import frames, server_options
+from tests.helpers.engine_metadata import PLUGIN, engine_metadata
+from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
+from tests.helpers.triton_server import frames, server_options
 
 
 @pytest.fixture(scope="module")

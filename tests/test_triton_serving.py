@@ -16,8 +16,8 @@ from fornet.runtime.serving.errors import RequestRejected, ServingError
 from fornet.runtime.serving.launcher import ServerProcess, server_environment
 from fornet.runtime.serving.load import run_load
 from fornet.runtime.serving.metrics import parse_batching_stats
-from tests.runtime_models import INPUT_SIZE
-from tests.triton_server import OVERLAY_ALPHA, RunningServer, frames, server_options, triton_server
+from tests.helpers.runtime_models import INPUT_SIZE
+from tests.helpers.triton_server import OVERLAY_ALPHA, RunningServer, frames, server_options, triton_server
 
 __all__ = ["triton_server"]
 

@@ -20,8 +20,8 @@ from fornet.cli.run import main as run_main
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.video import JsonLinesSink, LabelPngSink, VideoFileSink, VideoPipeline, VideoSource
 from fornet.runtime.video.encode import partial_path
-from tests.runtime_models import LiteExport
-from tests.video_helpers import FRAME_SIZE, decode_all, pan_clip
+from tests.helpers.runtime_models import LiteExport
+from tests.helpers.video import FRAME_SIZE, decode_all, pan_clip
 
 
 def test_pipeline_labels_equal_segmenter_and_miou(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory,

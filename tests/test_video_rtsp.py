@@ -20,11 +20,11 @@ import pytest
 
 from fornet.runtime.video.gst import gst_available
 from fornet.runtime.video.stats import PipelineReport
-from tests.runtime_models import LiteExport
-from tests.video_helpers import decode_all
+from tests.helpers.runtime_models import LiteExport
+from tests.helpers.video import decode_all
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER = Path(__file__).with_name("video_rtsp_server.py")
+SERVER = Path(__file__).parent / "helpers" / "video_rtsp_server.py"
 
 
 def _server_available() -> bool:
@@ -128,7 +128,7 @@ def test_rtsp_output_serves_the_overlay(lite: LiteExport, tmp_path_factory: pyte
     import socket
 
     from fornet.runtime.video import SourceError, VideoSource
-    from tests.video_helpers import FRAME_SIZE, pan_clip
+    from tests.helpers.video import FRAME_SIZE, pan_clip
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

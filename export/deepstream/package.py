@@ -24,7 +24,7 @@ from fornet.export.deepstream.nvinfer import NETWORK_MODES, NvinferForm, nvinfer
 from fornet.export.deepstream.probe_example import PROBE_PY
 from fornet.export.errors import ExportError
 from fornet.export.staging import staged_folder
-from fornet.runtime.model_io import ModelIO, read_sidecar, sidecar_path_for
+from fornet.runtime.model_io import ModelIO, ModelSidecar, read_sidecar
 
 #: The plugin library `fornet build-plugin` builds on the device.
 PLUGIN_LIBRARY = "libfornet_plugins.so"
@@ -161,7 +161,7 @@ def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options:
     onnx_path, folder = Path(onnx_path), Path(folder)
     if options.batch < 1:
         raise ExportError(f"the DeepStream batch must be at least 1, got {options.batch}")
-    io = read_sidecar(sidecar_path_for(onnx_path))
+    io = read_sidecar(ModelSidecar.path_for(onnx_path))
     if not io.raw_input:
         raise ExportError("DeepStream needs the normalisation inside the graph (nvinfer has one scale for all "
                           "channels, ImageNet needs one std per channel): export with --input raw")

@@ -39,9 +39,9 @@ from fornet.export.tensorrt.options import (
 )
 from fornet.hashing import sha256_file
 from fornet.records import FileDigest
+from fornet.runtime.cuda.device import cuda_device
 from fornet.runtime.tensorrt.env import (
     LogTail,
-    cuda_device,
     make_logger,
     require_tensorrt,
     tensorrt_available,

@@ -41,7 +41,8 @@ def describe_engine(plan_path: str | os.PathLike[str], plugin: str | os.PathLike
         FornetError: no TensorRT or GPU, missing plugin library, or a plan this TensorRT cannot load.
     """
     from fornet.hashing import sha256_file
-    from fornet.runtime.tensorrt.env import LogTail, cuda_device, make_logger, require_tensorrt
+    from fornet.runtime.cuda.device import cuda_device
+    from fornet.runtime.tensorrt.env import LogTail, make_logger, require_tensorrt
     from fornet.runtime.tensorrt.plugins import PluginLibraryError, load_plugin_library
 
     plan = Path(plan_path)

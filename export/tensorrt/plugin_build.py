@@ -119,7 +119,7 @@ def build_plugin_library(build: PluginBuild, *, verbose: bool = False) -> Path:
 
 def default_cuda_archs() -> tuple[str, ...] | None:
     """This machine's GPU, when there is one; else CMake's default list."""
-    from fornet.runtime.tensorrt.env import NoGpuError, cuda_device
+    from fornet.runtime.cuda.device import NoGpuError, cuda_device
 
     try:
         return (cuda_device().sm,)

@@ -26,7 +26,7 @@ from fornet.export.staging import staged_folder
 from fornet.export.triton.config import INSTANCE_KINDS, TENSORRT_TO_TRITON, ModelConfig, TensorConfig, triton_dtype
 from fornet.export.triton.plan_io import PlanIO, PlanTensor, read_plan_io
 from fornet.export.triton.python_model import MODEL_PY
-from fornet.runtime.model_io import ModelIO, read_sidecar, sidecar_path_for
+from fornet.runtime.model_io import ModelIO, ModelSidecar, read_sidecar
 from fornet.runtime.serving.contract import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_QUEUE,
@@ -188,7 +188,7 @@ def write_triton_repository(onnx_path: str | Path, repo: str | Path,
     onnx_path, repo = Path(onnx_path), Path(repo)
     if not onnx_path.is_file():
         raise ExportError(f"ONNX file not found: {onnx_path}; export it first with `fornet export`")
-    sidecar = sidecar_path_for(onnx_path)
+    sidecar = ModelSidecar.path_for(onnx_path)
     io = read_sidecar(sidecar)
     plan = read_plan_io(options.plan) if options.plan is not None else None
     with staged_folder(repo, options.overwrite) as staging:

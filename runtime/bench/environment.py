@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fornet.runtime.cuda.device import NoGpuError, cuda_device
+
 #: Distributions whose versions a benchmark records (first installed name of each group).
 PACKAGES = {
     "fornet-deploy": ("fornet-deploy",),
@@ -64,8 +66,6 @@ def package_versions() -> dict[str, str | None]:
 
 def gpu_info() -> dict[str, Any] | None:
     """GPU 0's name and compute capability, and the driver's CUDA version; None without a GPU."""
-    from fornet.runtime.tensorrt.env import NoGpuError, cuda_device
-
     try:
         device = cuda_device()
     except NoGpuError:

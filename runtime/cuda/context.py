@@ -18,8 +18,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from fornet.runtime.errors import TensorRTError
-from fornet.runtime.tensorrt.env import NoGpuError
+from fornet.runtime.cuda.device import NoGpuError
+from fornet.runtime.errors import CudaError
 
 _log = logging.getLogger(__name__)
 
@@ -28,12 +28,8 @@ _PYCUDA_HINT = ("install it on the GPU machine with `pip install pycuda` (it bui
                 "first) or `pip install 'fornet-deploy[tensorrt]'`; or use the ONNX Runtime backend")
 
 
-class PycudaUnavailableError(TensorRTError):
+class PycudaUnavailableError(CudaError):
     """pycuda is not installed (or not importable)."""
-
-
-class CudaError(TensorRTError):
-    """A CUDA call through pycuda failed."""
 
 
 def require_pycuda() -> Any:

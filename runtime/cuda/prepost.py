@@ -20,7 +20,7 @@ import numpy as np
 
 from fornet.runtime.cpu_prepost import alpha_to_256
 from fornet.runtime.cuda.toolchain import find_nvcc
-from fornet.runtime.errors import TensorRTError
+from fornet.runtime.errors import CudaError
 from fornet.runtime.model_io import ModelIO
 
 KERNEL_SOURCE = Path(__file__).with_name("prepost.cu")
@@ -30,7 +30,7 @@ POST_KERNELS = {"float32": "fornet_post_logits_f32", "float16": "fornet_post_log
 _BLOCK = (32, 8, 1)
 
 
-class KernelBuildError(TensorRTError):
+class KernelBuildError(CudaError):
     """The pre/post kernels cannot be compiled or loaded."""
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from fornet.errors import FornetError
 from fornet.runtime.backend import Backend, BackendError, BackendInputError, TensorSpec
 from fornet.runtime.cuda.context import CudaContext
-from fornet.runtime.errors import EngineLoadError
+from fornet.runtime.errors import EngineLoadError, TensorRTError
 from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
 
 if TYPE_CHECKING:
@@ -372,7 +372,7 @@ class TensorRTBackend(Backend):
     def _execute(self) -> None:
         assert self._context is not None
         if not self._context.execute_async_v3(int(self._stream.handle)):
-            raise BackendError(f"{self.name}: execute_async_v3 failed (see TensorRT's log above); check the inputs")
+            raise TensorRTError(f"{self.name}: execute_async_v3 failed (see TensorRT's log above); check the inputs")
 
     def _upload(self, feed: dict[str, np.ndarray]) -> None:
         cuda = self.cuda_context.driver

@@ -1,20 +1,17 @@
-"""What this machine offers for TensorRT work: the Python bindings, a CUDA GPU, a logger.
+"""What this machine offers for TensorRT work: the Python bindings and a logger.
 
 Nothing here imports TensorRT at module import time, so ``--help`` and CPU-only machines never
-need it. Every check raises a :class:`~fornet.errors.FornetError` subclass that names what is
-missing and how to get it.
+need it. Every check raises a :class:`~fornet.runtime.errors.TensorRTError` that names what is
+missing and how to get it. The GPU itself is CUDA's business: :mod:`fornet.runtime.cuda.device`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import sys
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fornet.errors import FornetError
 from fornet.runtime.errors import TensorRTError
 
 if TYPE_CHECKING:
@@ -28,10 +25,6 @@ _INSTALL_HINT = (
 
 class TensorRTUnavailableError(TensorRTError):
     """TensorRT's Python bindings cannot be imported."""
-
-
-class NoGpuError(TensorRTError):
-    """No CUDA driver or no CUDA device is present."""
 
 
 def tensorrt_available() -> bool:
@@ -66,56 +59,9 @@ def tensorrt_version_number(version: str) -> int:
     """``"10.3.0.26"`` -> ``100300`` (the number TensorRT writes into calibration cache headers)."""
     parts = [int(p) for p in version.split(".")[:3] if p.isdigit()]
     if len(parts) != 3:
-        raise FornetError(f"cannot read the TensorRT version {version!r}; reinstall TensorRT")
+        raise TensorRTError(f"cannot read the TensorRT version {version!r}; reinstall TensorRT")
     major, minor, patch = parts
     return major * 10000 + minor * 100 + patch
-
-
-@dataclass(frozen=True)
-class CudaDevice:
-    """The GPU TensorRT builds for: device 0 of the CUDA driver."""
-
-    name: str
-    compute_capability: tuple[int, int]
-
-    @property
-    def sm(self) -> str:
-        """``"87"`` for (8, 7): the value for CMake's CUDA architectures and nvcc's ``sm_``."""
-        return f"{self.compute_capability[0]}{self.compute_capability[1]}"
-
-
-_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
-_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
-
-
-def cuda_device() -> CudaDevice:
-    """Query device 0 through the CUDA driver library (no pycuda or torch needed).
-
-    Raises:
-        NoGpuError: no driver library or no device.
-    """
-    library = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
-    try:
-        cuda = ctypes.CDLL(library)
-    except OSError as exc:
-        raise NoGpuError(
-            f"no CUDA driver ({library} not loadable: {exc}); TensorRT engines are built and run on the "
-            "target GPU: run this on the Jetson / GPU machine with the NVIDIA driver installed"
-        ) from exc
-    count = ctypes.c_int(0)
-    device = ctypes.c_int(0)
-    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
-        raise NoGpuError(
-            "the CUDA driver reports no usable GPU (check `nvidia-smi` / `tegrastats`, the driver and "
-            "CUDA_VISIBLE_DEVICES); TensorRT needs one to build or run engines"
-        )
-    name = ctypes.create_string_buffer(256)
-    major, minor = ctypes.c_int(0), ctypes.c_int(0)
-    cuda.cuDeviceGet(ctypes.byref(device), 0)
-    cuda.cuDeviceGetName(name, len(name), device)
-    cuda.cuDeviceGetAttribute(ctypes.byref(major), _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device)
-    cuda.cuDeviceGetAttribute(ctypes.byref(minor), _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device)
-    return CudaDevice(name=name.value.decode(errors="replace"), compute_capability=(major.value, minor.value))
 
 
 class LogTail:

@@ -3,6 +3,9 @@
 The plan itself stays a pure TensorRT plan (trtexec, DeepStream and Triton load it as is); what a
 deployment needs to know about it lives beside it: TensorRT version, GPU, precision, I/O shapes
 and profile, build options, the plugin library and the source ONNX, each with its sha256.
+
+What the plan takes and returns is described by the sidecar of that source ONNX:
+:func:`onnx_sidecar_for_plan` finds it and :func:`check_plan_binding` checks that it belongs to the plan.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fornet.errors import RecordError
+from fornet.hashing import sha256_file
 from fornet.records import FileDigest, Record
 from fornet.runtime.errors import TensorRTError
+from fornet.runtime.model_io import OVERRIDE_HINT, ModelSidecar, SidecarError
 
 #: Suffix of a plan's sidecar: ``fornet_fp16.plan`` -> ``fornet_fp16.plan.json``.
 METADATA_SUFFIX = ".json"
@@ -83,3 +88,53 @@ class EngineMetadata(Record):
         """The sidecar of ``plan_path``, or ``None`` when there is none (a plan built elsewhere)."""
         source = metadata_path(plan_path)
         return cls.load(source) if source.exists() else None
+
+
+def onnx_sidecar_for_plan(plan_path: str | os.PathLike[str]) -> Path:
+    """Where the sidecar describing the plan ``plan_path`` is expected: that of its source ONNX.
+
+    The ONNX is the one named in the plan's own ``<plan>.json``, its sidecar looked for beside the
+    plan; else ``<plan stem>.onnx.json`` (what ``fornet-build`` produces from ``<stem>.onnx`` by default).
+
+    Raises:
+        SidecarError: no sidecar in either place (the message names where it looked).
+    """
+    plan = Path(plan_path)
+    metadata = EngineMetadata.load_if_present(plan)
+    candidates = []
+    if metadata is not None and metadata.source_onnx.file:
+        candidates.append(ModelSidecar.path_for(plan.with_name(metadata.source_onnx.file)))
+    candidates.append(plan.with_name(f"{plan.stem}.onnx.json"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    raise SidecarError(f"no model sidecar for {plan} (looked for {looked}); copy the <model>.onnx.json that "
+                       "fornet-export wrote for the ONNX this plan was built from next to the plan, or pass "
+                       "its path as sidecar=... / --sidecar")
+
+
+def check_plan_binding(sidecar: ModelSidecar, sidecar_path: Path, plan_path: Path) -> None:
+    """Refuse a sidecar that does not describe the plan ``plan_path`` (no ``<plan>.json``: nothing to check).
+
+    The plan must have the sha256 its own ``<plan>.json`` records, and that file must name the ONNX
+    the sidecar describes: this catches a plan replaced under old metadata, and the sidecar of
+    another export.
+
+    Raises:
+        SidecarError: naming both files, what differs and how to fix it.
+    """
+    metadata = EngineMetadata.load_if_present(plan_path)
+    if metadata is None:
+        return
+    plan_sha = sha256_file(plan_path)
+    if plan_sha != metadata.plan.sha256:
+        raise SidecarError(
+            f"{metadata_path(plan_path)} describes a plan with sha256 {metadata.plan.sha256[:12]}... but "
+            f"{plan_path} has sha256 {plan_sha[:12]}...: the plan was replaced or the metadata belongs to another "
+            f"plan; rebuild with fornet-build (it writes both); {OVERRIDE_HINT}")
+    if metadata.source_onnx.sha256 != sidecar.onnx.sha256:
+        raise SidecarError(
+            f"{plan_path} was built from {metadata.source_onnx.file} (sha256 {metadata.source_onnx.sha256[:12]}...) "
+            f"but {sidecar_path} describes {sidecar.onnx.file} (sha256 {sidecar.onnx.sha256[:12]}...); use the "
+            f"sidecar of the ONNX the plan was built from; {OVERRIDE_HINT}")

@@ -12,7 +12,7 @@ import pytest
 from fornet.runtime.serving.launcher import ServerProcess, server_environment
 from fornet.runtime.serving.options import ServerOptions
 from fornet.runtime.serving.ports import free_port
-from tests.runtime_models import LiteExport
+from tests.helpers.runtime_models import LiteExport
 
 #: The session server also answers the overlay, blended with this alpha.
 OVERLAY_ALPHA = 0.5

@@ -12,7 +12,7 @@ from fornet.export import ExportOptions, ExportResult, export_onnx
 from fornet.export.int8.accuracy_gate import GateReport
 from fornet.model import save_checkpoint
 from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
-from tests.model_utils import realistic_model
+from tests.helpers.model_utils import realistic_model
 
 #: Export size of the INT8 tests: lite's 16x stride gives a 4 x 8 selector grid (k = 3, 6, 10, 13).
 SIZE = (64, 128)

@@ -1,6 +1,6 @@
 """A loopback RTSP test server, run as a separate process by /usr/bin/python3 (python3-gi).
 
-    /usr/bin/python3 tests/video_rtsp_server.py --port 0 [--size 128x256] [--fps 30]
+    /usr/bin/python3 tests/helpers/video_rtsp_server.py --port 0 [--size 128x256] [--fps 30]
 
 Serves an endless live test pattern ("a camera", H.264) at rtsp://127.0.0.1:PORT/cam and prints
 ``PORT <n>`` on stdout once it listens. Exits on SIGTERM/SIGINT. Used by tests/test_video_rtsp.py,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.model_utils import realistic_model
+from tests.helpers.model_utils import realistic_model
 
 #: Network input size of the test exports (the lite variant's stride is 16).
 INPUT_SIZE = (64, 128)
