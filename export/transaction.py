@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +35,8 @@ from fornet.records import Record
 
 STAGING_PREFIX = ".fornet-staging-"
 JOURNAL_NAME = ".fornet-publish.json"
+#: The only staging folder names a journal may name: ``.fornet-staging-<pid>``, directly in the export folder.
+_STAGING_NAME = re.compile(rf"{re.escape(STAGING_PREFIX)}[0-9]+")
 
 
 class JournalError(RecordError, ExportError):
@@ -54,9 +57,31 @@ class PublishJournal(Record):
     publish: tuple[str, ...]
     remove: tuple[str, ...]
 
+    def check(self, out: Path, managed: Collection[str]) -> None:
+        """Refuse a journal that names anything but the export's own files and staging folder in ``out``.
 
-def _apply(out: Path, journal: PublishJournal) -> None:
+        The journal is carried out by the next export into the folder, so what it names is deleted or
+        replaced: only the names in ``managed`` (the files an export writes) and a
+        ``.fornet-staging-<pid>`` folder directly inside ``out`` (not a link) are accepted.
+
+        Raises:
+            JournalError: naming the journal, what it names and how to clean up (nothing was touched).
+        """
+        foreign = [name for name in (*self.publish, *self.remove) if name not in managed]
+        staging = out / self.staging
+        if not _STAGING_NAME.fullmatch(self.staging) or staging.is_symlink():
+            foreign.insert(0, self.staging)
+        if foreign:
+            raise JournalError(
+                f"{out / JOURNAL_NAME} names {', '.join(repr(name) for name in foreign)}, which "
+                f"{'is' if len(foreign) == 1 else 'are'} not a file of an export or its staging folder in {out} "
+                f"(an export writes only {', '.join(managed) or 'no files'} and {STAGING_PREFIX}<pid>); nothing was "
+                f"changed: delete {out / JOURNAL_NAME} and export again")
+
+
+def _apply(out: Path, journal: PublishJournal, managed: Collection[str]) -> None:
     """Carry out a committed journal (idempotent: safe to repeat after a kill)."""
+    journal.check(out, managed)
     staging = out / journal.staging
     for name in journal.publish:
         source = staging / name
@@ -77,29 +102,33 @@ def _staging_pid(path: Path) -> int | None:
     return int(suffix) if suffix.isdigit() else None
 
 
-def recover(out: str | os.PathLike[str], managed: Iterable[str] = ()) -> list[str]:
+def recover(out: str | os.PathLike[str], managed: Collection[str]) -> list[str]:
     """Finish or clean up what a killed export left in ``out``; return what was done, in words.
 
     A journal is completed (the killed export had been verified and committed); staging folders
-    and temporaries of processes that no longer run are removed.
+    and temporaries of processes that no longer run are removed. ``managed`` are the names of the
+    files an export writes: a journal that names anything else is refused.
 
     Raises:
         ExportError: another export process is writing into ``out`` right now.
-        JournalError: the journal is damaged (the message says how to clean up by hand).
+        JournalError: the journal is damaged or names other files (the message says how to clean up by hand).
     """
     out = Path(out)
     done: list[str] = []
     journal_path = out / JOURNAL_NAME
     if journal_path.is_file():
         journal = PublishJournal.load(journal_path)
-        _apply(out, journal)
+        _apply(out, journal, managed)
         done.append(f"completed the publication of an interrupted export in {out} ({', '.join(journal.publish)})")
     for staging in sorted(out.glob(f"{STAGING_PREFIX}*")):
         pid = _staging_pid(staging)
         if pid is not None and pid != os.getpid() and pid_alive(pid):
             raise ExportError(f"another export (process {pid}) is writing into {out}; wait for it to finish or "
                               f"choose another --out (if no export is running, delete {staging})")
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging.is_symlink():  # remove the link, never what it points to
+            staging.unlink()
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
         done.append(f"removed {staging.name}, left by an export that was killed before it published anything")
     for name in managed:
         for removed in remove_stale_temporaries(out / name):
@@ -145,6 +174,10 @@ class ExportTransaction:
             ExportError: a final name is taken by a directory (nothing is published then).
         """
         staged = sorted(p.name for p in self.staging.iterdir() if p.is_file() and not p.name.startswith("."))
+        unknown = [name for name in staged if name not in self.managed]
+        if unknown:  # the journal's reader would refuse them: a bug of the export, caught before the commit point
+            raise ExportError(f"the export staged {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} "
+                              "not among the files an export publishes; nothing was published")
         blocked = [name for name in staged if (self.out / name).is_dir()]
         if blocked:
             raise ExportError(f"{', '.join(str(self.out / n) for n in blocked)} is a directory where the export "
@@ -155,4 +188,4 @@ class ExportTransaction:
         journal.save(self.out / JOURNAL_NAME)
         self.committed = True
         fault_point("export.committed")
-        _apply(self.out, journal)
+        _apply(self.out, journal, self.managed)

@@ -13,6 +13,7 @@ read them.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -120,12 +121,17 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
-    """Remove temporary files of ``target`` left by processes that no longer run; return them."""
+    """Remove temporary files of ``target`` left by processes that no longer run; return them.
+
+    Only ``.<target name>.<pid>.*.tmp`` files in the target's own folder are candidates (the name is
+    matched literally, so a name with ``*`` or ``[`` cannot reach other files); a link is removed
+    itself, never what it points to.
+    """
     target = Path(target)
     prefix = _temporary_prefix(target)
     removed = []
     with contextlib.suppress(OSError):
-        for candidate in target.parent.glob(f"{prefix}*.tmp"):
+        for candidate in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
             pid = candidate.name[len(prefix):].split(".", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                 with contextlib.suppress(OSError):

@@ -1,12 +1,14 @@
-"""Shared fixtures and the skip rules for the ``gpu`` and ``tensorrt`` markers."""
+"""Shared fixtures and the skip rules for the ``gpu``, ``tensorrt`` and ``rtsp_server`` markers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.runtime_models import LiteExport, export_lite_models
+from tests.helpers.video import RtspTestServer, rtsp_server_available
 
 
 def _cuda_available() -> bool:
@@ -26,6 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     from fornet.runtime.tensorrt.env import tensorrt_available
 
     has_trt = tensorrt_available()
+    needs_rtsp = [item for item in items if "rtsp_server" in item.keywords]
+    if needs_rtsp and not rtsp_server_available():
+        no_rtsp = pytest.mark.skip(reason="needs the GStreamer RTSP server for /usr/bin/python3: run `make "
+                                          "system-deps` (or setup/system-packages.sh)")
+        for item in needs_rtsp:
+            item.add_marker(no_rtsp)
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(no_gpu)
@@ -64,3 +72,14 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("cityscapes")
     return generate_synthetic_cityscapes(root, train=6, val=4, size=(128, 256), seed=0, progress=False)
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[RtspTestServer]:
+    """The loopback RTSP test server (a live H.264 pattern at ``rtsp://127.0.0.1:PORT/cam``), stopped after the test."""
+    running = RtspTestServer()
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()

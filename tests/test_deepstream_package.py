@@ -11,6 +11,7 @@ from fornet.export.deepstream.check import check_deepstream_package, read_key_fi
 from fornet.export.deepstream.package import DeepStreamOptions, write_deepstream_package
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
 from fornet.export.errors import ExportError
+from fornet.export.staging import MARKER_NAME, PackageMarker
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import frames
 
@@ -83,3 +84,24 @@ def test_existing_folder_is_refused(raw_logits: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="already exists"):
         write_deepstream_package(raw_logits, tmp_path / "ds")
     assert [p.name for p in (tmp_path / "ds").iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.fault
+def test_replacing_only_replaces_a_package_of_the_same_kind(raw_logits: Path, tmp_path: Path) -> None:
+    """``overwrite`` (``--replace-packages``) removes the whole folder: only one fornet-deploy wrote is replaced."""
+    mine = tmp_path / "project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(ExportError, match=r"is not a DeepStream package written by fornet export .*not replaced"):
+        write_deepstream_package(raw_logits, mine, DeepStreamOptions(overwrite=True))
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    other = tmp_path / "other"
+    PackageMarker("Triton model repository").save(other / MARKER_NAME)
+    with pytest.raises(ExportError, match="holds a Triton model repository, not a DeepStream package"):
+        write_deepstream_package(raw_logits, other, DeepStreamOptions(overwrite=True))
+    assert [p.name for p in other.iterdir()] == [MARKER_NAME]
+    package = write_deepstream_package(raw_logits, tmp_path / "ds", DeepStreamOptions())
+    (package / "labels.txt").write_text("stale")
+    write_deepstream_package(raw_logits, package, DeepStreamOptions(overwrite=True))
+    assert (package / "labels.txt").read_text() != "stale"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "other", "project"]  # no staging folder left

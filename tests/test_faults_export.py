@@ -6,15 +6,17 @@ whole; a kill after the commit point is completed by the next export into the fo
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from fornet.atomic import remove_stale_temporaries
 from fornet.cli.export import main
 from fornet.export.api import EXPORT_FILES, ExportOptions, export_onnx
 from fornet.export.errors import ExportError
-from fornet.export.transaction import JOURNAL_NAME, STAGING_PREFIX, JournalError, recover
+from fornet.export.transaction import JOURNAL_NAME, STAGING_PREFIX, JournalError, PublishJournal, recover
 from fornet.export.verify import VerificationReport
 from tests.helpers.faults import check_export, killed, run_fornet, snapshot, visible
 from tests.helpers.int8 import lite_checkpoint
@@ -121,19 +123,84 @@ def test_directory_where_a_file_goes_publishes_nothing(models: tuple[Path, Path]
 def test_export_refuses_a_folder_another_export_is_writing(tmp_path: Path) -> None:
     (tmp_path / f"{STAGING_PREFIX}1").mkdir()  # process 1 always runs
     with pytest.raises(ExportError, match=r"another export \(process 1\) is writing"):
-        recover(tmp_path)
+        recover(tmp_path, EXPORT_FILES)
 
 
 def test_damaged_journal_is_refused_with_the_fix(tmp_path: Path) -> None:
     (tmp_path / JOURNAL_NAME).write_bytes(b"\x00\x01garbage")
     with pytest.raises(JournalError, match=r"delete it and the \.fornet-staging"):
-        recover(tmp_path)
+        recover(tmp_path, EXPORT_FILES)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file and link under ``root`` (links by target, never followed), by relative path."""
+    return {str(p.relative_to(root)): (os.readlink(p).encode() if p.is_symlink() else p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_symlink() or p.is_file()}
+
+
+def _foreign_journal(case: str, out: Path) -> PublishJournal:
+    """A journal planted in ``out`` that names something outside the export's own files (``case``)."""
+    outside = out.parent
+    (outside / "victim").write_bytes(b"victim")
+    (outside / "victim-dir").mkdir()
+    (outside / "victim-dir" / "fornet.onnx").write_bytes(b"victim's file")
+    staging = f"{STAGING_PREFIX}999999999"
+    if case == "remove ../victim":
+        return PublishJournal(staging, (), ("../victim",))
+    if case == "remove absolute":
+        return PublishJournal(staging, (), (str(outside / "victim"),))
+    if case == "publish ../victim":  # would move out/victim over the file beside the folder
+        (out / "victim").write_bytes(b"planted")
+        (out / staging).mkdir()
+        return PublishJournal(staging, ("../victim",), ())
+    if case == "staging absolute":
+        return PublishJournal(str(outside / "victim-dir"), (), ())
+    if case == "staging ../":
+        return PublishJournal("../victim-dir", (), ())
+    assert case == "staging link"  # would move the victim's fornet.onnx into the export
+    (out / staging).symlink_to(outside / "victim-dir")
+    return PublishJournal(staging, ("fornet.onnx",), ())
+
+
+@pytest.mark.parametrize("case", ["remove ../victim", "remove absolute", "publish ../victim", "staging absolute",
+                                  "staging ../", "staging link"])
+def test_journal_naming_other_files_is_refused_and_touches_nothing(case: str, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "fornet.onnx").write_bytes(b"published")
+    _foreign_journal(case, out).save(out / JOURNAL_NAME)
+    before = _tree(tmp_path)
+    with pytest.raises(JournalError, match=rf"{JOURNAL_NAME} names .*nothing was changed: delete"):
+        recover(out, EXPORT_FILES)
+    assert _tree(tmp_path) == before
+
+
+def test_export_over_a_journal_naming_outside_files_fails_and_deletes_nothing(
+        models: tuple[Path, Path], old_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _copy(old_export, tmp_path)
+    victim, victims = tmp_path / "victim", tmp_path / "victims"
+    victim.write_bytes(b"keep me")
+    victims.mkdir()
+    (victims / "file").write_bytes(b"keep me too")
+    PublishJournal(str(victims), (), ("../victim", str(victim))).save(out / JOURNAL_NAME)
+    before = _tree(tmp_path)
+    assert main(["--ckpt", str(models[1]), "--out", str(out), "--no-verify", *SIZE]) == 2
+    err = capsys.readouterr().err
+    assert str(out / JOURNAL_NAME) in err and "'../victim'" in err and f"delete {out / JOURNAL_NAME}" in err
+    assert _tree(tmp_path) == before
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path) -> None:
     stale = tmp_path / ".fornet.onnx.999999999.abc.tmp"
     stale.write_bytes(b"x" * 100)
     assert recover(tmp_path, EXPORT_FILES) and not stale.exists()
+
+
+def test_stale_temporaries_are_matched_by_their_file_name_literally(tmp_path: Path) -> None:
+    own, other = tmp_path / ".[a].999999999.x.tmp", tmp_path / ".a.999999999.x.tmp"
+    own.write_bytes(b"x")
+    other.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path / "[a]") == [own] and other.exists()
 
 
 @pytest.mark.slow

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fornet.redact import mask_credentials
 from fornet.runtime.video.buffer import FrameBuffer
 from fornet.runtime.video.encode import H264Writer, partial_path
 from fornet.runtime.video.errors import SinkError, SourceError
+from fornet.runtime.video.rtsp_access import PASSWORD_ENV, USER_ENV, RtspAccess
 from fornet.runtime.video.uri import parse_sink, parse_source
 from fornet.runtime.video.watchdog import Backoff, Watchdog
 
@@ -51,12 +53,65 @@ def test_sink_kinds() -> None:
     assert parse_sink("out.mp4").kind == "video"
     assert parse_sink("out.MKV").kind == "video"
     assert parse_sink("frames/").kind == "images"
-    assert parse_sink("rtsp://@:8554/seg").location == "0.0.0.0:8554/seg"
+    assert parse_sink("rtsp://@:8554/seg").location == ":8554/seg"
     assert parse_sink("display://0").kind == "display"
     for bad, fix in (("out.png", "one image file"), ("out.txt", "cannot tell"), ("rtsp://@/x", "port"),
                      ("udp://x:1", "unknown output scheme")):
         with pytest.raises(SinkError, match=fix):
             parse_sink(bad)
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("rtsp://admin:S3cret@cam:554/live", "rtsp://admin:***@cam:554/live"),
+    ("open 'rtsp://admin:p@ss:w0rd@10.0.0.2/x' (refused)", "open 'rtsp://admin:***@10.0.0.2/x' (refused)"),
+    ("http://u:v@host and rtsps://w:x@y:1/z", "http://u:***@host and rtsps://w:***@y:1/z"),
+    ("rtsp://admin@cam/live, rtsp://@:8554/out, out.mp4", "rtsp://admin@cam/live, rtsp://@:8554/out, out.mp4"),
+])
+def test_passwords_are_masked_wherever_a_url_stands(text: str, shown: str) -> None:
+    assert mask_credentials(text) == shown
+
+
+def test_video_errors_never_hold_a_password() -> None:
+    assert str(SourceError("reading rtsp://a:hunter2@cam/x failed")) == "reading rtsp://a:***@cam/x failed"
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize(("uri", "fix"), [
+    ("rtsp://viewer:pw@:8554/seg", "takes no login in its URI"),
+    ("rtsp://camera.local:8554/seg", "is not an IP address"),
+    ('rtsp://@:8554/seg" ! fakesink', "the mount path"),
+    ("rtsp://@:8554/a b", "the mount path"),
+    ("rtsp://@:70000/seg", "port"),
+])
+def test_bad_rtsp_outputs_name_the_fix(uri: str, fix: str) -> None:
+    with pytest.raises(SinkError, match=fix):
+        parse_sink(uri)
+
+
+def test_rtsp_output_address_defaults_to_loopback() -> None:
+    assert RtspAccess().bind_host("") == "127.0.0.1"
+    assert RtspAccess(host="0.0.0.0").bind_host("") == "0.0.0.0"
+    assert RtspAccess().bind_host("localhost") == "127.0.0.1"
+    assert RtspAccess(host="0.0.0.0").bind_host("0.0.0.0") == "0.0.0.0"
+    with pytest.raises(SinkError, match="give one of them"):
+        RtspAccess(host="0.0.0.0").bind_host("127.0.0.1")
+
+
+@pytest.mark.fault
+def test_rtsp_login_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    assert RtspAccess().login({}) is None
+    assert RtspAccess(user="viewer").login({PASSWORD_ENV: "pw"}) == ("viewer", "pw")
+    assert RtspAccess().login({USER_ENV: "viewer", PASSWORD_ENV: "pw"}) == ("viewer", "pw")
+    secret = tmp_path / "password"
+    secret.write_text("from-file\n")
+    assert RtspAccess(user="viewer", password_file=secret).login({PASSWORD_ENV: "env"}) == ("viewer", "from-file")
+    assert "from-file" not in repr(RtspAccess(user="viewer", password="from-file"))
+    for access, environ, fix in ((RtspAccess(user="viewer"), {}, PASSWORD_ENV),
+                                 (RtspAccess(), {PASSWORD_ENV: "pw"}, "--rtsp-user"),
+                                 (RtspAccess(user="a:b"), {PASSWORD_ENV: "pw"}, "holds ':'"),
+                                 (RtspAccess(user="viewer", password_file=tmp_path / "none"), {}, "cannot read")):
+        with pytest.raises(SinkError, match=fix):
+            access.login(environ)
 
 
 def test_latest_policy_keeps_newest_and_counts_drops() -> None:

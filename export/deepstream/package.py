@@ -29,6 +29,8 @@ from fornet.runtime.model_io import ModelIO, ModelSidecar, read_sidecar
 #: The plugin library `fornet build-plugin` builds on the device.
 PLUGIN_LIBRARY = "libfornet_plugins.so"
 DEFAULT_URI = "file:///path/to/video.mp4"
+#: The kind of package written (its ``.fornet-package.json`` marker; see :mod:`fornet.export.staging`).
+PACKAGE_KIND = "DeepStream package"
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options:
 
     Raises:
         ExportError: the export normalises outside the graph (export with ``--input raw``), or
-            ``folder`` exists (without ``overwrite``).
+            ``folder`` exists (without ``overwrite``, or is not a package this function wrote).
     """
     options = options or DeepStreamOptions()
     onnx_path, folder = Path(onnx_path), Path(folder)
@@ -167,7 +169,7 @@ def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options:
                           "channels, ImageNet needs one std per channel): export with --input raw")
     plugin = _uses_plugin(onnx_path)
     forms = ["labels"] if io.labels_output else ["scores", "labels"]
-    with staged_folder(folder, options.overwrite) as staging:
+    with staged_folder(folder, PACKAGE_KIND, options.overwrite) as staging:
         for form in forms:
             onnx_file = f"fornet_{form}.onnx"
             (staging / onnx_file).write_bytes(nvinfer_graph(onnx_path, form, not io.labels_output))

@@ -41,6 +41,8 @@ ONNX_MODEL = "fornet_onnx"
 PLAN_MODEL = "fornet_trt"
 PYTHON_MODEL = MODEL_NAME
 VERSION = "1"
+#: The kind of package written (its ``.fornet-package.json`` marker; see :mod:`fornet.export.staging`).
+PACKAGE_KIND = "Triton model repository"
 
 
 @dataclass(frozen=True)
@@ -180,8 +182,8 @@ def write_triton_repository(onnx_path: str | Path, repo: str | Path,
     """Write the repository for ``onnx_path`` (and ``options.plan``) at ``repo``; return ``repo``.
 
     Raises:
-        ExportError: ``repo`` exists (without ``overwrite``), a missing model file or sidecar, or a
-            plan without metadata.
+        ExportError: ``repo`` exists (without ``overwrite``, or is not a repository this function wrote), a
+            missing model file or sidecar, or a plan without metadata.
     """
     options = options or TritonRepositoryOptions()
     options.validate()
@@ -191,7 +193,7 @@ def write_triton_repository(onnx_path: str | Path, repo: str | Path,
     sidecar = ModelSidecar.path_for(onnx_path)
     io = read_sidecar(sidecar)
     plan = read_plan_io(options.plan) if options.plan is not None else None
-    with staged_folder(repo, options.overwrite) as staging:
+    with staged_folder(repo, PACKAGE_KIND, options.overwrite) as staging:
         _write_model(staging, onnx_model_config(io, options), {"model.onnx": onnx_path})
         if plan is not None and options.plan is not None:
             _write_model(staging, plan_model_config(plan, options),

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fornet.errors import FornetError
+from fornet.redact import mask_credentials
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -81,7 +82,8 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def run_friendly(work: Callable[..., int], *args: object) -> int:
-    """Call ``work``; turn :class:`FornetError` into ``error: <message>`` (status 2) and Ctrl-C into 130.
+    """Call ``work``; turn :class:`FornetError` into ``error: <message>`` (status 2, passwords in URLs masked) and
+    Ctrl-C into 130.
 
     In the main thread SIGTERM becomes :class:`SystemExit` (status 143), so a terminated command
     unwinds: temporary files are removed and nothing half-written is published.
@@ -91,7 +93,7 @@ def run_friendly(work: Callable[..., int], *args: object) -> int:
     try:
         return work(*args)
     except FornetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_credentials(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -14,9 +14,12 @@ import numpy as np
 
 from fornet.export.deepstream.check import check_deepstream_package
 from fornet.export.deepstream.package import DEFAULT_URI, DeepStreamOptions, write_deepstream_package
+from fornet.export.deepstream.package import PACKAGE_KIND as DEEPSTREAM_PACKAGE
 from fornet.export.errors import ExportError
 from fornet.export.prepost import IOFormat
+from fornet.export.staging import check_target
 from fornet.export.triton.check import check_repository
+from fornet.export.triton.repository import PACKAGE_KIND as TRITON_REPOSITORY
 from fornet.export.triton.repository import TritonRepositoryOptions, write_triton_repository
 from fornet.options import OptionGroup, option
 
@@ -42,15 +45,18 @@ class PackageOptions:
     deepstream_uri: str = option(DEFAULT_URI, flag="--deepstream-uri", metavar="URI", group=PACKAGES,
                                  help="deepstream-app source: file:///video.mp4 or rtsp://camera/stream")
     replace_packages: bool = option(False, flag="--replace-packages", group=PACKAGES,
-                                    help="replace an existing --triton / --deepstream folder (only once the new one "
-                                         "is complete)")
+                                    help="replace an existing --triton / --deepstream package that fornet export "
+                                         "wrote (only once the new one is complete)")
 
 
 def check_package_targets(packages: PackageOptions, io: IOFormat) -> None:
     """Refuse, before exporting, what would make the package step fail."""
-    for flag, folder in (("--triton", packages.triton), ("--deepstream", packages.deepstream)):
+    for flag, folder, kind in (("--triton", packages.triton, TRITON_REPOSITORY),
+                               ("--deepstream", packages.deepstream, DEEPSTREAM_PACKAGE)):
         if folder is not None and folder.exists() and not packages.replace_packages:
             raise ExportError(f"{flag} {folder} already exists; choose a new folder, or add --replace-packages")
+        if folder is not None:
+            check_target(folder, packages.replace_packages, kind)
     if packages.deepstream is not None and io.input != "raw":
         raise ExportError("--deepstream needs the normalisation inside the graph (nvinfer has one scale for all "
                           "channels): add --input raw (and --channel-order BGR or RGB as the camera delivers)")

@@ -102,6 +102,17 @@ class RunOptions:
     max_reconnects: int | None = option(None, flag="--max-reconnects", parse=count_arg, metavar="N", group=INPUTS,
                                         default_text="never",
                                         help="give up after N failed reconnection attempts in a row")
+    open_timeout_s: float = option(10.0, flag="--open-timeout-s", parse=positive_float_arg, metavar="S",
+                                   group=INPUTS, help="a live input must deliver its first frame within S seconds")
+    rtsp_host: str | None = option(None, flag="--rtsp-host", metavar="ADDRESS", group=OUTPUTS,
+                                   default_text="127.0.0.1, this machine only",
+                                   help="address of an rtsp:// output's server (0.0.0.0: every interface)")
+    rtsp_user: str | None = option(None, flag="--rtsp-user", metavar="USER", group=OUTPUTS,
+                                   default_text="$FORNET_RTSP_USER, else no login",
+                                   help="clients of an rtsp:// output must log in as USER (password: "
+                                        "$FORNET_RTSP_PASSWORD or --rtsp-password-file)")
+    rtsp_password_file: Path | None = option(None, flag="--rtsp-password-file", parse=Path, metavar="FILE",
+                                             group=OUTPUTS, help="file holding the --rtsp-user password")
     max_frames: int | None = option(None, flag="--max-frames", parse=count_arg, metavar="N", group=STOPPING,
                                     help="stop after N segmented frames")
     duration_s: float | None = option(None, flag="--duration-s", parse=positive_float_arg, metavar="S",
@@ -157,7 +168,7 @@ class _Progress:
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Open the inputs, outputs and model, then run the pipeline until the inputs end or a signal."""
     from fornet.runtime.segmenter import Segmenter
-    from fornet.runtime.video import JsonLinesSink, LabelPngSink, VideoPipeline, VideoSource, open_sink
+    from fornet.runtime.video import JsonLinesSink, LabelPngSink, RtspAccess, VideoPipeline, VideoSource, open_sink
 
     opts = options_from_args(RunOptions, args)
     if not 0 <= opts.alpha <= 1:
@@ -171,10 +182,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         for index, uri in enumerate(uris):
             sources.append(VideoSource(uri, index, backend=opts.input_backend, buffer=opts.buffer,
-                                       watchdog_s=opts.watchdog_s, max_reconnects=opts.max_reconnects))
+                                       watchdog_s=opts.watchdog_s, max_reconnects=opts.max_reconnects,
+                                       open_timeout_s=opts.open_timeout_s))
         fps = opts.fps or sources[0].fps or 25.0
         if args.output is not None:
-            sinks += [open_sink(_sink_uri(args.output, s.source_id, len(sources)), fps, s.source_id) for s in sources]
+            rtsp = RtspAccess(opts.rtsp_host, opts.rtsp_user, opts.rtsp_password_file)
+            sinks += [open_sink(_sink_uri(args.output, s.source_id, len(sources)), fps, s.source_id, rtsp)
+                      for s in sources]
         if opts.labels is not None:
             sinks.append(LabelPngSink(opts.labels, opts.label_encoding))
         segmenter = Segmenter(opts.model, opts.backend, opts.device, threads=opts.threads)

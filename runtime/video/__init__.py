@@ -1,8 +1,8 @@
 """Video pipelines: cameras, files and streams in; overlays, labels and records out.
 
 * :class:`VideoSource` (:mod:`.sources`): an input by URI with live/file semantics, watchdog and reconnection.
-* sinks (:mod:`.sinks`): :func:`open_sink` for video files, image folders, RTSP and a window;
-  :class:`LabelPngSink`, :class:`JsonLinesSink`.
+* sinks (:mod:`.sinks`): :func:`open_sink` for video files, image folders, RTSP (:class:`RtspAccess`: its
+  address and login) and a window; :class:`LabelPngSink`, :class:`JsonLinesSink`.
 * :class:`VideoPipeline` (:mod:`.pipeline`): decode, segmentation and rendering overlapped in threads.
 
 See ``docs/video.md``.
@@ -11,6 +11,7 @@ See ``docs/video.md``.
 from fornet.runtime.video.errors import SinkError, SourceError, VideoError
 from fornet.runtime.video.frames import Frame, FrameResult
 from fornet.runtime.video.pipeline import VideoPipeline
+from fornet.runtime.video.rtsp_access import RtspAccess
 from fornet.runtime.video.sinks import (
     ImageFolderSink,
     JsonLinesSink,
@@ -29,6 +30,7 @@ __all__ = [
     "JsonLinesSink",
     "LabelPngSink",
     "PipelineReport",
+    "RtspAccess",
     "Sink",
     "SinkError",
     "SourceError",

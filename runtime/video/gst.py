@@ -7,13 +7,21 @@ when it was built for this interpreter's ABI. The system folder is on ``sys.path
 ``gi`` is imported, so nothing else from it leaks into the venv. ``FORNET_SYSTEM_GI=0`` disables
 that fallback.
 
-Pipelines (``appsink max-buffers=1 drop=true sync=false`` keeps only the newest frame and is real
-time from the first frame; a bigger ``--buffer`` raises ``max-buffers`` and stops dropping):
+Source pipelines are built element by element (:func:`source_pipeline`): the location (URL, file
+URI, device, sensor index) is a property value, never pipeline text, so an address holding ``"`` or
+``!`` cannot add elements; ``gst://`` is the one input given as text. They end in ``videoconvert !
+BGR ! appsink max-buffers=1 drop=true sync=false``, which keeps only the newest frame and is real
+time from the first frame; a bigger ``--buffer`` raises ``max-buffers`` and stops dropping:
 
 * ``csi://N``: ``nvarguscamerasrc sensor-id=N ! NVMM NV12 ! nvvidconv ! BGRx ! videoconvert ! BGR``
 * ``rtsp://``: ``rtspsrc protocols=tcp latency=... ! rtph264depay ! h264parse ! DECODER ! videoconvert``
   with ``nvv4l2decoder`` (Jetson) where present, else ``avdec_h264`` or ``openh264dec``
 * ``v4l2:///dev/videoN``: ``v4l2src device=... ! videoconvert``
+* ``http(s)://`` and files: ``uridecodebin uri=... ! videoconvert``
+
+The RTSP output (:class:`GstRtspServer`) serves a fixed media description whose frame caps are set
+on its appsrc as values; it listens on one address and may require a login
+(:mod:`fornet.runtime.video.rtsp_access`).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import functools
 import glob
 import importlib.machinery
 import importlib.util
+import itertools
 import os
 import sys
 import threading
@@ -107,50 +116,125 @@ def h264_decoder() -> str:
                       "gstreamer1.0-plugins-bad (openh264dec)")
 
 
-def appsink(buffers: int) -> str:
-    """The BGR appsink every source pipeline ends in."""
-    drop = "true" if buffers == 1 else "false"
-    return f"video/x-raw,format=BGR ! appsink name=sink max-buffers={buffers} drop={drop} sync=false"
+#: The caps every source pipeline ends in (before its appsink).
+BGR_CAPS = "video/x-raw,format=BGR"
+
+
+def element(factory: str, name: str | None = None, **properties: object) -> Any:
+    """A new GStreamer element with ``properties`` set as values (``tcp_timeout`` sets ``tcp-timeout``).
+
+    A value is handed to the element as it is, never parsed as pipeline text, so a URL or a path
+    with quotes, ``!`` or spaces stays one property value.
+    """
+    gst, _ = import_gst()
+    made = gst.ElementFactory.make(factory, name)
+    if made is None:
+        raise SourceError(f"GStreamer has no element {factory}; install the plugin that provides it (check with "
+                          f"gst-inspect-1.0 {factory})")
+    for key, value in properties.items():
+        made.set_property(key.replace("_", "-"), value)
+    return made
+
+
+def caps_filter(caps: str) -> Any:
+    """A ``capsfilter`` with one of this module's own caps strings (never user text)."""
+    gst, _ = import_gst()
+    return element("capsfilter", caps=gst.Caps.from_string(caps))
+
+
+def appsink(buffers: int) -> Any:
+    """The appsink named ``sink`` that every source pipeline ends in (the newest frame when ``buffers`` is 1)."""
+    return element("appsink", "sink", max_buffers=buffers, drop=buffers == 1, sync=False)
+
+
+def _link_video_pad(source: Any, target: Any) -> None:
+    """Link ``source``'s first video pad (rtspsrc, uridecodebin add them once the stream is known) to ``target``."""
+    sink_pad = target.get_static_pad("sink")
+
+    def on_pad_added(_source: Any, pad: Any) -> None:
+        caps = pad.get_current_caps() or pad.query_caps(None)
+        if sink_pad.is_linked() or caps is None or caps.get_size() == 0:
+            return
+        structure = caps.get_structure(0)
+        kind = structure.get_name()
+        video = structure.get_string("media") == "video" if kind == "application/x-rtp" else kind.startswith("video/")
+        if video:
+            pad.link(sink_pad)
+
+    source.connect("pad-added", on_pad_added)
+
+
+def _pipeline(chain: list[Any], source: Any = None) -> Any:
+    """A pipeline of ``chain`` linked in order, fed by ``source``'s dynamic video pad when given."""
+    gst, _ = import_gst()
+    pipeline = gst.Pipeline.new(None)
+    for part in ([source] if source is not None else []) + chain:
+        pipeline.add(part)
+    for upstream, downstream in itertools.pairwise(chain):
+        if not upstream.link(downstream):
+            raise SourceError(f"GStreamer cannot link {upstream.get_factory().get_name()} to "
+                              f"{downstream.get_factory().get_name()}; check the plugins with gst-inspect-1.0")
+    if source is not None:
+        _link_video_pad(source, chain[0])
+    return pipeline
+
+
+def parse_pipeline(description: str) -> Any:
+    """A ``gst://`` pipeline, parsed as written: the one input given as pipeline text, by its author."""
+    gst, _ = import_gst()
+    try:
+        return gst.parse_launch(description)
+    except Exception as exc:  # GLib.Error: a bad element or property
+        raise SourceError(f"GStreamer cannot build the pipeline {description!r}: {exc}; check the element "
+                          "names with gst-inspect-1.0") from exc
 
 
 def source_pipeline(kind: str, location: str, buffers: int = 1, rtsp_latency_ms: int = 0,
-                    timeout_s: float = 2.0) -> str:
-    """The ``gst-launch`` description of a source (see the module docstring)."""
+                    timeout_s: float = 2.0) -> Any:
+    """The ``Gst.Pipeline`` of a source (see the module docstring), ending in :func:`appsink`.
+
+    Built element by element: the location (URL, file URI, device, sensor index) is a property value,
+    never pipeline text. Only ``gst`` (a ``gst://`` input) is parsed, as its author wrote it.
+    """
     if kind == "gst":
-        return location
+        return parse_pipeline(location)
+    tail = [element("videoconvert"), caps_filter(BGR_CAPS), appsink(buffers)]
     if kind == "csi":
-        return (f"nvarguscamerasrc sensor-id={location} ! video/x-raw(memory:NVMM),format=NV12 ! nvvidconv ! "
-                f"video/x-raw,format=BGRx ! videoconvert ! {appsink(buffers)}")
+        return _pipeline([element("nvarguscamerasrc", sensor_id=int(location)),
+                          caps_filter("video/x-raw(memory:NVMM),format=NV12"), element("nvvidconv"),
+                          caps_filter("video/x-raw,format=BGRx"), *tail])
     if kind == "v4l2":
-        return f"v4l2src device={location} ! videoconvert ! {appsink(buffers)}"
+        return _pipeline([element("v4l2src", device=location), *tail])
     if kind == "rtsp":
+        gst, _ = import_gst()
+        source = element("rtspsrc", location=location, latency=rtsp_latency_ms, tcp_timeout=int(timeout_s * 1e6))
+        gst.util_set_object_arg(source, "protocols", "tcp")
         decoder = h264_decoder()
-        convert = "nvvidconv ! video/x-raw,format=BGRx ! videoconvert" if decoder == "nvv4l2decoder" else "videoconvert"
-        return (f'rtspsrc location="{location}" protocols=tcp latency={rtsp_latency_ms} '
-                f"tcp-timeout={int(timeout_s * 1e6)} ! rtph264depay ! h264parse ! {decoder} ! {convert} ! "
-                f"{appsink(buffers)}")
+        chain = [element("rtph264depay"), element("h264parse"), element(decoder)]
+        if decoder == "nvv4l2decoder":
+            chain += [element("nvvidconv"), caps_filter("video/x-raw,format=BGRx")]
+        return _pipeline([*chain, *tail], source)
     if kind in ("http", "video"):
-        return f'uridecodebin uri="{location}" ! videoconvert ! {appsink(buffers)}'
+        return _pipeline(tail, element("uridecodebin", uri=location))
     raise SourceError(f"GStreamer cannot open a {kind} input")
 
 
 class GstReader:
-    """Frames from a GStreamer pipeline's ``appsink`` named ``sink`` (or the last appsink)."""
+    """Frames from a GStreamer pipeline's ``appsink`` named ``sink`` (or its only appsink).
 
-    def __init__(self, description: str) -> None:
-        self.description = description
+    ``name`` says what is read in messages (the source's name, without passwords).
+    """
+
+    def __init__(self, pipeline: Any, name: str) -> None:
+        self.name = name
         self._gst, _ = import_gst()
-        try:
-            self._pipeline = self._gst.parse_launch(description)
-        except Exception as exc:  # GLib.Error: a bad element or property
-            raise SourceError(f"GStreamer cannot build the pipeline {description!r}: {exc}; check the element "
-                              "names with gst-inspect-1.0") from exc
+        self._pipeline = pipeline
         sink = self._pipeline.get_by_name("sink")
         if sink is None:
             sinks = [e for e in self._pipeline.iterate_sinks() if e.get_factory().get_name() == "appsink"]
             sink = sinks[0] if sinks else None
         if sink is None:
-            raise SourceError(f"the pipeline {description!r} has no appsink to pull frames from")
+            raise SourceError(f"the pipeline of {name} has no appsink to pull frames from")
         self._sink = sink
         self._bus = self._pipeline.get_bus()
         if self._pipeline.set_state(self._gst.State.PLAYING) == self._gst.StateChangeReturn.FAILURE:
@@ -158,9 +242,9 @@ class GstReader:
 
     def _raise_bus_error(self, what: str) -> None:
         message = self._bus.pop_filtered(self._gst.MessageType.ERROR)
-        detail = message.parse_error()[0].message if message is not None else "no details"
+        detail = message.parse_error()[0].message.rstrip(".") if message is not None else "no details"
         self.close()
-        raise SourceError(f"GStreamer {what} {self.description!r}: {detail}")
+        raise SourceError(f"GStreamer {what} {self.name}: {detail}")
 
     def read(self, timeout_s: float) -> np.ndarray | None:
         """The next BGR frame; ``None`` after ``timeout_s`` without one. Raises ``EOFError`` at the end."""
@@ -170,7 +254,7 @@ class GstReader:
                 raise EOFError
             message = self._bus.pop_filtered(self._gst.MessageType.ERROR)
             if message is not None:
-                raise SourceError(f"GStreamer: {message.parse_error()[0].message}")
+                raise SourceError(f"GStreamer cannot read {self.name}: {message.parse_error()[0].message.rstrip('.')}")
             return None
         caps = sample.get_caps().get_structure(0)
         width, height = caps.get_value("width"), caps.get_value("height")
@@ -190,14 +274,26 @@ class GstReader:
         self._pipeline.set_state(self._gst.State.NULL)
 
 
+#: The RTSP output's media, fixed text: the caps (frame size and rate) are set on the appsrc as values.
+_RTSP_ENCODERS = {True: "nvvidconv ! nvv4l2h264enc insert-sps-pps=true",
+                  False: "videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast"}
+_RTSP_LAUNCH = ("( appsrc name=frames is-live=true format=time do-timestamp=true ! {encoder} ! "
+                "rtph264pay name=pay0 config-interval=1 pt=96 )")
+#: The role that a client logged in with the server's user gets (it may open the stream).
+_RTSP_ROLE = "viewer"
+
+
 class GstRtspServer:
     """An RTSP server (``rtsp://HOST:PORT/PATH``) streaming BGR frames pushed with :meth:`push`.
 
     The encoder is ``nvv4l2h264enc`` where present (Jetson), else ``x264enc tune=zerolatency``.
-    The server runs a GLib main loop on its own thread; clients may connect at any time.
+    The server runs a GLib main loop on its own thread; clients may connect at any time. It listens
+    on ``host`` only; with ``login`` (user, password) a client must log in (RTSP basic
+    authentication) to open the stream, others are answered 401.
     """
 
-    def __init__(self, host: str, port: int, path: str, size: tuple[int, int], fps: float) -> None:
+    def __init__(self, host: str, port: int, path: str, size: tuple[int, int], fps: float,
+                 login: tuple[str, str] | None = None) -> None:
         gst, glib = import_gst()
         try:
             import gi
@@ -209,23 +305,25 @@ class GstRtspServer:
                             "gir1.2-gst-rtsp-server-1.0 (JetPack: the same packages)") from exc
         self._gst = gst
         height, width = size
-        encoder = ("nvvidconv ! nvv4l2h264enc insert-sps-pps=true" if has_element("nvv4l2h264enc")
-                   else "videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast")
-        caps = f"video/x-raw,format=BGR,width={width},height={height},framerate={round(fps)}/1"
-        launch = (f"( appsrc name=frames is-live=true format=time do-timestamp=true caps={caps} ! {encoder} ! "
-                  "rtph264pay name=pay0 config-interval=1 pt=96 )")
+        self._caps = gst.Caps.new_empty_simple("video/x-raw")
+        self._caps.set_value("format", "BGR")
+        self._caps.set_value("width", int(width))
+        self._caps.set_value("height", int(height))
+        self._caps.set_value("framerate", gst.Fraction(max(1, round(fps)), 1))
         self._server = RtspServer.RTSPServer()
         self._server.set_address(host)
         self._server.set_service(str(port))
         factory = RtspServer.RTSPMediaFactory()
-        factory.set_launch(launch)
+        factory.set_launch(_RTSP_LAUNCH.format(encoder=_RTSP_ENCODERS[has_element("nvv4l2h264enc")]))
         factory.set_shared(True)
         factory.connect("media-configure", self._configure)
+        if login is not None:
+            self._require_login(RtspServer, factory, *login)
         self._server.get_mount_points().add_factory(path, factory)
         self._context = glib.MainContext.new()
         if self._server.attach(self._context) == 0:
-            raise SinkError(f"cannot serve RTSP on {host}:{port}: the port is in use or not allowed; choose "
-                            "another port (rtsp://@:PORT/path)")
+            raise SinkError(f"cannot serve RTSP on {host}:{port}: the port is in use or the address is not one of "
+                            "this machine; choose another port or address (rtsp://@:PORT/path)")
         self._loop = glib.MainLoop.new(self._context, False)
         self._appsrcs: list[Any] = []
         self._lock = threading.Lock()
@@ -233,8 +331,21 @@ class GstRtspServer:
         self._thread.start()
         self.port = self._server.get_bound_port()
 
+    def _require_login(self, rtsp_server: ModuleType, factory: Any, user: str, password: str) -> None:
+        """Only a client with ``user`` and ``password`` (basic authentication) may open ``factory``'s stream."""
+        auth = rtsp_server.RTSPAuth()
+        token = rtsp_server.RTSPToken()
+        token.set_string(rtsp_server.RTSP_TOKEN_MEDIA_FACTORY_ROLE, _RTSP_ROLE)
+        auth.add_basic(rtsp_server.RTSPAuth.make_basic(user, password), token)
+        self._server.set_auth(auth)
+        permissions = rtsp_server.RTSPPermissions()
+        for permission in (rtsp_server.RTSP_PERM_MEDIA_FACTORY_ACCESS, rtsp_server.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT):
+            permissions.add_permission_for_role(_RTSP_ROLE, permission, True)
+        factory.set_permissions(permissions)
+
     def _configure(self, _factory: Any, media: Any) -> None:
         appsrc = media.get_element().get_by_name_recurse_up("frames")
+        appsrc.set_property("caps", self._caps)
         with self._lock:
             self._appsrcs.append(appsrc)
 

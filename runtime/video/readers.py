@@ -28,6 +28,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -155,10 +156,8 @@ class GstSourceReader:
     def __init__(self, spec: SourceSpec, buffers: int, timeout_s: float) -> None:
         from fornet.runtime.video.gst import GstReader, source_pipeline
 
-        location = spec.location
-        if spec.kind == "video":
-            location = f"file://{os.path.abspath(location)}"
-        self._reader = GstReader(source_pipeline(spec.kind, location, buffers, timeout_s=timeout_s))
+        location = Path(spec.location).absolute().as_uri() if spec.kind == "video" else spec.location
+        self._reader = GstReader(source_pipeline(spec.kind, location, buffers, timeout_s=timeout_s), spec.display_name)
         self.fps: float | None = None
         self.total: int | None = None
 

@@ -7,7 +7,8 @@
 * :class:`LabelPngSink`: one label PNG per frame, Cityscapes trainIds or labelIds (the official encodings).
 * :class:`JsonLinesSink`: one JSON record per frame (source, frame index, timestamps, stage times,
   frame age, class histogram); written under a temporary name and renamed on close.
-* :class:`RtspSink`: an RTSP server (``rtsp://@:PORT/path``, GStreamer).
+* :class:`RtspSink`: an RTSP server (``rtsp://@:PORT/path``, GStreamer) on 127.0.0.1 unless told otherwise,
+  with an optional login (:mod:`fornet.runtime.video.rtsp_access`).
 * :class:`DisplaySink`: a window, where a display and a GUI-enabled OpenCV exist.
 
 Files are named ``<source>-<frame>`` (``000000-000042.png``) so several sources share a folder;
@@ -28,9 +29,11 @@ import numpy as np
 
 from fornet.atomic import ensure_writable_dir, write_bytes_atomic
 from fornet.calibration.labels import train_ids_to_label_ids
+from fornet.redact import mask_credentials
 from fornet.runtime.video.encode import H264Writer
 from fornet.runtime.video.errors import SinkError
 from fornet.runtime.video.frames import FrameResult
+from fornet.runtime.video.rtsp_access import RtspAccess
 from fornet.runtime.video.uri import SinkSpec, parse_sink
 
 LabelEncoding = Literal["trainid", "labelid"]
@@ -132,12 +135,13 @@ class LabelPngSink:
 
 
 class JsonLinesSink:
-    """One JSON object per frame (see the module docstring); ``names`` maps source ids to names."""
+    """One JSON object per frame (see the module docstring); ``names`` maps source ids to names (passwords
+    in them are masked)."""
 
     def __init__(self, path: str | os.PathLike[str], names: dict[int, str], classes: int) -> None:
         self.path = Path(path)
         folder = ensure_writable_dir(self.path.parent if str(self.path.parent) else ".")
-        self.names = names
+        self.names = {source_id: mask_credentials(name) for source_id, name in names.items()}
         self.classes = classes
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=folder)
         self._tmp = Path(tmp)
@@ -168,15 +172,23 @@ class JsonLinesSink:
 
 
 class RtspSink:
-    """Rendered frames of one source served over RTSP (the server starts at the first frame)."""
+    """Rendered frames of one source served over RTSP (the server starts at the first frame).
 
-    def __init__(self, address: str, fps: float = 25.0, source_id: int = 0) -> None:
+    ``address`` is ``HOST:PORT/path`` (:func:`~fornet.runtime.video.uri.parse_sink`; an empty HOST is
+    ``access.host``, else 127.0.0.1); ``access`` also holds the optional login
+    (:mod:`fornet.runtime.video.rtsp_access`).
+    """
+
+    def __init__(self, address: str, fps: float = 25.0, source_id: int = 0, access: RtspAccess | None = None
+                 ) -> None:
         from fornet.runtime.video.gst import import_gst
 
-        import_gst()
+        access = access or RtspAccess()
         hostport, _, path = address.partition("/")
         host, _, port = hostport.rpartition(":")
-        self.host, self.port, self.mount = host, int(port), "/" + path
+        self.host, self.port, self.mount = access.bind_host(host), int(port), "/" + path
+        self._login = access.login()
+        import_gst()
         self.fps = fps
         self.source_id = source_id
         self._server = None
@@ -188,7 +200,7 @@ class RtspSink:
             return
         image = _rendered(result, "an RTSP output")
         if self._server is None:
-            self._server = GstRtspServer(self.host, self.port, self.mount, image.shape[:2], self.fps)
+            self._server = GstRtspServer(self.host, self.port, self.mount, image.shape[:2], self.fps, self._login)
         self._server.push(image)
 
     def close(self) -> None:
@@ -230,13 +242,14 @@ class DisplaySink:
     abort = close
 
 
-def open_sink(uri: str | SinkSpec, fps: float = 25.0, source_id: int = 0) -> Sink:
-    """The sink an output URI names (video file, image folder, ``rtsp://@:PORT/path``, ``display://``)."""
+def open_sink(uri: str | SinkSpec, fps: float = 25.0, source_id: int = 0, rtsp: RtspAccess | None = None) -> Sink:
+    """The sink an output URI names (video file, image folder, ``rtsp://@:PORT/path``, ``display://``);
+    ``rtsp``: the listening address and login of an RTSP output (default: 127.0.0.1, no login)."""
     spec = uri if isinstance(uri, SinkSpec) else parse_sink(uri)
     if spec.kind == "video":
         return VideoFileSink(spec.location, fps, source_id)
     if spec.kind == "images":
         return ImageFolderSink(spec.location)
     if spec.kind == "rtsp":
-        return RtspSink(spec.location, fps, source_id)
+        return RtspSink(spec.location, fps, source_id, rtsp)
     return DisplaySink(source_id)

@@ -16,7 +16,10 @@ On a live input, a :class:`~fornet.runtime.video.watchdog.Watchdog` (no new fram
 exponentially growing pauses (:class:`~fornet.runtime.video.watchdog.Backoff`), at most
 ``max_reconnects`` times in a row (``None``: for ever). Each gap is logged with its length and kept
 in :attr:`VideoSource.gaps`. The first connection must succeed: a wrong path, URL or camera is an
-error at once, not a silent retry loop.
+error at once, not a silent retry loop. A live input must also deliver its first frame within
+``open_timeout_s`` (a refused connection, a wrong RTSP path or a login the server refuses fails
+within a second or so, a silent server at the timeout); reconnection only ever applies to a source
+that has delivered frames.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
+
+import numpy as np
 
 from fornet.runtime.video.buffer import FrameBuffer
 from fornet.runtime.video.errors import SourceError
@@ -40,6 +45,17 @@ log = logging.getLogger("fornet.video")
 
 #: Default buffer capacity: the newest frame for live inputs, a few frames of read-ahead for files.
 DEFAULT_BUFFER = {True: 1, False: 4}
+#: Seconds a live input has to deliver its first frame.
+DEFAULT_OPEN_TIMEOUT_S = 10.0
+#: What to check when a live input of a kind delivers no first frame.
+FIRST_FRAME_FIX = {
+    "rtsp": "check that the server runs and that the address, port, path and login are right (ffprobe URL shows "
+            "what the server answers)",
+    "http": "check that the server runs and that the URL is right (ffprobe URL shows what the server answers)",
+    "v4l2": "check that the camera is connected and not in use by another program (v4l2-ctl --list-devices)",
+    "csi": "check the sensor index and that nvargus-daemon runs (gst-launch-1.0 nvarguscamerasrc ! fakesink)",
+    "gst": "run the pipeline with gst-launch-1.0 (the appsink replaced by fakesink) to see where it stops",
+}
 
 
 @dataclass(frozen=True)
@@ -72,15 +88,17 @@ class VideoSource:
         watchdog_s: live inputs: reconnect when no frame arrived for this long.
         max_reconnects: live inputs: give up after this many failed attempts in a row (``None``: never).
         backoff_s: first pause before reconnecting (doubles up to 8 s).
+        open_timeout_s: live inputs: the first frame must arrive within this many seconds.
 
     Raises:
-        SourceError: the input cannot be parsed or opened.
+        SourceError: the input cannot be parsed or opened, or a live input delivered no first frame.
     """
 
     def __init__(self, uri: str, source_id: int = 0, *, backend: str = "auto", buffer: int | None = None,
-                 watchdog_s: float = 5.0, max_reconnects: int | None = None, backoff_s: float = 0.5) -> None:
-        if watchdog_s <= 0:
-            raise SourceError(f"watchdog_s must be positive, got {watchdog_s}")
+                 watchdog_s: float = 5.0, max_reconnects: int | None = None, backoff_s: float = 0.5,
+                 open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S) -> None:
+        if watchdog_s <= 0 or open_timeout_s <= 0:
+            raise SourceError(f"watchdog_s and open_timeout_s must be positive, got {watchdog_s} and {open_timeout_s}")
         if buffer is not None and buffer < 1:
             raise SourceError(f"--buffer must be at least 1 frame, got {buffer}")
         self.spec: SourceSpec = parse_source(uri)
@@ -104,6 +122,32 @@ class VideoSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._notify: threading.Event | None = None
+        if self.live:
+            self._first_frame(open_timeout_s)
+
+    def _first_frame(self, timeout_s: float) -> None:
+        """Buffer the first frame of a live input; close it and raise when none arrives within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        start = time.perf_counter()
+        problem = f"nothing arrived within {timeout_s:g} s (--open-timeout-s)"
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                image = self._reader.read(min(0.5, remaining))
+                if image is not None:
+                    self.buffer.put(self._frame(image, time.perf_counter() - start))
+                    return
+        except EOFError:
+            problem = "the stream ended at once"
+        except SourceError as exc:
+            problem = str(exc)
+        self._reader.close()
+        raise SourceError(f"{self.name} delivered no first frame: {problem}; {FIRST_FRAME_FIX[self.spec.kind]}")
+
+    def _frame(self, image: np.ndarray, decode_s: float) -> Frame:
+        """The next frame of this source, captured now."""
+        frame = Frame(image, self.source_id, self.frames_read, time.time(), time.monotonic(), decode_s)
+        self.frames_read += 1
+        return frame
 
     @property
     def name(self) -> str:
@@ -160,11 +204,8 @@ class VideoSource:
                         self._record_gap(last_frame_wall, lost)
                         lost = None
                     watchdog.feed()
-                    now = time.time()
-                    last_frame_wall = now
-                    frame = Frame(image, self.source_id, self.frames_read, now, time.monotonic(),
-                                  time.perf_counter() - start)
-                    self.frames_read += 1
+                    frame = self._frame(image, time.perf_counter() - start)
+                    last_frame_wall = frame.capture_time
                     if not self.buffer.put(frame, self._stop):
                         return
                     if self._notify is not None:

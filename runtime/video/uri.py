@@ -14,7 +14,8 @@ Outputs::
 
     out.mp4, out.mkv                            an H.264 video file (finalised even on Ctrl-C)
     folder/                                     one image per frame (overlay or mask)
-    rtsp://@:8554/out                           an RTSP server on port 8554, mount /out (GStreamer)
+    rtsp://@:8554/out                           an RTSP server on 127.0.0.1:8554, mount /out (GStreamer)
+    rtsp://0.0.0.0:8554/out                     the same on every interface (see ``rtsp_access``)
     display://0                                 a window
 """
 
@@ -22,12 +23,15 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from fornet.redact import mask_credentials
 from fornet.runtime.video.errors import SinkError, SourceError
+from fornet.runtime.video.rtsp_access import check_host
 
 SourceKind = Literal["video", "images", "v4l2", "csi", "rtsp", "http", "gst"]
 SinkKind = Literal["video", "images", "rtsp", "display"]
@@ -65,17 +69,14 @@ class SourceSpec:
 
     @property
     def display_name(self) -> str:
-        """The URI with any password replaced by ``***`` (for logs and records)."""
-        parts = urlsplit(self.uri)
-        if parts.password is None:
-            return self.uri
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
+        """The URI with any password replaced by ``***`` (for messages, logs and records)."""
+        return mask_credentials(self.uri)
 
 
 @dataclass(frozen=True)
 class SinkSpec:
-    """A parsed output: ``kind`` and ``location`` (file, folder, ``host:port/path`` or display index)."""
+    """A parsed output: ``kind`` and ``location`` (file, folder, ``host:port/path`` or display index; an RTSP
+    output's host is empty when the URI names none)."""
 
     uri: str
     kind: SinkKind
@@ -138,18 +139,39 @@ def parse_source(uri: str) -> SourceSpec:
     return SourceSpec(text, "video", path)
 
 
+#: An RTSP output's mount path: ``/name`` segments of letters, digits and ``._~-``.
+_MOUNT = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+def _rtsp_server_location(text: str) -> str:
+    """``HOST:PORT/path`` of an RTSP output URI (``HOST`` empty when the URI names none; see ``rtsp_access``)."""
+    parts = urlsplit(text)
+    if parts.username or parts.password:
+        raise SinkError(f"{mask_credentials(text)!r}: an RTSP output takes no login in its URI (every user sees the "
+                        "command line in ps); pass --rtsp-user USER and set FORNET_RTSP_PASSWORD (or "
+                        "--rtsp-password-file FILE)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not port:
+        raise SinkError(f"{text!r}: name the server's port (1 to 65535), e.g. rtsp://@:8554/out")
+    path = parts.path or "/out"
+    if not _MOUNT.fullmatch(path) or parts.query or parts.fragment:
+        raise SinkError(f"{text!r}: the mount path {path!r} may hold only letters, digits, '.', '_', '~', '-' and '/' "
+                        "(e.g. rtsp://@:8554/seg)")
+    host = parts.hostname or ""
+    if host:
+        check_host(host, "the RTSP output address")
+    return f"{host}:{port}{path}"
+
+
 def parse_sink(uri: str) -> SinkSpec:
     """Parse an output string; raises :class:`SinkError` naming the fix for anything unusable."""
     text = str(uri).strip()
     scheme = urlsplit(text).scheme.lower() if "://" in text else ""
     if scheme == "rtsp":
-        parts = urlsplit(text)
-        if parts.hostname not in (None, "", "@", "0.0.0.0", "127.0.0.1", "localhost") and "@" not in parts.netloc:
-            raise SinkError(f"{text!r}: an RTSP output is a server on this machine: rtsp://@:PORT/path")
-        if parts.port is None:
-            raise SinkError(f"{text!r}: name the server's port, e.g. rtsp://@:8554/out")
-        host = "127.0.0.1" if parts.hostname in ("127.0.0.1", "localhost") else "0.0.0.0"
-        return SinkSpec(text, "rtsp", f"{host}:{parts.port}{parts.path or '/out'}")
+        return SinkSpec(text, "rtsp", _rtsp_server_location(text))
     if scheme == "display":
         return SinkSpec(text, "display", text[len("display://"):] or "0")
     if scheme not in ("", "file"):
