@@ -139,6 +139,7 @@ int main(int argc, char** argv)
     int const onDevice = report.count("device");
     std::printf("%s: %d checks (%d host, %d device), %d passed, %d failed\n", headersVersion().c_str(), total,
         total - onDevice, onDevice, report.passed(), report.failed());
+    std::fflush(stdout); // before a sanitizer's exit-time report, which may end the process
     if (!reportPath.empty() && !report.writeJson(reportPath, headersVersion()))
     {
         std::fprintf(stderr, "error: cannot write %s\n", reportPath.c_str());
