@@ -1,11 +1,14 @@
-"""The CUDA sources compile for Jetson Orin (sm_87) and Hopper (sm_90) with nvcc (compile only: no
-GPU here), the kernel header is plain C/C++, and the GPU harness builds its library and refuses to
-run without a GPU."""
+"""The CUDA sources compile with nvcc (compile only: no GPU here) for Jetson Orin (sm_87), Hopper
+(sm_90) and, with CUDA 13, Jetson Thor (sm_110), each alone and as one fat binary holding the code of
+all three; the kernel header is plain C/C++; the GPU harness builds its library and refuses to run
+without a GPU."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +21,39 @@ from fornet.runtime.cuda.toolchain import find_nvcc
 REPO = Path(__file__).resolve().parent.parent
 KERNEL = REPO / "plugins" / "topk_gate_kernel.cu"
 CUDA_SOURCES = [KERNEL, *sorted((REPO / "runtime").rglob("*.cu"))]  # runtime/cuda/prepost.cu
-ARCHS = ("87", "90")
 NVCC = find_nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc)")
+EM_CUDA = 190  # ELF machine of CUDA device code
+
+
+def nvcc_version(nvcc: Path) -> tuple[int, int]:
+    """``(major, minor)`` from ``nvcc --version`` ("release 13.0")."""
+    found = re.search(r"release (\d+)\.(\d+)", subprocess.run([str(nvcc), "--version"], capture_output=True,
+                                                                text=True, check=True).stdout)
+    assert found is not None, "nvcc --version states no release"
+    return int(found.group(1)), int(found.group(2))
+
+
+#: Orin, Hopper, and Thor where nvcc knows it (sm_110 from CUDA 13; it was sm_101 in 12.8/12.9).
+ARCHS = ("87", "90", *(("110",) if NVCC is not None and nvcc_version(NVCC) >= (13, 0) else ()))
+
+
+def cubin_archs(path: Path) -> set[int]:
+    """SM versions of the device code (cubin ELF images) embedded in an object or library's fat binary.
+
+    nvcc leaves cubins uncompressed in the fat binary (it compresses PTX only, unless told
+    ``-Xfatbin -compress-all``), so each is an ELF image with e_machine EM_CUDA whose e_flags name the
+    SM: bits 8-15 in the ABI of CUDA 12.8+ (EI_ABIVERSION >= 8), bits 0-7 before.
+    """
+    data = path.read_bytes()
+    archs = set()
+    start = data.find(b"\x7fELF", 1)
+    while start >= 0:
+        if len(data) >= start + 52 and struct.unpack_from("<H", data, start + 18)[0] == EM_CUDA:
+            flags = struct.unpack_from("<I", data, start + 48)[0]
+            archs.add((flags >> 8) & 0xFF if data[start + 8] >= 8 else flags & 0xFF)
+        start = data.find(b"\x7fELF", start + 1)
+    return archs
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -36,6 +69,17 @@ def test_nvcc_compiles(source: Path, arch: str, tmp_path: Path) -> None:
     strict = ["--Werror", "all-warnings"] if source == KERNEL else []
     run([str(NVCC), "-c", "-std=c++17", "-O3", f"-arch=sm_{arch}", *strict, str(source), "-o",
          str(tmp_path / f"{source.stem}_sm{arch}.o")])
+
+
+@needs_nvcc
+@pytest.mark.parametrize("source", CUDA_SOURCES, ids=lambda p: p.name)
+def test_nvcc_builds_one_fat_binary_for_every_target(source: Path, tmp_path: Path) -> None:
+    """One object holding SASS for each of ARCHS (what a Jetson fleet of Orin and Thor, or a build server, runs)."""
+    gencode = [f"-gencode=arch=compute_{arch},code=sm_{arch}" for arch in ARCHS]
+    strict = ["--Werror", "all-warnings"] if source == KERNEL else []
+    target = tmp_path / f"{source.stem}_fat.o"
+    run([str(NVCC), "-c", "-std=c++17", "-O3", *gencode, *strict, str(source), "-o", str(target)])
+    assert cubin_archs(target) == {int(arch) for arch in ARCHS}
 
 
 @pytest.mark.parametrize("language", ["c", "c++"])

@@ -10,6 +10,7 @@ exporter's own ``make_gate_model``). Prints one line per TensorRT version with i
     python plugins/harness/plugin_check.py                    # headers in ../shared/tensorrt-headers/*
     python plugins/harness/plugin_check.py --headers DIR ...  # or $TENSORRT_INCLUDE_DIRS (':'-separated)
     python plugins/harness/plugin_check.py --device --out build/plugin-harness   # on a GPU machine
+    python plugins/harness/plugin_check.py --device --compute-sanitizer memcheck  # the same under memcheck
 
 ``--device`` adds the enqueue steps: inputs and NumPy reference outputs
 (``fornet.export.topk_gate_reference``) written to ``<build-root>/device-data``, enqueued by the
@@ -164,7 +165,7 @@ def exporter_cases() -> list[GateCase]:
     from fornet.model import topk_counts
     from fornet.model.config import VARIANTS
 
-    cases: dict[tuple, GateCase] = {}
+    cases: dict[tuple[object, ...], GateCase] = {}
     for variant, config in VARIANTS.items():
         stride = config.output_stride
         for height, width in export_sizes():
@@ -306,9 +307,9 @@ def build_harness(headers: HeaderSet, build_root: Path = DEFAULT_BUILD_ROOT, *, 
     if cmake is None:
         raise PluginCheckError("cmake not found (PATH or beside this Python); install it (`apt install cmake` or "
                                "`pip install cmake`)")
-    build = PluginBuild(source=source, out_dir=build_root / f"{headers.version}{tag}", tensorrt_root=headers.include_dir,
-                        cuda_archs=(cuda_arch,), static_registration=False, nvcc=find_nvcc(), harness=True,
-                        cmake_args=tuple(cmake_args))
+    build = PluginBuild(source=source, out_dir=build_root / f"{headers.version}{tag}",
+                        tensorrt_root=headers.include_dir, cuda_archs=(cuda_arch,), static_registration=False,
+                        nvcc=find_nvcc(), harness=True, cmake_args=tuple(cmake_args))
     try:
         library = run_cmake(build, verbose=verbose, cmake=cmake)
     except PluginBuildError as exc:
@@ -363,6 +364,19 @@ def write_results(out: Path, runs: list[HarnessRun], reports: dict[str, Path]) -
 
 # --------------------------------------------------------------------------------------- main
 
+def sanitizer_command(tool: str) -> list[str]:
+    """``compute-sanitizer --tool TOOL ...`` (PATH, else beside nvcc); errors make the run fail."""
+    from fornet.runtime.cuda.toolchain import find_nvcc
+
+    nvcc = find_nvcc()
+    beside = nvcc.resolve().parent / "compute-sanitizer" if nvcc is not None else None
+    found = shutil.which("compute-sanitizer") or (str(beside) if beside is not None and beside.is_file() else None)
+    if found is None:
+        raise PluginCheckError("compute-sanitizer not found (PATH or beside nvcc); it ships with the CUDA toolkit")
+    leaks = ["--leak-check", "full"] if tool == "memcheck" else []
+    return [found, "--tool", tool, *leaks, "--error-exitcode", "1"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0],
@@ -375,6 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cuda-arch", metavar="N", help=f"CUDA architecture (default: this GPU's, else "
                                                           f"{DEFAULT_ARCH})")
     parser.add_argument("--device", action="store_true", help="also run the enqueue steps on the GPU")
+    parser.add_argument("--compute-sanitizer", metavar="TOOL", choices=("memcheck", "racecheck", "initcheck",
+                                                                        "synccheck"),
+                        help="run the harness under compute-sanitizer --tool TOOL (with --device; memcheck also "
+                             "checks device memory leaks)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write results.json and results.md here")
     parser.add_argument("--strict", action="store_true",
                         help="fail (exit 2) instead of skipping when headers, cmake or nvcc are missing (CI)")
@@ -394,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             raise PluginCheckError(f"plugin-check needs {', '.join(missing)}: none found (headers: --headers, "
                                    f"${HEADERS_ENV} or {DEFAULT_HEADER_ROOT}/<version>; cmake and nvcc on PATH)")
+        wrapper = sanitizer_command(args.compute_sanitizer) if args.compute_sanitizer else []
         arch = args.cuda_arch or gpu_arch() or DEFAULT_ARCH
         cases_file = write_cases(args.build_root / "cases.txt", exporter_cases())
         if args.device:
@@ -405,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
             build = build_harness(headers, args.build_root, cuda_arch=arch, verbose=args.verbose)
             reports[headers.version] = build.build_dir.parent / "results.json"
             run = run_harness(build, cases_file, device=args.device, report=reports[headers.version],
-                              verbose=args.verbose)
+                              verbose=args.verbose, wrapper=wrapper)
+            if run.rc != 0 and run.failed == 0:  # a sanitizer's finding, or a crash: show its report
+                print(run.output[-3000:])
             failures = [line for line in run.output.splitlines() if line.startswith(("FAIL", "error"))]
             if failures:
                 print("\n".join(failures))
