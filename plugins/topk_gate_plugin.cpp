@@ -258,8 +258,7 @@ std::string TopKGatePlugin::ioProblem(int32_t nbInputs, int32_t nbOutputs) const
     return {};
 }
 
-std::string TopKGatePlugin::shapeProblem(
-    nvinfer1::Dims const& features, nvinfer1::Dims const& scores, nvinfer1::Dims const* outputs) const
+std::string TopKGatePlugin::shapeProblem(nvinfer1::Dims const& features, nvinfer1::Dims const& scores) const
 {
     if (features.nbDims != kRank || scores.nbDims != kRank)
     {
@@ -272,27 +271,6 @@ std::string TopKGatePlugin::shapeProblem(
         return "scores must be B x 1 x h x w on the features' grid (features B x C x h x w), got features "
             + dimsText(features) + " and scores " + dimsText(scores)
             + "; both come from the selector grid of one export: re-export the ONNX model";
-    }
-    if (outputs != nullptr)
-    {
-        nvinfer1::Dims masks = features;
-        masks.d[1] = numRatios();
-        for (int32_t i = 0; i <= numRatios(); ++i)
-        {
-            nvinfer1::Dims const& expected = i < numRatios() ? features : masks;
-            nvinfer1::Dims const& got = outputs[i];
-            bool same = got.nbDims == kRank;
-            for (int32_t axis = 0; same && axis < kRank; ++axis)
-            {
-                same = agree(got.d[axis], expected.d[axis]);
-            }
-            if (!same)
-            {
-                std::string const name = i < numRatios() ? "gated_" + std::to_string(i) : std::string{"masks"};
-                return name + " must be " + dimsText(expected) + " for features " + dimsText(features) + ", got "
-                    + dimsText(got) + "; re-export the ONNX model";
-            }
-        }
     }
     int64_t const height = scores.d[kHeightAxis];
     int64_t const width = scores.d[kWidthAxis];
@@ -314,33 +292,18 @@ bool TopKGatePlugin::accepted(std::string const& problem) const noexcept
 }
 
 int32_t TopKGatePlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-    nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
+    nvinfer1::DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
     try
     {
-        if (!accepted(ioProblem(nbInputs, nbOutputs)))
-        {
-            return -1;
-        }
-        // The build-time shapes (-1 for runtime extents) and the profile's min, opt and max.
-        for (nvinfer1::Dims nvinfer1::DynamicPluginTensorDesc::*bound :
-            {&nvinfer1::DynamicPluginTensorDesc::min, &nvinfer1::DynamicPluginTensorDesc::opt,
-                &nvinfer1::DynamicPluginTensorDesc::max})
-        {
-            std::vector<nvinfer1::Dims> outputs;
-            std::vector<nvinfer1::Dims> declared;
-            for (int32_t i = 0; i < nbOutputs; ++i)
-            {
-                outputs.push_back(out[i].*bound);
-                declared.push_back(out[i].desc.dims);
-            }
-            if (!accepted(shapeProblem(in[kFeatures].*bound, in[kScores].*bound, outputs.data()))
-                || !accepted(shapeProblem(in[kFeatures].desc.dims, in[kScores].desc.dims, declared.data())))
-            {
-                return -1;
-            }
-        }
-        return 0;
+        // The inputs come from the network; the outputs' shapes are TensorRT's evaluation of ours.
+        return accepted(ioProblem(nbInputs, nbOutputs))
+                && accepted(shapeProblem(in[kFeatures].desc.dims, in[kScores].desc.dims))
+                && accepted(shapeProblem(in[kFeatures].min, in[kScores].min))
+                && accepted(shapeProblem(in[kFeatures].opt, in[kScores].opt))
+                && accepted(shapeProblem(in[kFeatures].max, in[kScores].max))
+            ? 0
+            : -1;
     }
     catch (std::exception const& error)
     {
@@ -394,7 +357,7 @@ int32_t TopKGatePlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32
             }
             return dims;
         };
-        if (!accepted(shapeProblem(constants(inputs[kFeatures]), constants(inputs[kScores]), nullptr)))
+        if (!accepted(shapeProblem(constants(inputs[kFeatures]), constants(inputs[kScores]))))
         {
             return -1;
         }
@@ -446,20 +409,13 @@ int32_t TopKGatePlugin::getNbOutputs() const noexcept
 }
 
 int32_t TopKGatePlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
-    nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept
+    nvinfer1::PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
     try
     {
-        if (!accepted(ioProblem(nbInputs, nbOutputs)))
-        {
-            return -1;
-        }
-        std::vector<nvinfer1::Dims> outputs;
-        for (int32_t i = 0; i < nbOutputs; ++i)
-        {
-            outputs.push_back(out[i].dims);
-        }
-        return accepted(shapeProblem(in[kFeatures].dims, in[kScores].dims, outputs.data())) ? 0 : -1;
+        return accepted(ioProblem(nbInputs, nbOutputs)) && accepted(shapeProblem(in[kFeatures].dims, in[kScores].dims))
+            ? 0
+            : -1;
     }
     catch (std::exception const& error)
     {

@@ -603,6 +603,9 @@ void checkConfigure(Session& session, std::string const& section, nvinfer1::IPlu
         dims->d[3] += 1;
     }
     refuses(mismatched, nbOutputs, "scores whose width differs from the features'", "scores");
+    std::vector<nvinfer1::DynamicPluginTensorDesc> largerBatch = descs;
+    largerBatch[1].max.d[0] += 1;
+    refuses(largerBatch, nbOutputs, "a profile whose scores batch range differs from the features'", "scores");
     refuses(descs, nbOutputs - 1, "one output too few", "outputs");
 }
 
@@ -696,9 +699,9 @@ void checkContexts(Session& session, std::string const& section, nvinfer1::IPlug
     std::vector<nvinfer1::PluginTensorDesc> mismatched = tensorDescs(gate, 1, gate.height, gate.width);
     mismatched[1].dims.d[2] += 1;
     refuses(mismatched, "scores whose height differs from the features'", "scores");
-    std::vector<nvinfer1::PluginTensorDesc> wrongMasks = tensorDescs(gate, 1, gate.height, gate.width);
-    wrongMasks.back().dims.d[1] += 1;
-    refuses(wrongMasks, "masks with R + 1 channels", "masks");
+    std::vector<nvinfer1::PluginTensorDesc> twoChannels = tensorDescs(gate, 1, gate.height, gate.width);
+    twoChannels[1].dims.d[1] = 2;
+    refuses(twoChannels, "scores with 2 channels", "scores");
 
     // enqueue paths that need no GPU: argument checks before any CUDA call.
     std::vector<nvinfer1::PluginTensorDesc> empty = tensorDescs(gate, 0, gate.height, gate.width);
