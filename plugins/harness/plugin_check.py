@@ -4,8 +4,10 @@ For each set of TensorRT headers found, builds ``libfornet_plugins.so`` without 
 registration together with ``fornet_plugin_harness`` (plugins/harness, CMake; cached in
 ``build/plugin-check/<version>``), then runs the harness over the TopKGate nodes the exporter
 writes: every variant's ratio set and channel count, the k of the default export size and its
-halvings, float32 and float16 features, static and dynamic batch (the node is made by the
-exporter's own ``make_gate_model``). Prints one line per TensorRT version with its check counts.
+halvings, float32 and float16 features, static and dynamic batch (each node made by
+``fornet.export.onnx_function.make_gate_model``, with the attributes and types the exporter writes;
+tests/test_export_graph.py checks those on a real export). Prints one line per TensorRT version with
+its check counts.
 
     python plugins/harness/plugin_check.py                    # headers in ../shared/tensorrt-headers/*
     python plugins/harness/plugin_check.py --headers DIR ...  # or $TENSORRT_INCLUDE_DIRS (':'-separated)
