@@ -9,7 +9,7 @@ DEMO   ?= build/demo
 # The Triton server environment of `fornet serve` (Debian's /usr/bin/python3, pytriton; see setup/triton-env.sh).
 TRITON_VENV ?= .venv-triton
 
-.PHONY: demo test lint env triton-env clean device-check device-check-dry-run device-wheels system-deps
+.PHONY: demo test lint env triton-env clean device-check device-check-dry-run device-wheels system-deps plugin-check
 
 env: $(VENV)/.installed
 
@@ -46,7 +46,13 @@ demo: env
 system-deps:
 	sh setup/system-packages.sh
 
-test: env triton-env system-deps
+# The TopKGate plugin's host code run as TensorRT runs it, without TensorRT, against each set of
+# TensorRT headers (../shared/tensorrt-headers/* or $$TENSORRT_INCLUDE_DIRS): one line of check counts
+# per version; builds cached in build/plugin-check. Missing headers/cmake/nvcc: a skip, an error on CI.
+plugin-check: env
+	$(BIN)/python plugins/harness/plugin_check.py $(if $(CI),--strict)
+
+test: env triton-env system-deps plugin-check
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.layer_view
 	$(BIN)/python -m pytest

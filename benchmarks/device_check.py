@@ -12,7 +12,11 @@ Steps (each a separate process with its own time limit, so one failure never hid
    one grey level of the resize) (``benchmarks/prepost_kernel_harness.py``);
 5. ``pycuda_runtime``: the runtime's pycuda context, stream, pinned-buffer, CUDA-graph and close()
    paths (``benchmarks/pycuda_runtime_check.py``);
-6. ``pytest_gpu``: ``pytest -m gpu``.
+6. ``plugin_harness``: the TensorRT plugin run as TensorRT runs it (``plugins/harness``), against each
+   TensorRT header set: the host steps, then enqueue in two execution contexts on device buffers,
+   bit-exact against the NumPy reference; ``plugin_harness_memcheck``: the same under
+   compute-sanitizer memcheck (device memory errors and leaks);
+7. ``pytest_gpu``: ``pytest -m gpu``.
 
     python benchmarks/device_check.py --out build/device-check            # on the GPU machine
     python benchmarks/device_check.py --out build/device-check --dry-run  # anywhere: plan + input checks
@@ -37,11 +41,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CUDA_SOURCES = (REPO / "plugins" / "topk_gate_kernel.cu", REPO / "runtime" / "cuda" / "prepost.cu")
-HARNESSES = {name: REPO / "benchmarks" / f"{name}.py"
-             for name in ("gate_kernel_harness", "prepost_kernel_harness", "pycuda_runtime_check")}
+HARNESSES = {**{name: REPO / "benchmarks" / f"{name}.py"
+                for name in ("gate_kernel_harness", "prepost_kernel_harness", "pycuda_runtime_check")},
+             "plugin_check": REPO / "plugins" / "harness" / "plugin_check.py"}
 #: Seconds the steps may take together: with the offline pycuda build before them (about a minute)
-#: the check stays under 8 minutes; a step gets what is left when its own limit is longer.
-BUDGET_S = 400
+#: the check stays under 11 minutes; a step gets what is left when its own limit is longer.
+BUDGET_S = 560
 
 
 @dataclass
@@ -95,11 +100,22 @@ def plan_steps(out: Path, python: str) -> list[Step]:
                                  str(out / "prepost-kernels")], 90, "prepost-kernels"),
         Step("pycuda_runtime", [python, str(HARNESSES["pycuda_runtime_check"]), "--out",
                                 str(out / "pycuda-runtime")], 45, "pycuda-runtime"),
+        *plugin_harness_steps(out, python, arch),
         Step("pytest_gpu", [python, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-o",
                             "addopts=-ra", f"--junitxml={out / 'pytest-gpu.xml'}", *map(str, gpu_test_files())],
              150),
     ]
     return steps
+
+
+def plugin_harness_steps(out: Path, python: str, arch: str) -> list[Step]:
+    """The plugin conformance harness with its enqueue steps, then the same under compute-sanitizer
+    memcheck (builds shared through one build folder; each header set the harness finds)."""
+    check = [python, str(HARNESSES["plugin_check"]), "--device", "--strict", "--cuda-arch", arch.removeprefix("sm_"),
+             "--build-root", str(out / "plugin-harness" / "build")]
+    return [Step("plugin_harness", [*check, "--out", str(out / "plugin-harness")], 150, "plugin-harness"),
+            Step("plugin_harness_memcheck", [*check, "--compute-sanitizer", "memcheck", "--out",
+                                             str(out / "plugin-harness-memcheck")], 120, "plugin-harness-memcheck")]
 
 
 def gpu_test_files() -> list[Path]:

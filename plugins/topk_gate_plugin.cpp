@@ -62,59 +62,81 @@ void logError(std::string const& message) noexcept
     }
 }
 
-bool readFloats(PluginField const& field, std::vector<float>& values)
+char const* fieldTypeName(PluginFieldType type)
 {
-    if (field.data == nullptr || field.length < 0)
+    switch (type)
     {
-        return false;
+    case PluginFieldType::kFLOAT16: return "kFLOAT16";
+    case PluginFieldType::kFLOAT32: return "kFLOAT32";
+    case PluginFieldType::kFLOAT64: return "kFLOAT64";
+    case PluginFieldType::kINT8: return "kINT8";
+    case PluginFieldType::kINT16: return "kINT16";
+    case PluginFieldType::kINT32: return "kINT32";
+    case PluginFieldType::kCHAR: return "kCHAR (a string)";
+    case PluginFieldType::kINT64: return "kINT64";
+    default: return "another type";
     }
-    values.clear();
-    for (int32_t i = 0; i < field.length; ++i)
-    {
-        if (field.type == PluginFieldType::kFLOAT32)
-        {
-            values.push_back(static_cast<float const*>(field.data)[i]);
-        }
-        else if (field.type == PluginFieldType::kFLOAT64)
-        {
-            values.push_back(static_cast<float>(static_cast<double const*>(field.data)[i]));
-        }
-        else
-        {
-            return false;
-        }
-    }
-    return true;
 }
 
-bool readInts(PluginField const& field, std::vector<int32_t>& values)
+//! Empty string when `field` holds `field.length` values it can point at, else what is wrong.
+std::string fieldStorageProblem(PluginField const& field, char const* name)
 {
-    if (field.data == nullptr || field.length < 0)
+    if (field.length < 0 || (field.length > 0 && field.data == nullptr))
     {
-        return false;
+        return std::string{"field '"} + name + "' has length " + std::to_string(field.length)
+            + (field.data == nullptr ? " and no data" : "") + "; re-export the ONNX model with fornet-export";
+    }
+    return {};
+}
+
+//! Read `ratios` (float32 or float64); empty string on success, else what is wrong.
+std::string readFloats(PluginField const& field, std::vector<float>& values)
+{
+    std::string problem = fieldStorageProblem(field, "ratios");
+    if (!problem.empty())
+    {
+        return problem;
+    }
+    if (field.type != PluginFieldType::kFLOAT32 && field.type != PluginFieldType::kFLOAT64)
+    {
+        return std::string{"field 'ratios' must hold floats (an ONNX FLOATS attribute, kFLOAT32), got "}
+            + fieldTypeName(field.type) + "; re-export the ONNX model with fornet-export";
     }
     values.clear();
     for (int32_t i = 0; i < field.length; ++i)
     {
-        if (field.type == PluginFieldType::kINT32)
-        {
-            values.push_back(static_cast<int32_t const*>(field.data)[i]);
-        }
-        else if (field.type == PluginFieldType::kINT64)
-        {
-            int64_t const value = static_cast<int64_t const*>(field.data)[i];
-            if (value < 0 || value > INT32_MAX)
-            {
-                return false;
-            }
-            values.push_back(static_cast<int32_t>(value));
-        }
-        else
-        {
-            return false;
-        }
+        values.push_back(field.type == PluginFieldType::kFLOAT32
+                ? static_cast<float const*>(field.data)[i]
+                : static_cast<float>(static_cast<double const*>(field.data)[i]));
     }
-    return true;
+    return {};
+}
+
+//! Read `ks` (int32 or int64 within int32); empty string on success, else what is wrong.
+std::string readInts(PluginField const& field, std::vector<int32_t>& values)
+{
+    std::string problem = fieldStorageProblem(field, "ks");
+    if (!problem.empty())
+    {
+        return problem;
+    }
+    if (field.type != PluginFieldType::kINT32 && field.type != PluginFieldType::kINT64)
+    {
+        return std::string{"field 'ks' must hold integers (an ONNX INTS attribute, kINT32), got "}
+            + fieldTypeName(field.type) + "; re-export the ONNX model with fornet-export";
+    }
+    values.clear();
+    for (int32_t i = 0; i < field.length; ++i)
+    {
+        int64_t const value = field.type == PluginFieldType::kINT32 ? static_cast<int32_t const*>(field.data)[i]
+                                                                   : static_cast<int64_t const*>(field.data)[i];
+        if (value < INT32_MIN || value > INT32_MAX)
+        {
+            return "field 'ks' holds " + std::to_string(value) + ", beyond int32; re-export the ONNX model";
+        }
+        values.push_back(static_cast<int32_t>(value));
+    }
+    return {};
 }
 
 //! Empty string when (ratios, ks) satisfy the contract, else what is wrong.
@@ -138,8 +160,29 @@ std::string validateFields(std::vector<float> const& ratios, std::vector<int32_t
             return "field 'ks' must be non-decreasing values >= 1, got ks[" + std::to_string(i)
                 + "] = " + std::to_string(ks[i]) + "; re-export the ONNX model";
         }
+        if (!(ratios[i] > 0.0F && ratios[i] <= 1.0F)) // also refuses NaN
+        {
+            return "field 'ratios' must hold values in (0, 1], got ratios[" + std::to_string(i)
+                + "] = " + std::to_string(ratios[i]) + "; re-export the ONNX model";
+        }
     }
     return {};
+}
+
+std::string dimsText(nvinfer1::Dims const& dims)
+{
+    std::string text = "(";
+    for (int32_t i = 0; i < dims.nbDims; ++i)
+    {
+        text += (i == 0 ? "" : ", ") + (dims.d[i] < 0 ? std::string{"?"} : std::to_string(dims.d[i]));
+    }
+    return text + ")";
+}
+
+//! Whether two extents can be equal (-1: not known yet).
+bool agree(int64_t a, int64_t b) noexcept
+{
+    return a < 0 || b < 0 || a == b;
 }
 
 } // namespace
@@ -204,35 +247,69 @@ int32_t TopKGatePlugin::numRatios() const noexcept
     return static_cast<int32_t>(mKs.size());
 }
 
-bool TopKGatePlugin::checkShape(int32_t nbInputs, int32_t nbOutputs, int64_t height, int64_t width) const noexcept
+std::string TopKGatePlugin::ioProblem(int32_t nbInputs, int32_t nbOutputs) const
 {
     if (nbInputs != kNbInputs || nbOutputs != numRatios() + 1)
     {
-        logError("expected 2 inputs (features, scores) and " + std::to_string(numRatios() + 1)
-            + " outputs (gated_0.., masks), got " + std::to_string(nbInputs) + " and " + std::to_string(nbOutputs));
-        return false;
+        return "expected 2 inputs (features, scores) and " + std::to_string(numRatios() + 1)
+            + " outputs (gated_0.., masks), got " + std::to_string(nbInputs) + " and " + std::to_string(nbOutputs)
+            + "; re-export the ONNX model with fornet-export";
     }
+    return {};
+}
+
+std::string TopKGatePlugin::shapeProblem(nvinfer1::Dims const& features, nvinfer1::Dims const& scores) const
+{
+    if (features.nbDims != kRank || scores.nbDims != kRank)
+    {
+        return "features and scores must be 4-D (B x C x h x w and B x 1 x h x w), got features "
+            + dimsText(features) + " and scores " + dimsText(scores) + "; re-export the ONNX model";
+    }
+    if (!agree(scores.d[1], 1) || !agree(features.d[0], scores.d[0])
+        || !agree(features.d[kHeightAxis], scores.d[kHeightAxis]) || !agree(features.d[kWidthAxis], scores.d[kWidthAxis]))
+    {
+        return "scores must be B x 1 x h x w on the features' grid (features B x C x h x w), got features "
+            + dimsText(features) + " and scores " + dimsText(scores)
+            + "; both come from the selector grid of one export: re-export the ONNX model";
+    }
+    int64_t const height = scores.d[kHeightAxis];
+    int64_t const width = scores.d[kWidthAxis];
     if (height >= 0 && width >= 0 && height * width < mKs.back())
     {
-        logError("the selector grid has " + std::to_string(height * width) + " cells but the largest k is "
-            + std::to_string(mKs.back()) + "; export the model for this input size (k depends on it)");
-        return false;
+        return "the selector grid has " + std::to_string(height * width) + " cells but the largest k is "
+            + std::to_string(mKs.back()) + "; export the model for this input size (k depends on it)";
     }
-    return true;
+    return {};
+}
+
+bool TopKGatePlugin::accepted(std::string const& problem) const noexcept
+{
+    if (!problem.empty())
+    {
+        logError(problem);
+    }
+    return problem.empty();
 }
 
 int32_t TopKGatePlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != kNbInputs)
+    try
     {
-        return checkShape(nbInputs, nbOutputs, -1, -1) ? 0 : -1;
+        // The inputs come from the network; the outputs' shapes are TensorRT's evaluation of ours.
+        return accepted(ioProblem(nbInputs, nbOutputs))
+                && accepted(shapeProblem(in[kFeatures].desc.dims, in[kScores].desc.dims))
+                && accepted(shapeProblem(in[kFeatures].min, in[kScores].min))
+                && accepted(shapeProblem(in[kFeatures].opt, in[kScores].opt))
+                && accepted(shapeProblem(in[kFeatures].max, in[kScores].max))
+            ? 0
+            : -1;
     }
-    nvinfer1::Dims const& smallest = in[kScores].min;
-    bool const known = smallest.nbDims == kRank;
-    return checkShape(nbInputs, nbOutputs, known ? smallest.d[kHeightAxis] : -1, known ? smallest.d[kWidthAxis] : -1)
-        ? 0
-        : -1;
+    catch (std::exception const& error)
+    {
+        logError(std::string{"configurePlugin failed: "} + error.what());
+    }
+    return -1;
 }
 
 int32_t TopKGatePlugin::getOutputDataTypes(
@@ -264,26 +341,43 @@ int32_t TopKGatePlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32
     nvinfer1::DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/, nvinfer1::DimsExprs* outputs,
     int32_t nbOutputs, nvinfer1::IExprBuilder& exprBuilder) noexcept
 {
-    if (nbInputs != kNbInputs || nbOutputs != numRatios() + 1)
+    try
     {
-        return checkShape(nbInputs, nbOutputs, -1, -1) ? 0 : -1;
+        if (!accepted(ioProblem(nbInputs, nbOutputs)))
+        {
+            return -1;
+        }
+        // What is known at network time: the constant extents (-1 for the others).
+        auto constants = [](nvinfer1::DimsExprs const& exprs) {
+            nvinfer1::Dims dims{};
+            dims.nbDims = exprs.nbDims < 0 || exprs.nbDims > nvinfer1::Dims::MAX_DIMS ? -1 : exprs.nbDims;
+            for (int32_t i = 0; i < dims.nbDims; ++i)
+            {
+                dims.d[i] = exprs.d[i] != nullptr && exprs.d[i]->isConstant() ? exprs.d[i]->getConstantValue() : -1;
+            }
+            return dims;
+        };
+        if (!accepted(shapeProblem(constants(inputs[kFeatures]), constants(inputs[kScores]))))
+        {
+            return -1;
+        }
+        for (int32_t i = 0; i < numRatios(); ++i)
+        {
+            outputs[i] = inputs[kFeatures];
+        }
+        nvinfer1::DimsExprs& masks = outputs[numRatios()];
+        masks.nbDims = kRank;
+        masks.d[0] = inputs[kFeatures].d[0];
+        masks.d[1] = exprBuilder.constant(numRatios());
+        masks.d[kHeightAxis] = inputs[kFeatures].d[kHeightAxis];
+        masks.d[kWidthAxis] = inputs[kFeatures].d[kWidthAxis];
+        return 0;
     }
-    if (inputs[kFeatures].nbDims != kRank || inputs[kScores].nbDims != kRank)
+    catch (std::exception const& error)
     {
-        logError("features and scores must be 4-D (B x C x h x w and B x 1 x h x w)");
-        return -1;
+        logError(std::string{"getOutputShapes failed: "} + error.what());
     }
-    for (int32_t i = 0; i < numRatios(); ++i)
-    {
-        outputs[i] = inputs[kFeatures];
-    }
-    nvinfer1::DimsExprs& masks = outputs[numRatios()];
-    masks.nbDims = kRank;
-    masks.d[0] = inputs[kFeatures].d[0];
-    masks.d[1] = exprBuilder.constant(numRatios());
-    masks.d[kHeightAxis] = inputs[kFeatures].d[kHeightAxis];
-    masks.d[kWidthAxis] = inputs[kFeatures].d[kWidthAxis];
-    return 0;
+    return -1;
 }
 
 bool TopKGatePlugin::supportsFormatCombination(
@@ -317,11 +411,17 @@ int32_t TopKGatePlugin::getNbOutputs() const noexcept
 int32_t TopKGatePlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
     nvinfer1::PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != kNbInputs || in[kScores].dims.nbDims != kRank)
+    try
     {
-        return checkShape(nbInputs, nbOutputs, -1, -1) ? 0 : -1;
+        return accepted(ioProblem(nbInputs, nbOutputs)) && accepted(shapeProblem(in[kFeatures].dims, in[kScores].dims))
+            ? 0
+            : -1;
     }
-    return checkShape(nbInputs, nbOutputs, in[kScores].dims.d[kHeightAxis], in[kScores].dims.d[kWidthAxis]) ? 0 : -1;
+    catch (std::exception const& error)
+    {
+        logError(std::string{"onShapeChange failed: "} + error.what());
+    }
+    return -1;
 }
 
 int32_t TopKGatePlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
@@ -329,6 +429,10 @@ int32_t TopKGatePlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
     void* /*workspace*/, cudaStream_t stream) noexcept
 {
     nvinfer1::Dims const& dims = inputDesc[kFeatures].dims;
+    if (dims.d[0] == 0)
+    {
+        return 0; // an empty batch: nothing to read or write, whatever the addresses
+    }
     int32_t const featureType
         = inputDesc[kFeatures].type == DataType::kHALF ? FORNET_TOPK_GATE_FLOAT16 : FORNET_TOPK_GATE_FLOAT32;
     cudaError_t const status = fornet_topk_gate_launch(inputs[kFeatures], static_cast<float const*>(inputs[kScores]),
@@ -407,19 +511,28 @@ nvinfer1::IPluginV3* TopKGatePluginCreator::createPlugin(
         {
             PluginField const& field = fc->fields[i];
             std::string const name = field.name != nullptr ? field.name : "";
+            std::string problem;
             if (name == "ratios")
             {
-                haveRatios = readFloats(field, ratios);
+                problem = readFloats(field, ratios);
+                haveRatios = true;
             }
             else if (name == "ks")
             {
-                haveKs = readInts(field, ks);
+                problem = readInts(field, ks);
+                haveKs = true;
+            }
+            if (!problem.empty())
+            {
+                logError(problem);
+                return nullptr;
             }
         }
         if (!haveRatios || !haveKs)
         {
-            logError("the node needs attributes 'ratios' (floats) and 'ks' (ints); re-export the ONNX model "
-                     "with fornet-export");
+            logError(std::string{"the node has no attribute "} + (haveKs ? "'ratios' (floats)" : "'ks' (ints)")
+                + (haveRatios || haveKs ? "" : " nor 'ratios' (floats)")
+                + "; re-export the ONNX model with fornet-export");
             return nullptr;
         }
         std::string const problem = validateFields(ratios, ks);

@@ -67,8 +67,14 @@ public:
 
 private:
     int32_t numRatios() const noexcept;
-    //! Checks the I/O count and that h * w (when known, i.e. >= 0) holds the largest k.
-    bool checkShape(int32_t nbInputs, int32_t nbOutputs, int64_t height, int64_t width) const noexcept;
+    //! Empty when there are 2 inputs and R + 1 outputs, else what is wrong.
+    std::string ioProblem(int32_t nbInputs, int32_t nbOutputs) const;
+    //! Empty when features (B x C x h x w) and scores (B x 1 x h x w) agree and h * w holds the largest
+    //! k; extents < 0 (not known yet) agree with anything. (The outputs' shapes are TensorRT's
+    //! evaluation of getOutputShapes, so only the inputs, which come from the network, need checking.)
+    std::string shapeProblem(nvinfer1::Dims const& features, nvinfer1::Dims const& scores) const;
+    //! Logs `problem` unless it is empty; true when it is.
+    bool accepted(std::string const& problem) const noexcept;
 
     std::vector<float> mRatios;
     std::vector<int32_t> mKs;

@@ -27,9 +27,11 @@ def test_dry_run_plans_every_step_and_writes_the_summary(tmp_path: Path) -> None
     assert summary["status"] == "dry run" and summary["input_problems"] == []
     names = [step["name"] for step in summary["steps"]]
     assert names == ["environment", "compile_topk_gate_kernel", "compile_prepost", "gate_kernel", "prepost_kernels",
-                     "pycuda_runtime", "pytest_gpu"]
+                     "pycuda_runtime", "plugin_harness", "plugin_harness_memcheck", "pytest_gpu"]
     commands = {step["name"]: " ".join(step["command"]) for step in summary["steps"]}
     assert "--grid 128x256 --batches 1,2,3,4 --dtypes fp32,fp16" in commands["gate_kernel"]
+    assert "plugin_check.py --device --strict" in commands["plugin_harness"]
+    assert "--compute-sanitizer memcheck" in commands["plugin_harness_memcheck"]
     assert "-m gpu" in commands["pytest_gpu"] and "test_tensorrt_runtime_lifecycle.py" in commands["pytest_gpu"]
     assert "Commands" in (tmp_path / "check" / "summary.md").read_text()
 

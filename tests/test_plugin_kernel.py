@@ -1,6 +1,7 @@
-"""The CUDA sources compile for Jetson Orin (sm_87) and Hopper (sm_90) with nvcc (compile only: no
-GPU here), the kernel header is plain C/C++, and the GPU harness builds its library and refuses to
-run without a GPU."""
+"""The CUDA sources compile with nvcc (compile only: no GPU here) for Jetson Orin (sm_87), Hopper
+(sm_90) and, with CUDA 13, Jetson Thor (sm_110), each alone and as one fat binary holding the code of
+all three; the kernel header is plain C/C++; the GPU harness builds its library and refuses to run
+without a GPU."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ from types import ModuleType
 import pytest
 
 from fornet.runtime.cuda.toolchain import find_nvcc
+from tests.helpers.plugins import cubin_archs, nvcc_version
 
 REPO = Path(__file__).resolve().parent.parent
 KERNEL = REPO / "plugins" / "topk_gate_kernel.cu"
 CUDA_SOURCES = [KERNEL, *sorted((REPO / "runtime").rglob("*.cu"))]  # runtime/cuda/prepost.cu
-ARCHS = ("87", "90")
 NVCC = find_nvcc()
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc)")
+
+
+#: Orin, Hopper, and Thor where nvcc knows it (sm_110 from CUDA 13; it was sm_101 in 12.8/12.9).
+ARCHS = ("87", "90", *(("110",) if NVCC is not None and nvcc_version(NVCC) >= (13, 0) else ()))
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -36,6 +41,17 @@ def test_nvcc_compiles(source: Path, arch: str, tmp_path: Path) -> None:
     strict = ["--Werror", "all-warnings"] if source == KERNEL else []
     run([str(NVCC), "-c", "-std=c++17", "-O3", f"-arch=sm_{arch}", *strict, str(source), "-o",
          str(tmp_path / f"{source.stem}_sm{arch}.o")])
+
+
+@needs_nvcc
+@pytest.mark.parametrize("source", CUDA_SOURCES, ids=lambda p: p.name)
+def test_nvcc_builds_one_fat_binary_for_every_target(source: Path, tmp_path: Path) -> None:
+    """One object holding SASS for each of ARCHS (what a Jetson fleet of Orin and Thor, or a build server, runs)."""
+    gencode = [f"-gencode=arch=compute_{arch},code=sm_{arch}" for arch in ARCHS]
+    strict = ["--Werror", "all-warnings"] if source == KERNEL else []
+    target = tmp_path / f"{source.stem}_fat.o"
+    run([str(NVCC), "-c", "-std=c++17", "-O3", *gencode, *strict, str(source), "-o", str(target)])
+    assert cubin_archs(target) == {int(arch) for arch in ARCHS}
 
 
 @pytest.mark.parametrize("language", ["c", "c++"])

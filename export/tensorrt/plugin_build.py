@@ -52,6 +52,10 @@ class PluginBuild:
     static_registration: bool = True
     nvcc: Path | None = None
     jobs: int | None = None
+    #: also build the conformance harness (plugins/harness; needs ``static_registration=False``)
+    harness: bool = False
+    #: further ``-D...`` arguments for CMake's configure step (compiler flags, sanitizers)
+    cmake_args: tuple[str, ...] = ()
 
     @property
     def build_dir(self) -> Path:
@@ -73,6 +77,9 @@ class PluginBuild:
             configure.append(f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(self.cuda_archs)}")
         if self.nvcc is not None:
             configure.append(f"-DCMAKE_CUDA_COMPILER={self.nvcc}")
+        if self.harness:
+            configure.append("-DFORNET_BUILD_HARNESS=ON")
+        configure.extend(self.cmake_args)
         build = ["cmake", "--build", str(self.build_dir), "--parallel", str(self.jobs or os.cpu_count() or 1)]
         return [configure, build]
 
@@ -84,12 +91,26 @@ def build_plugin_library(build: PluginBuild, *, verbose: bool = False) -> Path:
         PluginBuildError: no sources, no CMake, no nvcc, or a failed configure/compile (with the
             tail of CMake's output).
     """
+    built = run_cmake(build, verbose=verbose)
+    target = build.out_dir / PLUGIN_LIBRARY_NAME
+    with atomic_path(target) as tmp:  # never rewrite a library a running process has mapped
+        shutil.copyfile(built, tmp)
+        tmp.chmod(0o755)
+    return target
+
+
+def run_cmake(build: PluginBuild, *, verbose: bool = False, cmake: str = "cmake") -> Path:
+    """Configure and compile ``build`` in ``build.build_dir`` (incrementally); return the library there.
+
+    Raises:
+        PluginBuildError: as :func:`build_plugin_library`.
+    """
     if not (build.source / "CMakeLists.txt").is_file():
         raise PluginBuildError(
             f"plugin sources not found at {build.source} (installed from a wheel?); run from a git checkout "
             "of fornet-deploy or pass --source <checkout>/plugins"
         )
-    if shutil.which("cmake") is None:
+    if shutil.which(cmake) is None:
         raise PluginBuildError("cmake not found on PATH; install it (`sudo apt install cmake` or `pip install cmake`)")
     if build.nvcc is None:
         raise PluginBuildError(
@@ -98,6 +119,7 @@ def build_plugin_library(build: PluginBuild, *, verbose: bool = False) -> Path:
         )
     ensure_writable_dir(build.build_dir)
     for command in build.commands():
+        command = [cmake, *command[1:]]
         result = subprocess.run(command, capture_output=not verbose, text=True, check=False)
         if result.returncode != 0:
             output = "" if verbose else (result.stdout + result.stderr)
@@ -110,11 +132,7 @@ def build_plugin_library(build: PluginBuild, *, verbose: bool = False) -> Path:
     built = build.build_dir / PLUGIN_LIBRARY_NAME
     if not built.is_file():
         raise PluginBuildError(f"CMake succeeded but {built} is missing; delete {build.build_dir} and retry")
-    target = build.out_dir / PLUGIN_LIBRARY_NAME
-    with atomic_path(target) as tmp:  # never rewrite a library a running process has mapped
-        shutil.copyfile(built, tmp)
-        tmp.chmod(0o755)
-    return target
+    return built
 
 
 def default_cuda_archs() -> tuple[str, ...] | None:

@@ -28,7 +28,7 @@ class PluginBuildOptions:
                                                      "packages",
                                         help="TensorRT with include/ and lib/ (tarball)")
     cuda_arch: str | None = option(None, flag="--cuda-arch", metavar="LIST",
-                                   default_text="this GPU, else 75;80;86;87;89;90",
+                                   default_text="this GPU, else 75;80;86;87;89;90 and, with CUDA 13, 110",
                                    help="CUDA architectures, e.g. '87' (Orin) or '87;90'")
     out: Path | None = option(None, flag="--out", parse=Path, metavar="DIR",
                               default_text="./build/plugins, in the working directory", help="output directory")
