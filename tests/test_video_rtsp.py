@@ -95,7 +95,7 @@ def test_rtsp_drop_drill(server: Server, backend: str, lite: LiteExport, tmp_pat
     run = subprocess.Popen(
         [sys.executable, "-m", "fornet.cli.run", f"rtsp://127.0.0.1:{server.port}/cam", str(out),
          "--model", str(lite.onnx), "--device", "cpu", "--input-backend", backend,
-         "--watchdog-s", "2", "--duration-s", "19", "--report", str(report_path), "--jsonl",
+         "--watchdog-s", "2", "--duration-s", "19", "--json", str(report_path), "--jsonl",
          str(tmp_path / "frames.jsonl"), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(4)
