@@ -39,7 +39,7 @@ demo: env
 		--data $(DEMO)/data --split val --duration-s 3 --report $(DEMO)/report
 	$(BIN)/fornet-data video --out $(DEMO)/street.mp4 --size 256x512 --frames 100 --seed 7
 	$(BIN)/fornet-run $(DEMO)/street.mp4 $(DEMO)/street_segmented.mp4 --model $(DEMO)/export/fornet.onnx \
-		--device cpu --jsonl $(DEMO)/street_frames.jsonl --report $(DEMO)/street_report.json
+		--device cpu --jsonl $(DEMO)/street_frames.jsonl --json $(DEMO)/street_report.json
 
 # System packages the video tests need (GStreamer + its RTSP server for /usr/bin/python3): installed
 # when missing and root, else the exact apt-get command is printed (setup/system-packages.sh).

@@ -83,7 +83,7 @@ def open_candidates(files: dict[str, Path | None], input_size: tuple[int, int], 
 
     assert files["checkpoint"] is not None and files["fp32"] is not None
     segmenters = {
-        "pytorch-eager": Segmenter(files["checkpoint"], "torch", "cpu", input_size=input_size, threads=threads),
+        "pytorch-eager": Segmenter(files["checkpoint"], device="cpu", input_size=input_size, threads=threads),
         "onnxruntime-fp32": Segmenter(files["fp32"], device="cpu", threads=threads),
     }
     if files["int8"] is not None:

@@ -75,9 +75,8 @@ def measure_latency(fp32: Path, int8: Path, feed: np.ndarray, threads: int, warm
 
     from fornet.runtime.onnxrt import OnnxRuntimeBackend
 
-    cpu = ["CPUExecutionProvider"]
     times: dict[str, list[float]] = {"fp32": [], "int8": []}
-    with OnnxRuntimeBackend(fp32, cpu, threads) as a, OnnxRuntimeBackend(int8, cpu, threads) as b:
+    with OnnxRuntimeBackend(fp32, "cpu", threads=threads) as a, OnnxRuntimeBackend(int8, "cpu", threads=threads) as b:
         backends = {"fp32": a, "int8": b}
         for backend in backends.values():
             for _ in range(warmup):

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads, server and local")
     args = parser.parse_args(argv)
     arguments = sys.argv[1:] if argv is None else argv
+    from fornet.runtime.model_spec import ModelSpec
     from fornet.runtime.segmenter import Segmenter
     from fornet.runtime.serving.launcher import ServerProcess
     from fornet.runtime.serving.options import ServerOptions
@@ -113,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
 
     model = prepare_model(args.work, args.input_size)
     ports = sorted({free_port() for _ in range(6)})[:3]
-    options = ServerOptions(model=model, device="cpu", threads=args.threads, http_port=ports[0], grpc_port=ports[1],
-                            metrics_port=ports[2])
+    spec = ModelSpec(model, device="cpu", threads=args.threads)
+    options = ServerOptions(model=spec, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2])
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (*args.input_size, 3), dtype=np.uint8) for _ in range(16)]
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     load_start = os.getloadavg()[0]
     with (ensure_writable_dir(args.work) / "server.log").open("w") as log, ServerProcess(options, log=log) as server, \
-            Segmenter(model, device="cpu", threads=args.threads) as local:
+            Segmenter(spec) as local:
         server.wait_ready()
         runs = []
         for repeat in range(args.repeats):

@@ -47,7 +47,7 @@ from fornet.export.verify import VerificationReport, load_images, verify_onnx
 from fornet.faults import fault_point
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
 from fornet.model.memory import TARGET_MEMORY_GIB, activation_profile, check_memory
-from fornet.options import OptionGroup, hw_arg, option, percent_arg
+from fornet.options import OptionGroup, hw_arg, option, percent_arg, positive_int_arg
 
 if TYPE_CHECKING:
     from fornet.export.int8.pipeline import Int8Options, Int8Result
@@ -95,7 +95,8 @@ class ExportOptions:
 
     input_size: tuple[int, int] = option((1024, 2048), flag="--input-size", parse=hw_arg, metavar="HxW",
                                          help="network input size, divisible by the output stride", group=GRAPH)
-    batch: int = option(1, flag="--batch", parse=int, metavar="N", help="batch size", group=GRAPH)
+    batch: int = option(1, flag="--batch", parse=positive_int_arg, metavar="N",
+                        help="frames per engine call: the graph's static batch", group=GRAPH)
     dynamic_batch: bool = option(False, flag="--dynamic-batch", group=GRAPH,
                                  help="make the batch dimension dynamic (--batch is then the example/verification "
                                       "batch)")
@@ -176,6 +177,13 @@ class ExportResult:
     int8: Int8Result | None = None
     gate: str = "plugin"
     recovered: tuple[str, ...] = ()
+
+    def engine_sources(self) -> list[Path]:
+        """The ONNX files a deployment builds plans from: INT8 (the TensorRT-targeted file) and/or FP16, else
+        FP32; the first is the deployed precision."""
+        int8 = None if self.int8 is None else (self.int8.tensorrt_path or self.int8.onnx_path)
+        deployed = [p for p in (int8, self.fp16_path) if p is not None]
+        return deployed or [self.onnx_path]
 
 
 def _check_size(model: FoRNet, size: tuple[int, int]) -> None:

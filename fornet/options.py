@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -56,19 +57,62 @@ def hw_arg(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def device_arg(text: str) -> int | str:
-    """``argparse`` type of ``--device``: a GPU index or ``cpu``."""
-    if text == "cpu":
-        return "cpu"
-    if text.isdigit():
-        return int(text)
-    raise argparse.ArgumentTypeError(f"expected a GPU index (0, 1, ...) or 'cpu', got {text!r}")
+#: What ``--device`` takes, in every command.
+DEVICE_METAVAR = "auto|cpu|cuda|cuda:N"
+
+
+def parse_device(value: int | str) -> str:
+    """The canonical form of a device: ``"auto"``, ``"cpu"`` or ``"cuda:N"``.
+
+    ``cuda`` means ``cuda:0`` and a bare GPU index ``N`` (an int or its text) means ``cuda:N``, so
+    ``--device 1``, ``--device cuda:1`` and ``device=1`` name the same GPU. Raises ``ValueError`` otherwise.
+    """
+    text = str(value).strip().lower()
+    if text in ("auto", "cpu"):
+        return text
+    if text == "cuda":
+        return "cuda:0"
+    index = text.removeprefix("cuda:")
+    if index.isdigit() and (index != text or text.isdigit()):
+        return f"cuda:{int(index)}"
+    raise ValueError(f"expected a device (auto, cpu, cuda, cuda:N, or a GPU index N), got {value!r}")
+
+
+def device_arg(text: str) -> str:
+    """``argparse`` type of ``--device``: :func:`parse_device` with argparse's error reporting."""
+    try:
+        return parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cuda_index(device: str) -> int:
+    """The GPU index of a canonical ``"cuda:N"`` device (0 for ``"auto"``)."""
+    return 0 if device == "auto" else int(device.removeprefix("cuda:"))
 
 
 def count_arg(text: str) -> int:
     """``argparse`` type of a count: a non-negative integer."""
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def alpha_arg(text: str) -> float:
+    """``argparse`` type of ``--alpha``: an opacity in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected an opacity between 0 and 1, got {text!r}")
+    return value
+
+
+def positive_int_arg(text: str) -> int:
+    """``argparse`` type of a positive count (a batch, threads)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
 
 
@@ -80,6 +124,17 @@ def positive_float_arg(text: str) -> float:
         value = -1.0
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def seconds_arg(text: str) -> float:
+    """``argparse`` type of a duration in seconds: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
 
 
@@ -106,6 +161,16 @@ percent_arg = percentage()
 def format_hw(size: tuple[int, int]) -> str:
     """``(512, 1024)`` -> ``"512x1024"`` (the inverse of :func:`parse_hw`)."""
     return "{}x{}".format(*size)
+
+
+#: ``--json`` without a file (or ``--json -``): the record goes to stdout.
+STDOUT = Path("-")
+
+
+def json_option(help: str, group: OptionGroup | None = None) -> Any:
+    """The ``--json [FILE]`` field of a command that can write its record as JSON (FILE, or stdout)."""
+    return option(None, flag="--json", parse=Path, nargs="?", const=STDOUT, metavar="FILE", group=group,
+                  help=f"{help}, into FILE, or on stdout without FILE (then the text goes to stderr)")
 
 
 @dataclass(frozen=True)
@@ -144,6 +209,7 @@ class Flag:
     action: type[argparse.Action] | str | None = None
     const: Any = None
     flag_default: Any = None
+    aliases: tuple[str, ...] = ()
 
     @property
     def dest(self) -> str:
@@ -214,7 +280,8 @@ def option_groups(parser: argparse.ArgumentParser, *groups: OptionGroup) -> dict
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type, groups: dict[OptionGroup, Any] | None = None,
-                *, suppress: bool = False) -> None:
+                *, suppress: bool = False, only: Sequence[str] | None = None,
+                aliases: dict[str, Sequence[str]] | None = None, required: Sequence[str] | None = None) -> None:
     """Add an argument for every field of ``cls`` that declares a flag.
 
     Args:
@@ -224,9 +291,18 @@ def add_options(parser: argparse.ArgumentParser, cls: type, groups: dict[OptionG
             parser and recorded here, so that several classes can share a group.
         suppress: leave flags that are not given out of the namespace (``argparse.SUPPRESS``),
             for commands that tell "not given" apart from "given the default".
+        only: the names of the fields to add (default: every field that declares a flag), for a
+            command that takes part of a shared options class.
+        aliases: more flags per field name, for a command whose users know a flag by another
+            name (``{"path": ["--engine"]}``); ``--help`` shows them beside the flag.
+        required: field names whose flag this command requires (or, with a default, no longer requires).
     """
     groups = {} if groups is None else groups
     for f, spec in declared_flags(cls):
+        if only is not None and f.name not in only:
+            continue
+        if required is not None:
+            spec = dataclasses.replace(spec, required=f.name in required)
         target: Any = parser
         if spec.group is not None:
             if spec.group not in groups:
@@ -243,7 +319,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, groups: dict[OptionG
                 kwargs["default"] = default
         if suppress:
             kwargs["default"] = argparse.SUPPRESS
-        target.add_argument(spec.flag, **{k: v for k, v in kwargs.items() if v is not None})
+        names = [spec.flag, *spec.aliases, *(aliases or {}).get(f.name, ())]
+        target.add_argument(*names, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 def _value(spec: Flag, parsed: Any) -> Any:

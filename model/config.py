@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
+from fornet.options import OptionGroup, option
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "VARIANTS", "VARIANT_NOTES", "FoRNetConfig"]
 
@@ -127,6 +128,13 @@ VARIANT_NOTES: dict[str, str] = {
     "r18": "ResNet-18 backbone, output stride 8",
     "lite": "Jetson real time: half-width ResNet-18, output stride 16, every k <= 3840 at 1024x2048",
 }
+
+
+def variant_option(group: OptionGroup | None = None,
+                   help: str = "architecture, for a checkpoint that does not record it") -> Any:
+    """The ``--variant NAME`` field of every command that names an architecture (one of :data:`VARIANTS`)."""
+    return option(None, flag="--variant", choices=tuple(VARIANTS), metavar="NAME", group=group,
+                  help=f"{help} ({', '.join(VARIANTS)})")
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -27,8 +27,11 @@ from fornet.calibration.cityscapes import Sample
 from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from fornet.calibration.metrics import ConfusionMatrix, save_label_id_png
 from fornet.calibration.preprocess import preprocess
+from fornet.errors import RecordError
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD
 from fornet.model.errors import ModelError
+from fornet.options import parse_device
+from fornet.records import Record
 
 
 class EvaluationError(ModelError):
@@ -67,6 +70,43 @@ class EvalResult:
         """JSON-ready form: the confusion matrix summary plus image count and time."""
         return {**self.confusion.to_dict(class_names), "n_images": self.n_images,
                 "seconds": round(self.seconds, 3)}
+
+
+class EvalReportError(RecordError, EvaluationError):
+    """An evaluation report file that cannot be read."""
+
+
+@dataclass(frozen=True)
+class EvalReport(Record):
+    """``fornet eval --json``: what was scored, on which data, and the scores (IoUs as fractions)."""
+
+    FORMAT: ClassVar[str] = "fornet-deploy/eval-report"
+    VERSION: ClassVar[int] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy evaluation report"
+    FIX: ClassVar[str] = "write it again with fornet eval --json"
+    ERROR: ClassVar[type[RecordError]] = EvalReportError
+
+    model: str
+    variant: str | None
+    data: str
+    split: str
+    input_size: tuple[int, int] | None
+    device: str
+    fornet_version: str
+    n_images: int
+    seconds: float
+    miou: float | None
+    pixel_accuracy: float | None
+    iou: dict[str, float | None]
+    confusion_matrix: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, result: EvalResult, **about: Any) -> EvalReport:
+        """The report of ``result``; ``about`` names the model, data, split, input size, device and version."""
+        scores = result.confusion.to_dict(CLASS_NAMES)
+        return cls(**about, n_images=result.n_images, seconds=round(result.seconds, 3), miou=scores["miou"],
+                   pixel_accuracy=scores["pixel_accuracy"], iou=scores["iou"],
+                   confusion_matrix=tuple(tuple(row) for row in scores["confusion_matrix"]))
 
 
 @contextlib.contextmanager
@@ -111,6 +151,50 @@ def predict_labels(model: nn.Module, image_rgb: np.ndarray, input_size: tuple[in
         return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
 
 
+#: ``predict(image_rgb)``: uint8 trainIds at the size of a uint8 RGB image.
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def score_predictor(predict: Predictor, dataset: LabelledImages, save_dir: str | os.PathLike[str] | None = None,
+                    progress: bool = True, limit: int | None = None) -> EvalResult:
+    """mIoU, per-class IoU and pixel accuracy of ``predict`` on ``dataset``'s first ``limit`` images.
+
+    The one scoring loop of :func:`evaluate` and of exported models (``fornet eval --model fornet.onnx``).
+
+    Raises:
+        EvaluationError: an empty data set, ``limit`` < 1 or an unlabelled image.
+    """
+    from tqdm import tqdm
+
+    if limit is not None and limit < 1:
+        raise EvaluationError(f"limit must be at least 1 image, got {limit}; omit it to use every image")
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise EvaluationError("the data set has no images to evaluate; check the data folder and split")
+    out_dir = ensure_writable_dir(save_dir) if save_dir is not None else None
+    confusion = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX)
+    start = time.perf_counter()
+    for index in tqdm(range(n), desc="evaluate", unit="img", disable=not progress):
+        sample = dataset[index]
+        if sample.label is None:
+            raise EvaluationError(f"image {sample.name} has no ground truth label; evaluation needs "
+                                  "the gtFine labelIds of every image (use the val split)")
+        pred = predict(sample.image)
+        confusion.update(pred, sample.label)
+        if out_dir is not None:
+            save_label_id_png(out_dir / f"{sample.name}_pred_labelIds.png", pred)
+    return EvalResult(confusion=confusion, miou=confusion.miou(), iou=confusion.iou(),
+                      pixel_accuracy=confusion.pixel_accuracy(), n_images=n,
+                      seconds=time.perf_counter() - start)
+
+
+def check_class_count(num_classes: int) -> None:
+    """Refuse a model whose class count is not Cityscapes' 19 trainIds."""
+    if num_classes != NUM_CLASSES:
+        raise EvaluationError(f"the model predicts {num_classes} classes but Cityscapes evaluation "
+                              f"scores {NUM_CLASSES}; evaluate a model trained on the 19 trainIds")
+
+
 def evaluate(model: nn.Module, dataset: LabelledImages, input_size: tuple[int, int] | None = None,
              device: str | torch.device = "cpu", save_dir: str | os.PathLike[str] | None = None,
              progress: bool = True, limit: int | None = None) -> EvalResult:
@@ -120,39 +204,17 @@ def evaluate(model: nn.Module, dataset: LabelledImages, input_size: tuple[int, i
         EvaluationError: an empty data set, ``limit`` < 1, an unlabelled image, or a model whose
             class count is not 19.
     """
-    from tqdm import tqdm
-
-    num_classes = getattr(model, "num_classes", NUM_CLASSES)
-    if num_classes != NUM_CLASSES:
-        raise EvaluationError(f"the model predicts {num_classes} classes but Cityscapes evaluation "
-                              f"scores {NUM_CLASSES}; evaluate a checkpoint trained on the 19 trainIds")
-    if limit is not None and limit < 1:
-        raise EvaluationError(f"limit must be at least 1 image, got {limit}; omit it to use every image")
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    if n == 0:
-        raise EvaluationError("the data set has no images to evaluate; check the data folder and split")
-    out_dir = ensure_writable_dir(save_dir) if save_dir is not None else None
-    confusion = ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX)
-    start = time.perf_counter()
+    check_class_count(getattr(model, "num_classes", NUM_CLASSES))
     with _eval_mode(model):
-        for index in tqdm(range(n), desc="evaluate", unit="img", disable=not progress):
-            sample = dataset[index]
-            if sample.label is None:
-                raise EvaluationError(f"image {sample.name} has no ground truth label; evaluation needs "
-                                      "the gtFine labelIds of every image (use the val split)")
-            pred = predict_labels(model, sample.image, input_size, device)
-            confusion.update(pred, sample.label)
-            if out_dir is not None:
-                save_label_id_png(out_dir / f"{sample.name}_pred_labelIds.png", pred)
-    return EvalResult(confusion=confusion, miou=confusion.miou(), iou=confusion.iou(),
-                      pixel_accuracy=confusion.pixel_accuracy(), n_images=n,
-                      seconds=time.perf_counter() - start)
+        return score_predictor(lambda image: predict_labels(model, image, input_size, device), dataset, save_dir,
+                               progress, limit)
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when PyTorch sees a GPU, else ``cpu``; other names are checked and returned."""
+    """``auto`` -> ``cuda:0`` when PyTorch sees a GPU, else ``cpu``; other devices are checked and returned."""
+    name = parse_device(name)
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise EvaluationError(f"--device {name} was requested but PyTorch sees no CUDA GPU; "
                               "use --device cpu (or auto)")

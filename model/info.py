@@ -8,16 +8,18 @@ Parameters and multiply-accumulates are measured on the real module graph with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from fornet.errors import FornetError
+from fornet.errors import FornetError, RecordError
 from fornet.model.config import VARIANT_NOTES
 from fornet.model.fornet import FoRNet
 from fornet.model.gate import TENSORRT_TOPK_LIMIT, topk_counts
 from fornet.model.variants import variant_config
+from fornet.records import Record
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,19 @@ class VariantInfo:
     native_topk_ok: bool
     backbone_receptive_field: int
     branch_reach_px: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class VariantReport(Record):
+    """``fornet info --json``: the facts of one or more variants."""
+
+    FORMAT: ClassVar[str] = "fornet-deploy/variant-info"
+    VERSION: ClassVar[int] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy variant facts"
+    FIX: ClassVar[str] = "write it again with fornet info --json"
+    ERROR: ClassVar[type[RecordError]] = RecordError
+
+    variants: tuple[VariantInfo, ...]
 
 
 def _receptive_field(modules: list[nn.Module]) -> int:

@@ -18,13 +18,12 @@ from typing import Any
 
 from fornet.model.config import VARIANTS
 from fornet.model.errors import ModelError
-from fornet.options import OptionGroup, hw_arg, option
+from fornet.options import DEVICE_METAVAR, OptionGroup, device_arg, hw_arg, option, parse_device, positive_int_arg
 
 #: Fields that may differ when a run is resumed or restarted in the same folder.
 RUNTIME_FIELDS = frozenset({"out", "device", "workers", "amp", "amp_dtype", "val_every", "val_size",
                             "val_limit", "log_every"})
 AMP_DTYPES = ("bf16", "fp16")
-DEVICES = ("cpu", "cuda")
 RUN = OptionGroup("run")
 SCHEDULE = OptionGroup("schedule")
 VALIDATION = OptionGroup("validation and logging")
@@ -63,18 +62,19 @@ class TrainConfig:
         log_every: write a ``metrics.jsonl`` training record every N steps.
     """
 
-    data: str = option(flag="--data", metavar="DIR", group=RUN,
+    data: str = option(flag="--data", parse=Path, convert=str, metavar="DIR", group=RUN,
                        help="data set root holding leftImg8bit/ and gtFine/")
-    out: str = option(flag="--out", metavar="RUN", required=True, group=RUN,
+    out: str = option(flag="--out", parse=Path, convert=str, metavar="DIR", required=True, group=RUN,
                       help="run folder (config.json, last.pth, best.pth, train.log, metrics.jsonl)")
-    variant: str = option(flag="--variant", metavar="NAME", group=RUN,
-                          help=f"model variant: {', '.join(VARIANTS)}")
+    variant: str = option(flag="--variant", choices=tuple(VARIANTS), metavar="NAME", group=RUN,
+                          help=f"architecture ({', '.join(VARIANTS)})")
     crop: tuple[int, int] = option((768, 768), flag="--crop", parse=hw_arg, metavar="HxW", group=SCHEDULE,
                                    help="random crop")
     scale: tuple[float, float] = option((0.5, 2.0), flag="--scale", parse=float, nargs=2, metavar=("MIN", "MAX"),
                                         convert=tuple, group=SCHEDULE, help="random rescale range")
     iters: int = option(80_000, flag="--iters", parse=int, group=SCHEDULE, help="optimiser steps")
-    batch: int = option(8, flag="--batch", parse=int, group=SCHEDULE, help="images per step and process")
+    batch: int = option(8, flag="--batch", parse=positive_int_arg, metavar="N", group=SCHEDULE,
+                        help="images per step and process")
     lr: float = option(1e-3, flag="--lr", parse=float, group=SCHEDULE, help="peak AdamW learning rate")
     weight_decay: float = option(1e-2, flag="--weight-decay", parse=float, group=SCHEDULE, help="AdamW weight decay")
     warmup_iters: int | None = option(None, flag="--warmup-iters", parse=int, default_text="min(1000, iters/10)",
@@ -97,8 +97,10 @@ class TrainConfig:
     workers: int | None = option(None, flag="--workers", parse=int, group=HARDWARE,
                                  default_text="0 on a CPU with <= 2 cores, 2 on larger CPUs, up to 8 per GPU",
                                  help="DataLoader workers per process")
-    device: str | None = option(None, flag="--device", choices=DEVICES, group=HARDWARE,
-                                default_text="cuda when available, else cpu", help="training device")
+    device: str | None = option(None, flag="--device", parse=device_arg, metavar=DEVICE_METAVAR, group=HARDWARE,
+                                default_text="auto: cuda when available, else cpu",
+                                help="training device (N means cuda:N; under torchrun each process takes its "
+                                     "LOCAL_RANK's GPU)")
     amp: bool | None = option(None, flag="--amp", action=argparse.BooleanOptionalAction, group=HARDWARE,
                               default_text="on with CUDA", help="mixed precision (CUDA only)")
     amp_dtype: str | None = option(None, flag="--amp-dtype", choices=AMP_DTYPES, group=HARDWARE,
@@ -139,8 +141,11 @@ class TrainConfig:
             problems.append(f"workers must be >= 0, got {self.workers}")
         if self.val_limit is not None and self.val_limit < 1:
             problems.append(f"val_limit must be >= 1, got {self.val_limit}")
-        if self.device not in (None, *DEVICES):
-            problems.append(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.device is not None:
+            try:
+                parse_device(self.device)
+            except ValueError as exc:
+                problems.append(str(exc))
         if self.amp_dtype not in (None, *AMP_DTYPES):
             problems.append(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {self.amp_dtype!r}")
         if min(self.crop) < 1 or (self.val_size is not None and min(self.val_size) < 1):

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from fornet.model.errors import ModelError
+from fornet.options import cuda_index, parse_device
 
 
 class TrainEnvironmentError(ModelError):
@@ -85,16 +86,20 @@ def _env_int(name: str, default: int) -> int:
                                     "launch multi-process training with torchrun") from None
 
 
-def _choose_device(requested: str | None, local_rank: int) -> torch.device:
+def _choose_device(requested: str | None, local_rank: int, distributed: bool) -> torch.device:
     cuda_ok = torch.cuda.is_available()
-    kind = requested or ("cuda" if cuda_ok else "cpu")
-    if kind == "cpu":
+    device = parse_device(requested or "auto")
+    if device == "auto":
+        device = "cuda:0" if cuda_ok else "cpu"
+    if device == "cpu":
         return torch.device("cpu")
     if not cuda_ok:
         raise TrainEnvironmentError(
-            f"--device cuda was requested but torch {torch.__version__} sees no CUDA GPU; "
+            f"--device {device} was requested but torch {torch.__version__} sees no CUDA GPU; "
             "use --device cpu, or install a CUDA build of torch and check nvidia-smi"
         )
+    if not distributed:
+        local_rank = cuda_index(device)
     if local_rank >= torch.cuda.device_count():
         raise TrainEnvironmentError(
             f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) are visible; "
@@ -139,7 +144,7 @@ def setup_environment(device: str | None = None, amp: bool | None = None,
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     local_world_size = _env_int("LOCAL_WORLD_SIZE", 1)
-    torch_device = _choose_device(device, local_rank)
+    torch_device = _choose_device(device, local_rank, world_size > 1)
     amp_torch_dtype = _choose_amp(torch_device, amp, amp_dtype)
     if torch_device.type == "cpu":
         _set_cpu_threads(local_world_size)

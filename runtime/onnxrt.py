@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fornet.options import cuda_index, parse_device
 from fornet.runtime.backend import Backend, BackendError, TensorSpec
 
-#: Execution providers tried, in order, when none are given (those ONNX Runtime has).
-DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+if TYPE_CHECKING:
+    from fornet.runtime.model_spec import ModelSpec
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -39,15 +40,22 @@ class OnnxRuntimeBackend(Backend):
 
     Args:
         path: the ``.onnx`` file.
-        providers: execution providers in priority order (default: CUDA if available, then CPU).
+        device: ``"cpu"`` (the CPU provider), ``"cuda:N"`` (the CUDA provider on GPU N, which must be
+            installed) or ``"auto"`` (CUDA on GPU 0 when this onnxruntime build has it, else the CPU).
+        providers: execution providers in priority order, instead of those ``device`` implies.
         threads: intra-op threads (default: ONNX Runtime's choice, one per core).
         optimize: apply ONNX Runtime's graph optimisations (off: every node runs as written, e.g. to
             score a Q/DQ graph with exactly the numerics its Q/DQ nodes define).
     """
 
-    def __init__(self, path: str | os.PathLike[str], providers: Sequence[str] | None = None,
+    NAME = "onnxruntime"
+    SUFFIXES = (".onnx",)
+    LIBRARIES = (("onnxruntime", "pip install onnxruntime"),)
+    DEVICES = frozenset({"cpu", "cuda"})
+
+    def __init__(self, path: str | os.PathLike[str], device: int | str = "auto", providers: Sequence[str] | None = None,
                  threads: int | None = None, optimize: bool = True) -> None:
-        super().__init__(f"OnnxRuntimeBackend({Path(path).name})")
+        super().__init__(f"OnnxRuntimeBackend({Path(path).name})", parse_device(device))
         self.path = Path(path)
         self.providers = list(providers) if providers is not None else None
         if threads is not None and threads < 1:
@@ -56,17 +64,32 @@ class OnnxRuntimeBackend(Backend):
         self.optimize = optimize
         self._session: Any = None
 
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> OnnxRuntimeBackend:
+        """The backend of a spec (device, threads)."""
+        return cls(spec.path, device=spec.device, threads=spec.threads)
+
+    def _providers(self, available: Sequence[str]) -> list[Any]:
+        """The execution providers to ask for, checked against those this onnxruntime build has."""
+        if self.providers is not None:
+            unknown = [p for p in self.providers if p not in available]
+            if unknown:
+                raise BackendError(f"execution provider(s) {unknown} are not in this onnxruntime build; "
+                                   f"available: {list(available)}")
+            return list(self.providers)
+        if self.device == "cpu" or (self.device == "auto" and "CUDAExecutionProvider" not in available):
+            return ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" not in available:
+            raise BackendError(f"--device {self.device}: this onnxruntime build has no CUDA provider (it has "
+                               f"{', '.join(available)}); install onnxruntime-gpu or pass --device cpu")
+        return [("CUDAExecutionProvider", {"device_id": cuda_index(self.device)}), "CPUExecutionProvider"]
+
     def _activate_impl(self) -> None:
         import onnxruntime as ort
 
         if not self.path.is_file():
             raise BackendError(f"ONNX file not found: {self.path}; export one with fornet-export or fix the path")
-        available = ort.get_available_providers()
-        providers = self.providers or [p for p in DEFAULT_PROVIDERS if p in available]
-        unknown = [p for p in providers if p not in available]
-        if unknown:
-            raise BackendError(f"execution provider(s) {unknown} are not in this onnxruntime build; "
-                               f"available: {available}")
+        providers = self._providers(ort.get_available_providers())
         options = ort.SessionOptions()
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
@@ -78,6 +101,8 @@ class OnnxRuntimeBackend(Backend):
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise BackendError(f"ONNX Runtime cannot load {self.path} ({first}); the file may be "
                                "truncated or not an ONNX model: export it again") from exc
+        first_provider = self._session.get_providers()[0]
+        self.device = "cpu" if first_provider == "CPUExecutionProvider" else f"cuda:{cuda_index(self.device)}"
 
     def _deactivate_impl(self) -> None:
         self._session = None

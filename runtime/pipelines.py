@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -23,7 +23,6 @@ from fornet.runtime.model_io import ModelIO
 
 if TYPE_CHECKING:
     from fornet.runtime.cuda.prepost import GpuPrePost
-    from fornet.runtime.tensorrt.backend import TensorRTBackend
 
 
 class Segmentation(NamedTuple):
@@ -54,10 +53,10 @@ def chunks(frames: Sequence[np.ndarray], size: int) -> Iterator[Sequence[np.ndar
 class CpuPipeline:
     """CPU pre/post around ``backend.infer`` (any backend)."""
 
-    def __init__(self, backend: Backend, io: ModelIO, max_batch: int | None = None) -> None:
+    def __init__(self, backend: Backend, io: ModelIO, batch: int | None = None) -> None:
         self.backend = backend
         self.io = io
-        self.max_batch = io.batch or max_batch
+        self.max_batch = io.batch or batch or backend.max_batch
 
     def run(self, frames: Sequence[np.ndarray], overlay_alpha: float | None) -> tuple[list[Segmentation], StageTimes]:
         """Segment ``frames`` (already validated)."""
@@ -82,15 +81,37 @@ class CpuPipeline:
         """Nothing to free."""
 
 
-class GpuPipeline:
-    """The CUDA pre/post kernels around a TensorRT plan (see the module docstring)."""
+@runtime_checkable
+class DeviceBuffers(Protocol):
+    """What the GPU pipeline needs of a backend whose I/O tensors live in device memory (``GPU_PREPOST``)."""
 
-    def __init__(self, backend: TensorRTBackend, io: ModelIO) -> None:
+    @property
+    def cuda_context(self) -> Any: ...
+
+    @property
+    def stream(self) -> Any: ...
+
+    @property
+    def max_batch(self) -> int | None: ...
+
+    def device_pointer(self, name: str) -> int: ...
+
+    def set_batch(self, batch: int) -> None: ...
+
+    def output_shape(self, name: str) -> tuple[int, ...]: ...
+
+    def enqueue(self) -> None: ...
+
+
+class GpuPipeline:
+    """The CUDA pre/post kernels around a backend's device buffers (see the module docstring)."""
+
+    def __init__(self, backend: DeviceBuffers, io: ModelIO, batch: int | None = None) -> None:
         from fornet.runtime.cuda.prepost import GpuPrePost
 
         self.backend = backend
         self.io = io
-        self.max_batch = io.batch or backend.max_batch
+        self.max_batch = io.batch or batch or backend.max_batch
         self._cuda = backend.cuda_context
         with self._cuda:
             driver = self._cuda.driver
@@ -111,7 +132,7 @@ class GpuPipeline:
         if kernels is None:
             raise CudaError("this GPU pipeline was closed; create a new Segmenter")
         with self._cuda:
-            for group in chunks(frames, self.max_batch):
+            for group in chunks(frames, self.max_batch or len(frames)):
                 self.backend.set_batch(self.io.batch or len(group))
                 source = self.backend.device_pointer(self.io.output_name)
                 out_shape = self.backend.output_shape(self.io.output_name)

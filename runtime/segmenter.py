@@ -1,19 +1,22 @@
 """``Segmenter``: camera frames in, label maps out, on TensorRT, ONNX Runtime or PyTorch.
 
-    from fornet.runtime import Segmenter
+    from fornet.runtime import ModelSpec, Segmenter
 
-    with Segmenter("export/fornet.plan") as seg:          # or fornet.onnx, or model.pth + input_size
+    with Segmenter("export/fornet.plan") as seg:          # or fornet.onnx, or a ModelSpec
         labels = seg(frame)                                # uint8 BGR HxWx3 -> uint8 HxW trainIds
         shown = seg.overlay(frame, labels, alpha=0.5)
         batch = seg.segment_batch([frame_a, frame_b])      # list of Segmentation(labels, overlay)
         future = seg.submit(frame)                         # async: a worker thread runs it
+    Segmenter(ModelSpec("best.pth", input_size=(512, 1024), device="cuda:0", precision="fp16"))
 
 The model configures the segmenter: input size, layout, dtype and normalisation, output kind,
 classes and colours come from the export sidecar (``fornet.onnx.json``; a plan uses the sidecar
-of the ONNX it was built from). Frames may have any size; labels come back at the frame's size.
-TensorRT plans pre/post-process on the GPU by default (``gpu_prepost``); the other backends on
-the CPU, with the same semantics (see :mod:`fornet.runtime.cpu_prepost`). ``close()`` (or leaving
-the ``with`` block) frees the model and its GPU memory.
+of the ONNX it was built from), or from the checkpoint itself. Frames may have any size; labels
+come back at the frame's size. Which backend runs the model and which options it takes is the
+registry's business (:mod:`fornet.runtime.registry`, :class:`~fornet.runtime.model_spec.ModelSpec`);
+a backend with GPU kernels (TensorRT) pre/post-processes on the GPU unless ``prepost="cpu"``, the
+others on the CPU, with the same semantics (see :mod:`fornet.runtime.cpu_prepost`). ``close()``
+(or leaving the ``with`` block) frees the model and its GPU memory.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -32,39 +36,13 @@ from fornet.model.memory import check_memory
 from fornet.runtime.backend import Backend, deactivate_after_error
 from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
 from fornet.runtime.errors import FornetRuntimeError
-from fornet.runtime.model_io import ModelIO, ModelSidecar, SidecarError, check_sidecar_binding
-from fornet.runtime.pipelines import CpuPipeline, GpuPipeline, Segmentation, StageTimes
-from fornet.runtime.tensorrt.plan_metadata import check_plan_binding, onnx_sidecar_for_plan
-
-#: Backend names, and the file extensions each loads.
-BACKENDS = {"tensorrt": (".plan", ".engine"), "onnxruntime": (".onnx",), "torch": (".pth", ".pt")}
+from fornet.runtime.model_io import ModelIO, ModelSidecar, SidecarError
+from fornet.runtime.model_spec import ModelSpec
+from fornet.runtime.pipelines import CpuPipeline, DeviceBuffers, GpuPipeline, Segmentation, StageTimes
 
 
 class SegmenterError(FornetRuntimeError):
     """A model path or option the segmenter cannot use."""
-
-
-def resolve_backend(path: str | os.PathLike[str], backend: str = "auto") -> str:
-    """The backend for ``path``: ``backend`` itself, or (``"auto"``) the one its extension implies."""
-    suffix = Path(path).suffix.lower()
-    accepted = ", ".join(f"{ext} ({name})" for name, exts in BACKENDS.items() for ext in exts)
-    if backend == "auto":
-        for name, extensions in BACKENDS.items():
-            if suffix in extensions:
-                return name
-        raise SegmenterError(f"cannot tell the backend of {Path(path).name!r} from its extension; pass a file "
-                             f"ending in {accepted}, or name the backend explicitly")
-    if backend not in BACKENDS:
-        raise SegmenterError(f"unknown backend {backend!r}; choose auto, {', '.join(BACKENDS)}")
-    return backend
-
-
-def _torch_device(device: int | str) -> str:
-    import torch
-
-    if device == "cpu" or not torch.cuda.is_available():
-        return "cpu"
-    return f"cuda:{device}" if isinstance(device, int) else str(device)
 
 
 def check_model_io(io: ModelIO, backend: Backend, source: str) -> None:
@@ -86,67 +64,53 @@ def check_model_io(io: ModelIO, backend: Backend, source: str) -> None:
                            "the sidecar written with this model")
 
 
+def sidecar_of(spec: ModelSpec, backend_class: type[Backend]) -> tuple[Path, ModelSidecar]:
+    """The sidecar of an exported model: where it is (``spec.sidecar``, else where its backend says) and what it
+    says."""
+    source = spec.sidecar if spec.sidecar is not None else backend_class.sidecar_path(spec.path)
+    return source, ModelSidecar.load(source)
+
+
 class Segmenter:
     """Semantic segmentation of BGR frames with an exported FoR-Net (see the module docstring).
 
     Args:
-        path: a TensorRT plan (``.plan``/``.engine``), an ONNX file, or a checkpoint (``.pth``).
-        backend: ``"auto"`` (from the extension), ``"tensorrt"``, ``"onnxruntime"`` or ``"torch"``.
-        device: GPU index, or ``"cpu"`` (ONNX Runtime and PyTorch then stay on the CPU; ONNX
-            Runtime otherwise takes its CUDA provider when installed, PyTorch CUDA when available).
-        sidecar: the model's sidecar JSON, when not beside the model file.
-        input_size: ``(H, W)`` network input for a checkpoint (required there, ignored otherwise).
-        variant: architecture of a bare checkpoint state_dict.
-        threads: CPU threads of ONNX Runtime / PyTorch.
-        providers: ONNX Runtime execution providers, in priority order.
-        plugin: TopKGate plugin library for TensorRT (default: searched).
-        cuda_graph: TensorRT: replay the engine as a CUDA graph.
-        gpu_prepost: TensorRT: pre/post-process with the CUDA kernels (else on the CPU).
-        verify_sidecar: refuse a sidecar whose recorded sha256 does not match the model (or, for a plan,
-            the ONNX it was built from); turn off only for files edited on purpose.
+        model: a :class:`~fornet.runtime.model_spec.ModelSpec`, or the path of a TensorRT plan
+            (``.plan``/``.engine``), an ONNX file or a checkpoint (``.pth``).
+        **fields: :class:`ModelSpec` fields (``backend``, ``device``, ``input_size``, ``threads``,
+            ``cuda_graph``, ``prepost``, ...), replacing those of ``model``.
 
     Raises:
         FornetError: a missing or unsupported file, a missing sidecar, TensorRT / pycuda / GPU /
-            plugin library, or an engine built by another TensorRT version.
+            plugin library, an option the model's backend does not take, or an engine built by
+            another TensorRT version.
     """
 
-    def __init__(self, path: str | os.PathLike[str], backend: str = "auto", device: int | str = 0, *,
-                 sidecar: str | os.PathLike[str] | None = None, input_size: tuple[int, int] | None = None,
-                 variant: str | None = None, threads: int | None = None, providers: Sequence[str] | None = None,
-                 plugin: str | os.PathLike[str] | None = None, cuda_graph: bool = False,
-                 gpu_prepost: bool = True, verify_sidecar: bool = True) -> None:
-        self.path = Path(path)
-        self.backend_name = resolve_backend(self.path, backend)
-        if not self.path.is_file():
-            raise SegmenterError(f"model file not found: {self.path}; export one with fornet-export (ONNX), build "
-                                 "a plan with fornet-build, or fix the path")
-        io = None
-        if self.backend_name != "torch":
-            is_plan = self.backend_name == "tensorrt"  # a plan is described by the sidecar of its source ONNX
-            if sidecar is not None:
-                io_source = Path(sidecar)
-            else:
-                io_source = onnx_sidecar_for_plan(self.path) if is_plan else ModelSidecar.path_for(self.path)
-            record = ModelSidecar.load(io_source)
-            if verify_sidecar and is_plan:
-                check_plan_binding(record, io_source, self.path)
-            elif verify_sidecar:
-                check_sidecar_binding(record, io_source, self.path)
-            io = record.model_io(str(io_source))
-            if record.activations is not None:  # recorded by fornet export (older sidecars have none)
-                check_memory(record.activations, io.input_size, io.batch or 1, work="inference")
-        self._backend = self._make_backend(device, input_size, variant, threads, providers, plugin, cuda_graph)
-        self._backend.activate()
+    def __init__(self, model: ModelSpec | str | os.PathLike[str], **fields: Any) -> None:
+        self.spec = ModelSpec.of(model, **fields)
+        backend_class = self.spec.backend_class()
+        backend_class.require_libraries()
+        if not self.spec.path.is_file():
+            raise SegmenterError(f"model file not found: {self.spec.path}; export one with fornet-export (ONNX), "
+                                 "build a plan with fornet-build, or fix the path")
+        sidecar = sidecar_of(self.spec, backend_class) if backend_class.READS_SIDECAR else None
+        if sidecar is not None and sidecar[1].activations is not None:  # recorded by fornet export since 0.1
+            io = sidecar[1].model_io(str(sidecar[0]))
+            check_memory(sidecar[1].activations, io.input_size, io.batch or 1, work="inference")
+        self._backend = backend_class.from_spec(self.spec)
+        self._backend.activate()  # a damaged model file fails here, named as such
         try:
-            if io is None:
-                from fornet.runtime.torch_backend import TorchBackend
-
-                assert isinstance(self._backend, TorchBackend)
+            if sidecar is None:
                 io = self._backend.model_io
             else:
-                check_model_io(io, self._backend, str(io_source))
+                source, record = sidecar
+                if self.spec.verify_sidecar:
+                    backend_class.check_sidecar(record, source, self.spec.path)
+                io = record.model_io(str(source))
+                check_model_io(io, self._backend, str(source))
+            self._check_batch(io)
             self.io: ModelIO = io
-            self._pipeline: CpuPipeline | GpuPipeline = self._make_pipeline(gpu_prepost)
+            self._pipeline: CpuPipeline | GpuPipeline = self._make_pipeline()
         except BaseException:
             deactivate_after_error(self._backend)
             raise
@@ -159,36 +123,30 @@ class Segmenter:
         #: Per-stage seconds of the last call (CUDA event times on the GPU pipeline).
         self.last_times: StageTimes | None = None
 
-    def _make_backend(self, device: int | str, input_size: tuple[int, int] | None, variant: str | None,
-                      threads: int | None, providers: Sequence[str] | None, plugin: str | os.PathLike[str] | None,
-                      cuda_graph: bool) -> Backend:
-        if self.backend_name == "tensorrt":
-            from fornet.runtime.tensorrt.backend import TensorRTBackend
+    def _check_batch(self, io: ModelIO) -> None:
+        """Refuse a ``--batch`` the model cannot take in one call."""
+        batch = self.spec.batch
+        if batch is None:
+            return
+        if io.batch is not None and batch != io.batch:
+            raise SegmenterError(f"--batch {batch}: {self.spec.path.name} has a static batch of {io.batch}; pass "
+                                 f"--batch {io.batch} or omit it (or export with --dynamic-batch)")
+        largest = self._backend.max_batch
+        if largest is not None and batch > largest:
+            raise SegmenterError(f"--batch {batch}: {self.spec.path.name} takes up to {largest} frames per call; pass "
+                                 f"--batch {largest} or less, or rebuild the plan with --max-batch {batch}")
 
-            if not isinstance(device, int):
-                raise SegmenterError(f"TensorRT runs on a GPU: pass device=<GPU index>, not {device!r}")
-            return TensorRTBackend(self.path, device=device, plugin=plugin, cuda_graph=cuda_graph)
-        if self.backend_name == "onnxruntime":
-            from fornet.runtime.onnxrt import OnnxRuntimeBackend
+    def _make_pipeline(self) -> CpuPipeline | GpuPipeline:
+        if self._backend.GPU_PREPOST and self.spec.prepost != "cpu":
+            if not isinstance(self._backend, DeviceBuffers):
+                raise SegmenterError(f"{self._backend.name} says it has GPU pre/post but exposes no device buffers")
+            return GpuPipeline(self._backend, self.io, self.spec.batch)
+        return CpuPipeline(self._backend, self.io, self.spec.batch)
 
-            chosen = ["CPUExecutionProvider"] if device == "cpu" and providers is None else providers
-            return OnnxRuntimeBackend(self.path, providers=chosen, threads=threads)
-        from fornet.runtime.torch_backend import TorchBackend
-
-        if input_size is None:
-            raise SegmenterError("a checkpoint does not fix the network input size: pass input_size=(H, W), e.g. the "
-                                 "size the deployed engine was exported for")
-        return TorchBackend(self.path, input_size, device=_torch_device(device), variant=variant, threads=threads)
-
-    def _make_pipeline(self, gpu_prepost: bool) -> CpuPipeline | GpuPipeline:
-        if self.backend_name != "tensorrt":
-            return CpuPipeline(self._backend, self.io)
-        from fornet.runtime.tensorrt.backend import TensorRTBackend
-
-        assert isinstance(self._backend, TensorRTBackend)
-        if gpu_prepost:
-            return GpuPipeline(self._backend, self.io)
-        return CpuPipeline(self._backend, self.io, self._backend.max_batch)
+    @property
+    def backend_name(self) -> str:
+        """The registry name of the backend running the model (``tensorrt``, ``onnxruntime``, ``torch``)."""
+        return self._backend.NAME
 
     # -- properties ------------------------------------------------------------------------
     @property

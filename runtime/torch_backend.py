@@ -7,18 +7,26 @@ without autograd, on the CPU or one CUDA device.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fornet.calibration.labels import class_table
 from fornet.model.memory import activation_profile, check_memory
+from fornet.options import parse_device
 from fornet.runtime.backend import Backend, BackendError, TensorSpec
 from fornet.runtime.cuda.device import NoGpuError
 from fornet.runtime.model_io import ModelIO, make_model_io
+
+if TYPE_CHECKING:
+    from fornet.runtime.model_spec import ModelSpec
+
+#: ``--precision`` -> the autocast dtype's name (``None``: FP32, no autocast).
+_AUTOCAST = {"auto": None, "fp32": None, "fp16": "float16", "bf16": "bfloat16"}
 
 
 class TorchBackend(Backend):
@@ -27,23 +35,45 @@ class TorchBackend(Backend):
     Args:
         checkpoint: any checkpoint :func:`fornet.model.load_model` accepts.
         input_size: ``(H, W)`` of the network input (a checkpoint does not fix one).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        device: ``"cpu"``, ``"cuda:N"`` (``"cuda"``, ``N``) or ``"auto"`` (CUDA GPU 0 when PyTorch sees one).
         variant: architecture, for bare state_dicts that do not record it.
         threads: intra-op threads (``torch.set_num_threads``, a process-wide setting).
+        precision: ``"fp32"`` (or ``"auto"``), or ``"fp16"``/``"bf16"``: the model runs under autocast.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike[str], input_size: tuple[int, int], device: str = "cpu",
-                 variant: str | None = None, threads: int | None = None) -> None:
-        super().__init__(f"TorchBackend({Path(checkpoint).name})")
+    NAME = "torch"
+    LABEL = "pytorch"
+    SUFFIXES = (".pth", ".pt")
+    LIBRARIES = (("torch", "pip install torch"),)
+    DEVICES = frozenset({"cpu", "cuda"})
+    OPTIONS = frozenset({"input_size", "variant"})
+    PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+    READS_SIDECAR = False
+
+    def __init__(self, checkpoint: str | os.PathLike[str], input_size: tuple[int, int], device: int | str = "cpu",
+                 variant: str | None = None, threads: int | None = None, precision: str = "auto") -> None:
+        super().__init__(f"TorchBackend({Path(checkpoint).name})", parse_device(device))
         if threads is not None and threads < 1:
             raise BackendError(f"threads must be at least 1, got {threads}; omit it for PyTorch's default")
+        if precision not in _AUTOCAST:
+            raise BackendError(f"precision must be one of {', '.join(_AUTOCAST)}, got {precision!r}")
         self.checkpoint = Path(checkpoint)
         self.input_size = input_size
-        self.device = device
         self.variant = variant
         self.threads = threads
+        self.precision = precision
         self._model: Any = None
         self._io: ModelIO | None = None
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> TorchBackend:
+        """The backend of a spec; a checkpoint needs ``input_size`` (``--input-size``)."""
+        if spec.input_size is None:
+            raise BackendError(f"{spec.path.name} is a checkpoint, which does not fix the network input size: pass "
+                               "--input-size HxW (input_size=(H, W)), e.g. the size the deployed model was exported "
+                               "for")
+        return cls(spec.path, spec.input_size, device=spec.device, variant=spec.variant, threads=spec.threads,
+                   precision=spec.precision)
 
     @property
     def model_io(self) -> ModelIO:
@@ -57,8 +87,10 @@ class TorchBackend(Backend):
 
         from fornet.model import load_model
 
+        if self.device == "auto":
+            self.device = "cuda:0" if torch.cuda.is_available() else "cpu"
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise NoGpuError(f"device {self.device!r} was requested but PyTorch sees no CUDA GPU; use device='cpu'")
+            raise NoGpuError(f"--device {self.device} was requested but PyTorch sees no CUDA GPU; use --device cpu")
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         model = load_model(self.checkpoint, self.variant, map_location=self.device)
@@ -70,8 +102,9 @@ class TorchBackend(Backend):
                                "use the size the model was exported for")
         info = model.checkpoint_info
         names, colors = class_table(model.num_classes)
+        precision = "fp32" if _AUTOCAST[self.precision] is None else self.precision
         self._io = make_model_io(self.input_size, info.mean, info.std, names, colors, variant=info.variant,
-                                 export_precision="pytorch-fp32")
+                                 export_precision=f"pytorch-{precision}")
         self._model = model.eval()
 
     def _deactivate_impl(self) -> None:
@@ -95,9 +128,12 @@ class TorchBackend(Backend):
     def _run(self, x: Any) -> tuple[Any, Any]:
         import torch
 
-        with torch.no_grad():
+        dtype = _AUTOCAST[self.precision]
+        autocast = (torch.autocast(device_type=x.device.type, dtype=getattr(torch, dtype)) if dtype is not None
+                    else contextlib.nullcontext())
+        with torch.no_grad(), autocast:
             logits, _, masks = self._model(x)
-            return logits, torch.cat(masks, dim=1)
+            return logits.float(), torch.cat(masks, dim=1).float()
 
     def _infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -105,7 +141,7 @@ class TorchBackend(Backend):
         logits, masks = self._run(torch.from_numpy(feed["image"]).to(self.device))
         return {"logits": logits.cpu().numpy(), "masks": masks.cpu().numpy()}
 
-    def staged_compute(self, feed: dict[str, np.ndarray]) -> Callable[[], None]:
+    def staged_compute(self, feed: Mapping[str, np.ndarray]) -> Callable[[], None]:
         """A callable that runs the model on ``feed`` already on the device and waits for it.
 
         On the CPU the input tensor shares the array's memory, so this is :meth:`infer` less the

@@ -192,8 +192,10 @@ def test_cli_missing_data_folder(lite_ckpt: Path, tmp_path: Path, capsys: pytest
 
 
 def test_cli_bad_limit(synth_root: Path, lite_ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--ckpt", str(lite_ckpt), "--data", str(synth_root), "--limit", "0", "--device", "cpu"]) == 2
-    assert "at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["--ckpt", str(lite_ckpt), "--data", str(synth_root), "--limit", "0", "--device", "cpu"])
+    assert info.value.code == 2
+    assert "argument --limit: expected a positive integer, got '0'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("size", ["128", "0x256", "axb"])

@@ -21,7 +21,8 @@ def test_info_reports_k_and_plugin_need(capsys: pytest.CaptureFixture[str]) -> N
 def test_info_json_and_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--variant", "lite", "--input-size", "512x1024", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["selector_grid"] == [32, 64] and data["native_topk_ok"] is True
+    assert data["format"] == "fornet-deploy/variant-info/1"
+    assert data["variants"][0]["selector_grid"] == [32, 64] and data["variants"][0]["native_topk_ok"] is True
     assert main(["--all", "--input-size", "256x512"]) == 0
     table = capsys.readouterr().out
     rows = [line for line in table.splitlines() if line.startswith("| ")]

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from fornet.calibration.preprocess import ImageError
-from fornet.errors import FornetError
 from fornet.runtime import Segmenter
+from fornet.runtime.backend import BackendError
 from fornet.runtime.cpu_prepost import FrameError
 from fornet.runtime.model_io import ModelSidecar, SidecarError, read_sidecar
-from fornet.runtime.segmenter import SegmenterError, resolve_backend
+from fornet.runtime.model_spec import ModelSpec, ModelSpecError
+from fornet.runtime.registry import BackendChoiceError, resolve_backend
+from fornet.runtime.segmenter import SegmenterError
 from tests.helpers.runtime_models import INPUT_SIZE
 
 
@@ -31,7 +33,7 @@ def backends(lite):
         "onnxruntime": Segmenter(lite.onnx, device="cpu", threads=1),
         "onnxruntime-fp16-io": Segmenter(lite.onnx_fp16, device="cpu", threads=1),
         "onnxruntime-raw-labels": Segmenter(lite.raw_labels, device="cpu", threads=1),
-        "torch": Segmenter(lite.checkpoint, "torch", "cpu", input_size=INPUT_SIZE, threads=1),
+        "torch": Segmenter(ModelSpec(lite.checkpoint, device="cpu", input_size=INPUT_SIZE, threads=1)),
     }
     yield segmenters
     for seg in segmenters.values():
@@ -116,12 +118,12 @@ def test_bad_calls(backends):
 def test_missing_and_unsupported_files(lite, tmp_path):
     with pytest.raises(SegmenterError, match=r"model file not found: .*nothing\.onnx; export one"):
         Segmenter(tmp_path / "nothing.onnx")
-    with pytest.raises(SegmenterError, match=r"from its extension; pass a file ending in \.plan"):
+    with pytest.raises(BackendChoiceError, match=r"from its extension; pass a file ending in \.plan"):
         Segmenter(tmp_path / "model.tflite")
-    with pytest.raises(SegmenterError, match="unknown backend 'openvino'"):
-        Segmenter(lite.onnx, "openvino")
-    with pytest.raises(SegmenterError, match=r"pass input_size=\(H, W\)"):
-        Segmenter(lite.checkpoint, "torch", "cpu")
+    with pytest.raises(BackendChoiceError, match="unknown backend 'nosuchbackend'"):
+        Segmenter(lite.onnx, backend="nosuchbackend")
+    with pytest.raises(BackendError, match=r"pass --input-size HxW \(input_size=\(H, W\)\)"):
+        Segmenter(lite.checkpoint, device="cpu")
     alone = tmp_path / "alone.onnx"
     shutil.copy(lite.onnx, alone)
     with pytest.raises(SidecarError, match=r"alone\.onnx\.json not found; fornet-export writes it beside"):
@@ -142,18 +144,16 @@ def test_sidecar_for_another_model_is_refused(lite, tmp_path):
 
 
 def test_plan_without_tensorrt_is_a_clear_error(lite, tmp_path):
+    """The missing library is named first, before any check of the plan's files (no sidecar here)."""
     from fornet.runtime.tensorrt.env import tensorrt_available
 
     if tensorrt_available():
         pytest.skip("TensorRT is installed: the GPU tests cover plans")
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"not really a plan")
-    with pytest.raises(SidecarError, match=r"no model sidecar for .*fornet\.plan"):
+    with pytest.raises(BackendError, match=r"the tensorrt backend needs tensorrt") as info:
         Segmenter(plan)
-    shutil.copy(lite.onnx.with_name("fornet.onnx.json"), tmp_path / "fornet.onnx.json")
-    with pytest.raises(FornetError, match=r"TensorRT is not importable|holds no bindings") as info:
-        Segmenter(plan)
-    assert "pip install tensorrt" in str(info.value)
+    assert "pip install tensorrt" in str(info.value) and "sidecar" not in str(info.value)
 
 
 def test_closed_segmenter_refuses_work(lite):
@@ -167,9 +167,29 @@ def test_closed_segmenter_refuses_work(lite):
 
 
 def test_resolve_backend_by_extension():
-    assert [resolve_backend(p) for p in ("a.plan", "b.ENGINE", "c.onnx", "d.pth")] == [
+    assert [resolve_backend(p).NAME for p in ("a.plan", "b.ENGINE", "c.onnx", "d.pth")] == [
         "tensorrt", "tensorrt", "onnxruntime", "torch"]
-    assert resolve_backend("weights.bin", "onnxruntime") == "onnxruntime"
+    assert resolve_backend("weights.bin", "onnxruntime").NAME == "onnxruntime"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"path": "m.onnx", "cuda_graph": True}, r"--cuda-graph does not apply to m\.onnx, which opens with the "
+                                             r"onnxruntime backend; it applies to tensorrt"),
+    ({"path": "m.onnx", "input_size": (64, 128)}, r"--input-size does not apply .* it applies to torch"),
+    ({"path": "m.plan", "device": "cpu"}, r"the tensorrt backend runs on cuda, not cpu; pass --device cuda:0"),
+    ({"path": "m.onnx", "precision": "fp16"}, r"an exported file fixes its precision"),
+    ({"path": "m.onnx", "prepost": "gpu"}, r"--prepost gpu: the onnxruntime backend has no GPU pre/post kernels"),
+])
+def test_a_spec_field_its_backend_ignores_is_refused_by_flag(fields, message):
+    with pytest.raises(ModelSpecError, match=message):
+        ModelSpec(**fields).backend_class()
+
+
+def test_device_spellings_name_the_same_device():
+    assert {ModelSpec("m.onnx", device=d).device for d in (1, "1", "cuda:1", "CUDA:1")} == {"cuda:1"}
+    assert ModelSpec("m.onnx", device="cuda").device == "cuda:0"
+    with pytest.raises(ModelSpecError, match="--device: expected a device"):
+        ModelSpec("m.onnx", device="gpu0")
 
 
 def test_importing_the_api_loads_no_backend():

@@ -54,7 +54,7 @@ def test_engine_build_command_round_trips_through_the_cli_parser() -> None:
     argv = shlex.split(command)
     assert argv[0] == "fornet-build"
     args = COMMAND.parser().parse_args(argv[1:])
-    assert args.onnx == Path("export/fornet.onnx") and args.out == Path("out/fornet.plan")
+    assert args.model == Path("export/fornet.onnx") and args.out == Path("out/fornet.plan")
     assert options_from_args(BuildOptions, args) == BuildOptions(**FULL)
 
 

@@ -69,3 +69,12 @@ def test_fornet_serve_stops_gracefully_on_sigterm(lite: LiteExport, tmp_path: Pa
         if process.poll() is None:
             process.kill()
         log.close()
+
+
+@pytest.mark.parametrize("argv", [[], ["a.onnx", "--model", "b.onnx"]])
+def test_serve_takes_the_model_once(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``fornet serve MODEL`` and ``fornet serve --model MODEL`` are the two spellings; neither or both is an error."""
+    from fornet.cli.serve import main
+
+    assert main([*argv, "--device", "cpu"]) == 2
+    assert "name the model once: `fornet serve MODEL` or `fornet serve --model MODEL`" in capsys.readouterr().err

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 
 from fornet.cli import bench
+from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.serving.client import SegmentationClient
 from fornet.runtime.serving.errors import RequestRejected, ServingError
 from fornet.runtime.serving.launcher import ServerProcess, server_environment
 from fornet.runtime.serving.load import run_load
 from fornet.runtime.serving.metrics import parse_batching_stats
-from tests.helpers.runtime_models import INPUT_SIZE
+from fornet.runtime.serving.options import ServerOptions
+from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import OVERLAY_ALPHA, RunningServer, frames, server_options, triton_server
 
 __all__ = ["triton_server"]
@@ -115,6 +117,16 @@ def test_unreadable_model_is_a_clear_error(tmp_path: Path, triton_server: Runnin
     assert "error:" in log.read_text()
 
 
+def test_serving_a_checkpoint_says_what_the_server_environment_lacks(lite: LiteExport, tmp_path: Path) -> None:
+    """The server environment is torch-free: a checkpoint is refused up front, naming the two ways out."""
+    options = ServerOptions(model=ModelSpec(lite.checkpoint, device="cpu", input_size=(64, 128)),
+                            http_port=1, grpc_port=2, metrics_port=3)
+    with pytest.raises(ServingError, match=r"opens with the torch backend, which needs torch in the server "
+                                           r"environment .*: export the checkpoint with `fornet export") as info:
+        ServerProcess(options).start()
+    assert "Traceback" not in str(info.value)
+
+
 def test_missing_server_environment_names_the_set_up_step(tmp_path: Path) -> None:
     with pytest.raises(ServingError, match="make triton-env"):
         server_environment(tmp_path)
@@ -147,8 +159,10 @@ def test_full_queue_refuses_with_a_clear_error(triton_server: RunningServer, loc
 def test_bench_triton_checks_served_labels(triton_server: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
     options = triton_server.options
     status = bench.main(["--engine", str(triton_server.model), "--device", "cpu", "--threads", "1",
-                         "--triton", options.http_url, "--metrics-url", options.metrics_url,
+                         "--triton-url", options.http_url, "--metrics-url", options.metrics_url,
                          "--concurrency", "1,4", "--requests", "8", "--frame-size", "64x128"])
     out = capsys.readouterr().out
     assert status == 0, out
     assert "| served, concurrency 4 |" in out and "| local Segmenter |" in out
+    assert f"served {triton_server.model} vs the same model run locally, 64x128 BGR frames" in out
+    assert "every served answer (40) equalled the local labels" in out

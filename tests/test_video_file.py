@@ -75,7 +75,7 @@ def test_cli_run_and_report(lite: LiteExport, tmp_path_factory: pytest.TempPathF
     clip = pan_clip(tmp_path_factory)
     out = tmp_path / "mask.mkv"
     status = run_main([str(clip.path), str(out), "--model", str(lite.onnx), "--device", "cpu",
-                       "--mask", "--report", str(tmp_path / "report.json"), "--quiet"])
+                       "--mask", "--json", str(tmp_path / "report.json"), "--quiet"])
     assert status == 0
     printed = capsys.readouterr().out
     assert "FPS" in printed and "infer" in printed and "age" in printed

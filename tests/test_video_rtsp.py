@@ -38,7 +38,7 @@ pytestmark = pytest.mark.rtsp_server
 def test_rtsp_drop_drill(rtsp_server: RtspTestServer, backend: str, lite: LiteExport, tmp_path: Path) -> None:
     out, report_path = tmp_path / "live.mp4", tmp_path / "report.json"
     run = fornet_run(f"rtsp://127.0.0.1:{rtsp_server.port}/cam", str(out), "--model", str(lite.onnx), "--device", "cpu",
-                     "--input-backend", backend, "--watchdog-s", "2", "--duration-s", "19", "--report",
+                     "--input-backend", backend, "--watchdog-s", "2", "--duration-s", "19", "--json",
                      str(report_path), "--jsonl", str(tmp_path / "frames.jsonl"), "--quiet")
     try:
         time.sleep(4)

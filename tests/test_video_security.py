@@ -73,7 +73,7 @@ def test_file_name_with_pipeline_text_is_read_as_a_file(lite: LiteExport, tmp_pa
     named = tmp_path / 'clip" ! filesink location=victim.bin uridecodebin uri="x.mp4'
     shutil.copyfile(clip.path, named)
     run = fornet_run(str(named), "--model", str(lite.onnx), "--device", "cpu", "--input-backend", "gstreamer",
-                     "--report", str(tmp_path / "report.json"), "--quiet", cwd=tmp_path)
+                     "--json", str(tmp_path / "report.json"), "--quiet", cwd=tmp_path)
     _, stderr = _finish(run, 120)
     assert not (tmp_path / "victim.bin").exists()
     assert run.returncode == 0, stderr
@@ -98,7 +98,7 @@ def test_records_reports_and_log_lines_hide_the_password(rtsp_server: RtspTestSe
     jsonl, report = tmp_path / "frames.jsonl", tmp_path / "report.json"
     run = fornet_run(f"rtsp://admin:{PASSWORD}@127.0.0.1:{rtsp_server.port}/cam", "--model", str(lite.onnx),
                      "--device", "cpu", "--input-backend", backend, "--watchdog-s", "1", "--jsonl", str(jsonl),
-                     "--report", str(report), "--quiet")
+                     "--json", str(report), "--quiet")
     time.sleep(5)
     rtsp_server.signal(signal.SIGKILL)  # the stream is lost: the log lines name the source
     time.sleep(3)

@@ -178,7 +178,7 @@ def test_h264_writer_finalises_or_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_several_sources_get_their_own_outputs() -> None:
-    from fornet.cli.run import _sink_uri
+    from fornet.runtime.video.run import sink_uri as _sink_uri
 
     assert _sink_uri("out/cam.mp4", 1, 2) == "out/cam-1.mp4"
     assert _sink_uri("out/cam.mp4", 0, 1) == "out/cam.mp4"

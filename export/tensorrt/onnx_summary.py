@@ -29,7 +29,7 @@ class OnnxInputError(TensorRTBuildError):
 
 @dataclass(frozen=True)
 class OnnxInput:
-    """One graph input; ``shape`` holds ``None`` for a dynamic dimension."""
+    """One graph input or output; ``shape`` holds ``None`` for a dynamic dimension."""
 
     name: str
     shape: tuple[int | None, ...]
@@ -44,6 +44,7 @@ class OnnxSummary:
     sha256: str
     inputs: tuple[OnnxInput, ...]
     outputs: tuple[str, ...]
+    output_tensors: tuple[OnnxInput, ...]
     gate_nodes: int
     gate_function: bool
     graph_precision: str
@@ -74,27 +75,27 @@ def inspect_onnx(path: str | os.PathLike[str]) -> OnnxSummary:
         raise OnnxInputError(f"{source} is not a readable ONNX model ({exc}); re-export it") from exc
     graph = model.graph
     initializers = {tensor.name for tensor in graph.initializer}
-    inputs = tuple(
-        OnnxInput(
-            name=value.name,
-            shape=tuple(
-                dim.dim_value if dim.HasField("dim_value") else None
-                for dim in value.type.tensor_type.shape.dim
-            ),
-            dtype=onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type).lower(),
-        )
-        for value in graph.input
-        if value.name not in initializers
-    )
+    inputs = tuple(_tensor(value) for value in graph.input if value.name not in initializers)
     gate_nodes = sum(1 for node in graph.node if TOPK_GATE.matches(node.domain, node.op_type))
     return OnnxSummary(
         path=source.resolve(),
         sha256=sha256_file(source),
         inputs=inputs,
         outputs=tuple(value.name for value in graph.output),
+        output_tensors=tuple(_tensor(value) for value in graph.output),
         gate_nodes=gate_nodes,
         gate_function=any(TOPK_GATE.matches(f.domain, f.name) for f in model.functions),
         graph_precision=_precision(model),
+    )
+
+
+def _tensor(value: onnx.ValueInfoProto) -> OnnxInput:
+    import onnx
+
+    return OnnxInput(
+        name=value.name,
+        shape=tuple(dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim),
+        dtype=onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type).lower(),
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fornet.export.tensorrt.errors import TensorRTBuildError
-from fornet.options import OptionGroup, option, to_argv
+from fornet.options import OptionGroup, option, positive_int_arg, to_argv
 
 HARDWARE_COMPAT_LEVELS = ("none", "ampere+")
 DEFAULT_BATCH_RANGE = (1, 1, 4)
@@ -59,7 +59,7 @@ class BuildOptions:
                                    default_text=str(DEFAULT_BATCH_RANGE[0]), help="min batch")
     opt_batch: int | None = option(None, flag="--opt-batch", parse=int, metavar="N", group=PROFILE,
                                    default_text=str(DEFAULT_BATCH_RANGE[1]), help="opt batch")
-    max_batch: int | None = option(None, flag="--max-batch", parse=int, metavar="N", group=PROFILE,
+    max_batch: int | None = option(None, flag="--max-batch", parse=positive_int_arg, metavar="N", group=PROFILE,
                                    default_text=str(DEFAULT_BATCH_RANGE[2]), help="max batch")
     version_compatible: bool = option(False, flag="--version-compatible", group=COMPAT,
                                       help="version-compatible plan (a 10.x plan also runs on later TensorRT "

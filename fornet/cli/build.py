@@ -3,7 +3,7 @@
 Example (Jetson Orin, JetPack 6)::
 
     fornet build-plugin
-    fornet build --onnx export/fornet_fp16.onnx --timing-cache ~/.cache/fornet/orin.cache
+    fornet build --model export/fornet_fp16.onnx --timing-cache ~/.cache/fornet/orin.cache
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from fornet.options import add_options, option, options_from_args
 class BuildTarget:
     """Which ONNX file to build from, where the plan goes, and whether to only print the commands."""
 
-    onnx: Path = option(flag="--onnx", parse=Path, required=True, metavar="FILE", help="exported ONNX file")
+    model: Path = option(flag="--model", aliases=("--onnx",), parse=Path, required=True, metavar="PATH",
+                         help="the exported ONNX file to build from (--onnx is another name of --model)")
     out: Path | None = option(None, flag="--out", parse=Path, metavar="PLAN", default_text="the ONNX path with .plan",
                               help="output plan")
     print_commands: bool = option(False, flag="--print-commands",
@@ -47,14 +48,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if target.print_commands:
         from fornet.export.tensorrt.onnx_summary import inspect_onnx
 
-        print(engine_build_command(target.onnx, target.out, options))
-        print(trtexec_build_command(target.onnx, target.out, options))
-        if inspect_onnx(target.onnx).gate_function:
+        print(engine_build_command(target.model, target.out, options))
+        print(trtexec_build_command(target.model, target.out, options))
+        if inspect_onnx(target.model).gate_function:
             print("# note: trtexec before TensorRT 10.7 expands the model-local function fornet.TopKGate instead "
                   "of using the plugin (and its TopK fails for k > 3840): give it a copy without the function "
                   "(fornet.export.onnx_function.strip_gate_function); fornet-build drops it by itself")
         return 0
-    plan = build_engine(target.onnx, target.out, options)
+    plan = build_engine(target.model, target.out, options)
     print(f"wrote {plan} and {metadata_path(plan)}")
     return 0
 

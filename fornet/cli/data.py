@@ -17,14 +17,14 @@ from pathlib import Path
 
 from fornet.cli.command import Command
 from fornet.errors import FornetError
-from fornet.options import add_options, count_arg, format_hw, hw_arg, option, options_from_args
+from fornet.options import add_options, count_arg, format_hw, hw_arg, option, options_from_args, positive_float_arg
 
 
 @dataclass(frozen=True)
 class SynthOptions:
     """``fornet data synth``: generate procedural street scenes."""
 
-    out: str = option(flag="--out", required=True, help="output folder (the data set root)")
+    out: Path = option(flag="--out", parse=Path, required=True, metavar="DIR", help="output folder (the data set root)")
     train: int = option(48, flag="--train", parse=count_arg, help="number of train scenes")
     val: int = option(12, flag="--val", parse=count_arg, help="number of val scenes")
     size: tuple[int, int] = option((256, 512), flag="--size", parse=hw_arg, metavar="HxW", help="image size")
@@ -53,7 +53,7 @@ class VideoOptions:
     out: Path = option(flag="--out", parse=Path, required=True, metavar="FILE", help="H.264 video file (.mp4/.mkv)")
     size: tuple[int, int] = option((256, 512), flag="--size", parse=hw_arg, metavar="HxW", help="frame size")
     frames: int = option(100, flag="--frames", parse=int, metavar="N", help="number of frames")
-    fps: float = option(25.0, flag="--fps", parse=float, metavar="F", help="frame rate")
+    fps: float = option(25.0, flag="--fps", parse=positive_float_arg, metavar="F", help="frame rate")
     seed: int = option(0, flag="--seed", parse=int, help="random seed of the scene")
 
 

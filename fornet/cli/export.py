@@ -1,8 +1,8 @@
 """``fornet export`` (alias ``fornet-export``): FoR-Net checkpoint -> verified ONNX (FP32, optional FP16) + sidecars.
 
-The argument groups and :func:`run_export` are reusable: a command that builds TensorRT plans
-adds :func:`add_export_arguments` to its parser, calls :func:`run_export` and builds from the
-returned :class:`~fornet.export.api.ExportResult`'s ONNX paths.
+The command parses the flags, calls :func:`fornet.export.api.export_onnx`, the TensorRT step
+(:func:`fornet.export.tensorrt.deploy.build_or_describe_engines`) and the packages
+(:func:`fornet.export.packages.write_packages`), and prints what each did.
 """
 
 from __future__ import annotations
@@ -14,19 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fornet.cli.command import Command
-from fornet.cli.packages import PackageOptions, check_package_targets, write_packages
 from fornet.export.api import GRAPH, PRECISION, VERIFICATION, ExportOptions, ExportResult, export_onnx
 from fornet.export.errors import ExportError
 from fornet.export.int8.pipeline import INT8, Int8Options
 from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
+from fornet.export.packages import PackageOptions, check_package_targets, write_packages
 from fornet.export.prepost import PREPOST, IOFormat
+from fornet.export.tensorrt.deploy import build_or_describe_engines
+from fornet.model.config import variant_option
 from fornet.options import OptionGroup, add_options, option, option_groups, options_from_args
 
 EXAMPLES = """examples:
-  fornet export --ckpt run/best.pth --input-size 1024x2048 --out export/
-  fornet export --ckpt model.pth --variant lite --fp16 --input raw --channel-order BGR --output labels
-  fornet export --ckpt model.pth --gate native --input-size 512x1024 --dynamic-batch
-  fornet export --ckpt model.pth --input-size 512x1024 --int8 --calib-data cityscapes/ --fallback-sensitive
+  fornet export --model run/best.pth --input-size 1024x2048 --out export/
+  fornet export --model model.pth --variant lite --fp16 --input raw --channel-order BGR --output labels
+  fornet export --model model.pth --gate native --input-size 512x1024 --dynamic-batch
+  fornet export --model model.pth --input-size 512x1024 --int8 --calib-data cityscapes/ --fallback-sensitive
+
+--ckpt is another name of --model (fornet-export --ckpt model.pth --fp16 keeps working).
 """
 
 
@@ -41,11 +45,10 @@ ENGINE = OptionGroup(
 class ExportTarget:
     """What to export and where (the flags beside :class:`ExportOptions`)."""
 
-    ckpt: Path = option(flag="--ckpt", parse=Path, required=True, group=MODEL,
-                        help="checkpoint: a fornet checkpoint or a bare reference state_dict")
-    variant: str | None = option(None, flag="--variant", group=MODEL,
-                                 help="architecture, if the checkpoint does not record it (r101, r50, r34, r18, "
-                                      "lite)")
+    model: Path = option(flag="--model", aliases=("--ckpt",), parse=Path, required=True, metavar="PATH",
+                         group=MODEL, help="the checkpoint to export: a fornet checkpoint or a bare reference "
+                                           "state_dict")
+    variant: str | None = variant_option(MODEL)
     out: Path = option(Path("export"), flag="--out", parse=Path, metavar="DIR", default_text="./export",
                        group=GRAPH, help="output folder")
     int8: bool = option(False, flag="--int8", group=INT8, help="also calibrate and write the INT8 files")
@@ -55,8 +58,8 @@ class ExportTarget:
 class EngineTarget:
     """The TensorRT plan built (or printed) after the ONNX files."""
 
-    plugin: str | None = option(None, flag="--plugin", metavar="LIB", group=ENGINE,
-                                default_text="the usual search", help="TopKGate plugin library")
+    plugin: Path | None = option(None, flag="--plugin", parse=Path, metavar="LIB", group=ENGINE,
+                                 default_text="searched", help="TensorRT: the TopKGate plugin library")
     require_engine: bool = option(False, flag="--require-engine", group=ENGINE,
                                   help="fail (exit 2) when no plan can be built here, instead of printing the "
                                        "build command")
@@ -114,7 +117,7 @@ def run_export(args: argparse.Namespace) -> ExportResult:
     if options.int8 is not None:
         _show_int8_log()
     target = options_from_args(ExportTarget, args)
-    result = export_onnx(target.ckpt, target.out, options, variant=target.variant)
+    result = export_onnx(target.model, target.out, options, variant=target.variant)
     for line in result.recovered:
         print(line)
     print(f"Top-K k per ratio: {list(result.ks)}")
@@ -142,32 +145,15 @@ def run_export(args: argparse.Namespace) -> ExportResult:
     return result
 
 
-def engine_sources(result: ExportResult) -> list[Path]:
-    """The ONNX files a deployment builds plans from: INT8 (the TensorRT-targeted file) and/or FP16, else FP32."""
-    int8 = None if result.int8 is None else (result.int8.tensorrt_path or result.int8.onnx_path)
-    deployed = [p for p in (int8, result.fp16_path) if p is not None]
-    return deployed or [result.onnx_path]
-
-
-def build_or_print_engines(result: ExportResult, plugin: str | None, require_engine: bool) -> None:
-    """Build the plans when TensorRT is importable, else print the commands for the target."""
-    from fornet.export.tensorrt.build import build_engine, tensorrt_available
-    from fornet.export.tensorrt.options import BuildOptions, engine_build_command
-
-    sources = engine_sources(result)
-    if tensorrt_available():
-        for source in sources:
-            print(f"wrote {build_engine(source, options=BuildOptions(plugin=plugin))}")
-        return
-    if require_engine:
-        raise ExportError("--require-engine: TensorRT's Python bindings are not importable here, so no plan was "
-                          "built (the ONNX files are complete); install TensorRT (pip install tensorrt, or "
-                          "JetPack's python3-libnvinfer) or drop --require-engine and build on the target")
-    print("TensorRT is not importable here; the ONNX files are complete. Build the engine on the target with:")
-    if result.gate == "plugin":
-        print("  fornet-build-plugin")
-    for source in sources:
-        print("  " + engine_build_command(source, options=BuildOptions(plugin=plugin)))
+def print_engine_step(result: ExportResult, plugin: Path | None, require_engine: bool) -> None:
+    """Build the plans when TensorRT is importable (print them), else print the commands for the target."""
+    step = build_or_describe_engines(result, plugin, require_engine)
+    for plan in step.built:
+        print(f"wrote {plan}")
+    if step.commands:
+        print("TensorRT is not importable here; the ONNX files are complete. Build the engine on the target with:")
+        for command in step.commands:
+            print(f"  {command}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -183,9 +169,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     check_package_targets(packages, options_from_args(IOFormat, args))
     result = run_export(args)
     engine = options_from_args(EngineTarget, args)
-    build_or_print_engines(result, engine.plugin, engine.require_engine)
-    write_packages(packages, options_from_args(ExportOptions, args).input_size, result.onnx_path,
-                   engine_sources(result)[0])
+    print_engine_step(result, engine.plugin, engine.require_engine)
+    for line in write_packages(packages, options_from_args(ExportOptions, args).input_size, result.onnx_path,
+                               result.engine_sources()[0]):
+        print(line)
     return 0
 
 

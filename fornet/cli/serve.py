@@ -7,15 +7,17 @@ the model file and the ports, starts the server there and passes SIGTERM / Ctrl-
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fornet.cli.command import Command
+from fornet.runtime.serving.errors import ServingError
 from fornet.runtime.serving.launcher import ENV_VAR, serve_foreground
 from fornet.runtime.serving.options import add_server_arguments, server_options_from_args
 
 EPILOG = f"""examples:
   fornet serve export/fornet.onnx --device cpu                  # HTTP :8000, gRPC :8001, metrics :8002
-  fornet serve export/fornet_fp16.plan --max-batch 8 --overlay 0.5 --host 0.0.0.0
-  fornet bench --engine export/fornet.onnx --triton http://127.0.0.1:8000 --concurrency 1,4,8
+  fornet serve --model export/fornet_fp16.plan --max-batch 8 --overlay --alpha 0.5 --host 0.0.0.0
+  fornet bench --model export/fornet.onnx --triton-url http://127.0.0.1:8000 --concurrency 1,4,8
 
 requests: input 'frames' uint8 [N, H, W, 3] BGR; outputs 'labels' uint8 [N, H, W] (and 'overlay').
 health: GET /v2/health/ready; metrics: GET :<metrics-port>/metrics. The server environment is
@@ -24,13 +26,17 @@ health: GET /v2/health/ready; metrics: GET :<metrics-port>/metrics. The server e
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_server_arguments(parser)
+    parser.add_argument("model_file", nargs="?", type=Path, metavar="MODEL",
+                        help="the model to serve (the same as --model)")
+    add_server_arguments(parser, model_required=False)
     parser.add_argument("--server-env", metavar="DIR",
                         help=f"the server environment (default: ${ENV_VAR}, else .venv-triton)")
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    return serve_foreground(server_options_from_args(args), args.server_env)
+    if (args.model_file is None) == (args.model is None):
+        raise ServingError("name the model once: `fornet serve MODEL` or `fornet serve --model MODEL`")
+    return serve_foreground(server_options_from_args(args, path=args.model_file or args.model), args.server_env)
 
 
 COMMAND = Command(

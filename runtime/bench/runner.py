@@ -26,14 +26,14 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fornet import __version__
-from fornet.options import OptionGroup, device_arg, hw_arg, option, percentage
+from fornet.options import OptionGroup, hw_arg, option, percentage, positive_int_arg
 from fornet.runtime.bench.environment import collect_environment
 from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.bench.timing import (
@@ -46,6 +46,7 @@ from fornet.runtime.bench.timing import (
 )
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO
+from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
 
@@ -63,8 +64,6 @@ class BenchError(FornetRuntimeError):
     """Benchmark options that cannot work together."""
 
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
-MODEL = OptionGroup("model")
 REFERENCE = OptionGroup("PyTorch reference")
 ACCURACY = OptionGroup("accuracy")
 OUTPUT = OptionGroup("output")
@@ -75,11 +74,11 @@ class BenchOptions:
     """What to benchmark (the CLI flags, as a value).
 
     Attributes:
-        engine: ``.plan``/``.engine`` or ``.onnx`` file; ``backend`` forces one.
-        sidecar, verify_sidecar, plugin, device, cuda_graph, gpu_prepost, threads: passed to :class:`Segmenter`.
+        model: the model under test (:class:`ModelSpec`: file, backend, device, batch, threads, ...).
         timing: warm-up, minimum iterations and duration per scope.
-        batch: images per call; frame_size: ``(H, W)`` of the generated end-to-end frames.
-        ckpt, variant: the PyTorch reference, timed and scored on the same frames.
+        frame_size: ``(H, W)`` of the generated end-to-end frames.
+        ckpt: the PyTorch reference, timed and scored on the same frames (``model.variant`` names
+            its architecture when the model under test is not a checkpoint itself).
         data, split, limit: Cityscapes-layout data for mIoU and parity.
         save_predictions: folder for labelId PNGs of the engine's predictions.
         boundary_width: width of the boundary band of the parity report.
@@ -89,39 +88,18 @@ class BenchOptions:
         progress: progress bars.
     """
 
-    engine: Path = option(flag="--engine", parse=Path, required=True, metavar="PATH", group=MODEL,
-                          help="a .plan/.engine or .onnx file")
-    backend: str = option("auto", flag="--backend", choices=BACKENDS, default_text="from the extension",
-                          group=MODEL, help="force a backend")
-    sidecar: Path | None = option(None, flag="--sidecar", parse=Path, metavar="JSON", group=MODEL,
-                                  help="the model's <model>.onnx.json, when not beside the engine")
-    verify_sidecar: bool = option(True, flag="--no-verify-sidecar", group=MODEL,
-                                  help="accept a sidecar whose recorded sha256 does not match the engine (only for "
-                                       "files edited on purpose)")
-    plugin: Path | None = option(None, flag="--plugin", parse=Path, metavar="LIB", default_text="searched",
-                                 group=MODEL, help="TopKGate plugin library")
-    device: int | str = option(0, flag="--device", parse=device_arg, metavar="N|cpu", group=MODEL,
-                               help="GPU index, or cpu to keep ONNX Runtime and PyTorch on the CPU")
-    cuda_graph: bool = option(False, flag="--cuda-graph", group=MODEL,
-                              help="TensorRT: replay the engine as a CUDA graph")
-    gpu_prepost: bool = option(True, flag="--cpu-prepost", convert=operator.not_, group=MODEL,
-                               help="TensorRT: pre/post-process on the CPU instead of the CUDA kernels")
-    threads: int | None = option(None, flag="--threads", parse=int, metavar="N", group=TIMING,
-                                 help="CPU threads of ONNX Runtime and PyTorch")
+    model: ModelSpec
     timing: TimingSettings = field(default_factory=TimingSettings)
-    batch: int = option(1, flag="--batch", parse=int, metavar="N", group=TIMING, help="images per call")
     frame_size: tuple[int, int] = option((1024, 2048), flag="--frame-size", parse=hw_arg, metavar="HxW",
                                          default_text="1024x2048, a Cityscapes camera frame", group=TIMING,
                                          help="size of the end-to-end frames")
-    ckpt: Path | None = option(None, flag="--ckpt", parse=Path, metavar="PTH", group=REFERENCE,
+    ckpt: Path | None = option(None, flag="--ckpt", parse=Path, metavar="PATH", group=REFERENCE,
                                help="checkpoint timed in the same scopes on the same frames (interleaved) and "
                                     "scored")
-    variant: str | None = option(None, flag="--variant", group=REFERENCE,
-                                 help="architecture of a bare checkpoint state_dict")
     data: Path | None = option(None, flag="--data", parse=Path, metavar="DIR", group=ACCURACY,
                                help="Cityscapes-layout folder (leftImg8bit/, gtFine/)")
     split: str = option("val", flag="--split", group=ACCURACY, help="split of --data")
-    limit: int | None = option(None, flag="--limit", parse=int, metavar="N", group=ACCURACY,
+    limit: int | None = option(None, flag="--limit", parse=positive_int_arg, metavar="N", group=ACCURACY,
                                help="only the first N images")
     save_predictions: Path | None = option(None, flag="--save-predictions", parse=Path, metavar="DIR",
                                            group=ACCURACY,
@@ -138,19 +116,31 @@ class BenchOptions:
                          help="accuracy only (needs --data)")
     progress: bool = option(True, flag="--quiet", convert=operator.not_, group=OUTPUT, help="no progress bars")
 
+    @property
+    def batch(self) -> int:
+        """Images per timed call (``--batch``, default 1)."""
+        return self.model.batch or 1
+
     def validate(self) -> None:
         """Raise :class:`BenchError` for values that cannot work."""
-        if self.engine.suffix.lower() not in (".plan", ".engine", ".onnx"):
-            raise BenchError(f"--engine takes a TensorRT plan (.plan/.engine) or an ONNX file (.onnx), got "
-                             f"{self.engine.name!r}; pass a checkpoint with --ckpt")
-        if self.batch < 1:
-            raise BenchError(f"--batch must be at least 1, got {self.batch}")
-        if self.limit is not None and self.limit < 1:
-            raise BenchError(f"--limit must be at least 1 image, got {self.limit}; omit it to use every image")
         if self.save_predictions is not None and self.data is None:
             raise BenchError("--save-predictions writes the predictions on --data: add --data DIR")
         if not self.speed and self.data is None:
             raise BenchError("nothing to do: --skip-speed needs --data for the accuracy run")
+
+    def engine_spec(self) -> ModelSpec:
+        """The model under test; ``--variant`` goes to the reference when the model is not a checkpoint."""
+        if self.model.variant is not None and "variant" not in self.model.backend_class().OPTIONS \
+                and self.ckpt is not None:
+            return replace(self.model, variant=None)
+        return self.model
+
+    def reference_spec(self, input_size: tuple[int, int]) -> ModelSpec | None:
+        """The PyTorch reference at the engine's input size (None without ``--ckpt``)."""
+        if self.ckpt is None:
+            return None
+        return ModelSpec(self.ckpt, backend="torch", device=self.model.device, input_size=input_size,
+                         variant=self.model.variant, threads=self.model.threads)
 
 
 @dataclass
@@ -162,46 +152,6 @@ class BenchResult:
 
 
 # ------------------------------------------------------------------------------- set-up
-
-def backend_label(seg: Segmenter) -> str:
-    """``tensorrt``, ``onnxruntime-cpu``/``-cuda`` or ``pytorch-cpu``/``-cuda``."""
-    if seg.backend_name == "tensorrt":
-        return "tensorrt"
-    prefix = "pytorch" if seg.backend_name == "torch" else "onnxruntime"
-    return f"{prefix}-{'cpu' if runs_on_cpu(seg) else 'cuda'}"
-
-
-def runs_on_cpu(seg: Segmenter) -> bool:
-    """Whether the model runs on the CPU (then there are no host/device copies)."""
-    backend = seg.backend
-    if seg.backend_name == "torch":
-        return str(getattr(backend, "device", "cpu")) == "cpu"
-    if seg.backend_name == "onnxruntime":
-        import onnxruntime as ort
-
-        from fornet.runtime.onnxrt import DEFAULT_PROVIDERS
-
-        available = ort.get_available_providers()
-        requested = getattr(backend, "providers", None)
-        providers = requested or [p for p in DEFAULT_PROVIDERS if p in available]
-        return bool(providers[0] == "CPUExecutionProvider")
-    return False
-
-
-def open_engine(options: BenchOptions) -> Segmenter:
-    """The segmenter of the engine under test."""
-    return Segmenter(options.engine, options.backend, options.device, sidecar=options.sidecar,
-                     threads=options.threads, plugin=options.plugin, cuda_graph=options.cuda_graph,
-                     gpu_prepost=options.gpu_prepost, verify_sidecar=options.verify_sidecar)
-
-
-def open_reference(options: BenchOptions, engine: Segmenter) -> Segmenter | None:
-    """The PyTorch segmenter of ``--ckpt`` at the engine's input size (None without a checkpoint)."""
-    if options.ckpt is None:
-        return None
-    return Segmenter(options.ckpt, "torch", options.device, input_size=engine.input_size, variant=options.variant,
-                     threads=options.threads)
-
 
 def make_frames(size: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:
     """``count`` deterministic uint8 BGR frames of ``size`` (content does not change the work)."""
@@ -226,25 +176,22 @@ class ScopeCandidate:
 
 def scope_candidate(seg: Segmenter, frames: list[np.ndarray]) -> ScopeCandidate:
     """The callables timing ``seg`` on ``frames`` in each of :data:`SCOPES`."""
-    from fornet.runtime.tensorrt.backend import TensorRTBackend
-    from fornet.runtime.torch_backend import TorchBackend
-
     feed = seg.preprocess(frames)
     backend = seg.backend
-    label = backend_label(seg)
+    label = backend.label
 
     def copies() -> object:
         return backend.infer(feed)
 
     candidate = ScopeCandidate(label, {"copies": copies}, {})
-    if runs_on_cpu(seg):
-        candidate.scopes.update(compute=copies, copies="compute")
+    compute = backend.staged_compute(feed)
+    if backend.runs_on_cpu:
+        candidate.scopes.update(compute=compute, copies="compute")
         candidate.notes["copies"] = f"{label}: on the CPU there are no host/device copies; same measurement as compute"
-    elif isinstance(backend, TorchBackend | TensorRTBackend):
-        candidate.scopes["compute"] = backend.staged_compute(feed)
     else:
-        candidate.scopes["compute"] = None
-        candidate.notes["compute"] = f"{label}: not separable: the CUDA provider copies inputs and outputs in run()"
+        candidate.scopes["compute"] = compute
+        if compute is None:
+            candidate.notes["compute"] = f"{label}: not separable: the backend copies inputs and outputs in its run"
 
     def end_to_end() -> None:
         seg.segment_batch(frames)
@@ -337,8 +284,8 @@ def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
     dataset = CityscapesDataset(options.data, options.split, require_labels=True)
     count = len(dataset) if options.limit is None else min(options.limit, len(dataset))
     out_dir = ensure_writable_dir(options.save_predictions) if options.save_predictions is not None else None
-    label = backend_label(engine)
-    other_label = backend_label(reference) if reference is not None else "reference"
+    label = engine.backend.label
+    other_label = reference.backend.label if reference is not None else "reference"
     parity = ParityReport(NUM_CLASSES, IGNORE_INDEX, options.boundary_width) if reference is not None else None
     scores = parity.b if parity is not None else ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX)
     overlays = []
@@ -401,29 +348,31 @@ def trtexec_command(plan: Path, io: ModelIO, timing: TimingSettings, batch: int 
 
 def _threads(options: BenchOptions) -> dict[str, Any]:
     torch = sys.modules.get("torch")
-    return {"requested": options.threads,
-            "onnxruntime_intra_op": options.threads or "default (one per physical core)",
+    return {"requested": options.model.threads,
+            "onnxruntime_intra_op": options.model.threads or "default (one per physical core)",
             "torch": torch.get_num_threads() if torch is not None else None}
 
 
 def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
     """Open the engine (and reference), measure what ``options`` ask for, close them; the result."""
     options.validate()
-    engine = open_engine(options)
+    spec = options.engine_spec()
+    engine = Segmenter(spec)
     reference = None
     try:
-        reference = open_reference(options, engine)
+        reference_spec = options.reference_spec(engine.input_size)
+        reference = None if reference_spec is None else Segmenter(reference_spec)
         record: dict[str, Any] = {
             "format": BenchReport.format_tag(), "fornet_version": __version__, "command": command,
-            "engine": {"path": str(options.engine), "backend": backend_label(engine), "model": engine.io.describe(),
+            "engine": {"path": str(spec.path), "backend": engine.backend.label, "model": engine.io.describe(),
                        "input_size": list(engine.input_size), "batch": engine.io.batch,
                        "precision": engine.io.export_precision, "variant": engine.io.variant,
-                       "gpu_prepost": engine.gpu_prepost, "cuda_graph": options.cuda_graph},
+                       "gpu_prepost": engine.gpu_prepost, "cuda_graph": spec.cuda_graph},
             "reference": None if reference is None else {"checkpoint": str(options.ckpt),
-                                                         "backend": backend_label(reference)},
+                                                         "backend": reference.backend.label},
             "environment": collect_environment(_threads(options)),
-            "trtexec": trtexec_command(options.engine, engine.io, options.timing, options.batch, options.cuda_graph,
-                                       options.plugin) if engine.backend_name == "tensorrt" else None,
+            "trtexec": trtexec_command(spec.path, engine.io, options.timing, options.batch, spec.cuda_graph,
+                                       spec.plugin) if engine.backend_name == "tensorrt" else None,
         }
         if options.speed:
             record["speed"] = speed_benchmark(engine, reference, options)

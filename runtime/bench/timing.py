@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fornet.options import OptionGroup, option
+from fornet.options import OptionGroup, option, seconds_arg
 from fornet.runtime.errors import FornetRuntimeError
 
 #: Coefficient of variation above which a measurement is flagged as noisy.
@@ -32,11 +32,11 @@ class TimingError(FornetRuntimeError):
 class TimingSettings:
     """trtexec's defaults: 0.2 s warm-up, then at least 10 iterations and 3 s per candidate."""
 
-    warmup_s: float = option(0.2, flag="--warmup-s", parse=float, metavar="S", group=TIMING,
+    warmup_s: float = option(0.2, flag="--warmup-s", parse=seconds_arg, metavar="S", group=TIMING,
                              help="warm-up time per candidate")
     min_iters: int = option(10, flag="--min-iters", parse=int, metavar="N", group=TIMING,
                             help="at least N timed calls per candidate")
-    duration_s: float = option(3.0, flag="--duration-s", parse=float, metavar="S", group=TIMING,
+    duration_s: float = option(3.0, flag="--duration-s", parse=seconds_arg, metavar="S", group=TIMING,
                                help="at least S seconds of timed calls per candidate")
 
     def __post_init__(self) -> None:

@@ -3,14 +3,53 @@ local Segmenter on the same frames in the same run, every served answer checked 
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import numpy as np
 
+from fornet.options import OptionGroup, format_hw, option, positive_int_arg
+from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.serving.load import PERCENTILES, LoadResult, run_load
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, e.g. 1,4,8; got {text!r}")
+    return values
+
+
+TRITON = OptionGroup("served model (Triton)", "with --triton-url, load the server at each --concurrency and check "
+                     "every answer against the --model file run locally on the same frames (of --frame-size)")
+
+
+@dataclass(frozen=True)
+class TritonBenchOptions:
+    """``fornet bench --triton-url URL``: the server, the loads and where its metrics are."""
+
+    triton_url: str | None = option(None, flag="--triton-url", metavar="URL", group=TRITON,
+                                    help="the Triton server serving the model: http://HOST:8000 or grpc://HOST:8001")
+    concurrency: tuple[int, ...] = option((1, 4, 8), flag="--concurrency", parse=_counts, metavar="N,N,...",
+                                          default_text="1,4,8", group=TRITON, help="concurrent clients per run")
+    requests: int = option(50, flag="--requests", parse=positive_int_arg, metavar="N", group=TRITON,
+                           help="requests per client")
+    metrics_url: str | None = option(None, flag="--metrics-url", metavar="URL", group=TRITON,
+                                     default_text="http://HOST:8002/metrics",
+                                     help="Triton's metrics, for the batches formed")
+
+    def resolved_metrics_url(self) -> str:
+        """``--metrics-url``, else port 8002 on the server's host."""
+        assert self.triton_url is not None
+        url = self.triton_url if "://" in self.triton_url else f"http://{self.triton_url}"
+        return self.metrics_url or f"http://{urlparse(url).hostname}:8002/metrics"
 
 
 @dataclass(frozen=True)
@@ -19,6 +58,8 @@ class ServedBenchmark:
 
     local_s: tuple[float, ...]
     served: tuple[LoadResult, ...]
+    model: str = ""
+    frame_size: tuple[int, int] = (0, 0)
 
     @property
     def local_throughput(self) -> float:
@@ -29,6 +70,16 @@ class ServedBenchmark:
     def all_checked(self) -> bool:
         """Every served answer had the local labels and none was lost."""
         return all(r.mismatched == 0 and r.failed == 0 for r in self.served)
+
+    def summary(self) -> str:
+        """What was served and whether every answer matched, then the table and the distinct errors."""
+        answers = sum(r.sent for r in self.served)
+        verdict = (f"every served answer ({answers}) equalled the local labels" if self.all_checked else
+                   "some served answers differed from the local labels or were lost")
+        lines = [f"served {self.model} vs the same model run locally, {format_hw(self.frame_size)} BGR frames: "
+                 f"{verdict}", "", self.markdown()]
+        lines += [f"concurrency {r.concurrency}: {message}" for r in self.served for message in r.messages]
+        return "\n".join(lines)
 
     def markdown(self) -> str:
         """A table: concurrency, req/s, latency percentiles, average batch, answered/refused."""
@@ -62,4 +113,15 @@ def run_served_benchmark(url: str, segmenter: Segmenter, frames: Sequence[np.nda
     run_load(url, frames, expected, concurrency=1, requests=warmup)
     served = tuple(run_load(url, frames, expected, concurrency=c, requests=requests, metrics_url=metrics_url)
                    for c in concurrencies)
-    return ServedBenchmark(tuple(local_s), served)
+    return ServedBenchmark(tuple(local_s), served, str(segmenter.spec.path), tuple(frames[0].shape[:2]))
+
+
+def bench_served_model(options: TritonBenchOptions, spec: ModelSpec, frame_size: tuple[int, int],
+                       frames: int = 16) -> ServedBenchmark:
+    """Open ``spec`` locally and load the server at ``options.triton_url`` with ``frames`` random frames."""
+    assert options.triton_url is not None
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (*frame_size, 3), dtype=np.uint8) for _ in range(frames)]
+    with Segmenter(spec) as segmenter:
+        return run_served_benchmark(options.triton_url, segmenter, images, concurrencies=list(options.concurrency),
+                                    requests=options.requests, metrics_url=options.resolved_metrics_url())

@@ -78,10 +78,27 @@ class ServerProcess:
         return self._process
 
     def check_model(self) -> None:
-        """Raise :class:`ServingError` when the model is missing (before anything starts)."""
-        if not self.options.model.is_file():
-            raise ServingError(f"model file not found: {self.options.model}; export one with `fornet export` "
-                               "or fix the path")
+        """Raise :class:`ServingError` when the model is missing or its backend cannot run in the server
+        environment (before anything starts)."""
+        spec = self.options.model
+        if not spec.path.is_file():
+            raise ServingError(f"model file not found: {spec.path}; export one with `fornet export` or fix the path")
+        backend = spec.backend_class()
+        missing = [module for module, _ in backend.LIBRARIES if not self._env_has(module)]
+        if missing:
+            advice = ("export the checkpoint with `fornet export --model ... --input-size HxW` and serve the ONNX "
+                      "file (the server environment is kept torch-free), or install "
+                      if backend.NAME == "torch" else "install ")
+            raise ServingError(f"{spec.path.name} opens with the {backend.NAME} backend, which needs "
+                               f"{' and '.join(missing)} in the server environment {self.env}; it has none: "
+                               f"{advice}{' '.join(missing)} into it ({self.env / 'bin' / 'pip'} install ...)")
+
+    def _env_has(self, module: str) -> bool:
+        """Whether the server environment's Python can import ``module`` (found, not imported)."""
+        probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)"
+        done = subprocess.run([str(self.env / "bin" / "python"), "-c", probe, module], capture_output=True,
+                              timeout=60, check=False)
+        return done.returncode == 0
 
     def command(self) -> tuple[list[str], dict[str, str] | None]:
         """The server's command line and environment variables (None: this process's)."""
@@ -150,9 +167,9 @@ class RepositoryServer(ServerProcess):
         self.models = models
 
     def check_model(self) -> None:
-        if not (self.options.model / MODEL_NAME / "config.pbtxt").is_file():
-            raise ServingError(f"{self.options.model} is not a model repository with a '{MODEL_NAME}' model; write "
-                               "one with `fornet export --triton`")
+        if not (self.options.model.path / MODEL_NAME / "config.pbtxt").is_file():
+            raise ServingError(f"{self.options.model.path} is not a model repository with a '{MODEL_NAME}' model; "
+                               "write one with `fornet export --triton`")
 
     def command(self) -> tuple[list[str], dict[str, str] | None]:
         found = sorted(self.env.glob("lib/python3*/site-packages/pytriton/tritonserver"))
@@ -160,7 +177,7 @@ class RepositoryServer(ServerProcess):
             raise ServingError(f"{self.env} has no bundled tritonserver (nvidia-pytriton); {SETUP_HINT}")
         server, site = found[0], found[0].parents[1]
         o = self.options
-        command = [str(server / "bin" / "tritonserver"), f"--model-repository={o.model.resolve()}",
+        command = [str(server / "bin" / "tritonserver"), f"--model-repository={o.model.path.resolve()}",
                    f"--backend-directory={server / 'backends'}", "--model-control-mode=explicit",
                    *(f"--load-model={name}" for name in self.models), f"--http-address={o.host}",
                    f"--http-port={o.http_port}", f"--grpc-address={o.host}", f"--grpc-port={o.grpc_port}",

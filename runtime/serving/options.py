@@ -9,46 +9,43 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from pathlib import Path
 
 from fornet.options import (
     OptionGroup,
     add_options,
-    device_arg,
-    hw_arg,
+    alpha_arg,
     option,
     option_groups,
     options_from_args,
+    positive_int_arg,
     to_argv,
 )
+from fornet.runtime.model_spec import MODEL, ModelSpec
 from fornet.runtime.serving.contract import DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, DEFAULT_QUEUE_DELAY_US
 from fornet.runtime.serving.errors import ServingError
 
 NETWORK = OptionGroup("network")
-MODEL = OptionGroup("model")
+OUTPUTS = OptionGroup("answers")
 BATCHING = OptionGroup("batching and queue")
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """How to serve one model (each field declares its flag; ``model`` is the positional argument).
+    """How to serve one model (each field declares its flag; the model is a :class:`ModelSpec`).
 
     Attributes:
-        model: a TensorRT plan, an ONNX file or a checkpoint (anything the Segmenter opens).
+        model: the model and how to open it (anything the Segmenter opens).
         host: address every endpoint binds to (HTTP, gRPC, metrics).
         http_port, grpc_port, metrics_port: the three ports.
-        device: GPU index, or ``"cpu"``.
-        threads: CPU threads of ONNX Runtime / PyTorch.
         max_batch: largest batch the dynamic batcher forms for a dynamic-batch model (a static
             batch is used as it is).
         max_queue: requests waiting beyond this are refused at once with an error.
         queue_delay_us: how long the batcher waits for more requests to fill a batch.
-        overlay_alpha: also answer the colour overlay, blended with this alpha.
-        input_size: ``(H, W)`` for a checkpoint.
-        sidecar: the model's ``<model>.onnx.json`` when it is not beside the model.
+        overlay: also answer the colour overlay, blended with ``alpha``.
+        alpha: opacity of the overlay's class colours.
     """
 
-    model: Path
+    model: ModelSpec
     host: str = option("127.0.0.1", flag="--host", group=NETWORK,
                        help="address of the HTTP, gRPC and metrics endpoints (127.0.0.1: this machine only; "
                             "0.0.0.0 for every interface)")
@@ -56,24 +53,21 @@ class ServerOptions:
     grpc_port: int = option(8001, flag="--grpc-port", parse=int, metavar="N", group=NETWORK, help="gRPC port")
     metrics_port: int = option(8002, flag="--metrics-port", parse=int, metavar="N", group=NETWORK,
                                help="Prometheus metrics port, /metrics")
-    device: int | str = option(0, flag="--device", parse=device_arg, metavar="N|cpu", group=MODEL,
-                               help="GPU index or cpu")
-    threads: int | None = option(None, flag="--threads", parse=int, metavar="N", group=MODEL, default_text="",
-                                 help="CPU threads of ONNX Runtime / PyTorch")
-    max_batch: int = option(DEFAULT_MAX_BATCH, flag="--max-batch", parse=int, metavar="N", group=BATCHING,
+    max_batch: int = option(DEFAULT_MAX_BATCH, flag="--max-batch", parse=positive_int_arg, metavar="N", group=BATCHING,
                             help="largest batch formed for a dynamic-batch model; a static batch is used as it is")
-    max_queue: int = option(DEFAULT_MAX_QUEUE, flag="--max-queue", parse=int, metavar="N", group=BATCHING,
+    max_queue: int = option(DEFAULT_MAX_QUEUE, flag="--max-queue", parse=positive_int_arg, metavar="N", group=BATCHING,
                             help="requests queued beyond N are refused at once")
     queue_delay_us: int = option(DEFAULT_QUEUE_DELAY_US, flag="--queue-delay-us", parse=int, metavar="US",
                                  group=BATCHING, help="wait up to US microseconds to fill a batch")
-    overlay_alpha: float | None = option(None, flag="--overlay", parse=float, metavar="ALPHA", group=MODEL,
-                                         default_text="", help="also answer the colour overlay (output 'overlay'), "
-                                                               "blended with ALPHA")
-    input_size: tuple[int, int] | None = option(None, flag="--input-size", parse=hw_arg, metavar="HxW",
-                                                group=MODEL, default_text="",
-                                                help="network input size of a checkpoint")
-    sidecar: Path | None = option(None, flag="--sidecar", parse=Path, metavar="JSON", group=MODEL, default_text="",
-                                  help="the model's <model>.onnx.json, if not beside it")
+    overlay: bool = option(False, flag="--overlay", group=OUTPUTS,
+                           help="also answer the frame blended with the class colours (output 'overlay')")
+    alpha: float = option(0.5, flag="--alpha", parse=alpha_arg, metavar="ALPHA", group=OUTPUTS,
+                          help="opacity of the class colours in the overlay, 0..1")
+
+    @property
+    def overlay_alpha(self) -> float | None:
+        """The overlay's alpha when the overlay is answered, else None."""
+        return self.alpha if self.overlay else None
 
     def validate(self) -> None:
         """Raise :class:`ServingError` for values that cannot work."""
@@ -84,8 +78,8 @@ class ServerOptions:
             raise ServingError(f"ports must be in 1..65535, got {ports}")
         if self.max_batch < 1 or self.max_queue < 1 or self.queue_delay_us < 0:
             raise ServingError("--max-batch and --max-queue must be at least 1 and --queue-delay-us at least 0")
-        if self.overlay_alpha is not None and not 0.0 <= self.overlay_alpha <= 1.0:
-            raise ServingError(f"--overlay alpha must be in [0, 1], got {self.overlay_alpha}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ServingError(f"--alpha must be in [0, 1], got {self.alpha}")
 
     def ports(self) -> dict[str, int]:
         """The ports by the flag that sets each."""
@@ -103,17 +97,19 @@ class ServerOptions:
 
     def argv(self) -> list[str]:
         """The arguments that :func:`add_server_arguments` parses back into these options."""
-        return [str(self.model), *to_argv(self)]
+        return [*to_argv(self.model), *to_argv(self)]
 
 
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the server arguments on ``parser``: the model, then every declared option."""
-    parser.add_argument("model", type=Path, help="TensorRT plan, ONNX file or checkpoint (.pth, with --input-size)")
-    add_options(parser, ServerOptions, option_groups(parser, NETWORK, MODEL, BATCHING))
+def add_server_arguments(parser: argparse.ArgumentParser, *, model_required: bool = True) -> None:
+    """Declare the model and server flags on ``parser`` (``model_required=False``: the caller takes a positional)."""
+    groups = option_groups(parser, MODEL, OUTPUTS, NETWORK, BATCHING)
+    add_options(parser, ModelSpec, groups, required=("path",) if model_required else ())
+    add_options(parser, ServerOptions, groups)
 
 
-def server_options_from_args(args: argparse.Namespace) -> ServerOptions:
+def server_options_from_args(args: argparse.Namespace, **model_fields: object) -> ServerOptions:
     """The options that parsed :func:`add_server_arguments` arguments describe (validated)."""
-    options = options_from_args(ServerOptions, args, model=args.model)
+    spec = options_from_args(ModelSpec, args, **model_fields)
+    options = options_from_args(ServerOptions, args, model=spec)
     options.validate()
     return options

@@ -45,8 +45,7 @@ def serve(options: ServerOptions) -> None:
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
     from pytriton.triton import Triton, TritonConfig
 
-    with Segmenter(options.model, device=options.device, threads=options.threads, input_size=options.input_size,
-                   sidecar=options.sidecar) as segmenter:
+    with Segmenter(options.model) as segmenter:
         computation = FrameSegmentation(segmenter, options.overlay_alpha)
 
         @batch
@@ -70,7 +69,7 @@ def serve(options: ServerOptions) -> None:
                 strict=True,
             )
             signal.signal(signal.SIGTERM, _stop_on_sigterm)
-            print(f"serving {options.model} as '{MODEL_NAME}' ({segmenter.io.describe()}); max batch {max_batch}, "
+            print(f"serving {options.model.path} as '{MODEL_NAME}' ({segmenter.io.describe()}); max batch {max_batch}, "
                   f"queue {options.max_queue}; HTTP {options.http_url}, gRPC {options.host}:{options.grpc_port}, "
                   f"metrics {options.metrics_url}", flush=True)
             triton.serve()

@@ -17,22 +17,25 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fornet.errors import FornetError
+from fornet.options import cuda_index, parse_device
 from fornet.runtime.backend import Backend, BackendError, BackendInputError, TensorSpec
 from fornet.runtime.cuda.context import CudaContext
 from fornet.runtime.errors import EngineLoadError, TensorRTError
-from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
+from fornet.runtime.model_io import ModelSidecar
+from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, check_plan_binding, onnx_sidecar_for_plan
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
     from fornet.runtime.cuda.graph import CudaGraph
+    from fornet.runtime.model_spec import ModelSpec
 
 _log = logging.getLogger(__name__)
 
@@ -139,16 +142,24 @@ class TensorRTBackend(Backend):
 
     Args:
         plan: the ``.plan`` file (its ``<plan>.json`` sidecar is read when present).
-        device: CUDA device index.
+        device: the GPU: ``"cuda:N"`` (``"auto"``, ``"cuda"``, ``N``: as :func:`fornet.options.parse_device`).
         plugin: the TopKGate plugin library (default: searched, see :mod:`fornet.runtime.tensorrt.plugins`).
         cuda_graph: replay ``execute_async_v3`` as a CUDA graph (recaptured after every batch change).
     """
 
-    def __init__(self, plan: str | os.PathLike[str], device: int = 0, plugin: str | os.PathLike[str] | None = None,
-                 cuda_graph: bool = False) -> None:
-        super().__init__(f"TensorRTBackend({Path(plan).name})")
+    NAME = "tensorrt"
+    SUFFIXES = (".plan", ".engine")
+    LIBRARIES = (("tensorrt", "JetPack: apt install python3-libnvinfer; elsewhere pip install tensorrt"),
+                 ("pycuda", "pip install pycuda"))
+    DEVICES = frozenset({"cuda"})
+    OPTIONS = frozenset({"plugin", "cuda_graph"})
+    GPU_PREPOST = True
+
+    def __init__(self, plan: str | os.PathLike[str], device: int | str = "cuda:0",
+                 plugin: str | os.PathLike[str] | None = None, cuda_graph: bool = False) -> None:
+        self.device_index = cuda_index(parse_device(device))
+        super().__init__(f"TensorRTBackend({Path(plan).name})", f"cuda:{self.device_index}")
         self.path = Path(plan)
-        self.device_index = device
         self.plugin = plugin
         self.cuda_graph = cuda_graph
         self._cuda: CudaContext | None = None
@@ -161,6 +172,21 @@ class TensorRTBackend(Backend):
         self._max_batch = 1
         self._batch: int | None = None
         self._graph: CudaGraph | None = None  # captured for the shapes currently set
+
+    @classmethod
+    def sidecar_path(cls, path: Path) -> Path:
+        """A plan is described by the sidecar of the ONNX file it was built from."""
+        return onnx_sidecar_for_plan(path)
+
+    @classmethod
+    def check_sidecar(cls, sidecar: ModelSidecar, sidecar_path: Path, path: Path) -> None:
+        """The plan's own ``<plan>.json`` must name the ONNX file the sidecar describes."""
+        check_plan_binding(sidecar, sidecar_path, path)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec) -> TensorRTBackend:
+        """The backend of a spec (device, plugin, CUDA graph)."""
+        return cls(spec.path, device=spec.device, plugin=spec.plugin, cuda_graph=spec.cuda_graph)
 
     # -- loading ---------------------------------------------------------------------------
     def _activate_impl(self) -> None:
@@ -396,12 +422,12 @@ class TensorRTBackend(Backend):
             self._stream.synchronize()
             return {name: host.copy() for name, host in outputs.items()}
 
-    def staged_compute(self, feed: dict[str, np.ndarray]) -> Callable[[], None]:
+    def staged_compute(self, feed: Mapping[str, np.ndarray]) -> Callable[[], None]:
         """A callable that executes the plan on ``feed``, uploaded once now, and waits (no copies)."""
         self._require_active()
         self._check_feed(feed)
         with self.cuda_context:
-            self._upload(feed)
+            self._upload(dict(feed))
             self._stream.synchronize()
 
         def compute() -> None:

@@ -18,14 +18,26 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from fornet.options import OptionGroup, option
+from fornet.runtime.model_spec import ModelSpec
+from fornet.runtime.segmenter import Segmenter
+from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.pipeline import VideoPipeline
 from fornet.runtime.video.sinks import VideoFileSink
 from fornet.runtime.video.sources import VideoSource
+from fornet.runtime.video.uri import parse_source
 
-if TYPE_CHECKING:
-    from fornet.runtime.segmenter import Segmenter
+VIDEO = OptionGroup("video pipeline")
+
+
+@dataclass(frozen=True)
+class VideoBench:
+    """The video pipeline timed next to the segmenter (``fornet bench --video``)."""
+
+    video: Path | None = option(None, flag="--video", parse=Path, metavar="FILE", group=VIDEO,
+                                help="also time the video pipeline (decode + segment + overlay + H.264) on FILE "
+                                     "next to the segmenter's end-to-end FPS on the same frames")
 
 
 @dataclass(frozen=True)
@@ -78,3 +90,12 @@ def compare_file_pipeline(segmenter: Segmenter, video: str, rounds: int = 3, alp
             pipeline_fps.append(count / (time.perf_counter() - start))
     return VideoBenchResult(len(frames), statistics.median(pipeline_fps), statistics.median(segmenter_fps),
                             tuple(pipeline_fps), tuple(segmenter_fps))
+
+
+def video_bench(spec: ModelSpec, video: Path) -> VideoBenchResult:
+    """Open the model of ``spec`` and compare the pipeline with the segmenter on the video file ``video``."""
+    source = parse_source(str(video))
+    if source.kind != "video":
+        raise SourceError(f"--video takes a video file, not a {source.kind} input; pass e.g. clip.mp4")
+    with Segmenter(spec) as segmenter:
+        return compare_file_pipeline(segmenter, source.location)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.serving.launcher import ServerProcess, server_environment
 from fornet.runtime.serving.options import ServerOptions
 from fornet.runtime.serving.ports import free_port
@@ -32,7 +33,7 @@ def server_options(model: Path, **changes: object) -> ServerOptions:
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     while len(set(ports.values())) < 3:
         ports["grpc_port"], ports["metrics_port"] = free_port(), free_port()
-    return ServerOptions(model=model, device="cpu", threads=1, **ports, **changes)  # type: ignore[arg-type]
+    return ServerOptions(model=ModelSpec(model, device="cpu", threads=1), **ports, **changes)  # type: ignore[arg-type]
 
 
 def frames(count: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
@@ -53,7 +54,7 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory, lite: LiteExport) ->
         pytest.fail(f"{exc}")
     model = lite.raw_labels
     log = tmp_path_factory.mktemp("triton-log") / "server.log"
-    options = server_options(model, max_batch=8, overlay_alpha=OVERLAY_ALPHA)
+    options = server_options(model, max_batch=8, overlay=True, alpha=OVERLAY_ALPHA)
     with log.open("w") as stream:
         server = ServerProcess(options, log=stream).start()
         try:

@@ -1,4 +1,4 @@
-"""``fornet export --triton REPO`` / ``--deepstream DIR``: the options and the step :mod:`fornet.cli.export` adds.
+"""``fornet export --triton REPO`` / ``--deepstream DIR``: the deployment packages written after an export.
 
 The repository and the package are written after the ONNX files, each in a staging folder renamed
 into place, then checked (Triton's schema and the model files; GLib's key-file reader, the documented
@@ -63,17 +63,21 @@ def check_package_targets(packages: PackageOptions, io: IOFormat) -> None:
 
 
 def write_packages(packages: PackageOptions, input_size: tuple[int, int], onnx_path: Path,
-                   deployed_onnx: Path) -> None:
-    """Write and check the packages asked for (``deployed_onnx``: the precision nvinfer builds from)."""
+                   deployed_onnx: Path) -> list[str]:
+    """Write and check the packages asked for (``deployed_onnx``: the precision nvinfer builds from); one line
+    per package saying what was written and checked."""
+    written = []
     if packages.triton is not None:
         repo = write_triton_repository(onnx_path, packages.triton, TritonRepositoryOptions(
             onnx_instance=packages.triton_instance, max_batch=packages.triton_max_batch, plan=packages.triton_plan,
             overwrite=packages.replace_packages))
-        print(f"wrote {repo} (models checked against Triton's schema: {', '.join(check_repository(repo))})")
+        written.append(f"wrote {repo} (models checked against Triton's schema: {', '.join(check_repository(repo))})")
     if packages.deepstream is not None:
         folder = write_deepstream_package(deployed_onnx, packages.deepstream, DeepStreamOptions(
             uri=packages.deepstream_uri, overwrite=packages.replace_packages))
         rng = np.random.default_rng(0)
         frames = [rng.integers(0, 256, (*input_size, 3), dtype=np.uint8) for _ in range(2)]
         checked = check_deepstream_package(folder, deployed_onnx, frames)
-        print(f"wrote {folder} (checked with GLib and against the project's preprocessing: {', '.join(checked)})")
+        written.append(f"wrote {folder} (checked with GLib and against the project's preprocessing: "
+                       f"{', '.join(checked)})")
+    return written
