@@ -21,6 +21,7 @@ from fornet.runtime.cuda.context import CudaContext, CudaError
 from fornet.runtime.errors import EngineLoadError
 from fornet.runtime.tensorrt import plugins
 from fornet.runtime.tensorrt.backend import EngineVersionError, TensorRTBackend, classify_load_failure
+from fornet.runtime.tensorrt.plan_metadata import BuildSettings, GpuInfo
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
 from tests.engine_metadata import engine_metadata
 from tests.fake_cuda import (
@@ -53,8 +54,9 @@ def write_plan(tmp_path: Path, *, version_compatible: bool = False, sidecar: boo
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"plan")
     if sidecar:
-        engine_metadata(gpu={"name": "Fake GPU", "compute_capability": "8.7"},
-                        build_options={"version_compatible": version_compatible}).save(tmp_path / "fornet.plan.json")
+        metadata = engine_metadata(gpu=GpuInfo("Fake GPU", "8.7"),
+                                   build_options=BuildSettings(version_compatible=version_compatible))
+        metadata.save(tmp_path / "fornet.plan.json")
     return plan
 
 
