@@ -73,7 +73,7 @@ class Record:
         """The JSON-ready content, ``format`` first.
 
         Raises:
-            pydantic.PydanticSerializationError: a value does not have its field's declared type
+            pydantic_core.PydanticSerializationError: a value does not have its field's declared type
                 (a bug of the writer: such a record would not load back).
         """
         body = _adapter(type(self)).dump_python(self, mode="json", warnings="error")

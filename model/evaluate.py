@@ -15,20 +15,22 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fornet import __version__
 from fornet.atomic import ensure_writable_dir
 from fornet.calibration.cityscapes import Sample
 from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from fornet.calibration.metrics import ConfusionMatrix, save_label_id_png
+from fornet.calibration.metrics import ConfusionMatrix, ScoreSummary, save_label_id_png
 from fornet.calibration.preprocess import preprocess
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD
 from fornet.model.errors import ModelError
+from fornet.records import Record
 
 
 class EvaluationError(ModelError):
@@ -41,6 +43,28 @@ class LabelledImages(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> Sample: ...
+
+
+@dataclass(frozen=True)
+class EvalReport(Record, ScoreSummary):
+    """``fornet eval --json``: the scores (:class:`ScoreSummary`'s fields) and what was scored, how and where."""
+
+    FORMAT: ClassVar[str] = "fornet-deploy/eval-report"
+    VERSION: ClassVar[int] = 1
+    #: Reports written before the format tag have this layout.
+    UNTAGGED_VERSION: ClassVar[int | None] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy evaluation report"
+    FIX: ClassVar[str] = "run fornet eval again with --json"
+
+    n_images: int
+    seconds: float
+    checkpoint: str
+    variant: str | None
+    data: str
+    split: str
+    input_size: tuple[int, int] | None
+    device: str
+    fornet_version: str
 
 
 @dataclass
@@ -63,10 +87,13 @@ class EvalResult:
     n_images: int
     seconds: float
 
-    def to_dict(self, class_names: Sequence[str] = CLASS_NAMES) -> dict[str, Any]:
-        """JSON-ready form: the confusion matrix summary plus image count and time."""
-        return {**self.confusion.to_dict(class_names), "n_images": self.n_images,
-                "seconds": round(self.seconds, 3)}
+    def to_report(self, *, checkpoint: str, variant: str | None, data: str, split: str,
+                  input_size: tuple[int, int] | None, device: str,
+                  class_names: Sequence[str] = CLASS_NAMES) -> EvalReport:
+        """The scores with what was scored (checkpoint, variant, data, split, input size, device)."""
+        return EvalReport(**vars(self.confusion.to_record(class_names)), n_images=self.n_images,
+                          seconds=round(self.seconds, 3), checkpoint=checkpoint, variant=variant, data=data,
+                          split=split, input_size=input_size, device=device, fornet_version=__version__)
 
 
 @contextlib.contextmanager

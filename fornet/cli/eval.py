@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fornet import __version__
-from fornet.atomic import check_output_dir, check_output_file, write_text_atomic
+from fornet.atomic import check_output_dir, check_output_file
 from fornet.calibration.labels import CLASS_NAMES
 from fornet.calibration.metrics import format_iou_table
 from fornet.cli.command import Command
@@ -62,11 +60,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     baseline = result.confusion.majority_baseline_miou()
     print(f"trivial baseline (most frequent class everywhere): mIoU {100 * baseline:.2f}")
     if options.json is not None:
-        report = {"checkpoint": str(options.ckpt), "variant": model.checkpoint_info.variant,
-                  "data": str(options.data), "split": options.split,
-                  "input_size": list(options.input_size) if options.input_size else None,
-                  "device": device, "fornet_version": __version__, **result.to_dict()}
-        write_text_atomic(options.json, json.dumps(report, indent=2) + "\n")
+        result.to_report(checkpoint=str(options.ckpt), variant=model.checkpoint_info.variant, data=str(options.data),
+                         split=options.split, input_size=options.input_size, device=device).save(options.json)
         print(f"wrote {options.json}")
     print(f"mIoU: {100 * result.miou:.2f}")
     return 0
