@@ -11,6 +11,7 @@ import os
 import shlex
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from fornet.export.tensorrt.errors import TensorRTBuildError
 from fornet.options import OptionGroup, option, to_argv
@@ -109,11 +110,12 @@ class BuildOptions:
 
     def as_record(self) -> BuildSettings:
         """These options as the plan's sidecar records them (paths as strings)."""
-        return BuildSettings(**{
+        values: dict[str, Any] = {
             field.name: str(value) if isinstance(value, Path) else value
             for field in fields(self)
             if (value := getattr(self, field.name)) is not None
-        })
+        }
+        return BuildSettings(**values)
 
 
 def default_plan_path(onnx_path: str | os.PathLike[str]) -> Path:
