@@ -24,6 +24,7 @@ import os
 import shlex
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def prepare_variant(work: Path, variant: str, input_size: tuple[int, int]) -> di
     """Checkpoint and FP32 ONNX of ``variant`` in ``work/variant`` (created once), and the INT8 file if any."""
     from fornet.export import ExportOptions, export_onnx
     from fornet.model import build_model, save_checkpoint
+    from fornet.runtime.model_io import ModelSidecar
 
     folder = ensure_writable_dir(work / variant)
     checkpoint = folder / "model.pth"
@@ -47,8 +49,8 @@ def prepare_variant(work: Path, variant: str, input_size: tuple[int, int]) -> di
         torch.manual_seed(0)
         save_checkpoint(checkpoint, build_model(variant).eval(), variant)
     onnx_path = folder / "fornet.onnx"
-    sidecar = json.loads(onnx_path.with_name("fornet.onnx.json").read_text()) if onnx_path.is_file() else None
-    if sidecar is None or sidecar["input"]["size"] != list(input_size):
+    sidecar = ModelSidecar.load(ModelSidecar.path_for(onnx_path)) if onnx_path.is_file() else None
+    if sidecar is None or sidecar.input.size != tuple(input_size):
         export_onnx(checkpoint, folder, ExportOptions(input_size=input_size, gate="plugin", verify=False,
                                                             progress=False))
     int8 = folder / "fornet_int8.onnx"
@@ -122,9 +124,9 @@ def bench_variant(variant: str, files: dict[str, Path | None], args: argparse.Na
     return {
         "variant": variant, "gmacs": conv_gmacs(checkpoint, args.input_size),
         "int8": str(files["int8"]) if files["int8"] else None, "load_average": [load_before, load_after],
-        "compute": {n: s.to_dict() for n, s in compute.items()},
-        "end_to_end": {n: s.to_dict() for n, s in end_to_end.items()},
-        "stages": {n: stage_summary(candidates[n], end_to_end[n]) for n in candidates},
+        "compute": {n: asdict(s.to_record()) for n, s in compute.items()},
+        "end_to_end": {n: asdict(s.to_record()) for n, s in end_to_end.items()},
+        "stages": {n: asdict(stage_summary(candidates[n], end_to_end[n])) for n in candidates},
     }
 
 
@@ -192,14 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     """Prepare, time and write the results."""
-    from fornet.runtime.bench.environment import collect_environment
+    from fornet.runtime.bench.environment import ThreadSettings, collect_environment
     from fornet.runtime.bench.timing import TimingSettings
 
     arguments = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(arguments)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     files = {variant: prepare_variant(args.work, variant, args.input_size) for variant in variants}
-    environment = collect_environment({"requested": args.threads})
+    environment = asdict(collect_environment(ThreadSettings(requested=args.threads)))
     record = {
         "command": shlex.join(["python", "benchmarks/cpu_backends.py", *arguments]),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "environment": environment, "threads": args.threads,

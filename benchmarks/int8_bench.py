@@ -42,9 +42,10 @@ from fornet.cli.command import friendly_errors
 from fornet.contract import INPUT_NAME
 from fornet.export import ExportOptions, export_onnx
 from fornet.export.int8.accuracy_gate import AccuracyGateError
-from fornet.export.int8.manifest import MANIFEST_NAME
+from fornet.export.int8.manifest import MANIFEST_NAME, Int8Manifest
 from fornet.export.int8.pipeline import Int8Options
 from fornet.options import hw_arg
+from fornet.runtime.model_io import ModelSidecar
 
 
 def _cpu() -> dict[str, Any]:
@@ -169,18 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     except AccuracyGateError as exc:
         print(exc, file=sys.stderr)
         passed = False
-    manifest = json.loads((out / MANIFEST_NAME).read_text())
-    sidecar = json.loads((out / "fornet.onnx.json").read_text())
+    manifest = Int8Manifest.load(out / MANIFEST_NAME).to_dict()  # JSON-ready sections for the report
+    sidecar = ModelSidecar.load(out / "fornet.onnx.json")
     latency = None
     shape: list[int] = []
     if passed:
-        normalisation = (tuple(sidecar["input"]["mean"]), tuple(sidecar["input"]["std"]))
+        normalisation = (sidecar.input.mean, sidecar.input.std)
         feed = ModelInput(args.input_size, *normalisation).batch([CityscapesDataset(args.data, "val")[0].image])
         shape = list(feed.shape)
         latency = measure_latency(out / "fornet.onnx", out / "fornet_int8.onnx", feed, args.threads, args.warmup,
                                   args.runs)
     report = {
-        "name": args.name, "variant": sidecar["variant"], "input_size": "x".join(map(str, args.input_size)),
+        "name": args.name, "variant": sidecar.variant, "input_size": "x".join(map(str, args.input_size)),
         "command": "python benchmarks/int8_bench.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "calibration": {"method": args.calib_method, "images": manifest["calibration_key"]["images"]["count"]},
         "accuracy_gate": manifest["accuracy_gate"], "quantization": manifest["quantization"],

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import math
 import os
@@ -32,23 +31,41 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from fornet.atomic import write_text_atomic
 from fornet.calibration.cityscapes import DatasetError, find_split_images, read_image
 from fornet.calibration.errors import DataError
 from fornet.calibration.preprocess import CHANNEL_ORDERS, preprocess
+from fornet.errors import RecordError
+from fornet.records import Record
 
 LOG = logging.getLogger("fornet.int8")
 
 CALIB_METHODS = ("entropy", "percentile", "minmax")
+#: Bins of the ``|x|`` histograms (entropy and percentile).
+HISTOGRAM_BINS = 2048
+#: INT8 levels the entropy search merges a histogram into.
+ENTROPY_LEVELS = 128
+#: Percentile of ``|x|`` taken as the range by the percentile method.
+PERCENTILE = 99.99
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """The settings of a calibration method (None: the method has no such setting)."""
+
+    num_bins: int | None = None
+    num_quantized_bins: int | None = None
+    percentile: float | None = None
+
+
 #: Settings of each method (recorded in the manifest: a change means recalibrating).
-METHOD_SETTINGS: dict[str, dict[str, Any]] = {
-    "entropy": {"num_bins": 2048, "num_quantized_bins": 128},
-    "percentile": {"num_bins": 2048, "percentile": 99.99},
-    "minmax": {},
+METHOD_SETTINGS: dict[str, MethodSettings] = {
+    "entropy": MethodSettings(num_bins=HISTOGRAM_BINS, num_quantized_bins=ENTROPY_LEVELS),
+    "percentile": MethodSettings(num_bins=HISTOGRAM_BINS, percentile=PERCENTILE),
+    "minmax": MethodSettings(),
 }
 #: Below this many images the ranges are noisy: a warning is logged.
 RECOMMENDED_IMAGES = 100
@@ -56,7 +73,6 @@ RECOMMENDED_IMAGES = 100
 DEFAULT_CALIB_IMAGES = 500
 #: Operator types whose inputs and outputs are calibrated (the ones that get Q/DQ nodes).
 CALIBRATED_OP_TYPES = ("Conv",)
-RANGES_FORMAT = "fornet-deploy/int8-ranges/1"
 
 
 class CalibrationDataError(DataError):
@@ -65,6 +81,23 @@ class CalibrationDataError(DataError):
 
 class CalibrationError(DataError):
     """Calibration could not run or its stored result cannot be read."""
+
+
+class CalibrationRangesError(RecordError, CalibrationError):
+    """A stored ranges file (``fornet_int8.ranges.json``) is missing, corrupt, foreign or newer."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How calibration images become the graph input, in words and numbers (part of the calibration key)."""
+
+    function: str
+    resize: str
+    size: tuple[int, int]
+    input: str
+    channel_order: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -88,18 +121,18 @@ class ModelInput:
         if self.channel_order not in CHANNEL_ORDERS:
             raise CalibrationError(f"channel order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
 
-    def describe(self) -> dict[str, Any]:
-        """The preprocessing as JSON (part of the calibration key)."""
-        return {
-            "function": "cv2.resize only (the graph normalises)" if self.raw
+    def describe(self) -> Preprocessing:
+        """The preprocessing as recorded in the calibration key."""
+        return Preprocessing(
+            function="cv2.resize only (the graph normalises)" if self.raw
             else "fornet.calibration.preprocess.preprocess",
-            "resize": "cv2.resize INTER_LINEAR (half-pixel bilinear, no antialias)",
-            "size": list(self.size),
-            "input": "raw uint8 NHWC, normalised in the graph" if self.raw else "normalised float32 NCHW",
-            "channel_order": self.channel_order if self.raw else "RGB",
-            "mean": [float(m) for m in self.mean],
-            "std": [float(s) for s in self.std],
-        }
+            resize="cv2.resize INTER_LINEAR (half-pixel bilinear, no antialias)",
+            size=(int(self.size[0]), int(self.size[1])),
+            input="raw uint8 NHWC, normalised in the graph" if self.raw else "normalised float32 NCHW",
+            channel_order=self.channel_order if self.raw else "RGB",
+            mean=tuple(float(m) for m in self.mean),
+            std=tuple(float(s) for s in self.std),
+        )
 
     def batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """The graph input for RGB uint8 images of any size (resized to :attr:`size`)."""
@@ -168,6 +201,16 @@ def select_calibration_images(root: str | os.PathLike[str], split: str = "train"
     return CalibrationImages(root=Path(root), split=split, paths=tuple(paths))
 
 
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per-channel min / max / mean of the fed input (rounded to 6 digits), and the values per channel."""
+
+    min: tuple[float, ...]
+    max: tuple[float, ...]
+    mean: tuple[float, ...]
+    values_per_channel: int
+
+
 @dataclass
 class InputStats:
     """Per-channel min / max / mean of everything fed to the graph input."""
@@ -195,10 +238,12 @@ class InputStats:
         """Per-channel mean."""
         return self.total / max(self.pixels, 1)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form: per-channel lists."""
-        return {"min": [round(float(v), 6) for v in self.minimum], "max": [round(float(v), 6) for v in self.maximum],
-                "mean": [round(float(v), 6) for v in self.mean], "values_per_channel": self.pixels}
+    def to_record(self) -> ChannelStats:
+        """The statistics as the manifest records them."""
+        def rounded(values: np.ndarray) -> tuple[float, ...]:
+            return tuple(round(float(v), 6) for v in values)
+
+        return ChannelStats(rounded(self.minimum), rounded(self.maximum), rounded(self.mean), self.pixels)
 
     def summary(self, name: str) -> str:
         """One line per channel for the log."""
@@ -209,39 +254,18 @@ class InputStats:
 
 
 @dataclass(frozen=True)
-class ActivationRanges:
-    """Calibrated ``(min, max)`` of each tensor of the FP32 graph, by ONNX tensor name."""
+class ActivationRanges(Record):
+    """``fornet_int8.ranges.json``: calibrated ``(min, max)`` of each tensor of the FP32 graph, by ONNX tensor name."""
+
+    FORMAT: ClassVar[str] = "fornet-deploy/int8-ranges"
+    VERSION: ClassVar[int] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy INT8 calibration ranges file"
+    FIX: ClassVar[str] = "calibrate again (fornet-export ... --int8 --recalibrate)"
+    ERROR: ClassVar[type[RecordError]] = CalibrationRangesError
 
     method: str
-    settings: dict[str, Any]
+    settings: MethodSettings
     ranges: dict[str, tuple[float, float]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (the content of ``fornet_int8.ranges.json``)."""
-        return {"format": RANGES_FORMAT, "method": self.method, "settings": self.settings,
-                "ranges": {name: [lo, hi] for name, (lo, hi) in self.ranges.items()}}
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the ranges as JSON, atomically."""
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ActivationRanges:
-        """Read ranges written by :meth:`save`.
-
-        Raises:
-            CalibrationError: missing, unreadable or not a ranges file.
-        """
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            if data.get("format") != RANGES_FORMAT:
-                raise ValueError(f"format is {data.get('format')!r}, not {RANGES_FORMAT!r}")
-            ranges = {str(k): (float(v[0]), float(v[1])) for k, v in data["ranges"].items()}
-            return cls(method=str(data["method"]), settings=dict(data["settings"]), ranges=ranges)
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-            raise CalibrationError(f"cannot read calibration ranges {path} ({exc}); calibrate again "
-                                   "(fornet-export ... --int8 --recalibrate)") from exc
 
 
 class _OneBatch:
@@ -264,13 +288,13 @@ def _create_calibrator(onnx_path: Path, method: str, workdir: Path) -> Any:
         enum, options = CalibrationMethod.MinMax, {}
     else:
         enum = CalibrationMethod.Percentile
-        options = {"num_bins": METHOD_SETTINGS[method]["num_bins"], "symmetric": True,
-                   "percentile": METHOD_SETTINGS["percentile"]["percentile"]}
+        options = {"num_bins": HISTOGRAM_BINS, "symmetric": True, "percentile": PERCENTILE}
     return create_calibrator(onnx_path, list(CALIBRATED_OP_TYPES), augmented_model_path=str(workdir / "augmented.onnx"),
                              calibrate_method=enum, extra_options=options)
 
 
-def entropy_amax(hist: np.ndarray, edges: np.ndarray, num_bins: int = 2048, num_quantized_bins: int = 128) -> float:
+def entropy_amax(hist: np.ndarray, edges: np.ndarray, num_bins: int = HISTOGRAM_BINS,
+                 num_quantized_bins: int = ENTROPY_LEVELS) -> float:
     """TensorRT's entropy threshold for a histogram of ``|x|``: the bin edge ``t`` that minimises
     ``KL(P || Q)``, where ``P`` is the histogram up to ``t`` with everything above ``t`` added to
     its last bin (clipping) and ``Q`` is that part merged into ``num_quantized_bins`` INT8 levels
@@ -324,10 +348,9 @@ def _ranges_of(calibrator: Any, method: str) -> dict[str, tuple[float, float]]:
         computed = calibrator.compute_data().data
         return {name: tuple(float(np.asarray(v).reshape(-1)[0]) for v in data.range_value)  # type: ignore[misc]
                 for name, data in computed.items()}
-    settings = METHOD_SETTINGS["entropy"]
     ranges: dict[str, tuple[float, float]] = {}
     for name, (hist, edges, low, high) in calibrator.collector.get_histogram_dict().items():
-        amax = entropy_amax(hist, edges, settings["num_bins"], settings["num_quantized_bins"])
+        amax = entropy_amax(hist, edges)
         ranges[name] = (max(float(low), -amax), min(float(high), amax))
     return ranges
 
@@ -390,4 +413,4 @@ def calibrate(onnx_path: str | os.PathLike[str], images: CalibrationImages, mode
         ranges = _ranges_of(calibrator, method)
     LOG.info(stats.summary(input_name))
     _check_finite(ranges)
-    return ActivationRanges(method=method, settings=dict(METHOD_SETTINGS[method]), ranges=ranges), stats
+    return ActivationRanges(method=method, settings=METHOD_SETTINGS[method], ranges=ranges), stats

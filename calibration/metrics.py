@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,6 +33,38 @@ from fornet.calibration.labels import train_ids_to_label_ids
 
 class MetricsError(DataError):
     """Predictions or targets that cannot be scored (wrong shape, dtype or value range)."""
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    """The scores of one confusion matrix as records keep them: mIoU, pixel accuracy and per-class IoU
+    (None where undefined, i.e. NaN), and the counts."""
+
+    num_classes: int
+    ignore_index: int
+    pixels: int
+    miou: float | None
+    pixel_accuracy: float | None
+    iou: dict[str, float | None]
+    #: ``[target class][predicted class]`` pixel counts.
+    confusion_matrix: tuple[tuple[int, ...], ...]
+    #: Per target class, pixels predicted outside ``[0, num_classes)``.
+    invalid_predictions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ParitySummary:
+    """How two predictors agree, as records keep it (None where undefined); ``text`` is :meth:`ParityReport.summary`."""
+
+    names: tuple[str, str]
+    boundary_width: int
+    pixels: int
+    agreement: float | None
+    boundary_pixels: int
+    boundary_agreement: float | None
+    miou_delta: float | None
+    iou_delta: dict[str, float | None]
+    text: str
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -160,19 +192,19 @@ class ConfusionMatrix:
         """Correct pixels / scored pixels (NaN before any valid pixel was seen)."""
         return _ratio(int(np.trace(self._counts)), self.total_pixels)
 
-    def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
-        """JSON-ready summary: mIoU, pixel accuracy, per-class IoU (NaN as null) and the counts."""
+    def to_record(self, class_names: Sequence[str] | None = None) -> ScoreSummary:
+        """The scores as records keep them (classes named by ``class_names``, else by their index)."""
         names = _class_names(class_names, self.num_classes)
-        return {
-            "num_classes": self.num_classes,
-            "ignore_index": self.ignore_index,
-            "pixels": self.total_pixels,
-            "miou": _nan_to_none(self.miou()),
-            "pixel_accuracy": _nan_to_none(self.pixel_accuracy()),
-            "iou": {name: _nan_to_none(v) for name, v in zip(names, self.iou(), strict=True)},
-            "confusion_matrix": self.matrix.tolist(),
-            "invalid_predictions": self.invalid_predictions.tolist(),
-        }
+        return ScoreSummary(
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            pixels=self.total_pixels,
+            miou=_nan_to_none(self.miou()),
+            pixel_accuracy=_nan_to_none(self.pixel_accuracy()),
+            iou={name: _nan_to_none(v) for name, v in zip(names, self.iou(), strict=True)},
+            confusion_matrix=tuple(tuple(int(n) for n in row) for row in self.matrix),
+            invalid_predictions=tuple(int(n) for n in self.invalid_predictions),
+        )
 
 
 def _class_names(class_names: Sequence[str] | None, num_classes: int) -> list[str]:
@@ -288,22 +320,24 @@ class ParityReport:
         """Per-class ``IoU(b) - IoU(a)``; NaN where either is NaN."""
         return self.b.iou() - self.a.iou()
 
-    def to_dict(self, class_names: Sequence[str] | None = None,
-                names: tuple[str, str] = ("a", "b")) -> dict[str, Any]:
-        """JSON-ready summary; ``names`` label the two predictors (e.g. ``("pytorch", "tensorrt")``)."""
+    def to_record(self, class_names: Sequence[str] | None = None,
+                  names: tuple[str, str] = ("a", "b")) -> ParitySummary:
+        """The agreement as records keep it; ``names`` label the two predictors (e.g. ``("pytorch", "tensorrt")``).
+
+        The scores of each predictor are ``self.a.to_record(...)`` and ``self.b.to_record(...)``.
+        """
         labels = _class_names(class_names, self.a.num_classes)
-        return {
-            "names": list(names),
-            "boundary_width": self.boundary_width,
-            "pixels": self.pixels,
-            "agreement": _nan_to_none(self.agreement),
-            "boundary_pixels": self.boundary_pixels,
-            "boundary_agreement": _nan_to_none(self.boundary_agreement),
-            "miou_delta": _nan_to_none(self.miou_delta),
-            "iou_delta": {n: _nan_to_none(v) for n, v in zip(labels, self.iou_delta, strict=True)},
-            names[0]: self.a.to_dict(labels),
-            names[1]: self.b.to_dict(labels),
-        }
+        return ParitySummary(
+            names=names,
+            boundary_width=self.boundary_width,
+            pixels=self.pixels,
+            agreement=_nan_to_none(self.agreement),
+            boundary_pixels=self.boundary_pixels,
+            boundary_agreement=_nan_to_none(self.boundary_agreement),
+            miou_delta=_nan_to_none(self.miou_delta),
+            iou_delta={n: _nan_to_none(v) for n, v in zip(labels, self.iou_delta, strict=True)},
+            text=self.summary(names),
+        )
 
     def summary(self, names: tuple[str, str] = ("a", "b")) -> str:
         """A few human-readable lines: agreements and both mIoUs with their delta (percent)."""

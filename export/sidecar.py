@@ -15,7 +15,6 @@ from fornet import __version__
 from fornet.calibration.labels import class_table
 from fornet.contract import INPUT_NAME, LABELS_NAME, LOGITS_NAME, MASKS_NAME, TOPK_GATE
 from fornet.export.prepost import IOFormat
-from fornet.export.verify import VerificationReport
 from fornet.hashing import sha256_file
 from fornet.model import FoRNetConfig
 from fornet.model.memory import activation_profile
@@ -28,6 +27,7 @@ from fornet.runtime.model_io import (
     TensorInfo,
     ToolInfo,
     TopKInfo,
+    VerificationReport,
 )
 
 
@@ -86,7 +86,7 @@ def build_sidecar(desc: ExportDescription, onnx_path: Path, precision: str, io_f
                           custom_opsets={TOPK_GATE.domain: TOPK_GATE.opset_version} if plugin_gate else {}),
         checkpoint=FileDigest(desc.checkpoint.name, sha256_file(desc.checkpoint)),
         variant=desc.variant,
-        config=desc.config.to_dict(),
+        config=desc.config,
         classes=tuple(names),
         colors=tuple(tuple(c) for c in colors),
         input=InputInfo(*image, size=(h, w), channel_order=desc.io.channel_order if raw else "RGB",
@@ -97,7 +97,7 @@ def build_sidecar(desc: ExportDescription, onnx_path: Path, precision: str, io_f
             gate=desc.gate,
             node=node if plugin_gate else None,
         ),
-        verification=report.to_dict() if report is not None else None,
+        verification=report,
         activations=activation_profile(desc.config),
     )
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,50 +22,7 @@ import torch
 from fornet.contract import INPUT_NAME, MASKS_NAME
 from fornet.export.prepost import IOFormat
 from fornet.model import FoRNet
-
-
-@dataclass(frozen=True)
-class VerificationReport:
-    """Outcome of comparing one ONNX file with PyTorch.
-
-    Attributes:
-        precision: ``"fp32"`` or ``"fp16"`` (the ONNX file's).
-        images: number of images compared.
-        max_abs_logit_diff: largest ``|logit_onnx - logit_torch|`` (None for a labels output).
-        argmax_agreement: fraction of pixels whose class equals PyTorch's.
-        threshold: the agreement required to pass.
-        mask_agreement: fraction of selector cells whose four mask bits equal PyTorch's.
-        selected_cells: the distinct rows of ones-per-mask counts over the images of the ONNX
-            output (one count per ratio); a passing file has exactly one row, equal to ``ks``.
-        expected_cells: the node's ``ks``.
-    """
-
-    precision: str
-    images: int
-    max_abs_logit_diff: float | None
-    argmax_agreement: float
-    threshold: float
-    mask_agreement: float
-    selected_cells: list[list[int]]
-    expected_cells: list[int]
-
-    @property
-    def passed(self) -> bool:
-        """Agreement reaches the threshold and every mask holds exactly k cells."""
-        return self.argmax_agreement >= self.threshold and self.selected_cells == [self.expected_cells]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible form (stored in the sidecar)."""
-        return {**asdict(self), "passed": self.passed}
-
-    def summary(self) -> str:
-        """One line for the console."""
-        diff = "n/a" if self.max_abs_logit_diff is None else f"{self.max_abs_logit_diff:.3g}"
-        return (f"{self.precision}: {self.images} image(s), max |logit diff| {diff}, argmax agreement "
-                f"{100 * self.argmax_agreement:.4f}% (need {100 * self.threshold:.2f}%), mask agreement "
-                f"{100 * self.mask_agreement:.3f}%, selected cells per ratio "
-                f"{' / '.join(map(str, self.selected_cells))} (k = {self.expected_cells}): "
-                f"{'PASS' if self.passed else 'FAIL'}")
+from fornet.runtime.model_io import VerificationReport
 
 
 def load_images(size: tuple[int, int], count: int, data_dir: str | os.PathLike[str] | None = None,
@@ -158,9 +113,11 @@ def verify_onnx(model: FoRNet, onnx_path: str | os.PathLike[str], images: Sequen
             cells_agree += int((got_masks == ref_masks).all(axis=1).sum())
             cells += got_masks[:, 0].size
             counts.update(tuple(int(c) for c in row) for row in got_masks.sum(axis=(2, 3)).round())
+    selected, expected = [list(row) for row in sorted(counts)], [int(k) for k in ks]
     return VerificationReport(
         precision=precision, images=len(images),
         max_abs_logit_diff=None if io.output == "labels" else max_diff,
         argmax_agreement=agree / pixels, threshold=threshold, mask_agreement=cells_agree / cells,
-        selected_cells=[list(row) for row in sorted(counts)], expected_cells=[int(k) for k in ks],
+        selected_cells=selected, expected_cells=expected,
+        passed=agree / pixels >= threshold and selected == [expected],
     )

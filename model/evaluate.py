@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fornet import __version__
 from fornet.atomic import ensure_writable_dir
 from fornet.calibration.cityscapes import Sample
 from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from fornet.calibration.metrics import ConfusionMatrix, save_label_id_png
+from fornet.calibration.metrics import ConfusionMatrix, ScoreSummary, save_label_id_png
 from fornet.calibration.preprocess import preprocess
-from fornet.errors import RecordError
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD
 from fornet.model.errors import ModelError
 from fornet.options import parse_device
@@ -44,6 +44,37 @@ class LabelledImages(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> Sample: ...
+
+
+@dataclass(frozen=True)
+class EvalReport(Record, ScoreSummary):
+    """``fornet eval --json``: the scores (:class:`ScoreSummary`'s fields) and what was scored, how and where."""
+
+    FORMAT: ClassVar[str] = "fornet-deploy/eval-report"
+    VERSION: ClassVar[int] = 2
+    #: Reports written before the format tag have version 1's layout.
+    UNTAGGED_VERSION: ClassVar[int | None] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy evaluation report"
+    FIX: ClassVar[str] = "run fornet eval again with --json"
+
+    n_images: int
+    seconds: float
+    model: str
+    variant: str | None
+    data: str
+    split: str
+    input_size: tuple[int, int] | None
+    device: str
+    fornet_version: str
+
+    @classmethod
+    def upgrade(cls, version: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Version 1 named the scored file ``checkpoint`` (only checkpoints were scored then)."""
+        if version != 1:
+            return None
+        upgraded = dict(body)
+        upgraded["model"] = upgraded.pop("checkpoint", None)
+        return upgraded
 
 
 @dataclass
@@ -66,47 +97,13 @@ class EvalResult:
     n_images: int
     seconds: float
 
-    def to_dict(self, class_names: Sequence[str] = CLASS_NAMES) -> dict[str, Any]:
-        """JSON-ready form: the confusion matrix summary plus image count and time."""
-        return {**self.confusion.to_dict(class_names), "n_images": self.n_images,
-                "seconds": round(self.seconds, 3)}
-
-
-class EvalReportError(RecordError, EvaluationError):
-    """An evaluation report file that cannot be read."""
-
-
-@dataclass(frozen=True)
-class EvalReport(Record):
-    """``fornet eval --json``: what was scored, on which data, and the scores (IoUs as fractions)."""
-
-    FORMAT: ClassVar[str] = "fornet-deploy/eval-report"
-    VERSION: ClassVar[int] = 1
-    DESCRIPTION: ClassVar[str] = "fornet-deploy evaluation report"
-    FIX: ClassVar[str] = "write it again with fornet eval --json"
-    ERROR: ClassVar[type[RecordError]] = EvalReportError
-
-    model: str
-    variant: str | None
-    data: str
-    split: str
-    input_size: tuple[int, int] | None
-    device: str
-    fornet_version: str
-    n_images: int
-    seconds: float
-    miou: float | None
-    pixel_accuracy: float | None
-    iou: dict[str, float | None]
-    confusion_matrix: tuple[tuple[int, ...], ...]
-
-    @classmethod
-    def of(cls, result: EvalResult, **about: Any) -> EvalReport:
-        """The report of ``result``; ``about`` names the model, data, split, input size, device and version."""
-        scores = result.confusion.to_dict(CLASS_NAMES)
-        return cls(**about, n_images=result.n_images, seconds=round(result.seconds, 3), miou=scores["miou"],
-                   pixel_accuracy=scores["pixel_accuracy"], iou=scores["iou"],
-                   confusion_matrix=tuple(tuple(row) for row in scores["confusion_matrix"]))
+    def to_report(self, *, model: str, variant: str | None, data: str, split: str,
+                  input_size: tuple[int, int] | None, device: str,
+                  class_names: Sequence[str] = CLASS_NAMES) -> EvalReport:
+        """The scores with what was scored (model file, variant, data, split, input size, device)."""
+        return EvalReport(**vars(self.confusion.to_record(class_names)), n_images=self.n_images,
+                          seconds=round(self.seconds, 3), model=model, variant=variant, data=data,
+                          split=split, input_size=input_size, device=device, fornet_version=__version__)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from fornet.model.loss import FoRNetLoss
 from fornet.model.train_config import TrainConfig
 from fornet.model.train_data import AugmentedTrainSet, default_workers, train_batches
 from fornet.model.train_env import TrainEnvironment, setup_environment
-from fornet.model.train_run import RunFolder, run_logger
+from fornet.model.train_run import MetricsLine, RunFolder, run_logger
 from fornet.model.train_state import (
     TrainState,
     build_optimizer,
@@ -189,8 +189,8 @@ class _Trainer:
             improved = self.state.best_miou is None or miou > self.state.best_miou
             if improved:
                 self.state.best_miou = miou
-            self.folder.append_metrics({"iter": self.state.step, "kind": "val", "miou": miou,
-                                        "iou": [float(v) for v in result.iou]})
+            self.folder.append_metrics(MetricsLine(iter=self.state.step, kind="val", miou=miou,
+                                                   iou=tuple(float(v) for v in result.iou)))
             # best.pth first: last.pth never records a best score that best.pth does not hold.
             fault_point("train.before_save")
             if improved:
@@ -232,8 +232,9 @@ class _Trainer:
         means = self.env.mean_over_processes(window.means()).tolist()
         seconds = window.seconds_per_step()
         if self.env.is_main:
-            self.folder.append_metrics({"iter": self.state.step, "kind": "train", "lr": lr,
-                                        "s_per_iter": seconds, **dict(zip(LOSS_TERMS, means, strict=True))})
+            loss, ce, dice, sel = means  # LOSS_TERMS
+            self.folder.append_metrics(MetricsLine(iter=self.state.step, kind="train", lr=lr, s_per_iter=seconds,
+                                                   loss=loss, ce=ce, dice=dice, sel=sel))
             log.info("step %d/%d: loss %.4f (ce %.4f, dice %.4f, sel %.4f), lr %.3g, %.2f s/it",
                      self.state.step, self.config.iters, *means, lr, seconds)
         window.reset()

@@ -1,27 +1,99 @@
 """The run folder: ``config.json``, ``train.log``, ``metrics.jsonl`` and the checkpoint names.
 
-Only the main process touches it.
+``config.json`` is a :class:`RunConfigFile` record and every line of ``metrics.jsonl`` a
+:class:`MetricsLine` record (:mod:`fornet.records`). Only the main process touches the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from fornet.atomic import ensure_writable_dir, write_text_atomic
+from fornet.errors import RecordError
 from fornet.model.errors import ModelError
-from fornet.model.train_config import TrainConfig, TrainConfigError, run_differences
+from fornet.model.train_config import TrainConfig, run_differences
+from fornet.records import LineRecord, Record
 
 LOGGER_NAME = "fornet.train"
 
 
 class RunFolderError(ModelError):
     """The run folder holds a different run, or cannot be used."""
+
+
+class RunRecordError(RecordError, RunFolderError):
+    """A file of the run folder (``config.json``, ``metrics.jsonl``) is unreadable, damaged or foreign."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfigFile(Record):
+    """``RUN/config.json``: the run's configuration (:class:`TrainConfig`).
+
+    Version 1 files (written before the format tag) hold the configuration's fields at the top level.
+    """
+
+    FORMAT: ClassVar[str] = "fornet-deploy/train-config"
+    VERSION: ClassVar[int] = 2
+    UNTAGGED_VERSION: ClassVar[int | None] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy run configuration"
+    FIX: ClassVar[str] = "choose another --out or delete that file"
+    ERROR: ClassVar[type[RecordError]] = RunRecordError
+
+    config: TrainConfig
+
+    @classmethod
+    def upgrade(cls, version: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Version 1: the configuration itself."""
+        return {"config": body} if version == 1 else None
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsLine(LineRecord):
+    """One line of ``RUN/metrics.jsonl``: a window of training steps (``kind`` ``train``: learning rate,
+    seconds per step and the loss terms) or a validation (``val``: mIoU and per-class IoU).
+
+    Non-finite values (a diverged loss, a class absent from both prediction and ground truth) are
+    recorded as None (JSON ``null``); fields of the other kind are left out of the line.
+    """
+
+    FORMAT: ClassVar[str] = "fornet-deploy/train-metrics"
+    VERSION: ClassVar[int] = 1
+    #: Lines written before the format tag have the same fields.
+    UNTAGGED_VERSION: ClassVar[int | None] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy training metrics line"
+    FIX: ClassVar[str] = ("resume from a run folder that fornet train wrote, or pass --overwrite to start over "
+                          "(its checkpoints and metrics are replaced)")
+    ERROR: ClassVar[type[RecordError]] = RunRecordError
+    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("lr", "s_per_iter", "loss", "ce", "dice", "sel", "miou", "iou")
+
+    iter: int
+    kind: Literal["train", "val"]
+    lr: float | None = None
+    s_per_iter: float | None = None
+    loss: float | None = None
+    ce: float | None = None
+    dice: float | None = None
+    sel: float | None = None
+    miou: float | None = None
+    iou: tuple[float | None, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float):
+                object.__setattr__(self, field.name, _finite(value))
+            elif isinstance(value, tuple):
+                object.__setattr__(self, field.name, tuple(_finite(v) for v in value))
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 class RunFolder:
@@ -36,14 +108,14 @@ class RunFolder:
         self.metrics = self.path / "metrics.jsonl"
 
     def saved_config(self) -> TrainConfig | None:
-        """The configuration in ``config.json``, or None when there is none."""
+        """The configuration in ``config.json``, or None when there is none.
+
+        Raises:
+            RunRecordError: a ``config.json`` that is not a valid run configuration.
+        """
         if not self.config.is_file():
             return None
-        try:
-            return TrainConfig.from_dict(json.loads(self.config.read_text(encoding="utf-8")))
-        except (ValueError, TrainConfigError) as exc:
-            raise RunFolderError(f"{self.config} is not a valid run configuration ({exc}); "
-                                 "choose another --out or delete that file") from exc
+        return RunConfigFile.load(self.config).config
 
     def holds_run(self) -> bool:
         """Whether the folder holds work of a run: a checkpoint or metrics records."""
@@ -71,7 +143,7 @@ class RunFolder:
     def prepare(self, config: TrainConfig, resuming: bool) -> None:
         """Create the folder, write ``config.json``; a fresh run also empties ``metrics.jsonl``."""
         ensure_writable_dir(self.path)
-        write_text_atomic(self.config, json.dumps(config.to_dict(), indent=2) + "\n")
+        RunConfigFile(config).save(self.config)
         if not resuming:
             write_text_atomic(self.metrics, "")
 
@@ -80,23 +152,13 @@ class RunFolder:
         that a resumed run restarts from)."""
         if not self.metrics.is_file():
             return
-        kept = [line for line in self.metrics.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("iter", 0) <= after]
-        write_text_atomic(self.metrics, "".join(f"{line}\n" for line in kept))
+        kept = [line for line in MetricsLine.read_lines(self.metrics) if line.iter <= after]
+        write_text_atomic(self.metrics, "".join(line.to_line() for line in kept))
 
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        """Append one JSON record (non-finite floats become null)."""
-        clean = {k: _json_safe(v) for k, v in record.items()}
+    def append_metrics(self, line: MetricsLine) -> None:
+        """Append one line to ``metrics.jsonl``."""
         with self.metrics.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(clean) + "\n")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
+            fh.write(line.to_line())
 
 
 class _TqdmHandler(logging.Handler):

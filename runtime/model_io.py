@@ -20,6 +20,7 @@ import numpy as np
 from fornet.contract import INPUT_NAME, LABELS_NAME, LOGITS_NAME
 from fornet.errors import RecordError
 from fornet.hashing import sha256_file
+from fornet.model.config import FoRNetConfig
 from fornet.model.memory import ActivationProfile
 from fornet.records import FileDigest, Record
 from fornet.runtime.errors import FornetRuntimeError
@@ -97,6 +98,44 @@ class TopKInfo:
 
 
 @dataclass(frozen=True)
+class VerificationReport:
+    """Outcome of comparing one ONNX file with PyTorch (``fornet export`` records it in the sidecar).
+
+    Attributes:
+        precision: ``"fp32"`` or ``"fp16"`` (the ONNX file's).
+        images: number of images compared.
+        max_abs_logit_diff: largest ``|logit_onnx - logit_torch|`` (None for a labels output).
+        argmax_agreement: fraction of pixels whose class equals PyTorch's.
+        threshold: the agreement required to pass.
+        mask_agreement: fraction of selector cells whose four mask bits equal PyTorch's.
+        selected_cells: the distinct rows of ones-per-mask counts over the images of the ONNX
+            output (one count per ratio); a passing file has exactly one row, equal to ``ks``.
+        expected_cells: the node's ``ks``.
+        passed: the verdict: the agreement reaches the threshold and every mask holds exactly
+            ``k`` cells (the only row of ``selected_cells`` equals ``expected_cells``).
+    """
+
+    precision: str
+    images: int
+    max_abs_logit_diff: float | None
+    argmax_agreement: float
+    threshold: float
+    mask_agreement: float
+    selected_cells: list[list[int]]
+    expected_cells: list[int]
+    passed: bool
+
+    def summary(self) -> str:
+        """One line for the console."""
+        diff = "n/a" if self.max_abs_logit_diff is None else f"{self.max_abs_logit_diff:.3g}"
+        return (f"{self.precision}: {self.images} image(s), max |logit diff| {diff}, argmax agreement "
+                f"{100 * self.argmax_agreement:.4f}% (need {100 * self.threshold:.2f}%), mask agreement "
+                f"{100 * self.mask_agreement:.3f}%, selected cells per ratio "
+                f"{' / '.join(map(str, self.selected_cells))} (k = {self.expected_cells}): "
+                f"{'PASS' if self.passed else 'FAIL'}")
+
+
+@dataclass(frozen=True)
 class ModelSidecar(Record):
     """``<model>.onnx.json``: what a deployment needs besides the graph (written by ``fornet export``)."""
 
@@ -111,13 +150,13 @@ class ModelSidecar(Record):
     onnx: OnnxFileInfo
     checkpoint: FileDigest
     variant: str | None
-    config: dict[str, Any]
+    config: FoRNetConfig
     classes: tuple[str, ...]
     colors: tuple[tuple[int, int, int], ...]
     input: InputInfo
     outputs: tuple[TensorInfo, ...]
     topk: TopKInfo
-    verification: dict[str, Any] | None
+    verification: VerificationReport | None
     #: Activation sizes of the model, for the memory check before a runtime loads it.
     activations: ActivationProfile | None = None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import json
 import subprocess
 import sys
 import time
@@ -14,12 +13,13 @@ import pytest
 
 from fornet.calibration.labels import TRAIN_TO_LABEL
 from fornet.cli.bench import main
-from fornet.runtime.bench.environment import collect_environment
+from fornet.runtime.bench.environment import ThreadSettings, collect_environment
 from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.bench.report import render_markdown, write_report
 from fornet.runtime.bench.runner import BenchResult
 from fornet.runtime.bench.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
 from tests.helpers.engine_metadata import engine_metadata
+from tests.helpers.record_samples import BENCH
 
 FAST = ["--warmup-s", "0", "--min-iters", "2", "--duration-s", "0", "--quiet", "--threads", "1", "--device", "cpu"]
 
@@ -28,9 +28,9 @@ FAST = ["--warmup-s", "0", "--min-iters", "2", "--duration-s", "0", "--quiet", "
 
 def test_latency_statistics():
     stats = LatencyStats(tuple(float(v) for v in range(1, 101)), batch=2)
-    summary = stats.to_dict()
-    assert summary["median_ms"] == 50.5 and summary["p90_ms"] == 90 and summary["p99_ms"] == 99
-    assert summary["max_ms"] == 100 and summary["iterations"] == 100
+    summary = stats.to_record()
+    assert summary.median_ms == 50.5 and summary.p90_ms == 90 and summary.p99_ms == 99
+    assert summary.max_ms == 100 and summary.iterations == 100
     assert stats.throughput == pytest.approx(2 * 100 / (5050 / 1000))
     assert stats.cv == pytest.approx(np.std(np.arange(1, 101), ddof=1) / 50.5)
     assert LatencyStats((5.0,)).cv == 0.0
@@ -57,10 +57,10 @@ def test_bad_timing_settings(kwargs, message):
 
 
 def test_environment_record():
-    env = collect_environment({"requested": 2})
-    assert env["cpu"] and env["cpu_count"] >= 1 and env["threads"] == {"requested": 2}
-    assert env["versions"]["numpy"] == np.__version__ and "onnxruntime" in env["versions"]
-    assert env["gpu"] is None or "compute_capability" in env["gpu"]
+    env = collect_environment(ThreadSettings(requested=2))
+    assert env.cpu and env.cpu_count is not None and env.cpu_count >= 1 and env.threads == ThreadSettings(2)
+    assert env.versions["numpy"] == np.__version__ and "onnxruntime" in env.versions
+    assert env.gpu is None or env.gpu.compute_capability
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -83,20 +83,23 @@ def test_cli_end_to_end_with_reference_and_data(lite, synth_root, tmp_path, caps
     assert "| engine compute | onnxruntime-cpu |" in text
     assert "| end to end (pre + infer + post) | pytorch-cpu |" in text
     assert "Speed-up of onnxruntime-cpu over pytorch-cpu" in text and "pixel agreement pytorch-cpu vs" in text
-    record = json.loads((out / "bench.json").read_text())
-    speed = record["speed"]
-    assert speed["frame_size"] == [128, 256] and speed["input_size"] == [64, 128]
+    record = BenchReport.load(out / "bench.json")
+    speed = record.speed
+    assert speed is not None and speed.frame_size == (128, 256) and speed.input_size == (64, 128)
     for scope in ("compute", "copies", "end_to_end"):
-        results = speed["scopes"][scope]["results"]
-        assert set(results) == {"onnxruntime-cpu", "pytorch-cpu"} and speed["scopes"][scope]["speedup"] > 0
-        assert all(r["iterations"] >= 2 and r["median_ms"] > 0 for r in results.values())
-    assert speed["scopes"]["copies"]["results"] == speed["scopes"]["compute"]["results"]
-    assert any("same measurement as compute" in n for n in speed["scopes"]["copies"]["notes"])
-    assert 0 < speed["stages"]["onnxruntime-cpu"]["prepost_share"] < 1
-    accuracy = record["accuracy"]
-    assert accuracy["images"] == 2 and accuracy["parity"]["agreement"] > 0.99
-    assert set(accuracy["miou"]) == {"onnxruntime-cpu", "pytorch-cpu"}
-    assert record["environment"]["threads"]["torch"] == 1 and record["trtexec"] is None
+        results, speedup = speed.scopes[scope].results, speed.scopes[scope].speedup
+        assert set(results) == {"onnxruntime-cpu", "pytorch-cpu"} and speedup is not None and speedup > 0
+        assert all(r is not None and r.iterations >= 2 and r.median_ms > 0 for r in results.values())
+    assert speed.scopes["copies"].results == speed.scopes["compute"].results
+    assert any("same measurement as compute" in n for n in speed.scopes["copies"].notes)
+    assert 0 < speed.stages["onnxruntime-cpu"].prepost_share < 1
+    accuracy = record.accuracy
+    assert accuracy is not None and accuracy.images == 2
+    assert accuracy.parity is not None and accuracy.parity.agreement is not None and accuracy.parity.agreement > 0.99
+    assert set(accuracy.miou) == {"onnxruntime-cpu", "pytorch-cpu"}
+    threads = record.environment.threads
+    assert threads is not None and threads.torch == 1 and record.trtexec is None
+    assert BenchReport.load(out / "report" / "report.json").speed is not None
     predictions = sorted((out / "preds").glob("*_pred_labelIds.png"))
     assert len(predictions) == 2
     label_ids = cv2.imread(str(predictions[0]), cv2.IMREAD_UNCHANGED)
@@ -137,33 +140,15 @@ def test_report_without_matplotlib(monkeypatch, tmp_path):
             raise ImportError("No module named 'matplotlib'")
         return real_import(name, *args, **kwargs)
 
-    record = json.loads(json.dumps(_minimal_record()))
+    record = BENCH
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     paths = write_report(tmp_path, BenchResult(record, [("img", np.zeros((4, 4, 3), np.uint8))]))
     assert {p.name for p in paths} == {"summary.md", "report.json", "overlay_img.png"}
     assert "plots skipped: matplotlib is not installed" in (tmp_path / "summary.md").read_text()
 
 
-def _minimal_record():
-    stats = LatencyStats((1.0, 2.0)).to_dict()
-    scope = {"title": "t", "results": {"onnxruntime-cpu": stats}, "notes": []}
-    return {
-        "format": BenchReport.format_tag(), "fornet_version": "0.1.0",
-        "command": "fornet-bench", "trtexec": "trtexec --loadEngine=x.plan", "reference": None,
-        "engine": {"path": "x", "backend": "onnxruntime-cpu", "model": "m", "gpu_prepost": False,
-                   "cuda_graph": False},
-        "environment": {"cpu": "c", "cpus_usable": 1, "gpu": None, "load_average": [0.0], "load_average_after": [0.0],
-                        "versions": {"numpy": "2"}, "threads": {}, "jetson": None},
-        "speed": {"frame_size": [8, 8], "input_size": [8, 8], "batch": 1, "timer": "t", "engine": "onnxruntime-cpu",
-                  "reference": None, "settings": {"description": "d"}, "warnings": ["noisy"],
-                  "scopes": {s: scope for s in ("compute", "copies", "end_to_end")},
-                  "stages": {"onnxruntime-cpu": {"pre_ms": 0.1, "infer_ms": 1.0, "post_ms": 0.1,
-                                                 "prepost_share": 0.15}}},
-    }
-
-
 def test_markdown_states_scopes_trtexec_and_advice():
-    text = render_markdown(_minimal_record(), ["a.png"])
+    text = render_markdown(BENCH, ["a.png"])
     assert "trtexec equivalent of the compute scope" in text and "`trtexec --loadEngine=x.plan`" in text
     assert "- warning: noisy" in text and "- so: the machine may be busy" in text and "- a.png" in text
     assert "| onnxruntime-cpu | 0.1 | 1.0 | 0.1 | 15.0% |" in text

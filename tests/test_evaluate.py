@@ -16,8 +16,9 @@ from torch import nn
 from fornet.calibration.cityscapes import CityscapesDataset, Sample
 from fornet.calibration.labels import LABEL_TO_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
 from fornet.cli.eval import main
+from fornet.errors import RecordError
 from fornet.model import IMAGENET_MEAN, IMAGENET_STD, save_checkpoint
-from fornet.model.evaluate import EvaluationError, evaluate, predict_labels
+from fornet.model.evaluate import EvalReport, EvaluationError, evaluate, predict_labels
 from tests.helpers.model_utils import realistic_model
 
 
@@ -122,7 +123,10 @@ def test_evaluate_constant_prediction_against_hand_computed_scores(synth_root: P
     assert written == sorted(f"{stem}_pred_labelIds.png" for stem in gts)
     png = cv2.imread(str(tmp_path / "pred" / written[0]), cv2.IMREAD_UNCHANGED)
     assert png.shape == next(iter(gts.values())).shape and (png == TRAIN_TO_LABEL[cls]).all()
-    assert json.loads(json.dumps(result.to_dict()))["n_images"] == len(gts)
+    report = result.to_report(model="c.pth", variant=None, data=str(synth_root), split="val", input_size=None,
+                              device="cpu")
+    assert report.n_images == len(gts) and report.miou == pytest.approx(result.miou)
+    assert EvalReport.load(report.save(tmp_path / "scores.json")) == report
 
 
 def test_evaluate_limit(synth_root: Path) -> None:
@@ -162,13 +166,30 @@ def test_cli_scores_match_saved_predictions(synth_root: Path, lite_ckpt: Path, t
     last = stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"mIoU: \d+\.\d\d", last)
     assert "traffic light" in stdout
-    report = json.loads(out_json.read_text())
-    assert report["variant"] == "lite" and report["input_size"] == [128, 256]
-    assert report["n_images"] == 4 and f"{100 * report['miou']:.2f}" == last.split()[1]
+    report = EvalReport.load(out_json)
+    assert report.variant == "lite" and report.input_size == (128, 256) and report.miou is not None
+    assert report.n_images == 4 and f"{100 * report.miou:.2f}" == last.split()[1]
     # independent: score the written labelId PNGs against the ground truth PNGs by hand
     gts = gt_train_ids(synth_root)
     preds = [LABEL_TO_TRAIN[cv2.imread(str(pred_dir / f"{s}_pred_labelIds.png"), -1)] for s in gts]
-    assert report["miou"] == pytest.approx(brute_force_miou(preds, list(gts.values())), abs=1e-12)
+    assert report.miou == pytest.approx(brute_force_miou(preds, list(gts.values())), abs=1e-12)
+
+
+def test_reports_written_before_the_format_tag_still_load(tmp_path: Path) -> None:
+    """``fornet eval --json`` files of the first layout (no ``format`` field) load as version 1."""
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps({
+        "checkpoint": "lite.pth", "variant": "lite", "data": "data", "split": "val", "input_size": [128, 256],
+        "device": "cpu", "fornet_version": "0.1.0", "num_classes": 2, "ignore_index": 255, "pixels": 10,
+        "miou": 0.5, "pixel_accuracy": 0.75, "iou": {"road": 1.0, "sidewalk": None},
+        "confusion_matrix": [[5, 0], [2, 3]], "invalid_predictions": [0, 0], "n_images": 1, "seconds": 0.5}))
+    report = EvalReport.load(path)
+    assert report.confusion_matrix == ((5, 0), (2, 3)) and report.iou["sidewalk"] is None
+    assert report.model == "lite.pth"  # version 1's "checkpoint"
+    path.write_text(path.read_text().replace('"pixels": 10', '"pixels": "10"'))
+    with pytest.raises(RecordError, match=r"damaged fornet-deploy evaluation report \(pixels: Input should be a "
+                                          r"valid integer\).*run fornet eval again"):
+        EvalReport.load(path)
 
 
 def test_cli_missing_checkpoint(synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -114,7 +114,8 @@ def test_failed_verification_publishes_nothing(lite_ckpt, tmp_path, monkeypatch)
     def failing(model, path, images, **kwargs):
         return VerificationReport(precision=kwargs["precision"], images=len(images), max_abs_logit_diff=3.0,
                                   argmax_agreement=0.5, threshold=kwargs["threshold"], mask_agreement=1.0,
-                                  selected_cells=[list(kwargs["ks"])], expected_cells=list(kwargs["ks"]))
+                                  selected_cells=[list(kwargs["ks"])], expected_cells=list(kwargs["ks"]),
+                                  passed=False)
 
     monkeypatch.setattr("fornet.export.api.verify_onnx", failing)
     with pytest.raises(VerificationError, match=r"fornet.onnx failed verification: .*50\.0000% .*nothing was pub"):

@@ -95,7 +95,7 @@ def _failing_fp16(model: object, path: Path, images: list, **kwargs: object) -> 
     return VerificationReport(precision=str(kwargs["precision"]), images=len(images), max_abs_logit_diff=0.0,
                               argmax_agreement=agreement, threshold=float(kwargs["threshold"]),  # type: ignore[arg-type]
                               mask_agreement=1.0, selected_cells=[list(kwargs["ks"])],  # type: ignore[call-overload]
-                              expected_cells=list(kwargs["ks"]))  # type: ignore[call-overload]
+                              expected_cells=list(kwargs["ks"]), passed=agreement == 1.0)  # type: ignore[call-overload]
 
 
 def test_failed_fp16_check_keeps_the_previous_export(models: tuple[Path, Path], old_export: Path, tmp_path: Path,

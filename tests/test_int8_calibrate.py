@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from fornet.calibration.int8_calibrate import (
+    METHOD_SETTINGS,
     ActivationRanges,
     CalibrationDataError,
     CalibrationError,
+    ChannelStats,
     InputStats,
     ModelInput,
     calibrate,
@@ -80,14 +82,15 @@ def test_model_input_formats() -> None:
     raw = ModelInput(SIZE, (0.5,) * 3, (0.5,) * 3, raw=True, channel_order="BGR").batch([image])
     assert raw.shape == (1, *SIZE, 3) and raw.dtype == np.uint8
     assert raw[0, ..., 2].min() == 255 and raw[0, ..., 0].max() == 0, "red lands in the last (BGR) channel"
-    assert model_input().describe()["size"] == list(SIZE)
+    assert model_input().describe().size == SIZE
 
 
 def test_input_stats_per_channel() -> None:
     stats = InputStats()
     stats.update(np.stack([np.full((2, 2), v, np.float32) for v in (-1.0, 0.0, 2.0)])[None], channel_axis=1)
     stats.update(np.stack([np.full((2, 2), v, np.float32) for v in (1.0, 0.0, 4.0)])[None], channel_axis=1)
-    assert stats.to_dict()["min"] == [-1.0, 0.0, 2.0] and stats.to_dict()["max"] == [1.0, 0.0, 4.0]
+    assert stats.to_record() == ChannelStats(min=(-1.0, 0.0, 2.0), max=(1.0, 0.0, 4.0), mean=(0.0, 0.0, 3.0),
+                                             values_per_channel=8)
     assert stats.mean.tolist() == [0.0, 0.0, 3.0] and stats.pixels == 8
     assert "channel 2: min 2.0000  max 4.0000  mean 3.0000" in stats.summary("image")
 
@@ -124,12 +127,25 @@ def test_entropy_merges_long_histograms() -> None:
 
 
 def test_ranges_round_trip_and_errors(tmp_path: Path) -> None:
-    ranges = ActivationRanges("entropy", {"num_bins": 2048}, {"image": (-2.1, 2.6), "t": (0.0, 3.5)})
+    ranges = ActivationRanges("entropy", METHOD_SETTINGS["entropy"], {"image": (-2.1, 2.6), "t": (0.0, 3.5)})
     path = ranges.save(tmp_path / "r.json")
     assert ActivationRanges.load(path) == ranges
     path.write_text('{"format": "other"}')
-    with pytest.raises(CalibrationError, match=r"cannot read calibration ranges.*--recalibrate"):
+    with pytest.raises(CalibrationError, match=r"not a fornet-deploy INT8 calibration ranges file.*--recalibrate"):
         ActivationRanges.load(path)
+    path.write_text('{"format": "fornet-deploy/int8-ranges/1", "method": "minmax", "settings": {}, '
+                    '"ranges": {"image": [-2.1]}}')
+    with pytest.raises(CalibrationError, match=r"damaged .* \(ranges\.image\.1: Field required\).*--recalibrate"):
+        ActivationRanges.load(path)
+
+
+def test_ranges_of_the_first_layout_load(tmp_path: Path) -> None:
+    """A ranges file written before the settings were typed (only the method's own settings) loads."""
+    path = tmp_path / "fornet_int8.ranges.json"
+    path.write_text('{"format": "fornet-deploy/int8-ranges/1", "method": "entropy", '
+                    '"settings": {"num_bins": 2048, "num_quantized_bins": 128}, "ranges": {"image": [-2.1, 2.6]}}')
+    assert ActivationRanges.load(path) == ActivationRanges("entropy", METHOD_SETTINGS["entropy"],
+                                                           {"image": (-2.1, 2.6)})
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -12,11 +10,12 @@ import pytest
 from onnx import numpy_helper
 
 from fornet.cli.export import main
-from fornet.export.int8.manifest import MANIFEST_NAME, RANGES_NAME, key_differences
+from fornet.export.int8.manifest import MANIFEST_NAME, RANGES_NAME, Int8Manifest, MethodKey, key_differences
 from fornet.export.int8.qdq_graph import quantized_conv_names
 from fornet.export.int8.sensitivity import LayerSensitivity
 from fornet.export.sidecar import sha256_file
 from fornet.export.tensorrt.calibration_cache import read_calibration_cache
+from fornet.runtime.model_io import ModelSidecar
 from tests.helpers.int8 import gate_report, lite_checkpoint
 
 INT8_FILES = ("fornet_int8.onnx", "fornet_int8.onnx.json", "fornet.calib.cache", MANIFEST_NAME, RANGES_NAME)
@@ -39,27 +38,28 @@ def exported(ckpt: Path, synth_root: Path, tmp_path_factory: pytest.TempPathFact
     return out
 
 
-def _manifest(out: Path) -> dict[str, Any]:
-    return json.loads((out / MANIFEST_NAME).read_text())
+def _manifest(out: Path) -> Int8Manifest:
+    return Int8Manifest.load(out / MANIFEST_NAME)
 
 
 def test_writes_every_int8_file(exported: Path) -> None:
     assert all((exported / name).is_file() for name in INT8_FILES)
     manifest = _manifest(exported)
-    assert manifest["status"] == "passed" and manifest["accuracy_gate"]["k_exact"] is True
-    key = manifest["calibration_key"]
-    assert key["fp32_onnx_sha256"] == sha256_file(exported / "fornet.onnx")
-    assert key["images"]["count"] == 6 and len(manifest["calibration"]["images"]) == 6
-    assert key["preprocessing"]["size"] == [64, 128] and key["method"]["name"] == "minmax"
-    assert set(key["tools"]) == {"fornet-deploy", "onnxruntime", "onnx", "numpy", "opencv"}
-    assert manifest["calibration"]["input_stats"]["min"][0] < 0 < manifest["calibration"]["input_stats"]["max"][0]
-    assert manifest["int8_onnx"]["sha256"] == sha256_file(exported / "fornet_int8.onnx")
-    assert manifest["quantization"]["float_nodes"] == ["/model/selector/head/Conv", "/model/gate/TopKGate"]
-    gate = manifest["accuracy_gate"]
-    assert gate["split"] == "val" and gate["images"] == 4 and "road" in gate["iou"]
-    assert 0 < gate["pixel_agreement"] <= 1 and 0 < gate["boundary_agreement"] <= 1
-    sidecar = json.loads((exported / "fornet_int8.onnx.json").read_text())
-    assert sidecar["onnx"]["precision"] == "int8" and sidecar["topk"]["ks"] == [3, 6, 10, 13]
+    gate = manifest.accuracy_gate
+    assert manifest.status == "passed" and gate is not None and gate.k_exact is True
+    key = manifest.calibration_key
+    assert key.fp32_onnx_sha256 == sha256_file(exported / "fornet.onnx")
+    assert key.images.count == 6 and len(manifest.calibration.images) == 6
+    assert key.preprocessing.size == (64, 128) and key.method.name == "minmax"
+    assert set(key.tools) == {"fornet-deploy", "onnxruntime", "onnx", "numpy", "opencv"}
+    stats = manifest.calibration.input_stats
+    assert stats is not None and stats.min[0] < 0 < stats.max[0]
+    assert manifest.int8_onnx is not None and manifest.int8_onnx.sha256 == sha256_file(exported / "fornet_int8.onnx")
+    assert manifest.quantization.float_nodes == ("/model/selector/head/Conv", "/model/gate/TopKGate")
+    assert gate.split == "val" and gate.images == 4 and "road" in gate.iou and gate.data is not None
+    assert 0 < gate.pixel_agreement <= 1 and 0 < gate.boundary_agreement <= 1
+    sidecar = ModelSidecar.load(exported / "fornet_int8.onnx.json")
+    assert sidecar.onnx.precision == "int8" and sidecar.topk.ks == (3, 6, 10, 13)
 
 
 def test_cache_holds_the_graph_scales_under_fp32_names(exported: Path) -> None:
@@ -73,7 +73,8 @@ def test_cache_holds_the_graph_scales_under_fp32_names(exported: Path) -> None:
     quantized = {n.input[0]: float(inits[n.input[1]]) for n in int8.graph.node if n.op_type == "QuantizeLinear"}
     assert set(quantized) == set(cache.scales)
     assert all(cache.scales[name] == np.float32(scale) for name, scale in quantized.items())
-    assert _manifest(exported)["trt_cache"]["tensors"] == len(cache.scales)
+    trt_cache = _manifest(exported).trt_cache
+    assert trt_cache is not None and trt_cache.tensors == len(cache.scales) and trt_cache.tensorrt_version == "10.3.0"
 
 
 def test_rerun_reuses_the_calibration(ckpt, synth_root, tmp_path, capsys, monkeypatch) -> None:
@@ -90,8 +91,8 @@ def test_rerun_reuses_the_calibration(ckpt, synth_root, tmp_path, capsys, monkey
     assert (tmp_path / RANGES_NAME).read_bytes() == ranges
     assert read_calibration_cache(tmp_path / "fornet.calib.cache").tensorrt_version == 101300
     manifest = _manifest(tmp_path)
-    assert manifest["status"] == "not gated" and manifest["accuracy_gate"] is None
-    assert manifest["calibration"]["reused"] is True and manifest["calibration"]["input_stats"] is not None
+    assert manifest.status == "not gated" and manifest.accuracy_gate is None
+    assert manifest.calibration.reused is True and manifest.calibration.input_stats is not None
 
 
 def test_changed_inputs_are_refused_before_anything_is_written(ckpt, synth_root, tmp_path, capsys) -> None:
@@ -111,8 +112,7 @@ def test_recalibrate_replaces_the_calibration(ckpt, synth_root, tmp_path) -> Non
     assert _export(ckpt, tmp_path, synth_root, "--no-accuracy-gate") == 0
     assert _export(ckpt, tmp_path, synth_root, "--no-accuracy-gate", "--calib-method", "percentile",
                    "--recalibrate") == 0
-    assert _manifest(tmp_path)["calibration_key"]["method"] == {"name": "percentile", "num_bins": 2048,
-                                                                 "percentile": 99.99}
+    assert _manifest(tmp_path).calibration_key.method == MethodKey(name="percentile", num_bins=2048, percentile=99.99)
 
 
 def test_edited_ranges_are_refused(ckpt, synth_root, tmp_path, capsys) -> None:
@@ -138,8 +138,9 @@ def test_failed_gate_publishes_no_int8_graph(ckpt, synth_root, tmp_path, capsys,
     for name in ("fornet_int8.onnx", "fornet_int8.onnx.json", "fornet.calib.cache"):
         assert not (tmp_path / name).exists(), f"stale {name} must be removed"
     manifest = _manifest(tmp_path)
-    assert manifest["status"] == "failed" and manifest["accuracy_gate"]["passed"] is False
-    assert (tmp_path / RANGES_NAME).is_file() and "int8_onnx" not in manifest
+    assert manifest.status == "failed" and manifest.accuracy_gate is not None and manifest.accuracy_gate.passed is False
+    assert (tmp_path / RANGES_NAME).is_file() and manifest.int8_onnx is None
+    assert "int8_onnx" not in (tmp_path / MANIFEST_NAME).read_text(), "a refused export has no int8_onnx entry"
 
 
 def test_fallback_keeps_sensitive_layers_in_float(ckpt, synth_root, tmp_path, capsys, monkeypatch) -> None:
@@ -157,9 +158,9 @@ def test_fallback_keeps_sensitive_layers_in_float(ckpt, synth_root, tmp_path, ca
     assert _export(ckpt, tmp_path, synth_root, "--fallback-sensitive", "--sensitivity-images", "2") == 0
     assert f"kept in FP32 by the fallback: {sensitive}" in capsys.readouterr().out
     manifest = _manifest(tmp_path)
-    assert manifest["status"] == "passed" and manifest["quantization"]["fallback_nodes"] == [sensitive]
-    assert manifest["sensitivity"]["ranking"][0] == {"node": sensitive, "disagreement": 0.2}
-    assert [s["passed"] for s in manifest["sensitivity"]["steps"]] == [True]
+    assert manifest.status == "passed" and manifest.quantization.fallback_nodes == (sensitive,)
+    assert manifest.sensitivity is not None and manifest.sensitivity.ranking[0] == LayerSensitivity(sensitive, 0.2)
+    assert [s.passed for s in manifest.sensitivity.steps] == [True]
     int8 = onnx.load(tmp_path / "fornet_int8.onnx")
     assert sensitive not in quantized_conv_names(int8) and len(quantized_conv_names(int8)) > 20
 
@@ -187,14 +188,16 @@ def test_int8_user_errors(ckpt, synth_root, tmp_path, capsys, args, message) -> 
 def test_raw_bgr_input_is_calibrated_from_frames(ckpt, synth_root, tmp_path) -> None:
     assert _export(ckpt, tmp_path, synth_root, "--input", "raw", "--channel-order", "BGR", "--output", "labels") == 0
     manifest = _manifest(tmp_path)
-    assert manifest["calibration_key"]["preprocessing"]["channel_order"] == "BGR"
-    assert max(manifest["calibration"]["input_stats"]["max"]) > 200, "raw frames are fed as uint8 0..255"
-    assert manifest["status"] == "passed" and manifest["accuracy_gate"]["k_exact"]
+    assert manifest.calibration_key.preprocessing.channel_order == "BGR"
+    stats = manifest.calibration.input_stats
+    assert stats is not None and max(stats.max) > 200, "raw frames are fed as uint8 0..255"
+    assert manifest.status == "passed" and manifest.accuracy_gate is not None and manifest.accuracy_gate.k_exact
 
 
 def test_dynamic_batch_graph(ckpt, synth_root, tmp_path) -> None:
     """Batches of 2 through calibration and gate; the logits feed both Resize and Shape (one DQ, two readers)."""
     assert _export(ckpt, tmp_path, synth_root, "--batch", "2", "--dynamic-batch") == 0
     manifest = _manifest(tmp_path)
-    assert manifest["status"] == "passed" and manifest["accuracy_gate"]["images"] == 4
-    assert manifest["accuracy_gate"]["selected_cells"] == [[3, 6, 10, 13]]
+    gate = manifest.accuracy_gate
+    assert manifest.status == "passed" and gate is not None and gate.images == 4
+    assert gate.selected_cells == [[3, 6, 10, 13]]

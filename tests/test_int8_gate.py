@@ -22,8 +22,10 @@ def test_gate_passes_within_the_limit_and_fails_beyond() -> None:
     large = gate_report(8)
     assert large.drop > 1.0 and not large.passed
     assert "FAIL" in large.summary() and "road" in large.summary()
-    table = large.to_dict()
-    assert table["passed"] is False and table["iou"]["road"]["delta"] < 0 and table["iou"]["car"]["delta"] is None
+    record = large.to_record(data="DATA")
+    assert record.passed is False and record.data == "DATA" and record.numerics is None
+    road_delta = record.iou["road"].delta
+    assert road_delta is not None and road_delta < 0 and record.iou["car"].delta is None
 
 
 def test_gate_fails_when_k_is_not_exact() -> None:

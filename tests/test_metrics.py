@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -126,9 +127,9 @@ def test_empty_matrix_is_nan_not_an_error() -> None:
     cm.update(np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8))
     assert math.isnan(cm.miou()) and math.isnan(cm.pixel_accuracy())
     assert np.isnan(cm.iou()).all()
-    summary = cm.to_dict(CLASS_NAMES)
-    assert summary["miou"] is None and summary["iou"]["road"] is None
-    json.dumps(summary)   # JSON-ready: no NaN, no NumPy types
+    summary = cm.to_record(CLASS_NAMES)
+    assert summary.miou is None and summary.iou["road"] is None
+    assert "NaN" not in json.dumps(asdict(summary))   # JSON-ready: no NaN, no NumPy types
 
 
 @pytest.mark.parametrize(("pred", "target", "match"), [
@@ -154,15 +155,15 @@ def test_bad_constructor_arguments() -> None:
         ConfusionMatrix(num_classes=0)
 
 
-def test_to_dict_names_classes() -> None:
+def test_to_record_names_classes() -> None:
     cm = ConfusionMatrix()
     target = np.arange(19, dtype=np.uint8).reshape(1, 19)
     cm.update(target, target)
-    d = cm.to_dict(CLASS_NAMES)
-    assert d["miou"] == 1.0 and d["iou"]["bicycle"] == 1.0 and d["pixels"] == 19
-    assert d["confusion_matrix"] == np.eye(19, dtype=int).tolist()
+    d = cm.to_record(CLASS_NAMES)
+    assert d.miou == 1.0 and d.iou["bicycle"] == 1.0 and d.pixels == 19
+    assert np.array_equal(d.confusion_matrix, np.eye(19, dtype=int)) and isinstance(d.confusion_matrix[0][0], int)
     with pytest.raises(MetricsError, match="one name per class"):
-        cm.to_dict(CLASS_NAMES[:5])
+        cm.to_record(CLASS_NAMES[:5])
 
 
 def brute_force_band(label: np.ndarray, width: int, ignore: int = 255) -> np.ndarray:
@@ -234,9 +235,11 @@ def test_parity_report_against_hand_counts() -> None:
     assert np.isnan(report.iou_delta[2:]).all()
     report.update(pred_a, pred_a, target)          # accumulates
     assert report.agreement == pytest.approx(126 / 128)
-    d = report.to_dict(CLASS_NAMES, names=("pytorch", "onnx"))
-    assert d["pytorch"]["miou"] == 1.0 and d["iou_delta"]["road"] == pytest.approx(d["onnx"]["iou"]["road"] - 1)
-    json.dumps(d)
+    d = report.to_record(CLASS_NAMES, names=("pytorch", "onnx"))
+    onnx_road = report.b.to_record(CLASS_NAMES).iou["road"]
+    assert report.a.to_record(CLASS_NAMES).miou == 1.0 and onnx_road is not None
+    assert d.iou_delta["road"] == pytest.approx(onnx_road - 1) and d.text == report.summary(("pytorch", "onnx"))
+    assert "NaN" not in json.dumps(asdict(d))
     assert "boundary-band agreement (width 1): 96.875%" in report.summary(("pytorch", "onnx"))
 
 

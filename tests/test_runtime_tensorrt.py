@@ -28,7 +28,7 @@ from fornet.runtime.tensorrt.backend import (
     classify_load_failure,
 )
 from fornet.runtime.tensorrt.env import tensorrt_available
-from fornet.runtime.tensorrt.plan_metadata import metadata_path, onnx_sidecar_for_plan
+from fornet.runtime.tensorrt.plan_metadata import BuildSettings, metadata_path, onnx_sidecar_for_plan
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
 from tests.helpers.engine_metadata import ORIN, engine_metadata
 from tests.helpers.runtime_models import INPUT_SIZE
@@ -59,7 +59,7 @@ def test_another_tensorrt_release_is_named():
 
 
 def test_version_compatible_plans_run_on_newer_releases_only():
-    compatible = engine_metadata(build_options={"version_compatible": True})
+    compatible = engine_metadata(build_options=BuildSettings(version_compatible=True))
     check_engine_compatibility(PLAN, compatible, "11.1.0", (8, 7))
     with pytest.raises(EngineVersionError, match="--version-compatible"):
         check_engine_compatibility(PLAN, replace(compatible, tensorrt_version="11.1.0"), "10.3.0", (8, 7))
@@ -69,7 +69,8 @@ def test_another_gpu_generation_is_named():
     with pytest.raises(EngineVersionError, match=r"built for Orin \(compute capability 8\.7\) but this GPU has "
                                                  r"compute capability 9\.0"):
         check_engine_compatibility(PLAN, METADATA, "10.3.0", (9, 0))
-    check_engine_compatibility(PLAN, engine_metadata(build_options={"hardware_compat": "ampere+"}), "10.3.0", (9, 0))
+    portable = engine_metadata(build_options=BuildSettings(hardware_compat="ampere+"))
+    check_engine_compatibility(PLAN, portable, "10.3.0", (9, 0))
 
 
 @pytest.mark.parametrize(("log", "error", "message"), [

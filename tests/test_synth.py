@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 from cityscapesscripts.helpers import labels as official
 
-from fornet.calibration.synth import SynthError, generate_synthetic_cityscapes, prepare_output_root
+from fornet.calibration.synth import (
+    MARKER,
+    SynthError,
+    SyntheticDataset,
+    generate_synthetic_cityscapes,
+    prepare_output_root,
+)
 from fornet.cli.data import main
 from fornet.errors import FornetError
 
@@ -194,6 +201,23 @@ def test_force_never_deletes_foreign_data(tmp_path: Path) -> None:
     warnings = prepare_output_root(tmp_path, force=True)
     assert len(warnings) == 1 and "not generated" in warnings[0]
     assert (real / "bonn_000000_000019_leftImg8bit.png").read_bytes() == b"user data"
+
+
+def test_force_keeps_data_whose_marker_is_damaged(tmp_path: Path) -> None:
+    generate_synthetic_cityscapes(tmp_path, train=1, val=1, size=(64, 96), progress=False)
+    marker = SyntheticDataset.load(tmp_path / MARKER)
+    assert marker.train == 1 and marker.size == (64, 96) and marker.cities is None
+    (tmp_path / MARKER).write_text(json.dumps({"generator": "someone else", "train": "all"}))
+    with pytest.raises(FornetError, match=r"fornet_synthetic.json is a damaged .*train: .*yourself"):
+        prepare_output_root(tmp_path, force=True)
+    assert len(_stems(tmp_path, "train")) == 1, "nothing is deleted on the word of a damaged marker"
+
+
+def test_markers_written_before_the_format_tag_still_load(tmp_path: Path) -> None:
+    (tmp_path / MARKER).write_text(json.dumps({"generator": "fornet.calibration.synth", "train": 48, "val": 12,
+                                               "size": [256, 512], "seed": 0, "cities": ["aachen"]}))
+    assert SyntheticDataset.load(tmp_path / MARKER) == SyntheticDataset("fornet.calibration.synth", 48, 12,
+                                                                        (256, 512), 0, ("aachen",))
 
 
 def test_cli_bad_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,6 @@ checks against the real stubs in test_tensorrt_static.py)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,16 @@ from fornet.export.tensorrt.build import EngineBuildError, OnnxParseError, build
 from fornet.export.tensorrt.calibration_cache import CalibrationCacheError
 from fornet.export.tensorrt.legacy_int8 import LegacyInt8UnavailableError
 from fornet.export.tensorrt.options import BuildOptions, BuildOptionsError
+from fornet.hashing import sha256_file
 from fornet.runtime.cuda.device import CudaDevice, NoGpuError
 from fornet.runtime.tensorrt.env import TensorRTUnavailableError
+from fornet.runtime.tensorrt.plan_metadata import (
+    BuildSettings,
+    CalibrationCacheInfo,
+    EngineMetadata,
+    GpuInfo,
+    ShapeProfile,
+)
 from tests.helpers.fake_tensorrt import PLAN_BYTES, TrtWorld, install_fake_tensorrt, make_stub_only_tensorrt
 from tests.helpers.onnx_graphs import save_model
 
@@ -107,16 +114,17 @@ def test_strongly_typed_build_writes_plan_cache_and_sidecar(tmp_path: Path, fake
     assert plugin_lib.calls == [None]
     # a version-compatible plan runs in its embedded lean runtime: the plugin library travels in the plan
     assert config.plugins_to_serialize == [str(plugin_lib.library)]
-    record = json.loads((tmp_path / "fornet_fp16.plan.json").read_text())
-    assert record["plugin"]["serialized_in_plan"] is True
-    assert record["tensorrt_version"] == "10.3.0.26"
-    assert record["gpu"] == {"name": "Orin (fake)", "compute_capability": "8.7"}
-    assert record["built_precision"] == "fp16" and record["strongly_typed"] is True
-    assert record["plugin"]["library"] == "libfornet_plugins.so" and len(record["plugin"]["sha256"]) == 64
-    assert record["source_onnx"]["file"] == "fornet_fp16.onnx"
-    assert record["inputs"][0]["profile"] == {"min": [1, 3, 8, 16], "opt": [1, 3, 8, 16], "max": [2, 3, 8, 16]}
-    assert record["build_options"]["workspace_mib"] == 512
-    assert record["fornet_build_command"].startswith("fornet-build --onnx")
+    record = EngineMetadata.load(tmp_path / "fornet_fp16.plan.json")
+    assert record.plugin is not None and record.plugin.serialized_in_plan is True
+    assert record.tensorrt_version == "10.3.0.26"
+    assert record.gpu == GpuInfo("Orin (fake)", "8.7")
+    assert record.built_precision == "fp16" and record.strongly_typed is True
+    assert record.plugin.library == "libfornet_plugins.so" and len(record.plugin.sha256) == 64
+    assert record.source_onnx.file == "fornet_fp16.onnx"
+    assert record.inputs[0].profile == ShapeProfile((1, 3, 8, 16), (1, 3, 8, 16), (2, 3, 8, 16))
+    assert record.build_options == BuildSettings(workspace_mib=512, opt_level=5, timing_cache=str(cache),
+                                                 max_batch=2, version_compatible=True, hardware_compat="ampere+")
+    assert record.fornet_build_command.startswith("fornet-build --onnx")
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
 
 
@@ -133,7 +141,7 @@ def test_gate_function_is_dropped_before_parsing(tmp_path: Path, fake_trt: Any, 
 def test_native_gate_graph_needs_no_plugin(tmp_path: Path, fake_trt: Any, plugin_lib: PluginStub) -> None:
     plan = build_engine(save_model(tmp_path / "fornet.onnx", batch=1), tmp_path / "out" / "native.plan")
     assert plan.is_file() and plugin_lib.calls == []
-    assert json.loads((tmp_path / "out" / "native.plan.json").read_text())["plugin"] is None
+    assert EngineMetadata.load(tmp_path / "out" / "native.plan.json").plugin is None
 
 
 def test_fixed_batch_rejects_batch_options(tmp_path: Path, fake_trt: Any) -> None:
@@ -178,9 +186,9 @@ def test_legacy_int8_path_on_10x(tmp_path: Path, fake_trt: Any, trt_world: TrtWo
     assert config.int8_calibrator.get_batch(["image"]) is None
     # a dynamic batch needs a calibration profile on the implicit INT8 path (IBuilderConfig::setCalibrationProfile)
     assert config.calibration_profile is config.profiles[0]
-    record = json.loads(plan.with_name("fornet.plan.json").read_text())
-    assert record["built_precision"] == "int8-legacy-calibration" and record["strongly_typed"] is False
-    assert record["calibration_cache"]["tensorrt_version"] == 100300
+    record = EngineMetadata.load(plan.with_name("fornet.plan.json"))
+    assert record.built_precision == "int8-legacy-calibration" and record.strongly_typed is False
+    assert record.calibration_cache == CalibrationCacheInfo("c.cache", sha256_file(tmp_path / "c.cache"), 100300)
 
 
 def test_legacy_int8_with_a_fixed_batch_sets_no_calibration_profile(tmp_path: Path, fake_trt: Any,

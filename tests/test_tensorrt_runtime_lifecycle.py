@@ -22,6 +22,7 @@ from fornet.runtime.cuda.context import CudaContext
 from fornet.runtime.errors import CudaError, EngineLoadError
 from fornet.runtime.tensorrt import plugins
 from fornet.runtime.tensorrt.backend import EngineVersionError, TensorRTBackend, classify_load_failure
+from fornet.runtime.tensorrt.plan_metadata import BuildSettings, GpuInfo
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
 from tests.helpers.engine_metadata import engine_metadata
 from tests.helpers.fake_cuda import CudaWorld, FakeLogicError, make_fake_pycuda
@@ -48,8 +49,9 @@ def write_plan(tmp_path: Path, *, version_compatible: bool = False, sidecar: boo
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"plan")
     if sidecar:
-        engine_metadata(gpu={"name": "Fake GPU", "compute_capability": "8.7"},
-                        build_options={"version_compatible": version_compatible}).save(tmp_path / "fornet.plan.json")
+        metadata = engine_metadata(gpu=GpuInfo("Fake GPU", "8.7"),
+                                   build_options=BuildSettings(version_compatible=version_compatible))
+        metadata.save(tmp_path / "fornet.plan.json")
     return plan
 
 

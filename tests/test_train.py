@@ -20,6 +20,7 @@ from fornet.model.checkpoint import read_checkpoint
 from fornet.model.train import _Trainer, train
 from fornet.model.train_config import TrainConfig, TrainConfigError, run_differences
 from fornet.model.train_data import EpochStream
+from fornet.model.train_run import MetricsLine, RunConfigFile, RunFolder, RunRecordError
 from fornet.model.train_state import build_optimizer, warmup_poly
 
 FAST = ["--variant", "lite", "--crop", "64x128", "--batch", "2", "--log-every", "1", "--workers", "0",
@@ -30,9 +31,8 @@ def cli(data: Path, out: Path, *extra: str) -> int:
     return main(["--data", str(data), "--out", str(out), *FAST, *extra])
 
 
-def records(out: Path, kind: str) -> list[dict]:
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+def records(out: Path, kind: str) -> list[MetricsLine]:
+    return [line for line in MetricsLine.read_lines(out / "metrics.jsonl") if line.kind == kind]
 
 
 # ---------------------------------------------------------------- schedule and optimiser
@@ -99,6 +99,49 @@ def test_config_rejects_bad_values() -> None:
         TrainConfig.from_dict({"data": "d", "out": "o", "variant": "lite", "learning_rate": 1})
 
 
+def test_run_folder_files_of_the_first_layout_still_load(tmp_path: Path) -> None:
+    """config.json and metrics.jsonl as written before they carried a format tag: read, and rewritten tagged."""
+    folder = RunFolder(tmp_path)
+    folder.config.write_text(json.dumps({
+        "data": str(tmp_path / "data"), "out": str(tmp_path), "variant": "lite", "crop": [64, 128],
+        "scale": [0.5, 2.0], "iters": 4, "batch": 2, "lr": 0.001, "warmup_iters": 0, "seed": 3, "val_size": None,
+        "workers": 0, "device": "cpu", "amp": None, "amp_dtype": None, "log_every": 1}))
+    config = folder.saved_config()
+    assert config is not None and config.crop == (64, 128) and config.seed == 3 and config.val_every == 4000
+    lines = [{"iter": 1, "kind": "train", "lr": 0.001, "s_per_iter": 0.5, "loss": 2.0, "ce": 1.0, "dice": 0.5,
+              "sel": None},
+             {"iter": 2, "kind": "val", "miou": 0.25, "iou": [0.5, None]},
+             {"iter": 3, "kind": "train", "lr": 0.001, "s_per_iter": 0.5, "loss": 1.5, "ce": 1.0, "dice": 0.5,
+              "sel": 0.0}]
+    folder.metrics.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"iter": 4, "ki')  # torn append
+    folder.truncate_metrics(2)
+    kept = MetricsLine.read_lines(folder.metrics)
+    assert kept == [MetricsLine(1, "train", lr=0.001, s_per_iter=0.5, loss=2.0, ce=1.0, dice=0.5),
+                    MetricsLine(2, "val", miou=0.25, iou=(0.5, None))]
+    assert all(json.loads(line)["format"] == "fornet-deploy/train-metrics/1"
+               for line in folder.metrics.read_text().splitlines())
+    RunConfigFile(config).save(folder.config)
+    assert RunConfigFile.load(folder.config).config == config
+    assert json.loads(folder.config.read_text())["format"] == "fornet-deploy/train-config/2"
+
+
+def test_damaged_run_folder_files_are_refused_with_the_fix(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    folder.config.write_text(json.dumps({"format": "fornet-deploy/train-config/2",
+                                         "config": {"data": "d", "out": "o", "variant": "lite", "iters": 0}}))
+    with pytest.raises(RunRecordError, match=r"config.json is a damaged .*iters must be >= 1.*delete that file"):
+        folder.saved_config()
+    folder.config.write_text(json.dumps({"format": "fornet-deploy/train-config/2",
+                                         "config": {"data": "d", "out": "o", "variant": "lite", "crop": [64, "x"]}}))
+    with pytest.raises(RunRecordError, match=r"config\.crop\.1: Input should be a valid integer"):
+        folder.saved_config()
+    folder.metrics.write_text('{"iter": 1, "kind": "train"}\n{"iter": "2", "kind": "val"}\n')
+    with pytest.raises(RunRecordError, match=r"metrics.jsonl line 2 is a damaged .*iter: .*--overwrite"):
+        folder.truncate_metrics(1)
+    line = MetricsLine(5, "train", loss=float("nan"), lr=float("inf"))
+    assert line.loss is None and line.lr is None and "NaN" not in line.to_line() and "miou" not in line.to_line()
+
+
 # ---------------------------------------------------------------- CLI runs
 @pytest.fixture(scope="module")
 def straight_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -111,13 +154,15 @@ def straight_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_run_folder_contents(straight_run: Path, synth_root: Path) -> None:
     assert {p.name for p in straight_run.iterdir()} >= {"config.json", "last.pth", "best.pth", "train.log",
                                                          "metrics.jsonl"}
-    config = json.loads((straight_run / "config.json").read_text())
-    assert config["crop"] == [144, 272] and config["iters"] == 4 and config["data"] == str(synth_root)
-    train_steps = [r["iter"] for r in records(straight_run, "train")]
+    config = RunConfigFile.load(straight_run / "config.json").config
+    assert config.crop == (144, 272) and config.iters == 4 and config.data == str(synth_root)
+    train_steps = [r.iter for r in records(straight_run, "train")]
     assert train_steps == [1, 2, 3, 4]
-    assert all(np.isfinite(r[k]) for r in records(straight_run, "train") for k in ("loss", "ce", "dice", "sel"))
+    assert all(r.loss is not None and np.isfinite([r.loss, r.ce, r.dice, r.sel]).all()
+               for r in records(straight_run, "train"))
     vals = records(straight_run, "val")
-    assert [r["iter"] for r in vals] == [2, 4] and all(0.0 <= r["miou"] <= 1.0 for r in vals)
+    assert [r.iter for r in vals] == [2, 4] and all(r.miou is not None and 0.0 <= r.miou <= 1.0 for r in vals)
+    assert all(r.iou is not None and len(r.iou) == 19 for r in vals)
     assert "val mIoU" in (straight_run / "train.log").read_text()
 
 
@@ -126,8 +171,8 @@ def test_checkpoints_load_and_hold_resumable_state(straight_run: Path) -> None:
     assert last["iteration"] == 4 and last["variant"] == "lite" and last["train_config"]["iters"] == 4
     assert {"optimizer", "scheduler", "rng", "best_miou"} <= set(last)
     vals = records(straight_run, "val")
-    best_val = max(vals, key=lambda r: r["miou"])
-    assert best["iteration"] == best_val["iter"] and last["best_miou"] == pytest.approx(best_val["miou"])
+    best_val = max(vals, key=lambda r: r.miou or 0.0)
+    assert best["iteration"] == best_val.iter and last["best_miou"] == pytest.approx(best_val.miou)
     for path in ("last.pth", "best.pth"):
         model = load_model(straight_run / path)
         assert model.checkpoint_info.variant == "lite" and not model.training
@@ -152,18 +197,18 @@ def test_interrupted_run_resumes_to_the_same_weights(straight_run: Path, synth_r
     monkeypatch.setattr(_Trainer, "_step", crash_in_step_4)
     assert cli(synth_root, out, "--crop", "144x272", "--iters", "4", "--val-every", "2") == 130
     assert read_checkpoint(out / "last.pth")["iteration"] == 2
-    assert [r["iter"] for r in records(out, "train")] == [1, 2, 3]
+    assert [r.iter for r in records(out, "train")] == [1, 2, 3]
     monkeypatch.setattr(_Trainer, "_step", step)
 
     # Resume with only --out: every other option comes from the checkpoint.
     assert main(["--out", str(out), "--resume", "--quiet"]) == 0
-    assert [r["iter"] for r in records(out, "train")] == [1, 2, 3, 4]  # the stale step-3 record is gone
+    assert [r.iter for r in records(out, "train")] == [1, 2, 3, 4]  # the stale step-3 record is gone
     ours, theirs = read_checkpoint(out / "last.pth"), read_checkpoint(straight_run / "last.pth")
     assert ours["iteration"] == 4
     for key, value in theirs["model"].items():
         torch.testing.assert_close(ours["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
-    np.testing.assert_allclose([r["loss"] for r in records(out, "train")],
-                               [r["loss"] for r in records(straight_run, "train")], rtol=1e-5)
+    np.testing.assert_allclose([r.loss for r in records(out, "train")],
+                               [r.loss for r in records(straight_run, "train")], rtol=1e-5)
 
 
 def test_resume_of_a_finished_run_does_nothing(straight_run: Path, tmp_path: Path) -> None:
@@ -180,8 +225,8 @@ def test_same_folder_starts_over_only_with_overwrite(straight_run: Path, synth_r
     (out / "last.pth").unlink()
     assert cli(synth_root, out, "--crop", "144x272", "--iters", "4", "--val-every", "0") == 2  # holds a run
     assert cli(synth_root, out, "--crop", "144x272", "--iters", "4", "--val-every", "0", "--overwrite") == 0
-    assert [r["iter"] for r in records(out, "train")] == [1, 2, 3, 4]  # old records were dropped
-    assert [r["iter"] for r in records(out, "val")] == [4]
+    assert [r.iter for r in records(out, "train")] == [1, 2, 3, 4]  # old records were dropped
+    assert [r.iter for r in records(out, "val")] == [4]
     assert read_checkpoint(out / "last.pth")["iteration"] == 4
 
 
@@ -256,7 +301,7 @@ def test_torchrun_two_cpu_processes(synth_root: Path, tmp_path: Path) -> None:
     last = read_checkpoint(out / "last.pth")
     assert last["iteration"] == 3 and last["world_size"] == 2
     assert "x 2 process(es)" in (out / "train.log").read_text()
-    assert [r["iter"] for r in records(out, "train")] == [1, 2, 3]
+    assert [r.iter for r in records(out, "train")] == [1, 2, 3]
     load_model(out / "best.pth")
 
 

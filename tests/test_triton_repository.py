@@ -15,7 +15,7 @@ from fornet.export.triton.repository import TritonRepositoryOptions, write_trito
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.serving.client import SegmentationClient
 from fornet.runtime.serving.launcher import RepositoryServer
-from fornet.runtime.tensorrt.plan_metadata import TensorRecord, metadata_path
+from fornet.runtime.tensorrt.plan_metadata import ShapeProfile, TensorRecord, metadata_path
 from tests.helpers.engine_metadata import PLUGIN, engine_metadata
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import frames, server_options
@@ -31,7 +31,7 @@ def _fake_plan(folder: Path, plugin: bool) -> Path:
     plan = folder / "fornet.plan"
     plan.write_bytes(b"plan")
     h, w = INPUT_SIZE
-    profile = {"min": (1, h, w, 3), "opt": (2, h, w, 3), "max": (4, h, w, 3)}
+    profile = ShapeProfile(min=(1, h, w, 3), opt=(2, h, w, 3), max=(4, h, w, 3))
     engine_metadata(
         inputs=(TensorRecord("image", (-1, h, w, 3), "UINT8", profile),),
         outputs=(TensorRecord("labels", (-1, h, w), "UINT8"), TensorRecord("masks", (-1, 4, 4, 8), "FLOAT")),

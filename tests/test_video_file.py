@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from fornet.cli.run import main as run_main
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.video import JsonLinesSink, LabelPngSink, VideoFileSink, VideoPipeline, VideoSource
 from fornet.runtime.video.encode import partial_path
+from fornet.runtime.video.sinks import FrameLine
 from tests.helpers.runtime_models import LiteExport
 from tests.helpers.video import FRAME_SIZE, decode_all, pan_clip
 
@@ -49,10 +49,10 @@ def test_pipeline_labels_equal_segmenter_and_miou(lite: LiteExport, tmp_path_fac
     assert len(pngs) == len(clip.truth)
     np.testing.assert_array_equal(cv2.imread(str(pngs[3]), cv2.IMREAD_UNCHANGED),
                                   train_ids_to_label_ids(results[3][1]))
-    records = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
-    assert [r["frame"] for r in records] == list(range(len(clip.truth)))
-    assert set(records[0]["times"]) == {"decode", "pre", "infer", "post", "render", "encode"}
-    assert sum(records[0]["histogram"]) == FRAME_SIZE[0] * FRAME_SIZE[1]
+    records = FrameLine.read_lines(tmp_path / "frames.jsonl")
+    assert [r.frame for r in records] == list(range(len(clip.truth)))
+    assert set(records[0].times) == {"decode", "pre", "infer", "post", "render", "encode"}
+    assert sum(records[0].histogram) == FRAME_SIZE[0] * FRAME_SIZE[1]
     report = pipeline.report()
     assert report.frames == len(clip.truth) and report.sources[0].dropped == 0
 

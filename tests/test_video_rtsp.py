@@ -8,13 +8,13 @@ introspection data; ``make system-deps`` installs them).
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from fornet.runtime.video.sinks import FrameLine
 from fornet.runtime.video.stats import PipelineReport
 from tests.helpers.runtime_models import LiteExport
 from tests.helpers.video import (
@@ -61,7 +61,7 @@ def test_rtsp_drop_drill(rtsp_server: RtspTestServer, backend: str, lite: LiteEx
     assert any("watchdog" in gap.reason for gap in source.gaps)
     assert all(gap.seconds > 0.5 for gap in source.gaps)
     assert stderr.count("gap") >= 2
-    records = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
+    records = FrameLine.read_lines(tmp_path / "frames.jsonl")
     assert len(decode_all(out)) == report.frames == len(records) > 50
 
 

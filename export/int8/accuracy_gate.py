@@ -16,7 +16,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -35,6 +34,42 @@ BOUNDARY_WIDTH = 3
 
 class AccuracyGateError(ExportError):
     """The INT8 file loses more accuracy than allowed, or its Top-K is not exact."""
+
+
+@dataclass(frozen=True)
+class ClassIouChange:
+    """One class's IoU in points for FP32 and INT8 and their difference (None where undefined)."""
+
+    fp32: float | None
+    int8: float | None
+    delta: float | None
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """A gate run as the INT8 manifest records it (mIoU and IoU in points, agreements as fractions).
+
+    ``data`` names the scored folder (the ONNX Runtime file's gate); ``numerics`` says how the
+    INT8 file was run (the TensorRT-targeted file's gate).
+    """
+
+    split: str
+    images: int
+    max_miou_drop_points: float
+    fp32_miou: float
+    int8_miou: float
+    miou_drop_points: float
+    pixel_agreement: float
+    boundary_agreement: float
+    boundary_width: int
+    selected_cells: list[list[int]]
+    expected_cells: list[int]
+    k_exact: bool
+    mask_agreement: float
+    iou: dict[str, ClassIouChange]
+    passed: bool
+    data: str | None = None
+    numerics: str | None = None
 
 
 @dataclass
@@ -84,30 +119,28 @@ class GateReport:
         """``k`` is exact and the drop is within the limit."""
         return self.k_exact and math.isfinite(self.drop) and self.drop <= self.max_drop
 
-    def iou_table(self) -> dict[str, dict[str, float | None]]:
+    def iou_table(self) -> dict[str, ClassIouChange]:
         """Per class: FP32 IoU, INT8 IoU and their delta in points (None where undefined)."""
         def points(value: float) -> float | None:
             return None if math.isnan(value) else round(100.0 * value, 3)
 
         rows = zip(CLASS_NAMES, self.parity.a.iou(), self.parity.b.iou(), self.parity.iou_delta, strict=True)
-        return {name: {"fp32": points(a), "int8": points(b), "delta": points(d)} for name, a, b, d in rows}
+        return {name: ClassIouChange(points(a), points(b), points(d)) for name, a, b, d in rows}
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (stored in the INT8 manifest)."""
-        return {
-            "split": self.split, "images": self.images, "max_miou_drop_points": self.max_drop,
-            "fp32_miou": round(100.0 * self.fp32_miou, 3), "int8_miou": round(100.0 * self.int8_miou, 3),
-            "miou_drop_points": round(self.drop, 3),
-            "pixel_agreement": round(self.parity.agreement, 6),
-            "boundary_agreement": round(self.parity.boundary_agreement, 6),
-            "boundary_width": self.parity.boundary_width,
-            "selected_cells": self.selected_cells, "expected_cells": self.expected_cells, "k_exact": self.k_exact,
-            "mask_agreement": round(self.mask_agreement, 6), "iou": self.iou_table(), "passed": self.passed,
-        }
+    def to_record(self, data: str | None = None, numerics: str | None = None) -> GateRecord:
+        """The report as the INT8 manifest records it (``data``, ``numerics``: see :class:`GateRecord`)."""
+        return GateRecord(
+            data=data, numerics=numerics, split=self.split, images=self.images, max_miou_drop_points=self.max_drop,
+            fp32_miou=round(100.0 * self.fp32_miou, 3), int8_miou=round(100.0 * self.int8_miou, 3),
+            miou_drop_points=round(self.drop, 3), pixel_agreement=round(self.parity.agreement, 6),
+            boundary_agreement=round(self.parity.boundary_agreement, 6), boundary_width=self.parity.boundary_width,
+            selected_cells=self.selected_cells, expected_cells=self.expected_cells, k_exact=self.k_exact,
+            mask_agreement=round(self.mask_agreement, 6), iou=self.iou_table(), passed=self.passed,
+        )
 
     def summary(self) -> str:
         """A few lines for the console."""
-        worst = sorted(((d["delta"], n) for n, d in self.iou_table().items() if d["delta"] is not None))[:3]
+        worst = sorted(((d.delta, n) for n, d in self.iou_table().items() if d.delta is not None))[:3]
         return "\n".join([
             f"accuracy gate on {self.images} {self.split} image(s): mIoU FP32 {100 * self.fp32_miou:.2f}, "
             f"INT8 {100 * self.int8_miou:.2f}, drop {self.drop:.3f} points (limit {self.max_drop:.3f}): "

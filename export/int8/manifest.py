@@ -19,7 +19,7 @@ part of the key: the cache is rewritten from the same ranges for any ``--trt-cac
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,12 +28,18 @@ from fornet.calibration.int8_calibrate import (
     METHOD_SETTINGS,
     ActivationRanges,
     CalibrationImages,
+    ChannelStats,
+    MethodSettings,
     ModelInput,
+    Preprocessing,
 )
 from fornet.errors import RecordError
 from fornet.export.errors import ExportError
+from fornet.export.int8.accuracy_gate import GateRecord
+from fornet.export.int8.sensitivity import SensitivityRecord
+from fornet.export.int8.tensorrt_qdq import ModelOptSettings
 from fornet.hashing import sha256_file
-from fornet.records import Record
+from fornet.records import FileDigest, Record
 from fornet.runtime.model_io import ToolInfo
 
 MANIFEST_NAME = "fornet_int8.json"
@@ -42,6 +48,98 @@ RANGES_NAME = "fornet_int8.ranges.json"
 
 class CalibrationMismatchError(RecordError, ExportError):
     """The folder holds a calibration made from other inputs than this export's (or an unreadable manifest)."""
+
+
+@dataclass(frozen=True)
+class ImageSetKey:
+    """The calibration images in the key: split, count, and a sha256 over their relative names and bytes."""
+
+    split: str
+    count: int
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MethodKey(MethodSettings):
+    """The calibration method in the key: its name and settings."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class CalibrationKey:
+    """Everything that decides the activation ranges (see the module docstring)."""
+
+    fp32_onnx_sha256: str
+    images: ImageSetKey
+    preprocessing: Preprocessing
+    method: MethodKey
+    #: Version of each tool whose behaviour shapes the ranges, by distribution name.
+    tools: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """The calibration of this export: its images, whether it was reused, the input statistics and its time."""
+
+    data: str
+    split: str
+    #: The images relative to ``data``, in calibration order.
+    images: tuple[str, ...]
+    reused: bool
+    input_stats: ChannelStats | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RangesFile:
+    """``fornet_int8.ranges.json``: name, sha256 and number of tensors."""
+
+    file: str
+    sha256: str
+    tensors: int
+
+
+@dataclass(frozen=True)
+class QuantizationRecord:
+    """How ``fornet_int8.onnx`` was quantized: tool, operator types, number formats and the float layers."""
+
+    tool: str
+    op_types: tuple[str, ...]
+    extra_options: dict[str, bool]
+    activations: str
+    weights: str
+    bias: str
+    float_nodes: tuple[str, ...]
+    fallback_nodes: tuple[str, ...]
+    int8_convolutions: int
+    #: Where the graph breaks TensorRT's Q/DQ placement rules (informational: it is laid out for ONNX Runtime).
+    tensorrt_placement_issues: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrtCacheRecord:
+    """``fornet.calib.cache``: the same scales as a TensorRT 10.x calibration cache."""
+
+    file: str
+    sha256: str
+    tensors: int
+    header: str
+    tensorrt_version: str
+    note: str
+
+
+@dataclass(frozen=True)
+class TensorRTInt8Record:
+    """``fornet_int8_tensorrt.onnx``: tool, settings, placement and its own accuracy gate (sha256 once written)."""
+
+    file: str
+    tool: str
+    settings: ModelOptSettings
+    base_precision: str
+    placement: str
+    accuracy_gate: GateRecord | None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,18 +154,18 @@ class Int8Manifest(Record):
     #: A refused export has no ``int8_onnx`` / ``trt_cache`` entries at all; ``tensorrt`` only when that file was made.
     OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("int8_onnx", "trt_cache", "tensorrt")
 
+    #: ``passed``, ``failed`` or ``not gated``.
     status: str
-    calibration_key: dict[str, Any]
-    calibration: dict[str, Any]
-    ranges: dict[str, Any]
-    quantization: dict[str, Any]
-    accuracy_gate: dict[str, Any] | None
-    sensitivity: dict[str, Any] | None
+    calibration_key: CalibrationKey
+    calibration: CalibrationRun
+    ranges: RangesFile
+    quantization: QuantizationRecord
+    accuracy_gate: GateRecord | None
+    sensitivity: SensitivityRecord | None
     tool: ToolInfo = field(default_factory=lambda: ToolInfo("fornet-deploy", __version__))
-    int8_onnx: dict[str, Any] | None = None
-    trt_cache: dict[str, Any] | None = None
-    #: ``fornet_int8_tensorrt.onnx``: tool, settings, placement and its own accuracy gate.
-    tensorrt: dict[str, Any] | None = None
+    int8_onnx: FileDigest | None = None
+    trt_cache: TrtCacheRecord | None = None
+    tensorrt: TensorRTInt8Record | None = None
 
 
 def tool_versions() -> dict[str, str]:
@@ -82,19 +180,19 @@ def tool_versions() -> dict[str, str]:
 
 
 def calibration_key(fp32_sha256: str, images: CalibrationImages, model_input: ModelInput,
-                    method: str) -> dict[str, Any]:
+                    method: str) -> CalibrationKey:
     """The key a stored calibration must match to be reused (see the module docstring)."""
-    return {
-        "fp32_onnx_sha256": fp32_sha256,
-        "images": {"split": images.split, "count": len(images.paths), "sha256": images.fingerprint()},
-        "preprocessing": model_input.describe(),
-        "method": {"name": method, **METHOD_SETTINGS[method]},
-        "tools": tool_versions(),
-    }
+    return CalibrationKey(
+        fp32_onnx_sha256=fp32_sha256,
+        images=ImageSetKey(images.split, len(images.paths), images.fingerprint()),
+        preprocessing=model_input.describe(),
+        method=MethodKey(name=method, **asdict(METHOD_SETTINGS[method])),
+        tools=tool_versions(),
+    )
 
 
 def key_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Human-readable ``path: old -> new`` lines for every leaf where two keys differ."""
+    """Human-readable ``path: old -> new`` lines for every leaf where two keys (as dicts) differ."""
     if isinstance(old, dict) and isinstance(new, dict):
         lines: list[str] = []
         for name in sorted(set(old) | set(new)):
@@ -113,7 +211,7 @@ def read_manifest(out_dir: str | os.PathLike[str]) -> Int8Manifest | None:
     return Int8Manifest.load(path) if path.exists() else None
 
 
-def reusable_ranges(out_dir: str | os.PathLike[str], key: dict[str, Any],
+def reusable_ranges(out_dir: str | os.PathLike[str], key: CalibrationKey,
                     recalibrate: bool = False) -> ActivationRanges | None:
     """The stored ranges when ``out_dir`` holds a calibration with exactly ``key``; None when
     there is none or ``recalibrate`` asks for a new one.
@@ -128,7 +226,7 @@ def reusable_ranges(out_dir: str | os.PathLike[str], key: dict[str, Any],
     if manifest is None:
         return None
     path = Path(out_dir) / MANIFEST_NAME
-    differences = key_differences(manifest.calibration_key, key)
+    differences = key_differences(asdict(manifest.calibration_key), asdict(key))
     if differences:
         listed = "\n  ".join(differences)
         raise CalibrationMismatchError(
@@ -137,13 +235,13 @@ def reusable_ranges(out_dir: str | os.PathLike[str], key: dict[str, Any],
             "or export into another --out folder"
         )
     ranges_path = Path(out_dir) / RANGES_NAME
-    stored = manifest.ranges.get("sha256")
+    stored = manifest.ranges.sha256
     if not ranges_path.is_file() or sha256_file(ranges_path) != stored:
         raise CalibrationMismatchError(f"{ranges_path} is missing or was modified since {path} was written; "
                                        "pass --recalibrate to calibrate again")
     return ActivationRanges.load(ranges_path)
 
 
-def write_manifest(out_dir: str | os.PathLike[str], content: dict[str, Any]) -> Path:
-    """Write ``fornet_int8.json`` (an :class:`Int8Manifest` of ``content``) atomically; return its path."""
-    return Int8Manifest(**content).save(Path(out_dir) / MANIFEST_NAME)
+def write_manifest(out_dir: str | os.PathLike[str], manifest: Int8Manifest) -> Path:
+    """Write ``manifest`` as ``out_dir/fornet_int8.json`` atomically; return its path."""
+    return manifest.save(Path(out_dir) / MANIFEST_NAME)

@@ -27,7 +27,6 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -50,6 +49,13 @@ from fornet.export.int8.accuracy_gate import DEFAULT_MAX_MIOU_DROP, AccuracyGate
 from fornet.export.int8.manifest import (
     MANIFEST_NAME,
     RANGES_NAME,
+    CalibrationKey,
+    CalibrationRun,
+    Int8Manifest,
+    QuantizationRecord,
+    RangesFile,
+    TensorRTInt8Record,
+    TrtCacheRecord,
     calibration_key,
     read_manifest,
     reusable_ranges,
@@ -66,7 +72,7 @@ from fornet.export.int8.qdq_graph import (
     quantize_graph,
     quantized_conv_names,
 )
-from fornet.export.int8.sensitivity import greedy_fallback, measure_sensitivity
+from fornet.export.int8.sensitivity import SensitivityRecord, greedy_fallback, measure_sensitivity
 from fornet.export.int8.tensorrt_qdq import (
     MODELOPT_SETTINGS,
     TRT_INT8_NAME,
@@ -83,6 +89,7 @@ from fornet.export.tensorrt.calibration_cache import (
 )
 from fornet.faults import fault_point
 from fornet.options import OptionGroup, option
+from fornet.records import FileDigest
 
 INT8 = OptionGroup(
     "INT8 (fornet_int8_tensorrt.onnx: Q/DQ laid out for TensorRT 10/11 on an FP16 base; fornet_int8.onnx: Q/DQ "
@@ -178,7 +185,7 @@ class Int8Plan:
     images: CalibrationImages
     model_input: ModelInput
     fp32_sha256: str
-    key: dict[str, Any]
+    key: CalibrationKey
     reused: ActivationRanges | None
     eval_dataset: CityscapesDataset | None
 
@@ -235,21 +242,22 @@ def _sensitivity_feeds(plan: Int8Plan, batch: int) -> list[np.ndarray]:
     return [plan.model_input.batch(chunk) for chunk in image_batches(subset, batch)]
 
 
-def _quantizer_record(keep: list[str], fallback: list[str], model: ModelProto) -> dict[str, Any]:
+def _quantizer_record(keep: list[str], fallback: list[str], model: ModelProto) -> QuantizationRecord:
     import onnxruntime
 
-    return {
-        "tool": f"onnxruntime {onnxruntime.__version__} quantize_static (QDQ)",
-        "op_types": list(QUANTIZED_OP_TYPES), "extra_options": dict(QDQ_OPTIONS),
-        "activations": "INT8, symmetric (zero point 0), per-tensor",
-        "weights": "INT8, symmetric (zero point 0), per output channel (axis 0)",
-        "bias": "FP32 (TensorRT rejects INT32 DequantizeLinear)",
-        "float_nodes": keep, "fallback_nodes": fallback, "int8_convolutions": len(quantized_conv_names(model)),
-    }
+    return QuantizationRecord(
+        tool=f"onnxruntime {onnxruntime.__version__} quantize_static (QDQ)",
+        op_types=QUANTIZED_OP_TYPES, extra_options=dict(QDQ_OPTIONS),
+        activations="INT8, symmetric (zero point 0), per-tensor",
+        weights="INT8, symmetric (zero point 0), per output channel (axis 0)",
+        bias="FP32 (TensorRT rejects INT32 DequantizeLinear)",
+        float_nodes=tuple(keep), fallback_nodes=tuple(fallback), int8_convolutions=len(quantized_conv_names(model)),
+        tensorrt_placement_issues=tuple(str(issue) for issue in placement_issues(model, keep)),
+    )
 
 
 def _calibration(plan: Int8Plan, fp32_path: str | os.PathLike[str], batch: int, progress: bool,
-                 stage: Path) -> tuple[ActivationRanges, dict[str, Any]]:
+                 stage: Path) -> tuple[ActivationRanges, CalibrationRun]:
     """The plan's reused ranges (copied into ``stage``), or new ones (saved there); plus the manifest's
     calibration record."""
     start = time.perf_counter()
@@ -258,14 +266,14 @@ def _calibration(plan: Int8Plan, fp32_path: str | os.PathLike[str], batch: int, 
         ranges, stats = calibrate(fp32_path, plan.images, plan.model_input, plan.options.calib_method, batch=batch,
                                   progress=progress)
         ranges.save(stage / RANGES_NAME)
-        input_stats = stats.to_dict()
+        input_stats = stats.to_record()
     else:
         shutil.copyfile(plan.out_dir / RANGES_NAME, stage / RANGES_NAME)
         stored = read_manifest(plan.out_dir)
-        input_stats = stored.calibration.get("input_stats") if stored is not None else None
-    record = {"data": str(plan.images.root), "split": plan.images.split, "images": plan.images.names,
-              "reused": plan.reused is not None, "input_stats": input_stats,
-              "seconds": round(time.perf_counter() - start, 1)}
+        input_stats = stored.calibration.input_stats if stored is not None else None
+    record = CalibrationRun(data=str(plan.images.root), split=plan.images.split, images=tuple(plan.images.names),
+                            reused=plan.reused is not None, input_stats=input_stats,
+                            seconds=round(time.perf_counter() - start, 1))
     return ranges, record
 
 
@@ -276,7 +284,7 @@ class _Quantized:
     model: ModelProto
     gate: GateReport | None
     fallback: list[str]
-    sensitivity: dict[str, Any] | None
+    sensitivity: SensitivityRecord | None
 
 
 def _quantize_and_gate(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportDescription,
@@ -309,9 +317,9 @@ def _quantize_and_gate(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: 
         ranking = measure_sensitivity(fp32_path, ranges, quantized_conv_names(built["model"]), keep,
                                       _sensitivity_feeds(plan, desc.batch), progress)
         fallback, final, steps = greedy_fallback(ranking, attempt, options.max_fallback_layers)
-        sensitivity = {"images": min(options.sensitivity_images, len(plan.images.paths)),
-                       "metric": "fraction of pixels whose class changes with only this layer in INT8",
-                       "ranking": [r.to_dict() for r in ranking], "steps": [s.to_dict() for s in steps]}
+        sensitivity = SensitivityRecord(images=min(options.sensitivity_images, len(plan.images.paths)),
+                                        metric="fraction of pixels whose class changes with only this layer in INT8",
+                                        ranking=tuple(ranking), steps=tuple(steps))
         return _Quantized(built["model"], final or gate, fallback, sensitivity)
 
 
@@ -337,9 +345,9 @@ def _tensorrt_file(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: Expo
     return model, gate
 
 
-def _refuse(stage: Path, out: Path, gate: GateReport, options: Int8Options, content: dict[str, Any]) -> None:
+def _refuse(stage: Path, out: Path, gate: GateReport, options: Int8Options, manifest: Int8Manifest) -> None:
     """Stage the manifest with the failing report and raise :class:`AccuracyGateError`."""
-    write_manifest(stage, content)
+    write_manifest(stage, manifest)
     manifest = out / MANIFEST_NAME
     hint = "" if options.fallback_sensitive else "add --fallback-sensitive to keep the most sensitive layers in FP32, "
     raise AccuracyGateError(
@@ -372,53 +380,52 @@ def export_int8(plan: Int8Plan, fp32_path: str | os.PathLike[str], desc: ExportD
     keep = float_node_names(onnx.load(fp32_path))
     result = _quantize_and_gate(plan, fp32_path, desc, ranges, keep, progress)
     gate = result.gate
-    content: dict[str, Any] = {
-        "status": "not gated" if gate is None else ("passed" if gate.passed else "failed"),
-        "calibration_key": plan.key, "calibration": calibration,
-        "ranges": {"file": RANGES_NAME, "sha256": sha256_file(stage / RANGES_NAME), "tensors": len(ranges.ranges)},
-        "quantization": _quantizer_record(keep, result.fallback, result.model),
-        "accuracy_gate": None if gate is None else {"data": str(options.eval_data or options.calib_data),
-                                                   **gate.to_dict()},
-        "sensitivity": result.sensitivity,
-    }
-    content["quantization"]["tensorrt_placement_issues"] = [str(i) for i in placement_issues(result.model, keep)]
+    manifest = Int8Manifest(
+        status="not gated" if gate is None else ("passed" if gate.passed else "failed"),
+        calibration_key=plan.key, calibration=calibration,
+        ranges=RangesFile(RANGES_NAME, sha256_file(stage / RANGES_NAME), len(ranges.ranges)),
+        quantization=_quantizer_record(keep, result.fallback, result.model),
+        accuracy_gate=None if gate is None else gate.to_record(data=str(options.eval_data or options.calib_data)),
+        sensitivity=result.sensitivity,
+    )
     if gate is not None and not gate.passed:
-        _refuse(stage, out, gate, options, content)
+        _refuse(stage, out, gate, options, manifest)
     trt_model, trt_gate = None, None
     if options.tensorrt:
         trt_model, trt_gate = _tensorrt_file(plan, fp32_path, desc, ranges, [*keep, *result.fallback], progress)
-        content["tensorrt"] = {
-            "file": TRT_INT8_NAME, "tool": f"nvidia-modelopt {require_modelopt()}", "settings": MODELOPT_SETTINGS,
-            "base_precision": "fp16", "placement": "TensorRT Q/DQ placement rules: no issues",
-            "accuracy_gate": None if trt_gate is None else {"numerics": "ONNX Runtime, graph optimisations off",
-                                                            **trt_gate.to_dict()}}
+        trt_record = TensorRTInt8Record(
+            file=TRT_INT8_NAME, tool=f"nvidia-modelopt {require_modelopt()}", settings=MODELOPT_SETTINGS,
+            base_precision="fp16", placement="TensorRT Q/DQ placement rules: no issues",
+            accuracy_gate=None if trt_gate is None else trt_gate.to_record(
+                numerics="ONNX Runtime, graph optimisations off"))
+        manifest = replace(manifest, tensorrt=trt_record)
         if trt_gate is not None and not trt_gate.passed:
-            _refuse(stage, out, trt_gate, options, content)
+            _refuse(stage, out, trt_gate, options, manifest)
     int8_path = stage / INT8_NAME
     with atomic_path(int8_path) as tmp_path:
         onnx.save(result.model, tmp_path)
     sidecar = write_sidecar(int8_path, build_sidecar(desc, int8_path, "int8", False, None))
     scales = activation_scales(result.model)
     cache = write_trt_cache(stage / TRT_CACHE_NAME, scales, options.trt_cache_version)
-    content["int8_onnx"] = {"file": INT8_NAME, "sha256": sha256_file(int8_path)}
-    content["trt_cache"] = {
-        "file": TRT_CACHE_NAME, "sha256": sha256_file(cache), "tensors": len(scales),
-        "header": cache_header(trt_version_number(options.trt_cache_version)),
-        "tensorrt_version": options.trt_cache_version,
-        "note": "scales (amax / 127) of exactly the tensors quantized in fornet_int8.onnx, under their fornet.onnx "
-                "names; for TensorRT 10.x implicit INT8 of fornet.onnx (trtexec --int8 --calib, "
-                "fornet-build --legacy-int8-cache)",
-    }
+    manifest = replace(
+        manifest, int8_onnx=FileDigest(INT8_NAME, sha256_file(int8_path)),
+        trt_cache=TrtCacheRecord(
+            file=TRT_CACHE_NAME, sha256=sha256_file(cache), tensors=len(scales),
+            header=cache_header(trt_version_number(options.trt_cache_version)),
+            tensorrt_version=options.trt_cache_version,
+            note="scales (amax / 127) of exactly the tensors quantized in fornet_int8.onnx, under their fornet.onnx "
+                 "names; for TensorRT 10.x implicit INT8 of fornet.onnx (trtexec --int8 --calib, "
+                 "fornet-build --legacy-int8-cache)"))
     trt_path = None
-    if trt_model is not None:
+    if trt_model is not None and manifest.tensorrt is not None:
         trt_path = stage / TRT_INT8_NAME
         with atomic_path(trt_path) as tmp_path:
             onnx.save(trt_model, tmp_path)
         write_sidecar(trt_path, build_sidecar(desc, trt_path, "int8", False, None))
-        content["tensorrt"]["sha256"] = sha256_file(trt_path)
+        manifest = replace(manifest, tensorrt=replace(manifest.tensorrt, sha256=sha256_file(trt_path)))
     fault_point("export.staged_int8")
-    manifest = write_manifest(stage, content)
+    manifest_path = write_manifest(stage, manifest)
     return Int8Result(onnx_path=out / int8_path.name, sidecar_path=out / sidecar.name, cache_path=out / cache.name,
-                      manifest_path=out / manifest.name, ranges_path=out / RANGES_NAME,
+                      manifest_path=out / manifest_path.name, ranges_path=out / RANGES_NAME,
                       reused_calibration=plan.reused is not None, gate=gate, fallback=tuple(result.fallback),
                       tensorrt_path=None if trt_path is None else out / trt_path.name, tensorrt_gate=trt_gate)

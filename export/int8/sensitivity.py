@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -36,10 +35,6 @@ class LayerSensitivity:
 
     node: str
     disagreement: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"node": self.node, "disagreement": round(self.disagreement, 8)}
 
 
 def _classes(path: str | os.PathLike[str], feeds: Sequence[np.ndarray]) -> np.ndarray:
@@ -82,17 +77,27 @@ def measure_sensitivity(fp32_path: str | os.PathLike[str], ranges: ActivationRan
 
 @dataclass(frozen=True)
 class FallbackStep:
-    """One attempt of the greedy fallback: the float layers and the gate's verdict."""
+    """One attempt of the greedy fallback: the float layers and the gate's verdict (mIoU in percent, drop in points)."""
 
     fallback: tuple[str, ...]
     int8_miou: float
-    drop: float
+    miou_drop_points: float
     passed: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (mIoU in percent, drop in points)."""
-        return {"fallback": list(self.fallback), "int8_miou": round(100.0 * self.int8_miou, 3),
-                "miou_drop_points": round(self.drop, 3), "passed": self.passed}
+    @classmethod
+    def of(cls, fallback: Sequence[str], report: GateReport) -> FallbackStep:
+        """The step that kept ``fallback`` in float and got ``report``."""
+        return cls(tuple(fallback), round(100.0 * report.int8_miou, 3), round(report.drop, 3), report.passed)
+
+
+@dataclass(frozen=True)
+class SensitivityRecord:
+    """The fallback's measurements as the INT8 manifest records them: the ranking and every step."""
+
+    images: int
+    metric: str
+    ranking: tuple[LayerSensitivity, ...]
+    steps: tuple[FallbackStep, ...]
 
 
 def greedy_fallback(ranking: Sequence[LayerSensitivity], attempt: Callable[[list[str]], GateReport],
@@ -114,7 +119,7 @@ def greedy_fallback(ranking: Sequence[LayerSensitivity], attempt: Callable[[list
     for entry in ranking[:max_layers]:
         fallback.append(entry.node)
         report = attempt(list(fallback))
-        steps.append(FallbackStep(tuple(fallback), report.int8_miou, report.drop, report.passed))
+        steps.append(FallbackStep.of(fallback, report))
         if report.passed:
             break
     return fallback, report, steps

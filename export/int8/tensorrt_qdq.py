@@ -31,12 +31,12 @@ these rules and calibrates on the CPU through ONNX Runtime. It is an optional ex
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from onnx import ModelProto, version_converter
 
 from fornet.calibration.int8_calibrate import ActivationRanges
 from fornet.export.fp16 import convert_to_fp16
+from fornet.export.int8.modelopt_worker import ModelOptJob
 from fornet.export.int8.placement import placement_issues
 from fornet.export.int8.qdq_graph import Int8GraphError
 from fornet.export.onnx_function import attach_gate_function, strip_gate_function
@@ -54,9 +55,19 @@ from fornet.export.tensorrt.calibration_cache import format_trt_cache
 TRT_INT8_NAME = "fornet_int8_tensorrt.onnx"
 #: The opset ModelOpt's INT8 path works in (FP16 scales in Q/DQ need 19).
 MODELOPT_OPSET = 19
+@dataclass(frozen=True)
+class ModelOptSettings:
+    """The NVIDIA ModelOpt settings of ``fornet_int8_tensorrt.onnx``."""
+
+    quantize_mode: str
+    high_precision_dtype: str
+    calibration_eps: tuple[str, ...]
+    scales: str
+
+
 #: ModelOpt settings recorded in the manifest.
-MODELOPT_SETTINGS = {"quantize_mode": "int8", "high_precision_dtype": "fp32 (then fornet.export.fp16)",
-                     "calibration_eps": ["cpu"], "scales": "fornet_int8.ranges.json via a TensorRT cache"}
+MODELOPT_SETTINGS = ModelOptSettings(quantize_mode="int8", high_precision_dtype="fp32 (then fornet.export.fp16)",
+                                     calibration_eps=("cpu",), scales="fornet_int8.ranges.json via a TensorRT cache")
 INSTALL_HINT = "pip install 'fornet-deploy[int8-tensorrt]'"
 _CACHE_VERSION = 100300  # any 10.x header: ModelOpt reads only the scales
 
@@ -108,9 +119,9 @@ def quantize_for_tensorrt(fp32_path: str | os.PathLike[str], ranges: ActivationR
         onnx.save(prepare_for_modelopt(onnx.load(fp32_path)), source)
         cache.write_text(format_trt_cache(_scales(ranges), _CACHE_VERSION), encoding="utf-8")
         np.save(work / "calibration.npy", calibration)
-        (work / "exclude.json").write_text(json.dumps(list(keep_float)), encoding="utf-8")
-        command = [sys.executable, "-m", "fornet.export.int8.modelopt_worker", str(source), str(cache),
-                   str(work / "calibration.npy"), str(out), str(work / "exclude.json")]
+        job = ModelOptJob(source=str(source), scales_cache=str(cache), calibration=str(work / "calibration.npy"),
+                          out=str(out), nodes_to_exclude=tuple(keep_float)).save(work / "job.json")
+        command = [sys.executable, "-m", "fornet.export.int8.modelopt_worker", str(job)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])

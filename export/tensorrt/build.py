@@ -47,7 +47,15 @@ from fornet.runtime.tensorrt.env import (
     tensorrt_available,
     tensorrt_version_number,
 )
-from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, PluginInfo, TensorRecord, metadata_path
+from fornet.runtime.tensorrt.plan_metadata import (
+    CalibrationCacheInfo,
+    EngineMetadata,
+    GpuInfo,
+    PluginInfo,
+    ShapeProfile,
+    TensorRecord,
+    metadata_path,
+)
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -141,7 +149,7 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
         fornet_deploy_version=__version__,
         plan=FileDigest(plan.name, sha256_file(plan)),
         tensorrt_version=version,
-        gpu={"name": device.name, "compute_capability": ".".join(map(str, device.compute_capability))},
+        gpu=GpuInfo(device.name, ".".join(map(str, device.compute_capability))),
         built_precision=summary.graph_precision if cache is None else "int8-legacy-calibration",
         strongly_typed=strongly_typed,
         source_onnx=FileDigest(summary.path.name, summary.sha256),
@@ -150,8 +158,8 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
         build_options=opts.as_record(),
         plugin=None if plugin is None else PluginInfo(plugin.name, sha256_file(plugin), TOPK_GATE.creator,
                                                       serialized_in_plan=serialized_plugins),
-        calibration_cache=None if cache is None else {
-            "file": cache.path.name, "sha256": sha256_file(cache.path), "tensorrt_version": cache.tensorrt_version},
+        calibration_cache=None if cache is None else CalibrationCacheInfo(cache.path.name, sha256_file(cache.path),
+                                                                          cache.tensorrt_version),
         fornet_build_command=engine_build_command(onnx_path, plan, opts),
     ).save(metadata_path(plan))
     return plan
@@ -263,7 +271,7 @@ def _use_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
 
 def _tensor_record(tensor: trt.ITensor,
                    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None) -> TensorRecord:
-    shapes = None if profile is None else dict(zip(("min", "opt", "max"), profile, strict=True))
+    shapes = None if profile is None else ShapeProfile(*profile)
     return TensorRecord(name=tensor.name, shape=_dims(tensor.shape), dtype=tensor.dtype.name, profile=shapes)
 
 

@@ -90,7 +90,7 @@ def describe_engine(plan_path: str | os.PathLike[str], plugin: str | os.PathLike
     information = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
     header = [f"plan: {plan} (TensorRT {version})", *notes]
     if metadata is not None:
-        header.append(f"built: TensorRT {metadata.tensorrt_version} on {metadata.gpu.get('name')}, "
+        header.append(f"built: TensorRT {metadata.tensorrt_version} on {metadata.gpu.name}, "
                       f"precision {metadata.built_precision}")
     return "\n".join(header) + "\n" + format_engine_description(tensors, information)
 

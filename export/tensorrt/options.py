@@ -15,6 +15,7 @@ from typing import Any
 
 from fornet.export.tensorrt.errors import TensorRTBuildError
 from fornet.options import OptionGroup, option, positive_int_arg, to_argv
+from fornet.runtime.tensorrt.plan_metadata import BuildSettings
 
 HARDWARE_COMPAT_LEVELS = ("none", "ampere+")
 DEFAULT_BATCH_RANGE = (1, 1, 4)
@@ -107,13 +108,14 @@ class BuildOptions:
         high = self.max_batch if self.max_batch is not None else max(opt, DEFAULT_BATCH_RANGE[2])
         return low, opt, high
 
-    def as_record(self) -> dict[str, Any]:
-        """JSON-ready values (paths as strings) for the plan's sidecar."""
-        return {
+    def as_record(self) -> BuildSettings:
+        """These options as the plan's sidecar records them (paths as strings)."""
+        values: dict[str, Any] = {
             field.name: str(value) if isinstance(value, Path) else value
             for field in fields(self)
             if (value := getattr(self, field.name)) is not None
         }
+        return BuildSettings(**values)
 
 
 def default_plan_path(onnx_path: str | os.PathLike[str]) -> Path:

@@ -37,7 +37,7 @@ def read_plan_io(plan: Path) -> PlanIO:
 
     def tensors(records: tuple[TensorRecord, ...]) -> tuple[PlanTensor, ...]:
         return tuple(PlanTensor(name=t.name, dtype=t.dtype, shape=t.shape,
-                                max_shape=t.profile["max"] if t.profile else None) for t in records)
+                                max_shape=t.profile.max if t.profile else None) for t in records)
 
     plugin = metadata.plugin.library if metadata.plugin is not None else None
     return PlanIO(tensors(metadata.inputs), tensors(metadata.outputs), plugin)

@@ -15,7 +15,6 @@ from fornet.atomic import check_output_dir
 from fornet.cli.command import Command
 from fornet.cli.output import CommandOutput
 from fornet.options import add_options, json_option, option, option_groups, options_from_args
-from fornet.runtime.bench.record import BenchReport
 from fornet.runtime.bench.report import render_markdown, write_report
 from fornet.runtime.bench.runner import ACCURACY, OUTPUT, REFERENCE, BenchOptions, run_benchmark
 from fornet.runtime.bench.timing import TIMING, TimingSettings
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     video = options_from_args(VideoBench, args).video
     if video is not None:
         output.say(video_bench(options.model, video).format())
-    output.record(BenchReport.from_dict(result.record, "the benchmark record"))
+    output.record(result.record)
     if outputs.report is not None:
         for path in write_report(outputs.report, result):
             output.say(f"wrote {path}")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from fornet import __version__
 from fornet.atomic import check_output_dir
 from fornet.calibration.labels import CLASS_NAMES
 from fornet.calibration.metrics import format_iou_table
@@ -59,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Check the outputs and the data, score the model, print the table and optionally write the JSON."""
     from fornet.calibration.cityscapes import CityscapesDataset, scan_split
-    from fornet.model.evaluate import EvalReport, check_class_count, evaluate, resolve_device, score_predictor
+    from fornet.model.evaluate import check_class_count, evaluate, resolve_device, score_predictor
 
     spec = options_from_args(ModelSpec, args)
     options = options_from_args(EvalOptions, args)
@@ -94,9 +93,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     output.say(f"pixel accuracy: {100 * result.pixel_accuracy:.2f}")
     baseline = result.confusion.majority_baseline_miou()
     output.say(f"trivial baseline (most frequent class everywhere): mIoU {100 * baseline:.2f}")
-    output.record(EvalReport.of(result, model=str(spec.path), variant=variant, data=str(options.data),
-                                split=options.split, input_size=spec.input_size, device=where,
-                                fornet_version=__version__))
+    output.record(result.to_report(model=str(spec.path), variant=variant, data=str(options.data),
+                                   split=options.split, input_size=spec.input_size, device=where))
     output.say(f"mIoU: {100 * result.miou:.2f}")
     return 0
 

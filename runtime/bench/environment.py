@@ -14,8 +14,8 @@ import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fornet.runtime.cuda.device import NoGpuError, cuda_device
 
@@ -29,6 +29,57 @@ PACKAGES = {
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
     "pycuda": ("pycuda",),
 }
+
+
+@dataclass(frozen=True)
+class GpuEnvironment:
+    """GPU 0 and the driver's CUDA version."""
+
+    name: str
+    compute_capability: str
+    driver_cuda_version: str
+
+
+@dataclass(frozen=True)
+class JetsonInfo:
+    """A Jetson's L4T release, board, power mode and clocks (None where unreadable)."""
+
+    l4t: str
+    model: str | None
+    power_mode: str | None
+    #: Current clock of each GPU devfreq device, by device name.
+    gpu_clock_hz: dict[str, str | None] | None
+    emc_clock_hz: str | None
+
+
+@dataclass(frozen=True)
+class ThreadSettings:
+    """The CPU threads a benchmark asked for and what ONNX Runtime and PyTorch used."""
+
+    requested: int | None = None
+    #: The count, or ``"default (one per physical core)"``.
+    onnxruntime_intra_op: int | str | None = None
+    torch: int | None = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What a benchmark ran on (see the module docstring); None where unreadable."""
+
+    platform: str
+    python: str
+    cpu: str
+    cpu_count: int | None
+    cpus_usable: int | None
+    cpu_clock_mhz: tuple[int, ...] | None
+    load_average: tuple[float, ...] | None
+    threads: ThreadSettings | None
+    #: Installed version of each of :data:`PACKAGES`, by label.
+    versions: dict[str, str | None]
+    gpu: GpuEnvironment | None
+    jetson: JetsonInfo | None
+    #: The load average when the measurements ended.
+    load_average_after: tuple[float, ...] | None = None
 
 
 def _read(path: str | Path) -> str | None:
@@ -64,7 +115,7 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def gpu_info() -> dict[str, Any] | None:
+def gpu_info() -> GpuEnvironment | None:
     """GPU 0's name and compute capability, and the driver's CUDA version; None without a GPU."""
     try:
         device = cuda_device()
@@ -72,8 +123,8 @@ def gpu_info() -> dict[str, Any] | None:
         return None
     version = ctypes.c_int(0)
     ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(version))
-    return {"name": device.name, "compute_capability": ".".join(map(str, device.compute_capability)),
-            "driver_cuda_version": f"{version.value // 1000}.{version.value % 1000 // 10}"}
+    return GpuEnvironment(device.name, ".".join(map(str, device.compute_capability)),
+                          f"{version.value // 1000}.{version.value % 1000 // 10}")
 
 
 def cpu_clocks_mhz() -> list[int]:
@@ -86,7 +137,12 @@ def cpu_clocks_mhz() -> list[int]:
     return clocks
 
 
-def jetson_info() -> dict[str, Any] | None:
+def load_average() -> tuple[float, ...] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    return tuple(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def jetson_info() -> JetsonInfo | None:
     """L4T release, board, nvpmodel power mode and GPU/EMC clocks on a Jetson; None elsewhere."""
     release = _read("/etc/nv_tegra_release")
     if release is None:
@@ -103,22 +159,22 @@ def jetson_info() -> dict[str, Any] | None:
         name = path.parent.name
         if any(tag in name for tag in ("gpu", "ga10b", "gv11b", "gp10b", "gb10b")):
             gpu_clocks[name] = _read(path)
-    return {"l4t": release.splitlines()[0], "model": _read("/proc/device-tree/model"), "power_mode": power_mode,
-            "gpu_clock_hz": gpu_clocks or None, "emc_clock_hz": _read("/sys/kernel/debug/bpmp/debug/clk/emc/rate")}
+    return JetsonInfo(l4t=release.splitlines()[0], model=_read("/proc/device-tree/model"), power_mode=power_mode,
+                      gpu_clock_hz=gpu_clocks or None, emc_clock_hz=_read("/sys/kernel/debug/bpmp/debug/clk/emc/rate"))
 
 
-def collect_environment(threads: dict[str, Any] | None = None) -> dict[str, Any]:
+def collect_environment(threads: ThreadSettings | None = None) -> Environment:
     """The full record (``threads``: the thread settings the benchmark used)."""
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_clock_mhz": cpu_clocks_mhz() or None,
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "threads": threads or {},
-        "versions": package_versions(),
-        "gpu": gpu_info(),
-        "jetson": jetson_info(),
-    }
+    return Environment(
+        platform=platform.platform(),
+        python=platform.python_version(),
+        cpu=cpu_model(),
+        cpu_count=os.cpu_count(),
+        cpus_usable=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        cpu_clock_mhz=tuple(cpu_clocks_mhz()) or None,
+        load_average=load_average(),
+        threads=threads,
+        versions=package_versions(),
+        gpu=gpu_info(),
+        jetson=jetson_info(),
+    )

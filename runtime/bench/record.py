@@ -1,11 +1,90 @@
-"""``report.json`` / ``fornet-bench --json``: the benchmark record, typed and versioned."""
+"""``report.json`` / ``fornet-bench --json``: the benchmark record, typed to the leaves and versioned."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from fornet.calibration.metrics import ParitySummary, ScoreSummary
 from fornet.records import Record
+from fornet.runtime.bench.environment import Environment
+from fornet.runtime.bench.timing import LatencySummary, TimingRecord
+
+
+@dataclass(frozen=True)
+class EngineUnderTest:
+    """The model file benchmarked, its backend and I/O contract, and how it ran."""
+
+    path: str
+    backend: str
+    #: :meth:`fornet.runtime.model_io.ModelIO.describe`.
+    model: str
+    input_size: tuple[int, int]
+    batch: int | None
+    precision: str | None
+    variant: str | None
+    gpu_prepost: bool
+    cuda_graph: bool
+
+
+@dataclass(frozen=True)
+class ReferenceModel:
+    """The PyTorch checkpoint timed and scored beside the engine."""
+
+    checkpoint: str
+    backend: str
+
+
+@dataclass(frozen=True)
+class ScopeRecord:
+    """One speed scope: each candidate's latencies (None: not measurable), notes, and the reference/engine ratio."""
+
+    title: str
+    results: dict[str, LatencySummary | None]
+    notes: tuple[str, ...]
+    #: Median latency of the reference over the engine's (only with a reference measured in this scope).
+    speedup: float | None = None
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """Median ms per end-to-end call of pre-processing, inference and post-processing, and pre + post's share."""
+
+    pre_ms: float
+    infer_ms: float
+    post_ms: float
+    prepost_share: float
+
+
+@dataclass(frozen=True)
+class SpeedRecord:
+    """The speed measurements (see :mod:`fornet.runtime.bench.runner`)."""
+
+    frame_size: tuple[int, int]
+    batch: int
+    input_size: tuple[int, int]
+    settings: TimingRecord
+    timer: str
+    engine: str
+    reference: str | None
+    scopes: dict[str, ScopeRecord]
+    stages: dict[str, StageSummary]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AccuracyRecord:
+    """The scores of each backend on a Cityscapes split and, with a reference, their parity."""
+
+    data: str
+    split: str
+    images: int
+    frames: str
+    #: Folder of the engine's labelId PNGs (``--save-predictions``).
+    predictions: str | None
+    scores: dict[str, ScoreSummary]
+    miou: dict[str, float | None]
+    parity: ParitySummary | None
 
 
 @dataclass(frozen=True)
@@ -21,9 +100,9 @@ class BenchReport(Record):
 
     fornet_version: str
     command: str
-    engine: dict[str, Any]
-    reference: dict[str, Any] | None
-    environment: dict[str, Any]
+    engine: EngineUnderTest
+    reference: ReferenceModel | None
+    environment: Environment
     trtexec: str | None
-    speed: dict[str, Any] | None = None
-    accuracy: dict[str, Any] | None = None
+    speed: SpeedRecord | None = None
+    accuracy: AccuracyRecord | None = None

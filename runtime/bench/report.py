@@ -18,16 +18,17 @@ from typing import Any
 import numpy as np
 
 from fornet.atomic import ensure_writable_dir, write_bytes_atomic, write_text_atomic
-from fornet.runtime.bench.record import BenchReport
+from fornet.runtime.bench.environment import ThreadSettings
+from fornet.runtime.bench.record import AccuracyRecord, BenchReport, SpeedRecord
 from fornet.runtime.bench.runner import SCOPES, BenchResult
 from fornet.runtime.bench.timing import SPREAD_ADVICE
 
 _MATPLOTLIB_HINT = "plots skipped: matplotlib is not installed (pip install matplotlib)"
 
 
-def write_json(path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
-    """Write the record as a :class:`BenchReport` (typed, atomically)."""
-    return BenchReport.from_dict(record, "the benchmark record").save(path)
+def write_json(path: str | os.PathLike[str], record: BenchReport) -> Path:
+    """Write the record (``fornet-bench --json``) atomically; return its path."""
+    return record.save(path)
 
 
 def _ms(value: float | None) -> str:
@@ -38,95 +39,108 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
 
 
-def _speed_lines(speed: dict[str, Any]) -> list[str]:
+def _speed_lines(speed: SpeedRecord) -> list[str]:
     lines = [
         "## Speed", "",
-        f"Frames: {speed['frame_size'][0]}x{speed['frame_size'][1]} uint8 BGR, network input "
-        f"{speed['input_size'][0]}x{speed['input_size'][1]}, batch {speed['batch']}. "
-        f"Timing: {speed['settings']['description']}; {speed['timer']}.", "",
+        f"Frames: {speed.frame_size[0]}x{speed.frame_size[1]} uint8 BGR, network input "
+        f"{speed.input_size[0]}x{speed.input_size[1]}, batch {speed.batch}. "
+        f"Timing: {speed.settings.description}; {speed.timer}.", "",
         "| scope | backend | img/s | median ms | p90 ms | p99 ms | max ms | CV % | iterations |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     notes: list[str] = []
     speedups = []
     for scope in SCOPES:
-        entry = speed["scopes"][scope]
-        for label, stats in entry["results"].items():
+        entry = speed.scopes[scope]
+        for label, stats in entry.results.items():
             if stats is None:
-                lines.append(f"| {entry['title']} | {label} | not measured | | | | | | |")
+                lines.append(f"| {entry.title} | {label} | not measured | | | | | | |")
                 continue
-            lines.append(f"| {entry['title']} | {label} | {stats['throughput_img_s']:.2f} | {_ms(stats['median_ms'])} "
-                         f"| {_ms(stats['p90_ms'])} | {_ms(stats['p99_ms'])} | {_ms(stats['max_ms'])} | "
-                         f"{100 * stats['cv']:.1f} | {stats['iterations']} |")
-        notes += entry["notes"]
-        if "speedup" in entry:
-            speedups.append(f"{entry['title']} {entry['speedup']:.2f}x")
+            lines.append(f"| {entry.title} | {label} | {stats.throughput_img_s:.2f} | {_ms(stats.median_ms)} "
+                         f"| {_ms(stats.p90_ms)} | {_ms(stats.p99_ms)} | {_ms(stats.max_ms)} | "
+                         f"{100 * stats.cv:.1f} | {stats.iterations} |")
+        notes += entry.notes
+        if entry.speedup is not None:
+            speedups.append(f"{entry.title} {entry.speedup:.2f}x")
     if speedups:
-        lines += ["", f"Speed-up of {speed['engine']} over {speed['reference']} (median latency ratio, same "
+        lines += ["", f"Speed-up of {speed.engine} over {speed.reference} (median latency ratio, same "
                       f"interleaved run): {'; '.join(speedups)}."]
     lines += [""] + [f"- note: {note}" for note in notes]
     lines += ["", "End-to-end stages (median ms per call; GPU pre/post: CUDA event times):", "",
               "| backend | pre | infer | post | pre + post share of end to end |", "| --- | --- | --- | --- | --- |"]
-    for label, stages in speed["stages"].items():
-        lines.append(f"| {label} | {_ms(stages['pre_ms'])} | {_ms(stages['infer_ms'])} | {_ms(stages['post_ms'])} | "
-                     f"{100 * stages['prepost_share']:.1f}% |")
-    if speed["warnings"]:
-        lines += ["", *(f"- warning: {warning}" for warning in speed["warnings"]), f"- so: {SPREAD_ADVICE}"]
+    for label, stages in speed.stages.items():
+        lines.append(f"| {label} | {_ms(stages.pre_ms)} | {_ms(stages.infer_ms)} | {_ms(stages.post_ms)} | "
+                     f"{100 * stages.prepost_share:.1f}% |")
+    if speed.warnings:
+        lines += ["", *(f"- warning: {warning}" for warning in speed.warnings), f"- so: {SPREAD_ADVICE}"]
     return lines
 
 
-def _accuracy_lines(accuracy: dict[str, Any]) -> list[str]:
+def _accuracy_lines(accuracy: AccuracyRecord) -> list[str]:
     from fornet.calibration.labels import CLASS_NAMES
 
-    labels = list(accuracy["scores"])
-    lines = [f"## Accuracy ({accuracy['split']} split of {accuracy['data']}, {accuracy['images']} images)", "",
+    labels = list(accuracy.scores)
+    lines = [f"## Accuracy ({accuracy.split} split of {accuracy.data}, {accuracy.images} images)", "",
              "| backend | mIoU % | pixel accuracy % |", "| --- | --- | --- |"]
-    lines += [f"| {label} | {_pct(s['miou'])} | {_pct(s['pixel_accuracy'])} |"
-              for label, s in accuracy["scores"].items()]
-    if accuracy["parity"] is not None:
-        lines += ["", "```", accuracy["parity"]["text"], "```"]
+    lines += [f"| {label} | {_pct(s.miou)} | {_pct(s.pixel_accuracy)} |" for label, s in accuracy.scores.items()]
+    if accuracy.parity is not None:
+        lines += ["", "```", accuracy.parity.text, "```"]
     header = " | ".join(f"{label} IoU %" for label in labels)
     delta_header = f" {labels[0]} - {labels[1]} |" if len(labels) == 2 else ""
     lines += ["", f"| class | {header} |{delta_header}",
               f"| --- |{' --- |' * len(labels)}{' --- |' if len(labels) == 2 else ''}"]
     for name in CLASS_NAMES:
-        values = [accuracy["scores"][label]["iou"][name] for label in labels]
+        values = [accuracy.scores[label].iou[name] for label in labels]
         row = f"| {name} | " + " | ".join(_pct(v) for v in values) + " |"
-        if len(labels) == 2:
-            delta = accuracy["parity"]["iou_delta"][name]
+        if len(labels) == 2 and accuracy.parity is not None:
+            delta = accuracy.parity.iou_delta[name]
             row += f" {'n/a' if delta is None else f'{100 * delta:+.2f}'} |"
         lines.append(row)
-    if accuracy["predictions"]:
-        lines += ["", f"labelId PNGs for cityscapesscripts: {accuracy['predictions']}"]
+    if accuracy.predictions:
+        lines += ["", f"labelId PNGs for cityscapesscripts: {accuracy.predictions}"]
     return lines
 
 
-def render_markdown(record: dict[str, Any], files: list[str]) -> str:
+def _threads(threads: ThreadSettings | None) -> str:
+    if threads is None:
+        return "not recorded"
+    return (f"requested {threads.requested or 'default'}, ONNX Runtime intra-op {threads.onnxruntime_intra_op}, "
+            f"PyTorch {threads.torch if threads.torch is not None else 'not loaded'}")
+
+
+def _load(values: tuple[float, ...] | None) -> str:
+    return "n/a" if not values else f"{values[0]:.2f}"
+
+
+def render_markdown(record: BenchReport, files: list[str]) -> str:
     """The Markdown summary of a benchmark record."""
-    engine, env = record["engine"], record["environment"]
-    gpu = env["gpu"]
+    engine, env, reference = record.engine, record.environment, record.reference
+    gpu = env.gpu
     lines = [
-        f"# fornet-bench: {engine['path']}", "",
-        f"- engine: {engine['backend']}, {engine['model']}; GPU pre/post: {'yes' if engine['gpu_prepost'] else 'no'}"
-        f"{', CUDA graph' if engine['cuda_graph'] else ''}",
-        f"- reference: {record['reference']['backend']} from {record['reference']['checkpoint']}"
-        if record["reference"] else "- reference: none (pass --ckpt to compare with PyTorch)",
-        f"- machine: {env['cpu']} ({env['cpus_usable']} CPUs usable), "
-        f"GPU {gpu['name'] + ' (CUDA ' + gpu['driver_cuda_version'] + ')' if gpu else 'none'}, "
-        f"load average {env['load_average'][0]:.2f} before, {env['load_average_after'][0]:.2f} after",
-        f"- versions: {', '.join(f'{k} {v}' for k, v in env['versions'].items() if v)}",
-        f"- threads: {env['threads']}",
-        f"- command: `{record['command']}`",
+        f"# fornet-bench: {engine.path}", "",
+        f"- engine: {engine.backend}, {engine.model}; GPU pre/post: {'yes' if engine.gpu_prepost else 'no'}"
+        f"{', CUDA graph' if engine.cuda_graph else ''}",
+        f"- reference: {reference.backend} from {reference.checkpoint}"
+        if reference else "- reference: none (pass --ckpt to compare with PyTorch)",
+        f"- machine: {env.cpu} ({env.cpus_usable} CPUs usable), "
+        f"GPU {gpu.name + ' (CUDA ' + gpu.driver_cuda_version + ')' if gpu else 'none'}, "
+        f"load average {_load(env.load_average)} before, {_load(env.load_average_after)} after",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in env.versions.items() if v)}",
+        f"- threads: {_threads(env.threads)}",
+        f"- command: `{record.command}`",
     ]
-    if env["jetson"]:
-        lines.append(f"- Jetson: {env['jetson']}")
-    if record["trtexec"]:
+    if env.jetson:
+        jetson = env.jetson
+        lines.append(f"- Jetson: {jetson.model or 'unknown board'}, L4T {jetson.l4t}, power mode "
+                     f"{jetson.power_mode or 'unknown'}, GPU clocks {jetson.gpu_clock_hz or 'unknown'} Hz, EMC clock "
+                     f"{jetson.emc_clock_hz or 'unknown'} Hz")
+    if record.trtexec:
         lines.append(f"- trtexec equivalent of the compute scope (TensorRT 10.x: drop --noDataTransfers for its "
-                     f"Latency with copies): `{record['trtexec']}`")
-    if "speed" in record:
-        lines += ["", *_speed_lines(record["speed"])]
-    if "accuracy" in record:
-        lines += ["", *_accuracy_lines(record["accuracy"])]
+                     f"Latency with copies): `{record.trtexec}`")
+    if record.speed is not None:
+        lines += ["", *_speed_lines(record.speed)]
+    if record.accuracy is not None:
+        lines += ["", *_accuracy_lines(record.accuracy)]
     if files:
         lines += ["", "## Files", ""] + [f"- {name}" for name in files]
     return "\n".join(lines) + "\n"
@@ -138,7 +152,7 @@ def _save_figure(figure: Any, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def plot_latency(speed: dict[str, Any], path: Path) -> None:
+def plot_latency(speed: SpeedRecord, path: Path) -> None:
     """Histograms of the latency samples, one panel per scope, one colour per backend."""
     import matplotlib
 
@@ -147,11 +161,11 @@ def plot_latency(speed: dict[str, Any], path: Path) -> None:
 
     figure, axes = plt.subplots(1, len(SCOPES), figsize=(5 * len(SCOPES), 3.6))
     for axis, scope in zip(axes, SCOPES, strict=True):
-        entry = speed["scopes"][scope]
-        for label, stats in entry["results"].items():
+        entry = speed.scopes[scope]
+        for label, stats in entry.results.items():
             if stats is not None:
-                axis.hist(stats["samples_ms"], bins=30, alpha=0.6, label=f"{label} (median {stats['median_ms']:.1f})")
-        axis.set_title(entry["title"])
+                axis.hist(stats.samples_ms, bins=30, alpha=0.6, label=f"{label} (median {stats.median_ms:.1f})")
+        axis.set_title(entry.title)
         axis.set_xlabel("latency (ms)")
         axis.legend(fontsize=8)
     axes[0].set_ylabel("calls")
@@ -159,7 +173,7 @@ def plot_latency(speed: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
-def plot_iou(accuracy: dict[str, Any], path: Path) -> None:
+def plot_iou(accuracy: AccuracyRecord, path: Path) -> None:
     """Per-class IoU bars of each backend."""
     import matplotlib
 
@@ -168,14 +182,14 @@ def plot_iou(accuracy: dict[str, Any], path: Path) -> None:
 
     from fornet.calibration.labels import CLASS_NAMES
 
-    labels = list(accuracy["scores"])
+    labels = list(accuracy.scores)
     positions = np.arange(len(CLASS_NAMES))
     width = 0.8 / len(labels)
     figure, axis = plt.subplots(figsize=(12, 4))
     for offset, label in enumerate(labels):
-        values = [accuracy["scores"][label]["iou"][name] for name in CLASS_NAMES]
+        values = [accuracy.scores[label].iou[name] for name in CLASS_NAMES]
         heights = [100 * v if v is not None else 0.0 for v in values]
-        axis.bar(positions + offset * width, heights, width, label=f"{label} (mIoU {_pct(accuracy['miou'][label])})")
+        axis.bar(positions + offset * width, heights, width, label=f"{label} (mIoU {_pct(accuracy.miou[label])})")
     axis.set_xticks(positions + width * (len(labels) - 1) / 2, CLASS_NAMES, rotation=60, ha="right")
     axis.set_ylabel("IoU (%)")
     axis.legend()
@@ -192,11 +206,11 @@ def write_report(directory: str | os.PathLike[str], result: BenchResult) -> list
     notes: list[str] = []
     record = result.record
     try:
-        if "speed" in record:
-            plot_latency(record["speed"], out / "latency.png")
+        if record.speed is not None:
+            plot_latency(record.speed, out / "latency.png")
             written.append(out / "latency.png")
-        if "accuracy" in record:
-            plot_iou(record["accuracy"], out / "iou.png")
+        if record.accuracy is not None:
+            plot_iou(record.accuracy, out / "iou.png")
             written.append(out / "iou.png")
     except ImportError:
         notes.append(_MATPLOTLIB_HINT)
@@ -205,7 +219,7 @@ def write_report(directory: str | os.PathLike[str], result: BenchResult) -> list
         if ok:
             write_bytes_atomic(out / f"overlay_{name}.png", encoded.tobytes())
             written.append(out / f"overlay_{name}.png")
-    written.insert(0, write_json(out / "report.json", record))
+    written.insert(0, record.save(out / "report.json"))
     summary = render_markdown(record, [p.name for p in written] + notes)
     write_text_atomic(out / "summary.md", summary)
     return [out / "summary.md", *written]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import operator
-import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -34,12 +33,21 @@ import numpy as np
 
 from fornet import __version__
 from fornet.options import OptionGroup, hw_arg, option, percentage, positive_int_arg
-from fornet.runtime.bench.environment import collect_environment
-from fornet.runtime.bench.record import BenchReport
+from fornet.runtime.bench.environment import ThreadSettings, collect_environment, load_average
+from fornet.runtime.bench.record import (
+    AccuracyRecord,
+    BenchReport,
+    EngineUnderTest,
+    ReferenceModel,
+    ScopeRecord,
+    SpeedRecord,
+    StageSummary,
+)
 from fornet.runtime.bench.timing import (
     DEFAULT_CV_WARNING,
     TIMING,
     LatencyStats,
+    TimingRecord,
     TimingSettings,
     measure,
     spread_warning,
@@ -145,9 +153,9 @@ class BenchOptions:
 
 @dataclass
 class BenchResult:
-    """The JSON record plus what only the report draws (overlay images, BGR)."""
+    """The record plus what only the report draws (overlay images, BGR)."""
 
-    record: dict[str, Any]
+    record: BenchReport
     overlays: list[tuple[str, np.ndarray]] = field(default_factory=list)
 
 
@@ -201,27 +209,28 @@ def scope_candidate(seg: Segmenter, frames: list[np.ndarray]) -> ScopeCandidate:
     return candidate
 
 
-def stage_summary(candidate: ScopeCandidate, stats: LatencyStats) -> dict[str, float]:
+def stage_summary(candidate: ScopeCandidate, stats: LatencyStats) -> StageSummary:
     """Median ms of pre, infer and post over the end-to-end calls, and pre + post as a share of ``stats``."""
     pre = float(np.median([t.pre for t in candidate.stages])) * 1000
     infer = float(np.median([t.infer for t in candidate.stages])) * 1000
     post = float(np.median([t.post for t in candidate.stages])) * 1000
-    return {"pre_ms": pre, "infer_ms": infer, "post_ms": post, "prepost_share": (pre + post) / stats.median}
+    return StageSummary(pre_ms=pre, infer_ms=infer, post_ms=post, prepost_share=(pre + post) / stats.median)
 
 
-def _scope_record(scope: str, candidates: list[ScopeCandidate], stats: dict[str, LatencyStats]) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "title": SCOPE_TITLES[scope],
-        "results": {c.label: stats[c.label].to_dict() if c.label in stats else None for c in candidates},
-        "notes": [c.notes[scope] for c in candidates if scope in c.notes],
-    }
+def _scope_record(scope: str, candidates: list[ScopeCandidate], stats: dict[str, LatencyStats]) -> ScopeRecord:
+    speedup = None
     if len(candidates) == 2 and all(c.label in stats for c in candidates):
         engine, reference = (stats[c.label] for c in candidates)
-        record["speedup"] = reference.median / engine.median
-    return record
+        speedup = reference.median / engine.median
+    return ScopeRecord(
+        title=SCOPE_TITLES[scope],
+        results={c.label: stats[c.label].to_record() if c.label in stats else None for c in candidates},
+        notes=tuple(c.notes[scope] for c in candidates if scope in c.notes),
+        speedup=speedup,
+    )
 
 
-def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: BenchOptions) -> dict[str, Any]:
+def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: BenchOptions) -> SpeedRecord:
     """Time every scope for the engine (and the reference, interleaved); the ``speed`` record."""
     if engine.io.batch is not None and engine.io.batch != options.batch:
         raise BenchError(f"the engine has a static batch of {engine.io.batch}; pass --batch {engine.io.batch} "
@@ -229,7 +238,7 @@ def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: Ben
     frames = make_frames(options.frame_size, options.batch)
     candidates = [scope_candidate(seg, frames) for seg in (engine, reference) if seg is not None]
     stats: dict[str, dict[str, LatencyStats]] = {}
-    scopes: dict[str, Any] = {}
+    scopes: dict[str, ScopeRecord] = {}
     warnings: list[str] = []
     for scope in SCOPES:
         runnable = {c.label: step for c in candidates if callable(step := c.scopes[scope])}
@@ -242,16 +251,17 @@ def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: Ben
             if isinstance(alias, str):
                 stats[scope][c.label] = stats[alias][c.label]
         scopes[scope] = _scope_record(scope, candidates, stats[scope])
-    return {
-        "frame_size": list(options.frame_size), "batch": options.batch, "input_size": list(engine.input_size),
-        "settings": {"warmup_s": options.timing.warmup_s, "min_iters": options.timing.min_iters,
-                     "duration_s": options.timing.duration_s, "description": options.timing.describe()},
-        "timer": "host perf_counter around each synchronous call; candidates interleaved (A B, B A, ...)",
-        "engine": candidates[0].label, "reference": candidates[1].label if reference is not None else None,
-        "scopes": scopes,
-        "stages": {c.label: stage_summary(c, stats["end_to_end"][c.label]) for c in candidates},
-        "warnings": warnings,
-    }
+    timing = options.timing
+    return SpeedRecord(
+        frame_size=options.frame_size, batch=options.batch, input_size=engine.input_size,
+        settings=TimingRecord(warmup_s=timing.warmup_s, min_iters=timing.min_iters, duration_s=timing.duration_s,
+                              description=timing.describe()),
+        timer="host perf_counter around each synchronous call; candidates interleaved (A B, B A, ...)",
+        engine=candidates[0].label, reference=candidates[1].label if reference is not None else None,
+        scopes=scopes,
+        stages={c.label: stage_summary(c, stats["end_to_end"][c.label]) for c in candidates},
+        warnings=tuple(warnings),
+    )
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -268,7 +278,7 @@ def disagreement_overlay(seg: Segmenter, frame: np.ndarray, pred: np.ndarray, ot
 
 
 def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
-                       options: BenchOptions) -> tuple[dict[str, Any], list[tuple[str, np.ndarray]]]:
+                       options: BenchOptions) -> tuple[AccuracyRecord, list[tuple[str, np.ndarray]]]:
     """mIoU of the engine (and PyTorch) on ``options.data`` and their parity; the record and overlays."""
     from tqdm import tqdm
 
@@ -304,21 +314,17 @@ def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
             save_label_id_png(out_dir / f"{sample.name}_pred_labelIds.png", pred)
         if index < options.overlays:
             overlays.append((sample.name, disagreement_overlay(engine, frame, pred, other, sample.label)))
-    scores_by_backend = {label: scores.to_dict(CLASS_NAMES)}
+    scores_by_backend = {label: scores.to_record(CLASS_NAMES)}
     if parity is not None:
-        scores_by_backend[other_label] = parity.a.to_dict(CLASS_NAMES)
-    record: dict[str, Any] = {
-        "data": str(options.data), "split": options.split, "images": count,
-        "frames": "the data set's images at their own size (BGR), labels at that size",
-        "predictions": str(out_dir) if out_dir is not None else None,
-        "scores": scores_by_backend,
-        "miou": {name: entry["miou"] for name, entry in scores_by_backend.items()},
-        "parity": None,
-    }
-    if parity is not None:
-        summary = parity.to_dict(CLASS_NAMES, (other_label, label))
-        record["parity"] = {key: value for key, value in summary.items() if key not in (other_label, label)}
-        record["parity"]["text"] = parity.summary((other_label, label))
+        scores_by_backend[other_label] = parity.a.to_record(CLASS_NAMES)
+    record = AccuracyRecord(
+        data=str(options.data), split=options.split, images=count,
+        frames="the data set's images at their own size (BGR), labels at that size",
+        predictions=str(out_dir) if out_dir is not None else None,
+        scores=scores_by_backend,
+        miou={name: entry.miou for name, entry in scores_by_backend.items()},
+        parity=None if parity is None else parity.to_record(CLASS_NAMES, (other_label, label)),
+    )
     return record, overlays
 
 
@@ -346,11 +352,11 @@ def trtexec_command(plan: Path, io: ModelIO, timing: TimingSettings, batch: int 
     return shlex.join(argv)
 
 
-def _threads(options: BenchOptions) -> dict[str, Any]:
+def _threads(options: BenchOptions) -> ThreadSettings:
     torch = sys.modules.get("torch")
-    return {"requested": options.model.threads,
-            "onnxruntime_intra_op": options.model.threads or "default (one per physical core)",
-            "torch": torch.get_num_threads() if torch is not None else None}
+    return ThreadSettings(requested=options.model.threads,
+                          onnxruntime_intra_op=options.model.threads or "default (one per physical core)",
+                          torch=torch.get_num_threads() if torch is not None else None)
 
 
 def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
@@ -362,24 +368,22 @@ def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
     try:
         reference_spec = options.reference_spec(engine.input_size)
         reference = None if reference_spec is None else Segmenter(reference_spec)
-        record: dict[str, Any] = {
-            "format": BenchReport.format_tag(), "fornet_version": __version__, "command": command,
-            "engine": {"path": str(spec.path), "backend": engine.backend.label, "model": engine.io.describe(),
-                       "input_size": list(engine.input_size), "batch": engine.io.batch,
-                       "precision": engine.io.export_precision, "variant": engine.io.variant,
-                       "gpu_prepost": engine.gpu_prepost, "cuda_graph": spec.cuda_graph},
-            "reference": None if reference is None else {"checkpoint": str(options.ckpt),
-                                                         "backend": reference.backend.label},
-            "environment": collect_environment(_threads(options)),
-            "trtexec": trtexec_command(spec.path, engine.io, options.timing, options.batch, spec.cuda_graph,
-                                       spec.plugin) if engine.backend_name == "tensorrt" else None,
-        }
-        if options.speed:
-            record["speed"] = speed_benchmark(engine, reference, options)
-        overlays: list[tuple[str, np.ndarray]] = []
-        if options.data is not None:
-            record["accuracy"], overlays = accuracy_benchmark(engine, reference, options)
-        record["environment"]["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+        environment = collect_environment(_threads(options))
+        speed = speed_benchmark(engine, reference, options) if options.speed else None
+        accuracy, overlays = (accuracy_benchmark(engine, reference, options) if options.data is not None
+                              else (None, []))
+        record = BenchReport(
+            fornet_version=__version__, command=command,
+            engine=EngineUnderTest(path=str(spec.path), backend=engine.backend.label,
+                                   model=engine.io.describe(), input_size=engine.input_size, batch=engine.io.batch,
+                                   precision=engine.io.export_precision, variant=engine.io.variant,
+                                   gpu_prepost=engine.gpu_prepost, cuda_graph=spec.cuda_graph),
+            reference=None if reference is None else ReferenceModel(str(options.ckpt), reference.backend.label),
+            environment=replace(environment, load_average_after=load_average()),
+            trtexec=trtexec_command(spec.path, engine.io, options.timing, options.batch, spec.cuda_graph,
+                                    spec.plugin) if engine.backend_name == "tensorrt" else None,
+            speed=speed, accuracy=accuracy,
+        )
     finally:
         engine.close()
         if reference is not None:

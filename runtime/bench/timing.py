@@ -14,7 +14,6 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from fornet.options import OptionGroup, option, seconds_arg
 from fornet.runtime.errors import FornetRuntimeError
@@ -51,9 +50,33 @@ class TimingSettings:
                 "per candidate")
 
 
+@dataclass(frozen=True, kw_only=True)
+class TimingRecord(TimingSettings):
+    """The settings as a benchmark record keeps them, with :meth:`TimingSettings.describe`'s words."""
+
+    description: str
+
+
 def percentile(ordered: list[float], fraction: float) -> float:
     """Nearest-rank percentile of an ascending list (``fraction`` in (0, 1])."""
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """One candidate's latencies (ms) as a benchmark record keeps them, with the raw samples."""
+
+    iterations: int
+    batch: int
+    throughput_img_s: float
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    min_ms: float
+    mean_ms: float
+    cv: float
+    samples_ms: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -86,15 +109,14 @@ class LatencyStats:
         total = sum(self.samples_ms) / 1000
         return self.batch * len(self.samples_ms) / total if total > 0 else math.inf
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary with the raw samples."""
+    def to_record(self) -> LatencySummary:
+        """The summary a benchmark record keeps, with the raw samples."""
         ordered = sorted(self.samples_ms)
-        return {
-            "iterations": len(ordered), "batch": self.batch, "throughput_img_s": self.throughput,
-            "median_ms": self.median, "p90_ms": percentile(ordered, 0.9), "p99_ms": percentile(ordered, 0.99),
-            "max_ms": ordered[-1], "min_ms": ordered[0], "mean_ms": self.mean, "cv": self.cv,
-            "samples_ms": list(self.samples_ms),
-        }
+        return LatencySummary(
+            iterations=len(ordered), batch=self.batch, throughput_img_s=self.throughput, median_ms=self.median,
+            p90_ms=percentile(ordered, 0.9), p99_ms=percentile(ordered, 0.99), max_ms=ordered[-1],
+            min_ms=ordered[0], mean_ms=self.mean, cv=self.cv, samples_ms=self.samples_ms,
+        )
 
 
 #: What to do about a noisy measurement (printed once after the warnings).

@@ -71,18 +71,18 @@ def check_engine_compatibility(plan: Path, metadata: EngineMetadata | None, tens
     built = metadata.tensorrt_version
     if built and _version_tuple(built) != _version_tuple(tensorrt_version):
         newer = _version_tuple(tensorrt_version) > _version_tuple(built)
-        if not (options.get("version_compatible") and newer):
+        if not (options.version_compatible and newer):
             raise EngineVersionError(
                 f"{plan.name} was built by TensorRT {built} but this machine has TensorRT {tensorrt_version}; a plan "
                 f"runs only on the TensorRT release that built it: rebuild it here (`{rebuild}`), or build it with "
                 "--version-compatible to run it on later releases"
             )
     gpu = metadata.gpu
-    built_cc = str(gpu.get("compute_capability") or "")
+    built_cc = gpu.compute_capability
     here = None if compute_capability is None else ".".join(map(str, compute_capability))
-    if built_cc and here and built_cc != here and options.get("hardware_compat", "none") == "none":
+    if built_cc and here and built_cc != here and options.hardware_compat == "none":
         raise EngineVersionError(
-            f"{plan.name} was built for {gpu.get('name', 'a GPU')} (compute capability {built_cc}) but this GPU has "
+            f"{plan.name} was built for {gpu.name or 'a GPU'} (compute capability {built_cc}) but this GPU has "
             f"compute capability {here}; rebuild the plan on this GPU (`{rebuild}`), or build with "
             "--hardware-compat ampere+"
         )
@@ -97,7 +97,7 @@ def allows_host_code(metadata: EngineMetadata | None) -> bool:
     trtexec and Polygraphy opt in for such plans). Only plans whose sidecar says fornet-build made
     them version-compatible get the opt-in; any other plan keeps TensorRT's safe default.
     """
-    return metadata is not None and bool(metadata.build_options.get("version_compatible"))
+    return metadata is not None and metadata.build_options.version_compatible
 
 
 def classify_load_failure(plan: Path, version: str, log: str, plugin_error: Exception | None) -> FornetError:

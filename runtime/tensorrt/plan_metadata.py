@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from fornet.errors import RecordError
 from fornet.hashing import sha256_file
@@ -36,13 +36,63 @@ def metadata_path(plan_path: str | os.PathLike[str]) -> Path:
 
 
 @dataclass(frozen=True)
+class ShapeProfile:
+    """The optimisation profile of an input with a dynamic dimension: its smallest, tuned and largest shape."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class TensorRecord:
     """One network input or output as built; ``-1`` marks a dynamic dimension."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str
-    profile: dict[str, tuple[int, ...]] | None = None
+    profile: ShapeProfile | None = None
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """The GPU a plan was built on (a plan runs on that compute capability unless hardware-compatible)."""
+
+    name: str
+    #: ``"<major>.<minor>"``, e.g. ``"8.7"`` for Orin.
+    compute_capability: str
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """The ``fornet-build`` options a plan was built with (paths as given; None: TensorRT's default).
+
+    The recorded form of :class:`fornet.export.tensorrt.options.BuildOptions` (same field names).
+    """
+
+    plugin: str | None = None
+    workspace_mib: int | None = None
+    opt_level: int | None = None
+    timing_cache: str | None = None
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+    #: ``BuilderFlag.VERSION_COMPATIBLE``: the plan also runs on later TensorRT releases.
+    version_compatible: bool = False
+    #: ``"none"`` or ``"ampere+"`` (the plan runs on every Ampere-or-newer GPU).
+    hardware_compat: str = "none"
+    legacy_int8_cache: str | None = None
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class CalibrationCacheInfo:
+    """The TensorRT calibration cache a legacy implicit-INT8 plan was built from."""
+
+    file: str
+    sha256: str
+    #: The TensorRT version of the cache header, as a number (``100300`` for 10.3.0).
+    tensorrt_version: int
 
 
 @dataclass(frozen=True)
@@ -70,7 +120,7 @@ class EngineMetadata(Record):
     fornet_deploy_version: str
     plan: FileDigest
     tensorrt_version: str
-    gpu: dict[str, str]
+    gpu: GpuInfo
     #: The network's precision (``fp32``, ``fp16``, ``int8``, ``int8-legacy-calibration``); not named
     #: ``precision``, which the TensorRT-11 API check reserves for TensorRT's removed layer attribute.
     built_precision: str
@@ -78,9 +128,9 @@ class EngineMetadata(Record):
     source_onnx: FileDigest
     inputs: tuple[TensorRecord, ...]
     outputs: tuple[TensorRecord, ...]
-    build_options: dict[str, Any]
+    build_options: BuildSettings
     plugin: PluginInfo | None
-    calibration_cache: dict[str, Any] | None
+    calibration_cache: CalibrationCacheInfo | None
     fornet_build_command: str
 
     @classmethod

@@ -18,17 +18,18 @@ a video, RTSP or display sink shows one source (``source_id``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, TextIO
+from typing import ClassVar, Literal, Protocol, TextIO
 
 import numpy as np
 
 from fornet.atomic import ensure_writable_dir, write_bytes_atomic
 from fornet.calibration.labels import train_ids_to_label_ids
+from fornet.records import LineRecord
 from fornet.redact import mask_credentials
 from fornet.runtime.video.encode import H264Writer
 from fornet.runtime.video.errors import SinkError
@@ -134,6 +135,28 @@ class LabelPngSink:
         """Every file is complete when written."""
 
 
+@dataclass(frozen=True)
+class FrameLine(LineRecord):
+    """One line of ``fornet run --jsonl``: a segmented frame, when it was captured and finished, the
+    seconds of each stage, and the pixels per class."""
+
+    FORMAT: ClassVar[str] = "fornet-deploy/video-frame"
+    VERSION: ClassVar[int] = 1
+    #: Lines written before the format tag have the same fields.
+    UNTAGGED_VERSION: ClassVar[int | None] = 1
+    DESCRIPTION: ClassVar[str] = "fornet-deploy per-frame record"
+    FIX: ClassVar[str] = "run fornet run again with --jsonl"
+
+    source: str
+    source_id: int
+    frame: int
+    capture_time: float
+    result_time: float
+    age_s: float
+    times: dict[str, float]
+    histogram: tuple[int, ...]
+
+
 class JsonLinesSink:
     """One JSON object per frame (see the module docstring); ``names`` maps source ids to names (passwords
     in them are masked)."""
@@ -149,14 +172,13 @@ class JsonLinesSink:
 
     def write(self, result: FrameResult) -> None:
         frame = result.frame
-        record = {
-            "source": self.names.get(frame.source_id, str(frame.source_id)), "source_id": frame.source_id,
-            "frame": frame.index, "capture_time": round(frame.capture_time, 6),
-            "result_time": round(time.time(), 6), "age_s": round(result.age_s, 6),
-            "times": {stage: round(seconds, 6) for stage, seconds in result.times.items()},
-            "histogram": result.histogram(self.classes),
-        }
-        self._file.write(json.dumps(record) + "\n")
+        line = FrameLine(
+            source=self.names.get(frame.source_id, str(frame.source_id)), source_id=frame.source_id,
+            frame=frame.index, capture_time=round(frame.capture_time, 6), result_time=round(time.time(), 6),
+            age_s=round(result.age_s, 6), times={stage: round(seconds, 6) for stage, seconds in result.times.items()},
+            histogram=tuple(result.histogram(self.classes)),
+        )
+        self._file.write(line.to_line())
         self._file.flush()
 
     def close(self) -> None:

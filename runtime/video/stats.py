@@ -93,7 +93,8 @@ class PipelineReport(Record):
 
     FORMAT: ClassVar[str] = "fornet-deploy/video-report"
     VERSION: ClassVar[int] = 1
-    PRODUCER: ClassVar[str] = "fornet run --report"
+    DESCRIPTION: ClassVar[str] = "fornet-deploy video pipeline report"
+    FIX: ClassVar[str] = "run fornet run again with --report"
 
     frames: int
     seconds: float
