@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fornet.errors import FornetError
 from fornet.export.tensorrt.onnx_summary import OnnxInput, inspect_onnx
-from fornet.runtime.model_io import ModelSidecar, check_sidecar_binding, sidecar_path_for
+from fornet.runtime.model_io import ModelSidecar, check_sidecar_binding
 
 
 def _tensor(tensor: OnnxInput) -> str:
@@ -35,7 +35,7 @@ def describe_onnx(path: str | os.PathLike[str], sidecar: str | os.PathLike[str] 
                      "plugin (fornet-build-plugin)")
     else:
         lines.append("  Top-K gate: standard ops (TensorRT's own TopK; no plugin needed)")
-    source = Path(sidecar) if sidecar is not None else sidecar_path_for(path)
+    source = Path(sidecar) if sidecar is not None else ModelSidecar.path_for(Path(path))
     try:
         record = ModelSidecar.load(source)
         check_sidecar_binding(record, source, Path(path))

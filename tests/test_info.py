@@ -51,3 +51,22 @@ def test_engine_without_tensorrt_is_a_clear_error(tmp_path, capsys: pytest.Captu
     assert main(["--engine", str(plan)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "TensorRT" in err and "Traceback" not in err
+
+
+def test_info_describes_an_onnx_file_and_its_sidecar(lite, capsys: pytest.CaptureFixture[str]) -> None:
+    """``fornet info --model fornet.onnx`` says what the file is (it used to ask for a TensorRT rebuild)."""
+    from fornet.hashing import sha256_file
+
+    assert main(["--model", str(lite.raw_labels)]) == 0
+    out = capsys.readouterr().out
+    assert f"sha256: {sha256_file(lite.raw_labels)}" in out and "precision: fp32" in out
+    assert "input  image: ?x64x128x3 uint8" in out and "output labels: " in out and "uint8" in out
+    assert "describes this file" in out and "TensorRT" not in out.split("Top-K gate:")[0]
+
+
+def test_info_of_a_damaged_onnx_file_says_so(lite, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "fornet.onnx"
+    broken.write_bytes(lite.onnx.read_bytes()[:1000])
+    assert main(["--engine", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a readable ONNX model" in err and "re-export it" in err and "Traceback" not in err

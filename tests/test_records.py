@@ -50,7 +50,7 @@ from tests.helpers.record_samples import BENCH, MANIFEST, RANGES
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = EvalReport(num_classes=2, ignore_index=255, pixels=10, miou=0.5, pixel_accuracy=0.75,
                   iou={"road": 1.0, "sidewalk": None}, confusion_matrix=((5, 0), (2, 3)), invalid_predictions=(0, 0),
-                  n_images=1, seconds=0.5, checkpoint="lite.pth", variant="lite", data="data", split="val",
+                  n_images=1, seconds=0.5, model="lite.pth", variant="lite", data="data", split="val",
                   input_size=(64, 128), device="cpu", fornet_version="0.1.0")
 RECORDS = [
     (ORIN, EngineMetadataError), (MANIFEST, CalibrationMismatchError), (BENCH, RecordError),

@@ -246,3 +246,17 @@ def test_a_plan_must_match_its_metadata_and_source_onnx(lite, tmp_path):
                     source_onnx=FileDigest("other.onnx", "f" * 64)).save(tmp_path / "fornet.plan.json")
     with pytest.raises(SidecarError, match=r"was built from other\.onnx .* but .* describes fornet\.onnx"):
         check_plan_binding(sidecar, sidecar_path, plan)
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("keep", [0, 1000])
+def test_a_damaged_onnx_file_is_named_damaged_not_foreign(lite, tmp_path, keep):
+    """An empty or truncated model beside its own sidecar: the model file is called damaged (the sidecar's sha256
+    check used to call the sidecar another export's)."""
+    broken = tmp_path / "fornet.onnx"
+    broken.write_bytes(lite.onnx.read_bytes()[:keep])
+    shutil.copy(lite.onnx.with_name("fornet.onnx.json"), tmp_path / "fornet.onnx.json")
+    with pytest.raises(BackendError, match=r"ONNX Runtime cannot load .*fornet\.onnx .*truncated or not an ONNX "
+                                           r"model: export it again") as info:
+        Segmenter(broken, device="cpu")
+    assert "another export" not in str(info.value)
