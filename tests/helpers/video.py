@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fornet.runtime.video import VideoSource
+from fornet.runtime.video import SourceError, VideoSource
 from fornet.runtime.video.gst import gst_available
 
 #: The Python with python3-gi and the RTSP server's introspection data (``make system-deps``).
@@ -140,9 +140,20 @@ def accepts(host: str, port: int) -> bool:
     return False
 
 
-def served_frame(url: str) -> np.ndarray:
-    """The first frame an RTSP client (PyAV) gets from ``url``; raises ``SourceError`` when refused."""
-    with VideoSource(url, backend="pyav", watchdog_s=3) as client:
-        frame = client.get(5)
+def served_frame(url: str, attempts: int = 3) -> np.ndarray:
+    """The first frame an RTSP client (PyAV) gets from ``url``; raises ``SourceError`` when refused.
+
+    A client that connects while the server is still preparing its first media (a loaded machine) may see
+    the stream end at once; like a player, it tries again, ``attempts`` times in all.
+    """
+    for attempt in range(attempts):
+        try:
+            with VideoSource(url, backend="pyav", watchdog_s=3) as client:
+                frame = client.get(5)
+            break
+        except SourceError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
     assert frame is not None, f"no frame from {url}"
     return frame.image
