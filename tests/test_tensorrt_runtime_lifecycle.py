@@ -199,3 +199,34 @@ def test_real_pycuda_context_closes_cleanly() -> None:
     assert driver.Context.get_current() is None
     with pytest.raises(CudaError, match="released"), context:
         pass
+
+
+@pytest.mark.fault
+def test_a_plan_refuses_a_plugin_library_it_was_not_built_with(tmp_path: Path, trt_world: TrtWorld,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library's sha256 is compared with the plan's record before the library is even loaded; the refusal
+    names both digests and the exact rebuild command. The library the plan was built with loads."""
+    from fornet.hashing import sha256_file
+    from fornet.runtime.tensorrt.plan_metadata import PluginInfo
+
+    loaded: list[Path] = []
+    monkeypatch.setattr(plugins, "load_plugin_library", lambda path=None: loaded.append(Path(path)) or Path(path))
+    built_with = tmp_path / "libfornet_plugins.so"
+    built_with.write_bytes(b"the library the plan was built with")
+    other = tmp_path / "rebuilt" / "libfornet_plugins.so"
+    other.parent.mkdir()
+    other.write_bytes(b"a rebuilt library")
+    plan = write_plan(tmp_path)
+    metadata = engine_metadata(gpu=GpuInfo("Fake GPU", "8.7"),
+                               plugin=PluginInfo("libfornet_plugins.so", sha256_file(built_with), "TopKGate/1/fornet"))
+    metadata.save(tmp_path / "fornet.plan.json")
+    with pytest.raises(EngineVersionError, match=r"built with the TopKGate plugin libfornet_plugins\.so \(sha256 "
+                                                 rf"{sha256_file(built_with)[:12]}\.\.\.\) but the library found here, "
+                                                 rf".*rebuilt/libfornet_plugins\.so, has sha256 "
+                                                 rf"{sha256_file(other)[:12]}\.\.\.: .*Rebuild the plan with this "
+                                                 r"library \(`fornet-build") as info:
+        TensorRTBackend(plan, plugin=other).activate()
+    assert loaded == [] and metadata.fornet_build_command in str(info.value)
+    with TensorRTBackend(plan, plugin=built_with):
+        pass
+    assert loaded == [built_with]

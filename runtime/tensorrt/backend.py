@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fornet.errors import FornetError
+from fornet.hashing import sha256_file
 from fornet.options import cuda_index, parse_device
 from fornet.runtime.backend import Backend, BackendError, BackendInputError, TensorSpec
 from fornet.runtime.cuda.context import CudaContext
@@ -85,6 +86,29 @@ def check_engine_compatibility(plan: Path, metadata: EngineMetadata | None, tens
             f"{plan.name} was built for {gpu.name or 'a GPU'} (compute capability {built_cc}) but this GPU has "
             f"compute capability {here}; rebuild the plan on this GPU (`{rebuild}`), or build with "
             "--hardware-compat ampere+"
+        )
+
+
+def check_plugin_library(plan: Path, metadata: EngineMetadata | None, library: Path) -> None:
+    """Refuse, before it is loaded, a plugin library other than the one the plan was built with.
+
+    A plan stores the plugin's serialised fields for the library that built it; another build of the
+    library (a rebuilt checkout, another TensorRT's headers) may read them differently. The plan's
+    sidecar records the library's sha256 (no sidecar or no plugin recorded: nothing to compare).
+
+    Raises:
+        EngineVersionError: naming both libraries, both digests and how to rebuild.
+    """
+    if metadata is None or metadata.plugin is None or metadata.plugin.serialized_in_plan:
+        return
+    recorded = metadata.plugin
+    actual = sha256_file(library)
+    if actual != recorded.sha256:
+        raise EngineVersionError(
+            f"{plan.name} was built with the TopKGate plugin {recorded.library} (sha256 {recorded.sha256[:12]}...) "
+            f"but the library found here, {library}, has sha256 {actual[:12]}...: a plan only loads with the plugin "
+            f"build it was made with. Rebuild the plan with this library (`{metadata.fornet_build_command}`), "
+            "or pass --plugin the library it was built with"
         )
 
 
@@ -208,8 +232,9 @@ class TensorRTBackend(Backend):
             raise
 
     def _load_plugin(self, metadata: EngineMetadata | None) -> Exception | None:
-        """Load the plugin library when the plan needs it; return a deferred error when unsure."""
-        from fornet.runtime.tensorrt.plugins import PluginLibraryError, load_plugin_library
+        """Load the plugin library when the plan needs it (the one it was built with); return a deferred error
+        when unsure."""
+        from fornet.runtime.tensorrt.plugins import PluginLibraryError, find_plugin_library, load_plugin_library
 
         if metadata is not None and metadata.plugin is None and self.plugin is None:
             return None
@@ -217,7 +242,9 @@ class TensorRTBackend(Backend):
                 and self.plugin is None:
             return None  # a version-compatible plan carries the library; its lean runtime loads it
         try:
-            load_plugin_library(self.plugin)
+            library = find_plugin_library(self.plugin)
+            check_plugin_library(self.path, metadata, library)
+            load_plugin_library(library)
         except PluginLibraryError as exc:
             if metadata is not None:
                 raise  # the sidecar says the plan holds the plugin: a hard error up front
