@@ -26,7 +26,6 @@ from tests.helpers.video import (
     fornet_run,
     free_port,
     listening,
-    pan_clip,
     served_frame,
 )
 
@@ -65,13 +64,16 @@ def test_rtsp_drop_drill(rtsp_server: RtspTestServer, backend: str, lite: LiteEx
     assert len(decode_all(out)) == report.frames == len(records) > 50
 
 
+@pytest.mark.rtsp_server
 @NEEDS_GST
-def test_rtsp_output_serves_the_overlay(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """``fornet run clip rtsp://127.0.0.1:PORT/seg`` (its own process: GStreamer stays out of pytest's)."""
+def test_rtsp_output_serves_the_overlay(lite: LiteExport, rtsp_server: RtspTestServer) -> None:
+    """``fornet run CAMERA rtsp://127.0.0.1:PORT/seg`` (its own process: GStreamer stays out of pytest's).
+
+    The input is the endless live test camera: a file could end before a slow client connects.
+    """
     port = free_port()
-    clip = pan_clip(tmp_path_factory, frames=400)
-    run = fornet_run(str(clip.path), f"rtsp://127.0.0.1:{port}/seg", "--model", str(lite.onnx), "--device", "cpu",
-                     "--quiet")
+    run = fornet_run(f"rtsp://127.0.0.1:{rtsp_server.port}/cam", f"rtsp://127.0.0.1:{port}/seg", "--model",
+                     str(lite.onnx), "--device", "cpu", "--quiet")
     try:
         assert listening(port, run), run.communicate()[1]
         shape = served_frame(f"rtsp://127.0.0.1:{port}/seg").shape

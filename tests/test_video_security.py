@@ -127,11 +127,15 @@ def _other_local_addresses() -> list[str]:
 
 
 @contextlib.contextmanager
-def _serving(lite: LiteExport, clip: Path, output: str, *flags: str, env: dict[str, str] | None = None
+def _serving(lite: LiteExport, camera: RtspTestServer, output: str, *flags: str, env: dict[str, str] | None = None
              ) -> Iterator[subprocess.Popen[str]]:
-    """``fornet run CLIP OUTPUT`` serving RTSP until the block ends (then SIGTERM: it must exit cleanly)."""
-    run = fornet_run(str(clip), output, "--model", str(lite.onnx), "--device", "cpu", "--quiet", *flags,
-                     env={**os.environ, **(env or {})})
+    """``fornet run CAMERA OUTPUT`` serving RTSP until the block ends (then SIGTERM: it must exit cleanly).
+
+    The input is the endless live test camera, so the output is served for as long as the test needs it
+    (a file input could end before a slow client connects).
+    """
+    run = fornet_run(f"rtsp://127.0.0.1:{camera.port}/cam", output, "--model", str(lite.onnx), "--device", "cpu",
+                     "--quiet", *flags, env={**os.environ, **(env or {})})
     try:
         yield run
         run.send_signal(signal.SIGTERM)
@@ -145,10 +149,9 @@ def _serving(lite: LiteExport, clip: Path, output: str, *flags: str, env: dict[s
 @pytest.mark.rtsp_server
 @NEEDS_GST
 def test_rtsp_output_listens_on_loopback_and_refuses_clients_without_the_login(
-        lite: LiteExport, tmp_path_factory: pytest.TempPathFactory) -> None:
+        lite: LiteExport, rtsp_server: RtspTestServer) -> None:
     port = free_port()
-    clip = pan_clip(tmp_path_factory, frames=400)
-    with _serving(lite, clip.path, f"rtsp://@:{port}/seg", "--rtsp-user", "viewer",
+    with _serving(lite, rtsp_server, f"rtsp://@:{port}/seg", "--rtsp-user", "viewer",
                   env={"FORNET_RTSP_PASSWORD": PASSWORD}) as run:
         assert listening(port, run), run.communicate()[1]
         assert [address for address in _other_local_addresses() if accepts(address, port)] == []
@@ -161,11 +164,9 @@ def test_rtsp_output_listens_on_loopback_and_refuses_clients_without_the_login(
 
 @pytest.mark.rtsp_server
 @NEEDS_GST
-def test_rtsp_host_flag_widens_the_output_to_every_interface(lite: LiteExport,
-                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_rtsp_host_flag_widens_the_output_to_every_interface(lite: LiteExport, rtsp_server: RtspTestServer) -> None:
     port = free_port()
-    clip = pan_clip(tmp_path_factory, frames=400)
-    with _serving(lite, clip.path, f"rtsp://@:{port}/seg", "--rtsp-host", "0.0.0.0") as run:
+    with _serving(lite, rtsp_server, f"rtsp://@:{port}/seg", "--rtsp-host", "0.0.0.0") as run:
         assert listening(port, run), run.communicate()[1]
         assert accepts("127.0.0.2", port)
         assert served_frame(f"rtsp://127.0.0.2:{port}/seg").shape == (*FRAME_SIZE, 3)
