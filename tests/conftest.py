@@ -28,16 +28,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     from fornet.runtime.tensorrt.env import tensorrt_available
 
     has_trt = tensorrt_available()
-    needs_rtsp = [item for item in items if "rtsp_server" in item.keywords]
+    # Markers, not ``item.keywords``: keywords hold every node name too (a checkout in a folder named
+    # ``gpu`` would match every test).
+    needs_rtsp = [item for item in items if item.get_closest_marker("rtsp_server")]
     if needs_rtsp and not rtsp_server_available():
         no_rtsp = pytest.mark.skip(reason="needs the GStreamer RTSP server for /usr/bin/python3: run `make "
                                           "system-deps` (or setup/system-packages.sh)")
         for item in needs_rtsp:
             item.add_marker(no_rtsp)
     for item in items:
-        if "gpu" in item.keywords and not has_gpu:
+        if item.get_closest_marker("gpu") and not has_gpu:
             item.add_marker(no_gpu)
-        if "tensorrt" in item.keywords and not has_trt:
+        if item.get_closest_marker("tensorrt") and not has_trt:
             item.add_marker(no_trt)
 
 

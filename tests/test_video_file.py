@@ -21,7 +21,7 @@ from fornet.runtime.video import JsonLinesSink, LabelPngSink, VideoFileSink, Vid
 from fornet.runtime.video.encode import partial_path
 from fornet.runtime.video.sinks import FrameLine
 from tests.helpers.runtime_models import LiteExport
-from tests.helpers.video import FRAME_SIZE, decode_all, pan_clip
+from tests.helpers.video import FRAME_SIZE, decode_all, h264_format, pan_clip
 
 
 def test_pipeline_labels_equal_segmenter_and_miou(lite: LiteExport, tmp_path_factory: pytest.TempPathFactory,
@@ -83,6 +83,8 @@ def test_cli_run_and_report(lite: LiteExport, tmp_path_factory: pytest.TempPathF
 
     assert PipelineReport.load(tmp_path / "report.json").frames == len(clip.truth)
     assert len(decode_all(out)) == len(clip.truth)
+    written = h264_format(out)  # 4:2:0 in the High profile: what hardware decoders play
+    assert (written.codec, written.pix_fmt, written.profile) == ("h264", "yuv420p", "High")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

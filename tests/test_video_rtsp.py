@@ -25,6 +25,7 @@ from tests.helpers.video import (
     decode_all,
     fornet_run,
     free_port,
+    h264_format,
     listening,
     served_frame,
 )
@@ -67,7 +68,8 @@ def test_rtsp_drop_drill(rtsp_server: RtspTestServer, backend: str, lite: LiteEx
 @pytest.mark.rtsp_server
 @NEEDS_GST
 def test_rtsp_output_serves_the_overlay(lite: LiteExport, rtsp_server: RtspTestServer) -> None:
-    """``fornet run CAMERA rtsp://127.0.0.1:PORT/seg`` (its own process: GStreamer stays out of pytest's).
+    """``fornet run CAMERA rtsp://127.0.0.1:PORT/seg`` (its own process: GStreamer stays out of pytest's) serves
+    H.264 4:2:0 (``yuv420p``) that FFmpeg reads back.
 
     The input is the endless live test camera: a file could end before a slow client connects.
     """
@@ -77,6 +79,7 @@ def test_rtsp_output_serves_the_overlay(lite: LiteExport, rtsp_server: RtspTestS
     try:
         assert listening(port, run), run.communicate()[1]
         shape = served_frame(f"rtsp://127.0.0.1:{port}/seg").shape
+        served = h264_format(f"rtsp://127.0.0.1:{port}/seg")
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
     finally:
@@ -84,3 +87,5 @@ def test_rtsp_output_serves_the_overlay(lite: LiteExport, rtsp_server: RtspTestS
             run.kill()
     assert shape == (*FRAME_SIZE, 3), stderr
     assert "Traceback" not in stderr
+    # 4:2:0 in a profile hardware decoders, openh264 and browsers play (it was High 4:4:4, yuv444p).
+    assert (served.codec, served.pix_fmt, served.profile) == ("h264", "yuv420p", "Constrained Baseline")

@@ -11,11 +11,12 @@ import pytest
 
 from fornet.redact import mask_credentials
 from fornet.runtime.video.buffer import FrameBuffer
-from fornet.runtime.video.encode import H264Writer, partial_path
+from fornet.runtime.video.encode import CONTAINERS, H264Writer, partial_path
 from fornet.runtime.video.errors import SinkError, SourceError
 from fornet.runtime.video.rtsp_access import PASSWORD_ENV, USER_ENV, RtspAccess
 from fornet.runtime.video.uri import parse_sink, parse_source
 from fornet.runtime.video.watchdog import Backoff, Watchdog
+from tests.helpers.video import h264_format
 
 
 def test_source_kinds(tmp_path: Path) -> None:
@@ -175,6 +176,17 @@ def test_h264_writer_finalises_or_leaves_nothing(tmp_path: Path) -> None:
     aborted.write(np.zeros((32, 32, 3), np.uint8))
     aborted.abort()
     assert list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("suffix", sorted(CONTAINERS))
+def test_h264_writer_writes_yuv420p_high(suffix: str, tmp_path: Path) -> None:
+    """Every container the writer takes holds H.264 4:2:0 in the High profile (FFmpeg's reading of it)."""
+    writer = H264Writer(tmp_path / f"clip{suffix}", (64, 96), 10)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        writer.write(rng.integers(0, 256, (64, 96, 3), np.uint8))
+    written = h264_format(writer.close())
+    assert (written.codec, written.pix_fmt, written.profile) == ("h264", "yuv420p", "High")
 
 
 def test_several_sources_get_their_own_outputs() -> None:

@@ -20,6 +20,12 @@ import numpy as np
 from fornet.atomic import ensure_writable_dir
 from fornet.runtime.video.errors import SinkError
 
+#: The chroma format of every H.264 we write: 4:2:0, which hardware decoders (Jetson's, DeepStream's),
+#: openh264 and browsers play (4:4:4 is High 4:4:4, which they cannot decode).
+H264_PIX_FMT = "yuv420p"
+#: The H.264 profile of the files (libx264's name), set explicitly rather than left to the encoder.
+H264_FILE_PROFILE = "high"
+
 #: Container format by extension.
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 
@@ -62,8 +68,8 @@ class H264Writer:
             raise SinkError(f"cannot start the H.264 encoder for {self.path}: {exc}; install PyAV with "
                             "libx264 (pip install av)") from exc
         self._stream.width, self._stream.height = self.width, self.height
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": preset}
+        self._stream.pix_fmt = H264_PIX_FMT
+        self._stream.options = {"crf": str(crf), "preset": preset, "profile": H264_FILE_PROFILE}
         self.frames = 0
         self._closed = False
 

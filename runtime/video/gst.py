@@ -275,8 +275,17 @@ class GstReader:
 
 
 #: The RTSP output's media, fixed text: the caps (frame size and rate) are set on the appsrc as values.
-_RTSP_ENCODERS = {True: "nvvidconv ! nvv4l2h264enc insert-sps-pps=true",
-                  False: "videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast"}
+#: The BGR frames are converted to 4:2:0 (I420) before the encoder, and the stream is Constrained Baseline
+#: (x264's ultrafast preset uses no CABAC, no B-frames, no 8x8 transform). Left to negotiate, x264enc
+#: takes 4:4:4 from BGR and writes High 4:4:4, which Jetson's and DeepStream's decoders, openh264 and
+#: browsers cannot play. On Jetson ``nvvidconv`` takes I420 (not BGR) into NVMM memory and
+#: ``nvv4l2h264enc profile=0`` is its Baseline.
+_RTSP_ENCODERS = {
+    True: "videoconvert ! video/x-raw,format=I420 ! nvvidconv ! video/x-raw(memory:NVMM),format=I420 ! "
+          "nvv4l2h264enc insert-sps-pps=true profile=0",
+    False: "videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast ! "
+           "video/x-h264,profile=constrained-baseline",
+}
 _RTSP_LAUNCH = ("( appsrc name=frames is-live=true format=time do-timestamp=true ! {encoder} ! "
                 "rtph264pay name=pay0 config-interval=1 pt=96 )")
 #: The role that a client logged in with the server's user gets (it may open the stream).
@@ -286,7 +295,8 @@ _RTSP_ROLE = "viewer"
 class GstRtspServer:
     """An RTSP server (``rtsp://HOST:PORT/PATH``) streaming BGR frames pushed with :meth:`push`.
 
-    The encoder is ``nvv4l2h264enc`` where present (Jetson), else ``x264enc tune=zerolatency``.
+    The encoder is ``nvv4l2h264enc`` where present (Jetson), else ``x264enc tune=zerolatency``; the stream
+    is H.264 4:2:0 (``yuv420p``) in the Constrained Baseline profile.
     The server runs a GLib main loop on its own thread; clients may connect at any time. It listens
     on ``host`` only; with ``login`` (user, password) a client must log in (RTSP basic
     authentication) to open the stream, others are answered 401.

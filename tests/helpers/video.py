@@ -59,6 +59,39 @@ def decode_all(path: Path) -> list[np.ndarray]:
         return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
 
 
+@dataclass(frozen=True)
+class H264Format:
+    """What FFmpeg (libavformat/libavcodec through PyAV, as ffprobe reads it) says of an H.264 stream."""
+
+    codec: str
+    pix_fmt: str
+    profile: str
+
+
+def h264_format(source: str | Path, attempts: int = 3) -> H264Format:
+    """Probe the first video stream of a file or an RTSP URL (the first frame decoded, so its SPS was seen).
+
+    An RTSP client may see the stream end at once while the server prepares its first media (a loaded
+    machine): like a player, it tries again, ``attempts`` times in all.
+    """
+    import av
+
+    for _ in range(attempts - 1):
+        with contextlib.suppress(av.error.FFmpegError, StopIteration):
+            return _probe_h264(str(source))
+        time.sleep(1)
+    return _probe_h264(str(source))
+
+
+def _probe_h264(source: str) -> H264Format:
+    import av
+
+    options = {"rtsp_transport": "tcp"} if source.startswith("rtsp://") else {}
+    with av.open(source, options=options, timeout=10) as container:
+        stream = container.streams.video[0]
+        frame = next(container.decode(stream))
+        return H264Format(stream.codec_context.name, frame.format.name, stream.codec_context.profile)
+
 
 @functools.cache
 def rtsp_server_available() -> bool:
