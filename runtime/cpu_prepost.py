@@ -6,14 +6,24 @@ Pre: :func:`fornet.calibration.preprocess.preprocess` (OpenCV ``INTER_LINEAR`` r
 network size, BGR -> RGB, ``(x / 255 - mean) / std``, CHW), cast to the model's input dtype; for
 raw-input models (normalisation in the graph) only the same resize and the channel order.
 
-Post, chosen for speed and matched exactly by ``prepost.cu``: the argmax over the classes at the
-network's (logit) resolution, then a nearest-neighbour resize of the labels to the frame size with
-half-pixel centres, ``src = floor((2 * dst + 1) * in / (2 * out))`` in integers (what
-``torch.nn.functional.interpolate(mode="nearest-exact")`` and ``cv2.INTER_NEAREST_EXACT`` do). The
-alternative, upsampling the scores bilinearly to the frame size before the argmax (what
-``fornet-eval`` does), smooths class boundaries by at most one network pixel but reads
-``classes x H x W`` floats at the frame size: 4x the work for a 2x upscale. When network and
-frame sizes are equal both are the same.
+Post: the class scores are upsampled bilinearly to the frame size and the label of each pixel is
+their argmax (what ``fornet-eval`` does, and ``torch.nn.functional.interpolate(mode="bilinear",
+align_corners=False)`` / ``cv2.INTER_LINEAR`` sample: half-pixel centres, the source coordinate
+clamped at 0 and the neighbour at the last pixel). The arithmetic is defined exactly, so the CUDA
+kernels in ``prepost.cu`` give the same labels bit for bit: scores in float32; per output
+coordinate ``src = max((dst + 0.5) * (in / out) - 0.5, 0)`` in double, ``i0 = min(floor(src),
+in - 1)``, ``i1 = min(i0 + 1, in - 1)``, ``w1 = float32(src - i0)``, ``w0 = 1 - w1`` in float32; the
+value ``wy0 * (wx0 * s00 + wx1 * s01) + wy1 * (wx0 * s10 + wx1 * s11)``, each operation rounded to
+float32 (no fused multiply-add); ties go to the lower class and the first NaN wins, as in
+:func:`numpy.argmax`. :func:`upsampled_argmax` computes exactly that from
+:func:`upsample_scores` (``classes x H x W`` floats at the frame size, the reference);
+:func:`upsampled_labels` is the fast path with the same output: a pixel whose four low-resolution
+neighbours share one argmax by a margin that float32 rounding cannot overturn takes that label (a
+convex combination of score vectors keeps a common argmax), and only the remaining pixels, along
+class boundaries, interpolate the scores. Engines that output labels are resized nearest-neighbour
+with half-pixel centres, ``src = floor((2 * dst + 1) * in / (2 * out))`` in integers (what
+``interpolate(mode="nearest-exact")`` and ``cv2.INTER_NEAREST_EXACT`` do). When network and frame
+sizes are equal all of these are the plain argmax.
 
 Overlay: ``(frame * (256 - a) + colour * a + 128) >> 8`` per channel with ``a = round(alpha * 256)``;
 pixels whose label has no colour keep the frame's value.
@@ -22,6 +32,7 @@ pixels whose label has no colour keep the frame's value.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -93,14 +104,147 @@ def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return labels.take(nearest_indices(h, size[0]), axis=0).take(nearest_indices(w, size[1]), axis=1)
 
 
+@dataclass(frozen=True)
+class LinearTaps:
+    """The two source indices and float32 weights of each output coordinate of a bilinear resize."""
+
+    low: np.ndarray
+    high: np.ndarray
+    weight_low: np.ndarray
+    weight_high: np.ndarray
+
+
+def linear_taps(size_in: int, size_out: int) -> LinearTaps:
+    """Half-pixel bilinear taps, computed as the module docstring defines (and ``prepost.cu`` does)."""
+    source = np.maximum((np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(np.int64), size_in - 1)
+    weight_high = (source - low).astype(np.float32)
+    return LinearTaps(low, np.minimum(low + 1, size_in - 1), np.float32(1) - weight_high, weight_high)
+
+
+def _check_scores(scores: np.ndarray) -> np.ndarray:
+    if scores.ndim != 3 or not 1 <= scores.shape[0] <= 256:
+        raise FrameError(f"expected C x H x W class scores with 1..256 classes, got shape {scores.shape}")
+    return np.asarray(scores, dtype=np.float32)
+
+
+def upsample_scores(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``C x H x W`` float32 bilinear resize of ``C x h x w`` scores to ``size`` (the module docstring's rule)."""
+    scores = _check_scores(scores)
+    rows, cols = linear_taps(scores.shape[1], size[0]), linear_taps(scores.shape[2], size[1])
+    with np.errstate(invalid="ignore", over="ignore"):  # infinities and NaN scores follow IEEE
+        across = scores.take(cols.low, axis=2)
+        across *= cols.weight_low
+        right = scores.take(cols.high, axis=2)
+        right *= cols.weight_high
+        across += right
+        out = across.take(rows.low, axis=1)
+        out *= rows.weight_low[:, None]
+        below = across.take(rows.high, axis=1)
+        below *= rows.weight_high[:, None]
+        out += below
+    return out
+
+
+def upsampled_argmax(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 labels at ``size``: the argmax of :func:`upsample_scores` (the reference of the fast path)."""
+    return argmax_labels(upsample_scores(scores, size))
+
+
+#: Scores beyond this magnitude (and NaN, infinities) send their neighbourhood to the exact path: far
+#: from float32's range, no sum of two weighted scores can overflow.
+_SAFE_MAGNITUDE = np.float32(2.0**100)
+#: A common argmax survives float32 interpolation when every other class is below it by more than
+#: ``2**-20`` of the largest magnitude of the argmax's scores in the cell, plus the smallest normal float32
+#: (underflow). Each interpolated score is off by at most ``4 * 2**-24`` of the weighted magnitudes it mixes
+#: (four roundings), the argmax's and a rival's together by under ``8 * 2**-24`` of the argmax's
+#: magnitude plus the rival's own margin, so twice that bound is left to spare.
+_MARGIN_RELATIVE = np.float32(2.0**-20)
+_MARGIN_ABSOLUTE = np.float32(2.0**-126)
+#: The label code of a network pixel or cell that must be interpolated.
+_OPEN = np.uint8(255)
+
+
+def _over_cell(values: np.ndarray, combine: np.ufunc) -> np.ndarray:
+    """``combine`` of each low-resolution pixel with its right, lower and lower-right neighbours (clamped)."""
+    out = values.copy()
+    combine(values[:, :-1], values[:, 1:], out=out[:, :-1])
+    combine(out[:-1], out[1:], out=out[:-1])
+    return out
+
+
+def _around(values: np.ndarray, combine: np.ufunc) -> np.ndarray:
+    """``combine`` over each pixel's 3 x 3 neighbourhood (clamped): every cell that holds the pixel."""
+    out = values.copy()
+    combine(out[:, 1:], values[:, :-1], out=out[:, 1:])
+    combine(out[:, :-1], values[:, 1:], out=out[:, :-1])
+    rows = out.copy()
+    combine(out[1:], rows[:-1], out=out[1:])
+    combine(out[:-1], rows[1:], out=out[:-1])
+    return out
+
+
+def _certain_labels(scores: np.ndarray) -> np.ndarray:
+    """Per network pixel: its argmax where no other class comes within the margin, else ``_OPEN``.
+
+    The margin uses the largest argmax magnitude of the 3 x 3 neighbourhood, so it covers every cell the
+    pixel belongs to. One comparison and two uint8 additions per class: exactly one class (the argmax)
+    at or above ``best - margin`` means a certain label, which is then the sum of ``class * near``.
+    """
+    best, lowest = scores.max(axis=0), scores.min(axis=0)  # NaN propagates: not moderate
+    moderate = (lowest >= -_SAFE_MAGNITUDE) & (best <= _SAFE_MAGNITUDE)
+    magnitude = _around(np.where(moderate, np.abs(best), np.float32(0)), np.maximum)
+    with np.errstate(invalid="ignore"):  # inf - inf where not moderate
+        limit = best - (magnitude * _MARGIN_RELATIVE + _MARGIN_ABSOLUTE)
+    near = np.empty(best.shape, dtype=bool)
+    count = np.zeros(best.shape, dtype=np.uint8)
+    label = np.zeros(best.shape, dtype=np.uint8)
+    term = np.empty(best.shape, dtype=np.uint8)
+    for c in range(scores.shape[0]):
+        np.greater_equal(scores[c], limit, out=near)
+        np.add(count, near, out=count)
+        np.multiply(near, np.uint8(c), out=term)
+        np.add(label, term, out=label)
+    return np.where(moderate & (count == 1), label, _OPEN)
+
+
+def upsampled_labels(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 labels at ``size``, equal to :func:`upsampled_argmax` bit for bit, interpolating only boundaries.
+
+    A cell of four neighbouring network pixels whose scores are all moderate and share one argmax, with
+    a margin float32 rounding cannot overturn (see ``_MARGIN_RELATIVE``), gives every frame pixel
+    between them that label; the other frame pixels interpolate their scores exactly as the reference
+    does and take the argmax. (Label 255 of a 256-class model always takes the exact path.)
+    """
+    scores = _check_scores(scores)
+    classes, h, w = scores.shape
+    if (h, w) == tuple(size):
+        return argmax_labels(scores)
+    certain = _certain_labels(scores)
+    agreed = _over_cell(certain, np.minimum) == _over_cell(certain, np.maximum)
+    rows, cols = linear_taps(h, size[0]), linear_taps(w, size[1])
+    out = np.where(agreed, certain, _OPEN).take(rows.low, axis=0).take(cols.low, axis=1)
+    ys, xs = np.nonzero(out == _OPEN)
+    if len(ys):
+        flat = scores.reshape(classes, h * w)
+        top, bottom = rows.low[ys] * w, rows.high[ys] * w
+        left, right = cols.low[xs], cols.high[xs]
+        wx0, wx1 = cols.weight_low[xs], cols.weight_high[xs]
+        with np.errstate(invalid="ignore", over="ignore"):  # as in upsample_scores
+            upper = flat.take(top + left, axis=1) * wx0 + flat.take(top + right, axis=1) * wx1
+            lower = flat.take(bottom + left, axis=1) * wx0 + flat.take(bottom + right, axis=1) * wx1
+            mixed = upper * rows.weight_low[ys] + lower * rows.weight_high[ys]
+        out[ys, xs] = argmax_labels(mixed[:, None, :])[0]
+    return out
+
+
 def postprocess(output: np.ndarray, frame_size: tuple[int, int], io: ModelIO) -> np.ndarray:
     """uint8 labels at ``frame_size`` from one image's network output (scores or labels)."""
     if io.labels_output:
         values = np.asarray(output)
         labels = np.where((values >= 0) & (values <= 255), values, 255).astype(np.uint8)
-    else:
-        labels = argmax_labels(output)
-    return resize_labels(labels, frame_size)
+        return resize_labels(labels, frame_size)
+    return upsampled_labels(output, frame_size)
 
 
 def alpha_to_256(alpha: float) -> int:

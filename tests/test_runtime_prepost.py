@@ -21,11 +21,15 @@ from fornet.normalization import IMAGENET_MEAN, IMAGENET_STD
 from fornet.runtime.cpu_prepost import (
     FrameError,
     argmax_labels,
+    linear_taps,
     overlay,
     postprocess,
     preprocess_frame,
     preprocess_frames,
     resize_labels,
+    upsample_scores,
+    upsampled_argmax,
+    upsampled_labels,
 )
 from fornet.runtime.cuda.toolchain import find_nvcc
 from fornet.runtime.model_io import make_model_io
@@ -125,13 +129,120 @@ def test_label_resize_is_torch_nearest_exact(net_size, frame_size):
 def test_postprocess_logits_and_label_outputs():
     rng = np.random.default_rng(3)
     logits = rng.standard_normal((19, 64, 128)).astype(np.float32)
-    expected = F.interpolate(torch.from_numpy(logits).argmax(0)[None, None].float(), size=(100, 150),
-                             mode="nearest-exact")[0, 0].numpy()
-    np.testing.assert_array_equal(postprocess(logits, (100, 150), io_for((64, 128))), expected)
+    torch_scores = F.interpolate(torch.from_numpy(logits)[None], size=(100, 150), mode="bilinear",
+                                 align_corners=False)[0]
+    top2 = torch_scores.topk(2, dim=0).values
+    decisive = (top2[0] - top2[1] > 1e-4).numpy()  # away from float rounding: torch's own order of operations
+    labels = postprocess(logits, (100, 150), io_for((64, 128)))
+    np.testing.assert_array_equal(labels[decisive], torch_scores.argmax(0).numpy()[decisive])
+    np.testing.assert_array_equal(labels, upsampled_argmax(logits, (100, 150)))
     engine_labels = rng.integers(-3, 300, (64, 128)).astype(np.int32)
     out = postprocess(engine_labels, (64, 128), io_for((64, 128), labels=True))
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, np.where((engine_labels >= 0) & (engine_labels <= 255), engine_labels, 255))
+
+
+@pytest.mark.parametrize(("net_size", "frame_size"), [((64, 128), (128, 256)), ((64, 128), (100, 150)),
+                                                      ((64, 128), (37, 50)), ((7, 9), (64, 128))])
+def test_upsampled_scores_are_torch_bilinear(net_size, frame_size):
+    scores = np.random.default_rng(8).standard_normal((19, *net_size)).astype(np.float32)
+    expected = F.interpolate(torch.from_numpy(scores)[None], size=frame_size, mode="bilinear",
+                             align_corners=False)[0].numpy()
+    # torch computes the source coordinate in float32, ours in float64: a few float32 steps apart.
+    np.testing.assert_allclose(upsample_scores(scores, frame_size), expected, rtol=0, atol=1e-4)
+
+
+def naive_cell_labels(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The fast path without the rounding margin: any cell whose four argmaxes agree takes that label."""
+    labels = argmax_labels(scores)
+    rows, cols = linear_taps(scores.shape[1], size[0]), linear_taps(scores.shape[2], size[1])
+    agreed = (np.minimum.reduce([labels, np.roll(labels, -1, 0), np.roll(labels, -1, 1)]) ==
+              np.maximum.reduce([labels, np.roll(labels, -1, 0), np.roll(labels, -1, 1)]))
+    cell = np.where(agreed, labels, 255)[rows.low][:, cols.low]
+    full = upsampled_argmax(scores, size)
+    return np.where((cell == 255) | (rows.low[:, None] >= scores.shape[1] - 1) |
+                    (cols.low[None, :] >= scores.shape[2] - 1), full, cell)
+
+
+def score_map(kind: str, rng: np.random.Generator, classes: int, size: tuple[int, int]) -> np.ndarray:
+    """Adversarial and ordinary score maps for the fast post path."""
+    h, w = size
+    if kind == "random":
+        return rng.standard_normal((classes, h, w)).astype(np.float32)
+    if kind == "smooth":
+        low = rng.standard_normal((classes, 3, 4)).astype(np.float32) * 4
+        return upsample_scores(low, size)
+    if kind == "ties":  # whole numbers: exact ties between classes everywhere
+        return rng.integers(-2, 3, (classes, h, w)).astype(np.float32)
+    if kind == "near-ties":  # a common argmax one float32 step above a lower class: rounding decides
+        scores = np.full((classes, h, w), -1.0, np.float32)
+        scores[1] = np.float32(rng.uniform(0.5, 8)) * rng.uniform(0.999, 1.001, (h, w)).astype(np.float32)
+        scores[0] = np.nextafter(scores[1], np.float32(-np.inf))
+        return scores
+    if kind == "one-pixel-classes":
+        scores = rng.standard_normal((classes, 1, 1)).astype(np.float32) + np.zeros((classes, h, w), np.float32)
+        for c in range(classes):
+            scores[c, rng.integers(h), rng.integers(w)] = 10 + c
+        return scores
+    if kind == "special-values":
+        scores = rng.standard_normal((classes, h, w)).astype(np.float32)
+        flat = scores.reshape(-1)
+        picks = rng.integers(0, flat.size, (6, max(1, flat.size // 50)))
+        for values, pick in zip(([np.nan], [np.inf], [-np.inf], [3e38, -3e38], [1e-41, -1e-44], [0.0, -0.0]),
+                                picks, strict=False):
+            flat[pick] = rng.choice(np.asarray(values, np.float32), pick.size)
+        return scores
+    raise AssertionError(kind)
+
+
+MAP_KINDS = ["random", "smooth", "ties", "near-ties", "one-pixel-classes", "special-values"]
+
+
+@pytest.mark.parametrize("kind", MAP_KINDS)
+def test_fast_post_equals_the_full_path_bit_for_bit(kind):
+    """Many seeds, sizes up, down, odd and tiny, float32 and float16 scores."""
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        net = (int(rng.integers(1, 12)), int(rng.integers(1, 12)))
+        frame = (int(rng.integers(1, 40)), int(rng.integers(1, 40)))
+        scores = score_map(kind, rng, int(rng.integers(2, 20)), net)
+        with np.errstate(over="ignore"):  # 3e38 is beyond float16: inf
+            half = scores.astype(np.float16)
+        for source in (scores, half):
+            np.testing.assert_array_equal(upsampled_labels(source, frame), upsampled_argmax(source, frame),
+                                          err_msg=f"{kind} seed {seed} {net} -> {frame} {source.dtype}")
+
+
+def test_near_ties_defeat_the_fast_path_without_its_margin():
+    """The near-tie maps are adversarial: cells whose four argmaxes agree interpolate to another label."""
+    for seed in range(5):
+        scores = score_map("near-ties", np.random.default_rng(seed), 3, (6, 7))
+        full = upsampled_argmax(scores, (23, 31))
+        assert (naive_cell_labels(scores, (23, 31)) != full).any()
+        np.testing.assert_array_equal(upsampled_labels(scores, (23, 31)), full)
+
+
+def test_a_class_found_only_at_frame_size():
+    """Class 2 is never the argmax of a network pixel, yet wins between the two where 0 and 1 split."""
+    scores = np.zeros((3, 2, 2), np.float32)
+    scores[0] = [[4, -4], [4, -4]]
+    scores[1] = [[-4, 4], [-4, 4]]
+    scores[2] = 1.5
+    assert 2 not in argmax_labels(scores)
+    labels = upsampled_labels(scores, (8, 8))
+    assert 2 in labels
+    np.testing.assert_array_equal(labels, upsampled_argmax(scores, (8, 8)))
+
+
+def test_fast_post_takes_256_classes_and_refuses_bad_shapes():
+    scores = np.random.default_rng(6).standard_normal((256, 5, 6)).astype(np.float32)
+    scores[255, 2:, :] += 10  # label 255 is a real class here
+    labels = upsampled_labels(scores, (11, 13))
+    assert 255 in labels
+    np.testing.assert_array_equal(labels, upsampled_argmax(scores, (11, 13)))
+    for bad in (np.zeros((4, 4), np.float32), np.zeros((257, 2, 2), np.float32)):
+        with pytest.raises(FrameError, match="C x H x W class scores"):
+            upsampled_labels(bad, (8, 8))
 
 
 def test_overlay_blends_and_keeps_unknown_labels():
