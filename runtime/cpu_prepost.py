@@ -129,8 +129,13 @@ def _check_scores(scores: np.ndarray) -> np.ndarray:
 
 
 def upsample_scores(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``C x H x W`` float32 bilinear resize of ``C x h x w`` scores to ``size`` (the module docstring's rule)."""
+    """``C x H x W`` float32 bilinear resize of ``C x h x w`` scores to ``size`` (the module docstring's rule).
+
+    At the scores' own size nothing is resized (no ``0 * inf`` from a zero weight).
+    """
     scores = _check_scores(scores)
+    if scores.shape[1:] == tuple(size):
+        return scores
     rows, cols = linear_taps(scores.shape[1], size[0]), linear_taps(scores.shape[2], size[1])
     with np.errstate(invalid="ignore", over="ignore"):  # infinities and NaN scores follow IEEE
         across = scores.take(cols.low, axis=2)

@@ -12,11 +12,21 @@
  * float32 operations in the same order as fornet.calibration.preprocess, so the result equals
  * that CPU reference bit for bit wherever OpenCV takes its generic path.
  *
- * Post (one thread per frame pixel): argmax over the classes at the engine's (logit) resolution,
- * sampled at the nearest engine pixel with half-pixel centres, src = floor((2 * dst + 1) * in /
- * (2 * out)) in integers, written as uint8 labels at the frame size. Ties go to the lower class
- * and a NaN score wins (first NaN), exactly as numpy.argmax. Engines that output labels skip the
- * argmax (values outside 0..255 become 255). Optionally a colour overlay of the frame:
+ * Post from class scores, two kernels: the labels at frame size are the argmax of the scores
+ * upsampled bilinearly (half-pixel centres, align_corners=False), with the arithmetic fornet.runtime.
+ * cpu_prepost defines: per output coordinate src = max((dst + 0.5) * (in / out) - 0.5, 0) in double,
+ * i0 = min(floor(src), in - 1), i1 = min(i0 + 1, in - 1), w1 = float(src - i0), w0 = 1 - w1; the value
+ * wy0 * (wx0 * s00 + wx1 * s01) + wy1 * (wx0 * s10 + wx1 * s11), every operation rounded to float32
+ * (no fused multiply-add); at equal sizes the plain argmax. fornet_post_certain_* (one thread per
+ * network pixel) writes the argmax, its margin over the runner-up and its magnitude (margin -1 where a
+ * score is NaN, infinite or beyond 2^100). fornet_post_logits_* (one thread per frame pixel) gives a
+ * pixel the label its four network neighbours share when their smallest margin exceeds 2^-20 of their
+ * largest magnitude plus 2^-126 (float32 rounding cannot overturn it: a convex combination keeps a
+ * common argmax), and otherwise interpolates every class and takes the argmax: the same labels, bit for
+ * bit, as the full resize-then-argmax. Ties go to the lower class and a NaN score wins (first NaN),
+ * exactly as numpy.argmax. Engines that output labels are sampled at the nearest engine pixel with
+ * half-pixel centres, src = floor((2 * dst + 1) * in / (2 * out)) in integers (values outside 0..255
+ * become 255). Optionally a colour overlay of the frame:
  * (frame * (256 - a) + colour * a + 128) >> 8 per channel, colour in BGR, a = alpha * 256.
  *
  * Kernels are extern "C" (pycuda's get_function and CuPy's RawModule find them by name). With
@@ -210,6 +220,144 @@ __host__ __device__ inline int argmaxAt(T const* scores, int classes, int64_t pl
     return label;
 }
 
+//! float32 product and sum rounded on their own (never fused into a multiply-add), as NumPy computes them.
+__host__ __device__ inline float mulRn(float a, float b)
+{
+#ifdef __CUDA_ARCH__
+    return __fmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+
+__host__ __device__ inline float addRn(float a, float b)
+{
+#ifdef __CUDA_ARCH__
+    return __fadd_rn(a, b);
+#else
+    return a + b;
+#endif
+}
+
+//! The two source indices and float32 weights of one output coordinate of the bilinear score resize.
+struct LinearTap
+{
+    int i0;
+    int i1;
+    float w0;
+    float w1;
+};
+
+//! Half-pixel bilinear tap: src = max((dst + 0.5) * scale - 0.5, 0) in double (scale = in / out).
+__host__ __device__ inline LinearTap linearTap(int dst, int in, double scale)
+{
+#ifdef __CUDA_ARCH__
+    double src = __dadd_rn(__dmul_rn(dst + 0.5, scale), -0.5);
+#else
+    double src = (dst + 0.5) * scale - 0.5;
+#endif
+    src = src < 0.0 ? 0.0 : src;
+    int i0 = static_cast<int>(floor(src));
+    i0 = i0 > in - 1 ? in - 1 : i0;
+    LinearTap tap;
+    tap.i0 = i0;
+    tap.i1 = i0 + 1 < in ? i0 + 1 : in - 1;
+    tap.w1 = static_cast<float>(src - i0);
+    tap.w0 = addRn(1.0f, -tap.w1);
+    return tap;
+}
+
+//! Scores beyond this magnitude (or NaN, infinite) make their network pixel uncertain (margin -1).
+constexpr float kSafeMagnitude = 1.2676506002282294e30f; // 2^100
+constexpr float kMarginRelative = 9.5367431640625e-07f;  // 2^-20
+constexpr float kMarginAbsolute = 1.1754943508222875e-38f; // 2^-126, the smallest normal float32
+
+//! One network pixel's argmax, its margin over the runner-up and its magnitude (see the file comment).
+template <typename T>
+__host__ __device__ inline void certainPixel(T const* scores, int classes, int64_t plane, int64_t offset,
+    uint8_t* labels, float* margins, float* magnitudes)
+{
+    float best = toFloat(scores[offset]);
+    float second = -INFINITY;
+    int label = 0;
+    bool moderate = best >= -kSafeMagnitude && best <= kSafeMagnitude;
+    for (int c = 1; c < classes; ++c)
+    {
+        float const value = toFloat(scores[c * plane + offset]);
+        moderate = moderate && value >= -kSafeMagnitude && value <= kSafeMagnitude;
+        if (value > best)
+        {
+            second = best;
+            best = value;
+            label = c;
+        }
+        else if (value > second)
+        {
+            second = value;
+        }
+    }
+    labels[offset] = static_cast<uint8_t>(label);
+    margins[offset] = moderate ? addRn(best, -second) : -1.0f;
+    magnitudes[offset] = moderate ? fabsf(best) : 0.0f;
+}
+
+//! numpy.argmax over the classes of the bilinearly interpolated scores of one frame pixel.
+template <typename T>
+__host__ __device__ inline int interpolatedArgmax(T const* scores, int classes, int64_t plane, LinearTap const& row,
+    LinearTap const& col, int srcW)
+{
+    int64_t const top = static_cast<int64_t>(row.i0) * srcW;
+    int64_t const bottom = static_cast<int64_t>(row.i1) * srcW;
+    float best = 0.0f;
+    int label = 0;
+    for (int c = 0; c < classes && best == best; ++c)
+    {
+        T const* s = scores + c * plane;
+        float const upper = addRn(mulRn(toFloat(s[top + col.i0]), col.w0), mulRn(toFloat(s[top + col.i1]), col.w1));
+        float const lower
+            = addRn(mulRn(toFloat(s[bottom + col.i0]), col.w0), mulRn(toFloat(s[bottom + col.i1]), col.w1));
+        float const value = addRn(mulRn(upper, row.w0), mulRn(lower, row.w1));
+        if (c == 0 || value > best || value != value)
+        {
+            best = value;
+            label = c;
+        }
+    }
+    return label;
+}
+
+//! The label of one frame pixel from class scores: the shared certain label of its cell, else interpolated.
+template <typename T>
+__host__ __device__ inline int scoresLabel(T const* scores, int classes, int srcH, int srcW, uint8_t const* certain,
+    float const* margins, float const* magnitudes, int dstH, int dstW, double scaleY, double scaleX, int x, int y)
+{
+    int64_t const plane = static_cast<int64_t>(srcH) * srcW;
+    if (srcH == dstH && srcW == dstW)
+    {
+        return argmaxAt(scores, classes, plane, static_cast<int64_t>(y) * srcW + x);
+    }
+    LinearTap const row = linearTap(y, srcH, scaleY);
+    LinearTap const col = linearTap(x, srcW, scaleX);
+    int64_t const corners[4] = {static_cast<int64_t>(row.i0) * srcW + col.i0,
+        static_cast<int64_t>(row.i0) * srcW + col.i1, static_cast<int64_t>(row.i1) * srcW + col.i0,
+        static_cast<int64_t>(row.i1) * srcW + col.i1};
+    int const label = certain[corners[0]];
+    float smallestMargin = margins[corners[0]];
+    float largestMagnitude = magnitudes[corners[0]];
+    bool agreed = true;
+    for (int k = 1; k < 4; ++k)
+    {
+        agreed = agreed && certain[corners[k]] == label;
+        smallestMargin = fminf(smallestMargin, margins[corners[k]]);
+        largestMagnitude = fmaxf(largestMagnitude, magnitudes[corners[k]]);
+    }
+    if (agreed && smallestMargin > addRn(mulRn(largestMagnitude, kMarginRelative), kMarginAbsolute))
+    {
+        return label;
+    }
+    return interpolatedArgmax(scores, classes, plane, row, col, srcW);
+}
+
 template <typename T>
 __host__ __device__ inline int labelValue(T value)
 {
@@ -238,6 +386,11 @@ struct PostArgs
     int classes;
     int srcH;
     int srcW;
+    uint8_t const* certain; // per network pixel (scores only): fornet_post_certain_*'s outputs
+    float const* margins;
+    float const* magnitudes;
+    double scaleY; // srcH / dstH and srcW / dstW in double (scores only)
+    double scaleX;
     uint8_t* labels;
     int dstH;
     int dstW;
@@ -253,11 +406,18 @@ struct PostArgs
 template <typename T, bool fromScores>
 __host__ __device__ inline void postPixel(T const* source, PostArgs const& args, int x, int y)
 {
-    int const sy = nearestIndex(y, args.srcH, args.dstH);
-    int const sx = nearestIndex(x, args.srcW, args.dstW);
-    int64_t const plane = static_cast<int64_t>(args.srcH) * args.srcW;
-    int64_t const offset = static_cast<int64_t>(sy) * args.srcW + sx;
-    int const label = fromScores ? argmaxAt(source, args.classes, plane, offset) : labelValue(source[offset]);
+    int label;
+    if (fromScores)
+    {
+        label = scoresLabel(source, args.classes, args.srcH, args.srcW, args.certain, args.margins, args.magnitudes,
+            args.dstH, args.dstW, args.scaleY, args.scaleX, x, y);
+    }
+    else
+    {
+        int const sy = nearestIndex(y, args.srcH, args.dstH);
+        int const sx = nearestIndex(x, args.srcW, args.dstW);
+        label = labelValue(source[static_cast<int64_t>(sy) * args.srcW + sx]);
+    }
     args.labels[static_cast<int64_t>(y) * args.dstW + x] = static_cast<uint8_t>(label);
     if (args.overlay != nullptr)
     {
@@ -300,6 +460,11 @@ __host__ __device__ inline PostArgs makePostArgs(int classes, int srcH, int srcW
     args.classes = classes;
     args.srcH = srcH;
     args.srcW = srcW;
+    args.certain = nullptr;
+    args.margins = nullptr;
+    args.magnitudes = nullptr;
+    args.scaleY = 1.0;
+    args.scaleX = 1.0;
     args.labels = labels;
     args.dstH = dstH;
     args.dstW = dstW;
@@ -309,6 +474,17 @@ __host__ __device__ inline PostArgs makePostArgs(int classes, int srcH, int srcW
     args.palette = palette;
     args.paletteSize = paletteSize;
     args.alpha256 = alpha256;
+    return args;
+}
+
+__host__ __device__ inline PostArgs withScoreCells(PostArgs args, uint8_t const* certain, float const* margins,
+    float const* magnitudes, double scaleY, double scaleX)
+{
+    args.certain = certain;
+    args.margins = margins;
+    args.magnitudes = magnitudes;
+    args.scaleY = scaleY;
+    args.scaleX = scaleX;
     return args;
 }
 
@@ -347,7 +523,44 @@ extern "C" __global__ void fornet_pre_nhwc_u8(uint8_t const* frame, int srcH, in
     }
 }
 
-#define FORNET_POST_KERNEL(NAME, TYPE, FROM_SCORES)                                                                    \
+// Scores, first pass: one thread per network pixel.
+#define FORNET_POST_CERTAIN_KERNEL(NAME, TYPE)                                                                         \
+    extern "C" __global__ void NAME(                                                                                   \
+        TYPE const* scores, int classes, int srcH, int srcW, uint8_t* certain, float* margins, float* magnitudes)      \
+    {                                                                                                                  \
+        int const x = blockIdx.x * blockDim.x + threadIdx.x;                                                           \
+        int const y = blockIdx.y * blockDim.y + threadIdx.y;                                                           \
+        if (x < srcW && y < srcH)                                                                                      \
+        {                                                                                                              \
+            certainPixel(scores, classes, static_cast<int64_t>(srcH) * srcW, static_cast<int64_t>(y) * srcW + x,       \
+                certain, margins, magnitudes);                                                                         \
+        }                                                                                                              \
+    }
+
+FORNET_POST_CERTAIN_KERNEL(fornet_post_certain_f32, float)
+FORNET_POST_CERTAIN_KERNEL(fornet_post_certain_f16, __half)
+
+// Scores, second pass: one thread per frame pixel; scaleY = srcH / dstH, scaleX = srcW / dstW in double.
+#define FORNET_POST_LOGITS_KERNEL(NAME, TYPE)                                                                          \
+    extern "C" __global__ void NAME(TYPE const* scores, int classes, int srcH, int srcW, uint8_t const* certain,      \
+        float const* margins, float const* magnitudes, double scaleY, double scaleX, uint8_t* labels, int dstH,        \
+        int dstW, uint8_t const* frame, int framePitch, uint8_t* overlay, uint8_t const* palette, int paletteSize,      \
+        int alpha256)                                                                                                  \
+    {                                                                                                                  \
+        int const x = blockIdx.x * blockDim.x + threadIdx.x;                                                           \
+        int const y = blockIdx.y * blockDim.y + threadIdx.y;                                                           \
+        if (x < dstW && y < dstH)                                                                                      \
+        {                                                                                                              \
+            PostArgs const args = makePostArgs(classes, srcH, srcW, labels, dstH, dstW, frame, framePitch, overlay,   \
+                palette, paletteSize, alpha256);                                                                       \
+            postPixel<TYPE, true>(scores, withScoreCells(args, certain, margins, magnitudes, scaleY, scaleX), x, y);  \
+        }                                                                                                              \
+    }
+
+FORNET_POST_LOGITS_KERNEL(fornet_post_logits_f32, float)
+FORNET_POST_LOGITS_KERNEL(fornet_post_logits_f16, __half)
+
+#define FORNET_POST_LABELS_KERNEL(NAME, TYPE)                                                                          \
     extern "C" __global__ void NAME(TYPE const* source, int classes, int srcH, int srcW, uint8_t* labels, int dstH,  \
         int dstW, uint8_t const* frame, int framePitch, uint8_t* overlay, uint8_t const* palette, int paletteSize,      \
         int alpha256)                                                                                                  \
@@ -356,20 +569,20 @@ extern "C" __global__ void fornet_pre_nhwc_u8(uint8_t const* frame, int srcH, in
         int const y = blockIdx.y * blockDim.y + threadIdx.y;                                                           \
         if (x < dstW && y < dstH)                                                                                      \
         {                                                                                                              \
-            postPixel<TYPE, FROM_SCORES>(source,                                                                       \
+            postPixel<TYPE, false>(source,                                                                             \
                 makePostArgs(classes, srcH, srcW, labels, dstH, dstW, frame, framePitch, overlay, palette,            \
                     paletteSize, alpha256),                                                                            \
                 x, y);                                                                                                 \
         }                                                                                                              \
     }
 
-FORNET_POST_KERNEL(fornet_post_logits_f32, float, true)
-FORNET_POST_KERNEL(fornet_post_logits_f16, __half, true)
-FORNET_POST_KERNEL(fornet_post_labels_u8, uint8_t, false)
-FORNET_POST_KERNEL(fornet_post_labels_i32, int32_t, false)
+FORNET_POST_LABELS_KERNEL(fornet_post_labels_u8, uint8_t)
+FORNET_POST_LABELS_KERNEL(fornet_post_labels_i32, int32_t)
 
 #ifdef FORNET_PREPOST_HOST_REFERENCE
 // ------------------------------------------------------------- host reference (tests only)
+#include <vector>
+
 static double resizeScale(int in, int out)
 {
     return 1.0 / (static_cast<double>(out) / static_cast<double>(in));
@@ -406,13 +619,38 @@ extern "C" int fornet_pre_host(uint8_t const* frame, int srcH, int srcW, int pit
     return 0;
 }
 
-// source_type: 0 float32 scores, 1 float16 scores, 2 uint8 labels, 3 int32 labels.
+template <typename T>
+static void certainHost(T const* scores, int classes, int srcH, int srcW, uint8_t* certain, float* margins,
+    float* magnitudes)
+{
+    for (int64_t offset = 0; offset < static_cast<int64_t>(srcH) * srcW; ++offset)
+    {
+        certainPixel(scores, classes, static_cast<int64_t>(srcH) * srcW, offset, certain, margins, magnitudes);
+    }
+}
+
+// source_type: 0 float32 scores, 1 float16 scores, 2 uint8 labels, 3 int32 labels. Scores run both passes.
 extern "C" int fornet_post_host(void const* source, int sourceType, int classes, int srcH, int srcW, uint8_t* labels,
     int dstH, int dstW, uint8_t const* frame, int framePitch, uint8_t* overlay, uint8_t const* palette,
     int paletteSize, int alpha256)
 {
-    PostArgs const args = makePostArgs(
+    PostArgs args = makePostArgs(
         classes, srcH, srcW, labels, dstH, dstW, frame, framePitch, overlay, palette, paletteSize, alpha256);
+    std::vector<uint8_t> certain(static_cast<size_t>(srcH) * srcW);
+    std::vector<float> margins(certain.size());
+    std::vector<float> magnitudes(certain.size());
+    if (sourceType == 0)
+    {
+        certainHost(static_cast<float const*>(source), classes, srcH, srcW, certain.data(), margins.data(),
+            magnitudes.data());
+    }
+    else if (sourceType == 1)
+    {
+        certainHost(static_cast<__half const*>(source), classes, srcH, srcW, certain.data(), margins.data(),
+            magnitudes.data());
+    }
+    args = withScoreCells(args, certain.data(), margins.data(), magnitudes.data(),
+        static_cast<double>(srcH) / static_cast<double>(dstH), static_cast<double>(srcW) / static_cast<double>(dstW));
     for (int y = 0; y < dstH; ++y)
     {
         for (int x = 0; x < dstW; ++x)

@@ -27,6 +27,8 @@ KERNEL_SOURCE = Path(__file__).with_name("prepost.cu")
 PRE_KERNELS = {"float32": "fornet_pre_nchw_f32", "float16": "fornet_pre_nchw_f16", "uint8": "fornet_pre_nhwc_u8"}
 POST_KERNELS = {"float32": "fornet_post_logits_f32", "float16": "fornet_post_logits_f16",
                 "uint8": "fornet_post_labels_u8", "int32": "fornet_post_labels_i32"}
+#: The first pass of score outputs: per network pixel its argmax, margin and magnitude (see ``prepost.cu``).
+CERTAIN_KERNELS = {"float32": "fornet_post_certain_f32", "float16": "fornet_post_certain_f16"}
 _BLOCK = (32, 8, 1)
 
 
@@ -78,16 +80,40 @@ class _Staging:
         self.host = np.empty(0, np.uint8)
 
 
+class _DeviceScratch:
+    """A grow-only device buffer (no host side)."""
+
+    def __init__(self, cuda: Any) -> None:
+        self._cuda = cuda
+        self.nbytes = 0
+        self.device: Any = None
+
+    def ensure(self, nbytes: int) -> int:
+        """The buffer's address, at least ``nbytes`` long."""
+        if nbytes > self.nbytes:
+            self.free()
+            self.device = self._cuda.mem_alloc(nbytes)
+            self.nbytes = nbytes
+        return int(self.device)
+
+    def free(self) -> None:
+        if self.device is not None:
+            self.device.free()
+            self.device = None
+        self.nbytes = 0
+
+
 class _Slot:
-    """Staging for one frame of a batch: frame in, labels and overlay out."""
+    """Staging for one frame of a batch: frame in, labels and overlay out, the score pass's cells."""
 
     def __init__(self, cuda: Any) -> None:
         self.frame = _Staging(cuda)
         self.labels = _Staging(cuda)
         self.overlay = _Staging(cuda)
+        self.cells = _DeviceScratch(cuda)
 
     def free(self) -> None:
-        for staging in (self.frame, self.labels, self.overlay):
+        for staging in (self.frame, self.labels, self.overlay, self.cells):
             staging.free()
 
 
@@ -110,7 +136,13 @@ class GpuPrePost:
         self._pre: Any = module.get_function(PRE_KERNELS[input_type])
         self._pre.prepare("PiiiPiiddi" if io.raw_input else "PiiiPiiddiffffff")
         self._post: Any = module.get_function(POST_KERNELS[output_type])
-        self._post.prepare("PiiiPiiPiPPii")
+        self._certain: Any = None
+        if output_type in CERTAIN_KERNELS:
+            self._certain = module.get_function(CERTAIN_KERNELS[output_type])
+            self._certain.prepare("PiiiPPP")
+            self._post.prepare("PiiiPPPddPiiPiPPii")
+        else:
+            self._post.prepare("PiiiPiiPiPPii")
         palette = np.ascontiguousarray(io.palette_bgr)
         self._palette: Any = cuda.mem_alloc(palette.nbytes)
         cuda.memcpy_htod(self._palette, palette)
@@ -147,9 +179,18 @@ class GpuPrePost:
             slot.overlay.ensure(h * w * 3)
             overlay = slot.overlay.device
         alpha = 0 if overlay_alpha is None else alpha_to_256(overlay_alpha)
-        self._post.prepared_async_call(
-            _grid(h, w), _BLOCK, stream, source, self._io.num_classes, source_hw[0], source_hw[1],
-            slot.labels.device, h, w, slot.frame.device, w * 3, overlay, self._palette, self._io.num_classes, alpha)
+        classes, (src_h, src_w) = self._io.num_classes, source_hw
+        drawing = (slot.labels.device, h, w, slot.frame.device, w * 3, overlay, self._palette, classes, alpha)
+        if self._certain is None:
+            self._post.prepared_async_call(_grid(h, w), _BLOCK, stream, source, classes, src_h, src_w, *drawing)
+        else:  # scores: the network pixels' certain labels, margins and magnitudes, then the frame pixels
+            pixels = src_h * src_w
+            margins = slot.cells.ensure(pixels * 9)
+            magnitudes, certain = margins + pixels * 4, margins + pixels * 8
+            self._certain.prepared_async_call(_grid(src_h, src_w), _BLOCK, stream, source, classes, src_h, src_w,
+                                              certain, margins, magnitudes)
+            self._post.prepared_async_call(_grid(h, w), _BLOCK, stream, source, classes, src_h, src_w, certain,
+                                           margins, magnitudes, src_h / h, src_w / w, *drawing)
         self._cuda.memcpy_dtoh_async(slot.labels.view((h, w)), slot.labels.device, stream)
         if overlay_alpha is not None:
             self._cuda.memcpy_dtoh_async(slot.overlay.view((h, w, 3)), slot.overlay.device, stream)
@@ -176,4 +217,4 @@ class GpuPrePost:
         finally:
             self._slots = []
             self._palette = None
-            self._pre = self._post = None
+            self._pre = self._post = self._certain = None
