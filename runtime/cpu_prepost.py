@@ -213,6 +213,14 @@ def _certain_labels(scores: np.ndarray) -> np.ndarray:
     return np.where(moderate & (count == 1), label, _OPEN)
 
 
+def certain_cells(scores: np.ndarray) -> np.ndarray:
+    """Per cell (a network pixel and its right, lower and lower-right neighbours): the label every frame
+    pixel between them takes for certain, or 255 where the fast path interpolates."""
+    certain = _certain_labels(scores)
+    agreed = _over_cell(certain, np.minimum) == _over_cell(certain, np.maximum)
+    return np.where(agreed, certain, _OPEN)
+
+
 def upsampled_labels(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """uint8 labels at ``size``, equal to :func:`upsampled_argmax` bit for bit, interpolating only boundaries.
 
@@ -225,10 +233,8 @@ def upsampled_labels(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     classes, h, w = scores.shape
     if (h, w) == tuple(size):
         return argmax_labels(scores)
-    certain = _certain_labels(scores)
-    agreed = _over_cell(certain, np.minimum) == _over_cell(certain, np.maximum)
     rows, cols = linear_taps(h, size[0]), linear_taps(w, size[1])
-    out = np.where(agreed, certain, _OPEN).take(rows.low, axis=0).take(cols.low, axis=1)
+    out = certain_cells(scores).take(rows.low, axis=0).take(cols.low, axis=1)
     ys, xs = np.nonzero(out == _OPEN)
     if len(ys):
         flat = scores.reshape(classes, h * w)

@@ -40,3 +40,37 @@ def test_cpu_backends_script(tmp_path, capsys):
     assert all(stats["iterations"] >= 2 for stats in variant["compute"].values())
     assert 0 < variant["stages"]["onnxruntime-fp32"]["prepost_share"] < 1
     assert "wrote" in capsys.readouterr().out
+
+
+def load_post_upsample():
+    name = "post_upsample_bench"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "post_upsample_bench.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_post_upsample_script(tmp_path, capsys):
+    """Small settings: both maps checked equal, timed interleaved, the record and table written."""
+    out = tmp_path / "results.md"
+    args = ["--out", str(out), "--frame-size", "96x160", "--network", "48x80", "--warmup-s", "0",
+            "--min-iters", "2", "--duration-s", "0"]
+    assert load_post_upsample().main(args) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert [row["map"] for row in record["maps"]] == ["scene", "blobs"]
+    for row in record["maps"]:
+        assert set(row["candidates"]) == {"fast path", "full resize-then-argmax", "torch interpolate + argmax"}
+        assert all(stats["iterations"] >= 2 for stats in row["candidates"].values())
+        assert 0 <= row["open_pixels"] < 1 and row["speedup"] > 0
+    table = out.read_text()
+    assert "| scene |" in table and "command: `python benchmarks/post_upsample_bench.py --out" in table
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_post_upsample_script_refuses_unknown_maps(tmp_path, capsys):
+    assert load_post_upsample().main(["--out", str(tmp_path / "r.md"), "--maps", "noise"]) == 2
+    assert "--maps takes scene, blobs; unknown: noise" in capsys.readouterr().err
+    assert not (tmp_path / "r.md").exists()
