@@ -2,7 +2,8 @@
 
 Steps (each a separate process with its own time limit, so one failure never hides the others):
 
-1. ``environment``: GPU, driver, nvcc, PyTorch, CuPy and pycuda versions;
+1. ``environment``: GPU, driver, nvcc, PyTorch, CuPy, pycuda (its ``VERSION_TEXT``) and PyNvVideoCodec
+   versions;
 2. ``compile_*``: both CUDA sources (``plugins/topk_gate_kernel.cu``, ``runtime/cuda/prepost.cu``)
    compiled by nvcc for this GPU's architecture;
 3. ``gate_kernel``: the TopKGate kernel bit-exact against the NumPy reference at Cityscapes sizes
@@ -134,12 +135,21 @@ def environment() -> dict[str, str]:
             found[name] = (done.stdout.strip().splitlines() or ["?"])[-1]
         except (OSError, subprocess.TimeoutExpired) as exc:
             found[name] = f"missing ({exc})"
-    for module in ("torch", "cupy", "pycuda", "numpy", "onnxruntime", "cv2"):
+    for module in ("torch", "cupy", "pycuda", "numpy", "onnxruntime", "cv2", "PyNvVideoCodec"):
         try:
-            found[module] = str(__import__(module).__version__)
+            found[module] = module_version(importlib.import_module(module))
         except Exception as exc:  # any import failure is a finding, not a crash
             found[module] = f"missing ({type(exc).__name__}: {exc})"
     return found
+
+
+def module_version(module: object) -> str:
+    """A module's version: ``__version__``, or pycuda's ``VERSION_TEXT`` (pycuda has no ``__version__``)."""
+    for attribute in ("__version__", "VERSION_TEXT"):
+        value = getattr(module, attribute, None)
+        if value is not None:
+            return str(value)
+    return "installed (no version attribute)"
 
 
 def check_inputs(out: Path, wheels: Path | None) -> list[str]:

@@ -240,18 +240,20 @@ def main(argv: list[str] | None = None) -> int:
 
     context = CudaContext(args.device)  # PycudaUnavailableError / NoGpuError name the fix
     out = ensure_writable_dir(args.out)
-    cuda = context.driver
     results: list[CaseResult] = []
-    with context:
+
+    def run_cases() -> None:
+        """Every case with the context current; the stream goes before the context is released."""
+        cuda = context.driver
         stream = cuda.Stream()
         for index, size in enumerate(args.frames):
             frame = np.random.default_rng(args.seed + index).integers(0, 256, (*size, 3), dtype=np.uint8)
-            results += [run_pre(cuda, stream, frame, args.network, case, args.iters, args.warmup)
-                        for case in pre_cases]
-            results += [run_post(cuda, stream, frame, args.network, case, args.iters, args.warmup, args.seed + index)
-                        for case in post_cases]
-        del stream
-        context.release()
+            results.extend(run_pre(cuda, stream, frame, args.network, case, args.iters, args.warmup)
+                           for case in pre_cases)
+            results.extend(run_post(cuda, stream, frame, args.network, case, args.iters, args.warmup,
+                                    args.seed + index) for case in post_cases)
+
+    context.close(run_cases)  # release() only after the `with` block: pycuda pops before it detaches
     environment = {"gpu": f"{context.name} (sm_{context.compute_capability[0]}{context.compute_capability[1]})",
                    "python": sys.version.split()[0]}
     payload = {"environment": environment, "cases": [asdict(r) for r in results]}

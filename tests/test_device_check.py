@@ -49,3 +49,29 @@ def test_dry_run_reports_a_wheels_folder_without_pycuda(tmp_path: Path) -> None:
 def test_unknown_option_is_refused() -> None:
     done = run("--frobnicate")
     assert done.returncode == 2 and "unknown option --frobnicate" in done.stderr
+
+
+def load_device_check():
+    """benchmarks/ is not a package: import the script by path."""
+    import importlib.util
+
+    name = "device_check"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / "device_check.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_environment_reports_pycuda_by_its_version_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pycuda has no ``__version__``: the step reported it "missing" on a machine where it ran."""
+    import types
+
+    pycuda = types.ModuleType("pycuda")
+    pycuda.VERSION_TEXT = "2026.1"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pycuda", pycuda)
+    found = load_device_check().environment()
+    assert found["pycuda"] == "2026.1"
+    assert found["numpy"] == __import__("numpy").__version__

@@ -8,6 +8,7 @@ those must equal the NumPy/OpenCV implementation bit for bit.
 from __future__ import annotations
 
 import ctypes
+import json
 import subprocess
 from pathlib import Path
 
@@ -431,6 +432,35 @@ def test_harness_needs_pycuda_and_a_gpu(tmp_path, capsys):
     assert load_harness().main(["--out", str(tmp_path / "results"), "--frames", "64x128"]) == 2
     assert "pycuda" in capsys.readouterr().err or "GPU" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+def test_harness_releases_the_context_after_its_block_and_writes_results(tmp_path, monkeypatch):
+    """The harness's own context handling, on the fake pycuda (tests/helpers/fake_cuda.py): it used to call
+    release() inside ``with context:``, which raises, and so never wrote its results on a GPU machine.
+    The cases themselves need a GPU; here each returns a passing row."""
+    import sys
+
+    from tests.helpers.fake_cuda import CudaWorld, make_fake_pycuda
+
+    world = CudaWorld()
+    package, driver = make_fake_pycuda(world)
+    monkeypatch.setitem(sys.modules, "pycuda", package)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
+    harness = load_harness()
+
+    def case(stage):
+        def run(cuda, stream, frame, network, name, *rest):
+            assert world.current() is not None, "a case ran without the context current"
+            return harness.CaseResult(stage, name, frame.shape[:2], network, True, True, 0.0, 0, 0.1, 0.1, 1.0)
+        return run
+
+    monkeypatch.setattr(harness, "run_pre", case("pre"))
+    monkeypatch.setattr(harness, "run_post", case("post"))
+    assert harness.main(["--out", str(tmp_path / "results"), "--frames", "64x128", "--pre", "fp32",
+                         "--post", "scores-fp32"]) == 0
+    assert [row["stage"] for row in json.loads((tmp_path / "results" / "results.json").read_text())["cases"]] == [
+        "pre", "post"]
+    assert world.stack() == [] and world.retained == 0 and world.dead_context_cleanups == []
 
 
 def test_harness_rejects_unknown_cases(tmp_path, capsys):
