@@ -17,7 +17,10 @@ Steps (each a separate process with its own time limit, so one failure never hid
    TensorRT header set: the host steps, then enqueue in two execution contexts on device buffers,
    bit-exact against the NumPy reference; ``plugin_harness_memcheck``: the same under
    compute-sanitizer memcheck (device memory errors and leaks);
-7. ``pytest_gpu``: ``pytest -m gpu``.
+7. ``video``: ``fornet bench --video`` on a generated 1024x2048 H.264 clip with the PyTorch backend on
+   the GPU (FP16) as the engine: engine-only, segmenter and pipeline FPS, their ratios, per-stage
+   times, frame age and the reader that ran (``benchmarks/video_device_step.py``);
+8. ``pytest_gpu``: ``pytest -m gpu``.
 
     python benchmarks/device_check.py --out build/device-check            # on the GPU machine
     python benchmarks/device_check.py --out build/device-check --dry-run  # anywhere: plan + input checks
@@ -33,6 +36,7 @@ import argparse
 import importlib.util
 import json
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -43,8 +47,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CUDA_SOURCES = (REPO / "plugins" / "topk_gate_kernel.cu", REPO / "runtime" / "cuda" / "prepost.cu")
 HARNESSES = {**{name: REPO / "benchmarks" / f"{name}.py"
-                for name in ("gate_kernel_harness", "prepost_kernel_harness", "pycuda_runtime_check")},
+                for name in ("gate_kernel_harness", "prepost_kernel_harness", "pycuda_runtime_check",
+                             "video_device_step", "build_pycuda")},
              "plugin_check": REPO / "plugins" / "harness" / "plugin_check.py"}
+#: The offline bundle's one list (pinned, complete: installed with --no-deps) and its size limit.
+BUNDLE = REPO / "benchmarks" / "device-requirements.txt"
+BUNDLE_LIMIT_MB = 40
+#: What the bundle exists for: pycuda (built on the device), the typed records, NVDEC/NVENC.
+BUNDLE_REQUIRED = ("pycuda", "pydantic", "pynvvideocodec")
+#: What the bundle leaves to the machine: import name -> what to install where it lacks it.
+SYSTEM_MODULES = {"torch": "PyTorch with CUDA", "cupy": "CuPy for the machine's CUDA", "numpy": "numpy",
+                  "cv2": "opencv-python-headless", "tqdm": "tqdm", "pytest": "pytest and pytest-timeout",
+                  "onnxruntime": "onnxruntime", "av": "PyAV (the video step's x264 encoder)"}
 #: Seconds the steps may take together: with the offline pycuda build before them (about a minute)
 #: the check stays under 11 minutes; a step gets what is left when its own limit is longer.
 BUDGET_S = 560
@@ -102,6 +116,8 @@ def plan_steps(out: Path, python: str) -> list[Step]:
         Step("pycuda_runtime", [python, str(HARNESSES["pycuda_runtime_check"]), "--out",
                                 str(out / "pycuda-runtime")], 45, "pycuda-runtime"),
         *plugin_harness_steps(out, python, arch),
+        Step("video", [python, str(HARNESSES["video_device_step"]), "--out", str(out / "video"), "--device", "cuda",
+                       "--precision", "fp16"], 150, "video"),
         Step("pytest_gpu", [python, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-o",
                             "addopts=-ra", f"--junitxml={out / 'pytest-gpu.xml'}", *map(str, gpu_test_files())],
              150),
@@ -152,6 +168,79 @@ def module_version(module: object) -> str:
     return "installed (no version attribute)"
 
 
+def normalized(name: str) -> str:
+    """A distribution name as PEP 503 compares them (``PyNvVideoCodec``, ``pydantic_core`` -> lowercase, ``-``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_bundle(path: Path = BUNDLE) -> tuple[dict[str, str], list[str]]:
+    """The bundle list as ``{normalized name: version}`` and what is wrong with it."""
+    pins: dict[str, str] = {}
+    problems: list[str] = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        if match is None:
+            problems.append(f"{path.name} line {number}: {line!r} is not pinned; write NAME==VERSION (the bundle "
+                            "is fetched and installed with --no-deps)")
+            continue
+        pins[normalized(match[1])] = match[2]
+    problems += [f"{path.name} lacks {name}: the bundle exists for it" for name in BUNDLE_REQUIRED
+                 if name not in pins]
+    return pins, problems
+
+
+def distribution_of(file: Path) -> tuple[str, str] | None:
+    """``(normalized name, version)`` of a wheel or sdist file name; None for anything else."""
+    name = file.name
+    if name.endswith(".whl"):
+        parts = name.split("-")
+        return (normalized(parts[0]), parts[1]) if len(parts) >= 5 else None
+    for suffix in (".tar.gz", ".zip"):
+        if name.endswith(suffix) and "-" in name:
+            project, version = name.removesuffix(suffix).rsplit("-", 1)
+            return normalized(project), version
+    return None
+
+
+def bundle_problems(wheels: Path | None, path: Path = BUNDLE) -> list[str]:
+    """What is wrong with the bundle list and, given, with a fetched folder (each pin present, nothing else,
+    under :data:`BUNDLE_LIMIT_MB`)."""
+    if not path.is_file():
+        return [f"the bundle list {path} is missing"]
+    pins, problems = read_bundle(path)
+    if wheels is None:
+        return problems
+    if not wheels.is_dir():
+        return [*problems, f"no wheels folder {wheels}; run benchmarks/device_check.sh --fetch-wheels {wheels} on a "
+                           "networked machine first"]
+    found: dict[str, str] = {}
+    size = 0
+    for file in sorted(wheels.iterdir()):
+        dist = distribution_of(file)
+        if dist is None:
+            continue
+        size += file.stat().st_size
+        if pins.get(dist[0]) != dist[1]:
+            problems.append(f"{wheels} holds {file.name}, which {path.name} does not list; remove it")
+        found[dist[0]] = dist[1]
+    missing = [f"{name}=={version}" for name, version in pins.items() if found.get(name) != version]
+    if missing:
+        problems.append(f"{wheels} lacks {', '.join(missing)}; run benchmarks/device_check.sh --fetch-wheels "
+                        f"{wheels} on a networked machine first")
+    if size > BUNDLE_LIMIT_MB * 1e6:
+        problems.append(f"{wheels} holds {size / 1e6:.1f} MB, over the bundle's {BUNDLE_LIMIT_MB} MB")
+    return problems
+
+
+def missing_system_modules() -> list[str]:
+    """What the machine must provide besides the bundle and lacks (``SYSTEM_MODULES``' advice)."""
+    return [f"{module} ({advice})" for module, advice in SYSTEM_MODULES.items()
+            if importlib.util.find_spec(module) is None]
+
+
 def check_inputs(out: Path, wheels: Path | None) -> list[str]:
     """What is wrong with the check's own inputs (empty: ready)."""
     problems = [f"CUDA source missing: {source}" for source in CUDA_SOURCES if not source.is_file()]
@@ -174,10 +263,7 @@ def check_inputs(out: Path, wheels: Path | None) -> list[str]:
         probe.unlink()
     except OSError as exc:
         problems.append(f"output folder {out} is not writable: {exc}")
-    if wheels is not None and not any(wheels.glob("pycuda-*")):
-        problems.append(f"{wheels} holds no pycuda sdist or wheel; run benchmarks/device_check.sh --fetch-wheels "
-                        f"{wheels} on a networked machine first")
-    return problems
+    return problems + bundle_problems(wheels)
 
 
 def run_step(step: Step, left_s: float) -> None:
@@ -235,8 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=REPO / "build" / "device-check", metavar="DIR",
                         help="where summary.json/.md and the steps' results go (default: build/device-check)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and check the inputs; run nothing")
-    parser.add_argument("--wheels", type=Path, metavar="DIR", help="offline pycuda folder to check (dry run)")
+    parser.add_argument("--wheels", type=Path, metavar="DIR",
+                        help="offline bundle folder to check against benchmarks/device-requirements.txt (dry run)")
     parser.add_argument("--environment", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--check-system", action="store_true",
+                        help="exit 2 naming what the machine lacks besides the bundle (device_check.sh runs it)")
     return parser
 
 
@@ -246,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.environment:
         print(json.dumps(environment(), indent=2))
         return 0
+    if args.check_system:
+        missing = missing_system_modules()
+        for module in missing:
+            print(f"error: this machine lacks {module}; the offline bundle carries only what a PyTorch + CuPy "
+                  f"machine lacks: install it, or add it pinned to {BUNDLE.relative_to(REPO)}", file=sys.stderr)
+        return 2 if missing else 0
     out = args.out.resolve()
     problems = check_inputs(out, args.wheels)
     steps = plan_steps(out, sys.executable)

@@ -26,6 +26,7 @@ from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.pipeline import VideoPipeline
 from fornet.runtime.video.sinks import VideoFileSink
 from fornet.runtime.video.sources import VideoSource
+from fornet.runtime.video.stats import PipelineReport
 from fornet.runtime.video.uri import parse_source
 
 VIDEO = OptionGroup("video pipeline")
@@ -49,6 +50,8 @@ class VideoBenchResult:
     segmenter_fps: float
     pipeline_rounds: tuple[float, ...]
     segmenter_rounds: tuple[float, ...]
+    #: The last pipeline round's report: per-stage times, frame age and which reader ran.
+    report: PipelineReport
 
     @property
     def ratio(self) -> float:
@@ -58,8 +61,10 @@ class VideoBenchResult:
     def format(self) -> str:
         """Two lines for the terminal."""
         spread = max(self.pipeline_rounds) - min(self.pipeline_rounds)
+        readers = ", ".join(source.backend for source in self.report.sources)
         return (f"video pipeline (decode + segment + overlay + H.264, {self.frames} frames): "
-                f"{self.pipeline_fps:.1f} FPS (spread {spread:.1f})\n"
+                f"{self.pipeline_fps:.1f} FPS (spread {spread:.1f}), reader {readers}, frame age p90 "
+                f"{self.report.age.p90_ms:.1f} ms\n"
                 f"segmenter end to end alone (same frames, in memory): {self.segmenter_fps:.1f} FPS; "
                 f"pipeline / segmenter = {100 * self.ratio:.0f}%")
 
@@ -77,6 +82,7 @@ def compare_file_pipeline(segmenter: Segmenter, video: str, rounds: int = 3, alp
     segmenter(frames[0])
     pipeline_fps: list[float] = []
     segmenter_fps: list[float] = []
+    report: PipelineReport | None = None
     with tempfile.TemporaryDirectory(prefix="fornet-video-bench-") as folder:
         for _ in range(rounds):
             start = time.perf_counter()
@@ -88,8 +94,11 @@ def compare_file_pipeline(segmenter: Segmenter, video: str, rounds: int = 3, alp
                                      render="overlay", alpha=alpha)
             count = sum(1 for _ in pipeline)
             pipeline_fps.append(count / (time.perf_counter() - start))
+            report = pipeline.report()
+    if report is None:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     return VideoBenchResult(len(frames), statistics.median(pipeline_fps), statistics.median(segmenter_fps),
-                            tuple(pipeline_fps), tuple(segmenter_fps))
+                            tuple(pipeline_fps), tuple(segmenter_fps), report)
 
 
 def video_bench(spec: ModelSpec, video: Path) -> VideoBenchResult:
