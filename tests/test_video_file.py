@@ -19,6 +19,7 @@ from fornet.cli.run import main as run_main
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.video import JsonLinesSink, LabelPngSink, VideoFileSink, VideoPipeline, VideoSource
 from fornet.runtime.video.encode import partial_path
+from fornet.runtime.video.nvdec import INSTALL, nvdec_available
 from fornet.runtime.video.sinks import FrameLine
 from tests.helpers.runtime_models import LiteExport
 from tests.helpers.video import FRAME_SIZE, decode_all, h264_format, pan_clip
@@ -81,7 +82,10 @@ def test_cli_run_and_report(lite: LiteExport, tmp_path_factory: pytest.TempPathF
     assert "FPS" in printed and "infer" in printed and "age" in printed
     from fornet.runtime.video import PipelineReport
 
-    assert PipelineReport.load(tmp_path / "report.json").frames == len(clip.truth)
+    report = PipelineReport.load(tmp_path / "report.json")
+    assert report.frames == len(clip.truth)
+    # the report names the reader that ran: NVDEC where PyNvVideoCodec and a GPU are, else PyAV on the CPU
+    assert report.sources[0].backend == ("nvdec" if nvdec_available() else "pyav")
     assert len(decode_all(out)) == len(clip.truth)
     written = h264_format(out)  # 4:2:0 in the High profile: what hardware decoders play
     assert (written.codec, written.pix_fmt, written.profile) == ("h264", "yuv420p", "High")
@@ -124,6 +128,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["v4l2:///dev/video97", str(tmp_path / "o.mp4")], "does not exist"),
         (["CLIP", str(blocker / "sub" / "o.mp4")], "cannot create output directory"),
         (["CLIP", str(blocker / "frames")], "cannot create output directory"),
+        *([] if nvdec_available() else
+          [(["CLIP", str(tmp_path / "o.mp4"), "--input-backend", "nvdec"], "needs PyNvVideoCodec: pip install")]),
     ]
 
 
@@ -172,3 +178,21 @@ def test_image_folder_in_and_out(lite: LiteExport, tmp_path_factory: pytest.Temp
     written = sorted((tmp_path / "out").iterdir())
     assert [p.name for p in written] == [f"000000-00000{i}.png" for i in range(3)]
     np.testing.assert_array_equal(cv2.imread(str(written[1]))[..., ::-1], colorize(labels[1]))
+
+
+@pytest.mark.gpu
+def test_nvdec_reads_the_clip_like_pyav(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """NVDEC (PyNvVideoCodec) decodes the clip's frames; colour conversion may differ by a few levels."""
+    if not nvdec_available():
+        pytest.skip(f"PyNvVideoCodec is not installed: {INSTALL}")
+    clip = pan_clip(tmp_path_factory)
+    reference = decode_all(clip.path)
+    with VideoSource(str(clip.path), backend="auto") as source:
+        assert source.backend == "nvdec"
+        frames = []
+        while (frame := source.get(10)) is not None:
+            frames.append(frame.image)
+    assert len(frames) == len(reference)
+    for got, expected in zip(frames, reference, strict=True):
+        assert got.shape == expected.shape and got.dtype == np.uint8
+        assert np.abs(got.astype(int) - expected).mean() < 3

@@ -189,6 +189,26 @@ def test_h264_writer_writes_yuv420p_high(suffix: str, tmp_path: Path) -> None:
     assert (written.codec, written.pix_fmt, written.profile) == ("h264", "yuv420p", "High")
 
 
+def test_nvdec_reader_choice_and_its_errors(tmp_path: Path) -> None:
+    """Video files go to NVDEC only where it is usable; asked for by name elsewhere, the error names the fix."""
+    from fornet.runtime.video.nvdec import NvdecReader, nvdec_available
+    from fornet.runtime.video.readers import choose_backend
+
+    clip = tmp_path / "clip.mp4"
+    writer = H264Writer(clip, (32, 64), 10)
+    writer.write(np.zeros((32, 64, 3), np.uint8))
+    writer.close()
+    video = parse_source(str(clip))
+    assert choose_backend(video) == ("nvdec" if nvdec_available() else "pyav")
+    assert choose_backend(parse_source("rtsp://127.0.0.1:9/cam")) in ("gstreamer", "pyav")
+    assert choose_backend(video, "nvdec") == "nvdec"
+    with pytest.raises(SourceError, match="reads video files, not rtsp inputs"):
+        NvdecReader(parse_source("rtsp://127.0.0.1:9/cam"))
+    if not nvdec_available():
+        with pytest.raises(SourceError, match=r"needs PyNvVideoCodec: pip install 'fornet-deploy\[gpu-video\]'"):
+            NvdecReader(video)
+
+
 def test_several_sources_get_their_own_outputs() -> None:
     from fornet.runtime.video.run import sink_uri as _sink_uri
 

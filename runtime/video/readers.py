@@ -7,7 +7,7 @@ raises ``EOFError`` at the end of the input and :class:`SourceError` when it fai
 =============  ======================================  ==========================================
 input          auto                                     also possible (``backend=``)
 =============  ======================================  ==========================================
-video file     PyAV (FFmpeg)                            opencv, gstreamer
+video file     NVDEC where installed, else PyAV (FFmpeg)  nvdec, pyav, opencv, gstreamer
 images         OpenCV ``imread``                        -
 rtsp, http     GStreamer when reachable, else PyAV      pyav, opencv, gstreamer
 v4l2           GStreamer when reachable, else OpenCV    opencv, gstreamer
@@ -36,7 +36,7 @@ import numpy as np
 from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.uri import SourceSpec
 
-BACKENDS: tuple[str, ...] = ("auto", "pyav", "opencv", "gstreamer")
+BACKENDS: tuple[str, ...] = ("auto", "pyav", "opencv", "gstreamer", "nvdec")
 
 
 class Reader(Protocol):
@@ -232,6 +232,10 @@ def choose_backend(spec: SourceSpec, backend: str = "auto") -> str:
         return "gstreamer"
     if backend != "auto":
         return backend
+    if spec.kind == "video":
+        from fornet.runtime.video.nvdec import nvdec_available
+
+        return "nvdec" if nvdec_available() else "pyav"
     if spec.kind in ("rtsp", "http", "v4l2") and gst_available():
         return "gstreamer"
     return "opencv" if spec.kind == "v4l2" else "pyav"
@@ -241,6 +245,10 @@ def open_reader(spec: SourceSpec, backend: str, buffers: int, timeout_s: float) 
     """Open ``spec`` with ``backend`` (as :func:`choose_backend` returned)."""
     if backend == "images":
         return ImageFilesReader(spec.files)
+    if backend == "nvdec":
+        from fornet.runtime.video.nvdec import NvdecReader
+
+        return NvdecReader(spec)
     if backend in ("pyav", "opencv"):
         reader = PyAVReader(spec, timeout_s) if backend == "pyav" else OpenCVReader(spec, timeout_s)
         return Unblocked(reader) if spec.live else reader

@@ -40,6 +40,7 @@ from fornet.options import (
 from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.video.pipeline import Render, VideoPipeline
+from fornet.runtime.video.readers import BACKENDS
 from fornet.runtime.video.rtsp_access import RtspAccess
 from fornet.runtime.video.sinks import JsonLinesSink, LabelPngSink, Sink, open_sink
 from fornet.runtime.video.sources import VideoSource
@@ -79,9 +80,10 @@ class RunOptions:
                                 help="one JSON record per frame (source, index, timestamps, stage times, class "
                                      "histogram)")
     json: Path | None = json_option("the run's report (FPS, stage times, frame age, sources)", OUTPUTS)
-    input_backend: str = option("auto", flag="--input-backend", choices=("auto", "pyav", "opencv", "gstreamer"),
-                                default_text="GStreamer for streams and cameras when python3-gi is reachable, "
-                                             "else PyAV/OpenCV",
+    input_backend: str = option("auto", flag="--input-backend", choices=BACKENDS,
+                                default_text="NVDEC for video files where PyNvVideoCodec and a GPU are, GStreamer "
+                                             "for streams and cameras when python3-gi is reachable, else "
+                                             "PyAV/OpenCV",
                                 group=INPUTS, help="library that reads the inputs")
     buffer: int | None = option(None, flag="--buffer", parse=positive_int_arg, metavar="N", group=INPUTS,
                                 default_text="1, the newest, for live inputs; 4 for files",

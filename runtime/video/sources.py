@@ -83,7 +83,8 @@ class VideoSource:
     Args:
         uri: the input (path, glob, ``file://``, ``v4l2://``, ``csi://``, ``rtsp://``, ``http(s)://``, ``gst://``).
         source_id: index of this source in a pipeline.
-        backend: ``auto``, ``pyav``, ``opencv`` or ``gstreamer`` (see :mod:`fornet.runtime.video.readers`).
+        backend: ``auto``, ``pyav``, ``opencv``, ``gstreamer`` or ``nvdec`` (see
+            :mod:`fornet.runtime.video.readers`).
         buffer: frames held between the reader and the consumer (default 1 live, 4 for files).
         watchdog_s: live inputs: reconnect when no frame arrived for this long.
         max_reconnects: live inputs: give up after this many failed attempts in a row (``None``: never).
