@@ -145,6 +145,11 @@ def to_markdown(record: dict[str, Any]) -> str:
             f"({paired['min']:.1f} - {paired['max']:.1f}) | {torch_cell} | "
             f"{row['torch_mismatched_pixels'] if row['torch_mismatched_pixels'] is not None else '-'} | "
             f"{row['load_average'][0]:.2f} -> {row['load_average'][1]:.2f} |")
+    loads = [row["load_average"][0] for row in record["maps"]]
+    if max(loads) > env["cpus_usable"]:
+        lines += ["", f"The machine was shared and loaded (1-minute load average up to {max(loads):.1f} on "
+                      f"{env['cpus_usable']} CPUs): absolute times are inflated and spread widely; the paired "
+                      "ratio compares calls made back to back under the same load."]
     return "\n".join(lines) + "\n"
 
 
