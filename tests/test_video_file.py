@@ -18,7 +18,7 @@ from fornet.calibration.metrics import ConfusionMatrix
 from fornet.cli.run import main as run_main
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.video import JsonLinesSink, LabelPngSink, VideoFileSink, VideoPipeline, VideoSource
-from fornet.runtime.video.encode import partial_path
+from fornet.runtime.video.encode import H264Writer, nvenc_opens, partial_path
 from fornet.runtime.video.nvdec import INSTALL, nvdec_available
 from fornet.runtime.video.sinks import FrameLine
 from tests.helpers.runtime_models import LiteExport
@@ -80,12 +80,15 @@ def test_cli_run_and_report(lite: LiteExport, tmp_path_factory: pytest.TempPathF
     assert status == 0
     printed = capsys.readouterr().out
     assert "FPS" in printed and "infer" in printed and "age" in printed
+    ran = "nvenc" if nvenc_opens() else "x264"  # auto: NVENC where the GPU has an encoder
+    assert f"{out}: encoder {ran}" in printed
     from fornet.runtime.video import PipelineReport
 
     report = PipelineReport.load(tmp_path / "report.json")
     assert report.frames == len(clip.truth)
     # the report names the reader that ran: NVDEC where PyNvVideoCodec and a GPU are, else PyAV on the CPU
     assert report.sources[0].backend == ("nvdec" if nvdec_available() else "pyav")
+    assert report.encoders == {str(out): ran}
     assert len(decode_all(out)) == len(clip.truth)
     written = h264_format(out)  # 4:2:0 in the High profile: what hardware decoders play
     assert (written.codec, written.pix_fmt, written.profile) == ("h264", "yuv420p", "High")
@@ -130,6 +133,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["CLIP", str(blocker / "frames")], "cannot create output directory"),
         *([] if nvdec_available() else
           [(["CLIP", str(tmp_path / "o.mp4"), "--input-backend", "nvdec"], "needs PyNvVideoCodec: pip install")]),
+        *([] if nvenc_opens() else
+          [(["CLIP", str(tmp_path / "o.mp4"), "--encoder", "nvenc"], "--encoder nvenc: NVENC does not open")]),
     ]
 
 
@@ -196,3 +201,15 @@ def test_nvdec_reads_the_clip_like_pyav(tmp_path_factory: pytest.TempPathFactory
     for got, expected in zip(frames, reference, strict=True):
         assert got.shape == expected.shape and got.dtype == np.uint8
         assert np.abs(got.astype(int) - expected).mean() < 3
+
+
+@pytest.mark.gpu
+def test_nvenc_writes_yuv420p_high(tmp_path: Path) -> None:
+    """Where the GPU has an encoder, --encoder nvenc files are 4:2:0 High like x264's."""
+    if not nvenc_opens():
+        pytest.skip("this GPU has no video encoder (H100, H200, Jetson Orin Nano) or no NVIDIA driver")
+    writer = H264Writer(tmp_path / "nvenc.mp4", (128, 256), 25, encoder="nvenc")
+    for value in range(10):
+        writer.write(np.full((128, 256, 3), value * 20, np.uint8))
+    written = h264_format(writer.close())
+    assert (written.codec, written.pix_fmt, written.profile) == ("h264", "yuv420p", "High")

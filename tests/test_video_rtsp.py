@@ -67,15 +67,16 @@ def test_rtsp_drop_drill(rtsp_server: RtspTestServer, backend: str, lite: LiteEx
 
 @pytest.mark.rtsp_server
 @NEEDS_GST
-def test_rtsp_output_serves_the_overlay(lite: LiteExport, rtsp_server: RtspTestServer) -> None:
+def test_rtsp_output_serves_the_overlay(lite: LiteExport, rtsp_server: RtspTestServer, tmp_path: Path) -> None:
     """``fornet run CAMERA rtsp://127.0.0.1:PORT/seg`` (its own process: GStreamer stays out of pytest's) serves
     H.264 4:2:0 (``yuv420p``) that FFmpeg reads back.
 
     The input is the endless live test camera: a file could end before a slow client connects.
     """
     port = free_port()
+    report_path = tmp_path / "report.json"
     run = fornet_run(f"rtsp://127.0.0.1:{rtsp_server.port}/cam", f"rtsp://127.0.0.1:{port}/seg", "--model",
-                     str(lite.onnx), "--device", "cpu", "--quiet")
+                     str(lite.onnx), "--device", "cpu", "--encoder", "x264", "--json", str(report_path), "--quiet")
     try:
         assert listening(port, run), run.communicate()[1]
         shape = served_frame(f"rtsp://127.0.0.1:{port}/seg").shape
@@ -89,3 +90,23 @@ def test_rtsp_output_serves_the_overlay(lite: LiteExport, rtsp_server: RtspTestS
     assert "Traceback" not in stderr
     # 4:2:0 in a profile hardware decoders, openh264 and browsers play (it was High 4:4:4, yuv444p).
     assert (served.codec, served.pix_fmt, served.profile) == ("h264", "yuv420p", "Constrained Baseline")
+    assert PipelineReport.load(report_path).encoders == {f"rtsp://127.0.0.1:{port}/seg": "x264"}
+
+
+@pytest.mark.rtsp_server
+@NEEDS_GST
+def test_rtsp_output_refuses_an_encoder_it_lacks(lite: LiteExport, tmp_path: Path) -> None:
+    """--encoder nvenc needs Jetson's nvv4l2h264enc: without it the run stops before any frame, naming the fix."""
+    from fornet.runtime.video.gst import has_element
+
+    if has_element("nvv4l2h264enc"):
+        pytest.skip("this GStreamer has nvv4l2h264enc (a Jetson)")
+    clip = tmp_path / "clip.mp4"
+    from fornet.runtime.video.synthetic import write_pan_video
+
+    write_pan_video(clip, FRAME_SIZE, 3, fps=25, seed=1)
+    run = fornet_run(str(clip), f"rtsp://127.0.0.1:{free_port()}/seg", "--model", str(lite.onnx), "--device", "cpu",
+                     "--encoder", "nvenc", "--quiet")
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 2 and "Traceback" not in stderr
+    assert "error: --encoder nvenc: the RTSP output encodes with nvv4l2h264enc" in stderr

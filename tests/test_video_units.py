@@ -209,6 +209,18 @@ def test_nvdec_reader_choice_and_its_errors(tmp_path: Path) -> None:
             NvdecReader(video)
 
 
+def test_encoder_choice_and_its_errors() -> None:
+    from fornet.runtime.video.encode import choose_encoder, nvenc_opens
+
+    assert choose_encoder("auto") == ("nvenc" if nvenc_opens() else "x264")
+    assert choose_encoder("x264") == "x264"
+    with pytest.raises(SinkError, match="unknown encoder 'vp9'; choose one of auto, x264, nvenc"):
+        choose_encoder("vp9")
+    if not nvenc_opens():
+        with pytest.raises(SinkError, match=r"NVENC does not open on this machine.*use --encoder x264 or auto"):
+            choose_encoder("nvenc")
+
+
 def test_several_sources_get_their_own_outputs() -> None:
     from fornet.runtime.video.run import sink_uri as _sink_uri
 

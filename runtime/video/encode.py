@@ -1,7 +1,8 @@
 """H.264 video files that stay playable: written under a temporary name, finalised, then renamed.
 
 An MP4 is only playable once its index (``moov``) is written, which happens when the container is
-closed. :class:`H264Writer` encodes with PyAV (``libx264``; FFmpeg's own wheels carry it) into
+closed. :class:`H264Writer` encodes with PyAV (``libx264``, FFmpeg's own wheels carry it; or NVENC,
+``h264_nvenc``, where the GPU has an encoder: :func:`choose_encoder`) into
 ``.NAME.partial.EXT`` beside the target; :meth:`H264Writer.close` flushes the encoder, closes the
 container and renames it onto the final name, so the file under the final name is always complete.
 The pipeline closes its sinks on Ctrl-C and SIGTERM too; :meth:`H264Writer.abort` (an error before
@@ -11,6 +12,7 @@ the first frame) removes the temporary file and leaves nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -25,6 +27,44 @@ from fornet.runtime.video.errors import SinkError
 H264_PIX_FMT = "yuv420p"
 #: The H.264 profile of the files (libx264's name), set explicitly rather than left to the encoder.
 H264_FILE_PROFILE = "high"
+
+#: The H.264 encoders of files, by the name ``--encoder`` takes: FFmpeg's encoder and its options
+#: (``crf`` and ``preset`` are x264's; NVENC takes its constant quality as ``cq``, preset p1..p7).
+ENCODERS = {"x264": "libx264", "nvenc": "h264_nvenc"}
+#: What ``--encoder`` takes: ``auto`` is NVENC where this machine's GPU has an encoder, else x264.
+ENCODER_CHOICES = ("auto", *ENCODERS)
+
+
+@functools.cache
+def nvenc_opens() -> bool:
+    """Whether FFmpeg's NVENC H.264 encoder opens here (an NVIDIA driver and a GPU with an encoder).
+
+    Checked once, by opening a 64x64 encoder: the H100 and H200 have NVDEC but no NVENC, Jetson Orin
+    Nano has no encoder, and without a driver FFmpeg refuses at once.
+    """
+    import av
+
+    try:
+        context = av.CodecContext.create(ENCODERS["nvenc"], "w")
+        context.width, context.height, context.pix_fmt = 64, 64, H264_PIX_FMT
+        context.time_base = Fraction(1, 25)
+        context.open()
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
+    return True
+
+
+def choose_encoder(requested: str = "auto") -> str:
+    """The file encoder that runs: ``requested``, or for ``auto`` NVENC where it opens, else x264."""
+    if requested not in ENCODER_CHOICES:
+        raise SinkError(f"unknown encoder {requested!r}; choose one of {', '.join(ENCODER_CHOICES)}")
+    if requested == "auto":
+        return "nvenc" if nvenc_opens() else "x264"
+    if requested == "nvenc" and not nvenc_opens():
+        raise SinkError("--encoder nvenc: NVENC does not open on this machine (no NVIDIA driver, or a GPU without "
+                        "a video encoder such as the H100, H200 or Jetson Orin Nano); use --encoder x264 or auto")
+    return requested
+
 
 #: Container format by extension.
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
@@ -42,12 +82,13 @@ class H264Writer:
         path: the final file (``.mp4``, ``.mkv``, ``.mov`` or ``.avi``).
         size: ``(H, W)`` of the frames; odd sizes are cropped by one pixel (H.264 4:2:0 needs even ones).
         fps: frame rate written into the file.
-        crf: x264 constant rate factor (lower: better quality, bigger files).
-        preset: x264 speed preset.
+        crf: x264 constant rate factor, NVENC constant quality (lower: better quality, bigger files).
+        preset: x264 speed preset (NVENC uses its middle preset, p4).
+        encoder: ``x264`` or ``nvenc`` (:func:`choose_encoder` picks for ``auto``).
     """
 
     def __init__(self, path: str | os.PathLike[str], size: tuple[int, int], fps: float, crf: int = 23,
-                 preset: str = "veryfast") -> None:
+                 preset: str = "veryfast", encoder: str = "x264") -> None:
         import av
 
         self.path = Path(path)
@@ -61,15 +102,17 @@ class H264Writer:
             raise SinkError(f"frames of {size[0]}x{size[1]} are too small to encode")
         try:
             self._container = av.open(str(self._tmp), "w", format=container)
-            self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+            self._stream = self._container.add_stream(ENCODERS[encoder], rate=Fraction(fps).limit_denominator(1000))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             with contextlib.suppress(FileNotFoundError):
                 self._tmp.unlink()
             raise SinkError(f"cannot start the H.264 encoder for {self.path}: {exc}; install PyAV with "
                             "libx264 (pip install av)") from exc
+        self.encoder = encoder
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = H264_PIX_FMT
-        self._stream.options = {"crf": str(crf), "preset": preset, "profile": H264_FILE_PROFILE}
+        quality = {"crf": str(crf), "preset": preset} if encoder == "x264" else {"cq": str(crf), "preset": "p4"}
+        self._stream.options = {**quality, "profile": H264_FILE_PROFILE}
         self.frames = 0
         self._closed = False
 

@@ -281,13 +281,29 @@ class GstReader:
 #: browsers cannot play. On Jetson ``nvvidconv`` takes I420 (not BGR) into NVMM memory and
 #: ``nvv4l2h264enc profile=0`` is its Baseline.
 _RTSP_ENCODERS = {
-    True: "videoconvert ! video/x-raw,format=I420 ! nvvidconv ! video/x-raw(memory:NVMM),format=I420 ! "
+    "nvenc": "videoconvert ! video/x-raw,format=I420 ! nvvidconv ! video/x-raw(memory:NVMM),format=I420 ! "
           "nvv4l2h264enc insert-sps-pps=true profile=0",
-    False: "videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast ! "
+    "x264": "videoconvert ! video/x-raw,format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast ! "
            "video/x-h264,profile=constrained-baseline",
 }
 _RTSP_LAUNCH = ("( appsrc name=frames is-live=true format=time do-timestamp=true ! {encoder} ! "
                 "rtph264pay name=pay0 config-interval=1 pt=96 )")
+def rtsp_encoder(requested: str = "auto") -> str:
+    """The RTSP output's encoder: ``nvenc`` (``nvv4l2h264enc``, Jetson's NVENC) or ``x264`` (``x264enc``).
+
+    ``auto`` takes NVENC where GStreamer has ``nvv4l2h264enc``; ``nvenc`` where it lacks it is an error.
+    """
+    if requested not in ("auto", *_RTSP_ENCODERS):
+        raise SinkError(f"unknown encoder {requested!r}; choose one of auto, {', '.join(_RTSP_ENCODERS)}")
+    hardware = has_element("nvv4l2h264enc")
+    if requested == "auto":
+        return "nvenc" if hardware else "x264"
+    if requested == "nvenc" and not hardware:
+        raise SinkError("--encoder nvenc: the RTSP output encodes with nvv4l2h264enc (Jetson's NVENC), which this "
+                        "machine's GStreamer lacks; use --encoder x264 or auto")
+    return requested
+
+
 #: The role that a client logged in with the server's user gets (it may open the stream).
 _RTSP_ROLE = "viewer"
 
@@ -295,15 +311,15 @@ _RTSP_ROLE = "viewer"
 class GstRtspServer:
     """An RTSP server (``rtsp://HOST:PORT/PATH``) streaming BGR frames pushed with :meth:`push`.
 
-    The encoder is ``nvv4l2h264enc`` where present (Jetson), else ``x264enc tune=zerolatency``; the stream
-    is H.264 4:2:0 (``yuv420p``) in the Constrained Baseline profile.
+    ``encoder`` is ``nvenc`` (``nvv4l2h264enc``, Jetson) or ``x264`` (``x264enc tune=zerolatency``; see
+    :func:`rtsp_encoder`); the stream is H.264 4:2:0 (``yuv420p``) in the Constrained Baseline profile.
     The server runs a GLib main loop on its own thread; clients may connect at any time. It listens
     on ``host`` only; with ``login`` (user, password) a client must log in (RTSP basic
     authentication) to open the stream, others are answered 401.
     """
 
     def __init__(self, host: str, port: int, path: str, size: tuple[int, int], fps: float,
-                 login: tuple[str, str] | None = None) -> None:
+                 login: tuple[str, str] | None = None, encoder: str = "x264") -> None:
         gst, glib = import_gst()
         try:
             import gi
@@ -324,7 +340,7 @@ class GstRtspServer:
         self._server.set_address(host)
         self._server.set_service(str(port))
         factory = RtspServer.RTSPMediaFactory()
-        factory.set_launch(_RTSP_LAUNCH.format(encoder=_RTSP_ENCODERS[has_element("nvv4l2h264enc")]))
+        factory.set_launch(_RTSP_LAUNCH.format(encoder=_RTSP_ENCODERS[encoder]))
         factory.set_shared(True)
         factory.connect("media-configure", self._configure)
         if login is not None:

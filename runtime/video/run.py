@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
@@ -39,6 +39,7 @@ from fornet.options import (
 )
 from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
+from fornet.runtime.video.encode import ENCODER_CHOICES
 from fornet.runtime.video.pipeline import Render, VideoPipeline
 from fornet.runtime.video.readers import BACKENDS
 from fornet.runtime.video.rtsp_access import RtspAccess
@@ -74,6 +75,10 @@ class RunOptions:
                                default_text="the input's, else 25", help="frame rate written into video/RTSP outputs")
     labels: Path | None = option(None, flag="--labels", parse=Path, metavar="DIR", group=OUTPUTS,
                                  help="a label PNG per frame into DIR")
+    encoder: str = option("auto", flag="--encoder", choices=ENCODER_CHOICES, group=OUTPUTS,
+                          default_text="auto: NVENC where the GPU has a video encoder (files: FFmpeg's h264_nvenc; "
+                                       "RTSP: Jetson's nvv4l2h264enc), else x264",
+                          help="H.264 encoder of the video or RTSP output; the report names the one that ran")
     label_encoding: str = option("trainid", flag="--label-encoding", choices=("trainid", "labelid"), group=OUTPUTS,
                                  help="label PNG values: Cityscapes trainIds (0..18, 255) or labelIds")
     jsonl: Path | None = option(None, flag="--jsonl", parse=Path, metavar="FILE", group=OUTPUTS,
@@ -143,6 +148,12 @@ def _written(sink: Sink) -> Path | None:
     return None if path is None else Path(path)
 
 
+def _encoders(sinks: list[Sink]) -> dict[str, str]:
+    """The encoder of each video or RTSP output, by its path or URL."""
+    return {str(getattr(sink, "path", None) or getattr(sink, "url", "")): encoder for sink in sinks
+            if (encoder := getattr(sink, "encoder", None)) is not None}
+
+
 @contextmanager
 def _stop_on_signals(pipeline: VideoPipeline, stopped_by: list[signal.Signals]) -> Iterator[None]:
     """SIGINT/SIGTERM stop the pipeline (a second one stops waiting); SIGUSR1 prints the timing so far.
@@ -200,8 +211,8 @@ def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: 
         try:
             if output_uri is not None:
                 rtsp = RtspAccess(options.rtsp_host, options.rtsp_user, options.rtsp_password_file)
-                sinks += [open_sink(sink_uri(output_uri, s.source_id, len(sources)), fps, s.source_id, rtsp)
-                          for s in sources]
+                sinks += [open_sink(sink_uri(output_uri, s.source_id, len(sources)), fps, s.source_id, rtsp,
+                                    options.encoder) for s in sources]
             if options.labels is not None:
                 sinks.append(LabelPngSink(options.labels, options.label_encoding))
             segmenter = cleanup.enter_context(Segmenter(spec))
@@ -221,6 +232,6 @@ def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: 
             for _ in pipeline:
                 if progress is not None:
                     progress(pipeline.stats.frames, total, pipeline.stats.fps())
-        report = pipeline.report()
+        report = replace(pipeline.report(), encoders=_encoders(sinks))
     written = [path for sink in sinks if (path := _written(sink)) is not None]
     return RunResult(report, tuple(written), stopped_by[0] if stopped_by else None)

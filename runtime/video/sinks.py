@@ -31,7 +31,7 @@ from fornet.atomic import ensure_writable_dir, write_bytes_atomic
 from fornet.calibration.labels import train_ids_to_label_ids
 from fornet.records import LineRecord
 from fornet.redact import mask_credentials
-from fornet.runtime.video.encode import H264Writer
+from fornet.runtime.video.encode import H264Writer, choose_encoder
 from fornet.runtime.video.errors import SinkError
 from fornet.runtime.video.frames import FrameResult
 from fornet.runtime.video.rtsp_access import RtspAccess
@@ -73,11 +73,13 @@ def _rendered(result: FrameResult, what: str) -> np.ndarray:
 class VideoFileSink:
     """Rendered frames of one source into an H.264 file (opened at the first frame, for its size)."""
 
-    def __init__(self, path: str | os.PathLike[str], fps: float = 25.0, source_id: int = 0) -> None:
+    def __init__(self, path: str | os.PathLike[str], fps: float = 25.0, source_id: int = 0,
+                 encoder: str = "auto") -> None:
         self.path = Path(path)
         ensure_writable_dir(self.path.parent if str(self.path.parent) else ".")
         self.fps = fps
         self.source_id = source_id
+        self.encoder = choose_encoder(encoder)  # the one that runs: x264 or nvenc
         self._writer: H264Writer | None = None
 
     def write(self, result: FrameResult) -> None:
@@ -85,7 +87,7 @@ class VideoFileSink:
             return
         image = _rendered(result, "a video output")
         if self._writer is None:
-            self._writer = H264Writer(self.path, image.shape[:2], self.fps)
+            self._writer = H264Writer(self.path, image.shape[:2], self.fps, encoder=self.encoder)
         self._writer.write(image)
 
     def close(self) -> None:
@@ -201,16 +203,18 @@ class RtspSink:
     (:mod:`fornet.runtime.video.rtsp_access`).
     """
 
-    def __init__(self, address: str, fps: float = 25.0, source_id: int = 0, access: RtspAccess | None = None
-                 ) -> None:
-        from fornet.runtime.video.gst import import_gst
+    def __init__(self, address: str, fps: float = 25.0, source_id: int = 0, access: RtspAccess | None = None,
+                 encoder: str = "auto") -> None:
+        from fornet.runtime.video.gst import import_gst, rtsp_encoder
 
         access = access or RtspAccess()
         hostport, _, path = address.partition("/")
         host, _, port = hostport.rpartition(":")
         self.host, self.port, self.mount = access.bind_host(host), int(port), "/" + path
+        self.url = f"rtsp://{self.host}:{self.port}{self.mount}"
         self._login = access.login()
         import_gst()
+        self.encoder = rtsp_encoder(encoder)  # the one that runs: x264 or nvenc (Jetson)
         self.fps = fps
         self.source_id = source_id
         self._server = None
@@ -222,7 +226,8 @@ class RtspSink:
             return
         image = _rendered(result, "an RTSP output")
         if self._server is None:
-            self._server = GstRtspServer(self.host, self.port, self.mount, image.shape[:2], self.fps, self._login)
+            self._server = GstRtspServer(self.host, self.port, self.mount, image.shape[:2], self.fps, self._login,
+                                         self.encoder)
         self._server.push(image)
 
     def close(self) -> None:
@@ -264,14 +269,16 @@ class DisplaySink:
     abort = close
 
 
-def open_sink(uri: str | SinkSpec, fps: float = 25.0, source_id: int = 0, rtsp: RtspAccess | None = None) -> Sink:
+def open_sink(uri: str | SinkSpec, fps: float = 25.0, source_id: int = 0, rtsp: RtspAccess | None = None,
+              encoder: str = "auto") -> Sink:
     """The sink an output URI names (video file, image folder, ``rtsp://@:PORT/path``, ``display://``);
-    ``rtsp``: the listening address and login of an RTSP output (default: 127.0.0.1, no login)."""
+    ``rtsp``: the listening address and login of an RTSP output (default: 127.0.0.1, no login);
+    ``encoder``: the H.264 encoder of a video or RTSP output (``auto``, ``x264``, ``nvenc``)."""
     spec = uri if isinstance(uri, SinkSpec) else parse_sink(uri)
     if spec.kind == "video":
-        return VideoFileSink(spec.location, fps, source_id)
+        return VideoFileSink(spec.location, fps, source_id, encoder)
     if spec.kind == "images":
         return ImageFolderSink(spec.location)
     if spec.kind == "rtsp":
-        return RtspSink(spec.location, fps, source_id, rtsp)
+        return RtspSink(spec.location, fps, source_id, rtsp, encoder)
     return DisplaySink(source_id)

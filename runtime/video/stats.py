@@ -13,7 +13,7 @@ import functools
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -104,6 +104,8 @@ class PipelineReport(Record):
     stages: dict[str, Summary]
     age: Summary
     sources: tuple[SourceSummary, ...]
+    #: The H.264 encoder each video or RTSP output ran with (``x264`` or ``nvenc``), by output.
+    encoders: dict[str, str] = field(default_factory=dict)
 
     def format(self) -> str:
         """A text table for the terminal."""
@@ -112,6 +114,7 @@ class PipelineReport(Record):
                  f"{'stage':<8} {'median ms':>10} {'p90 ms':>8} {'mean ms':>8}"]
         for name, s in [*self.stages.items(), ("age", self.age)]:
             lines.append(f"{name:<8} {s.median_ms:>10.2f} {s.p90_ms:>8.2f} {s.mean_ms:>8.2f}")
+        lines += [f"{output}: encoder {encoder}" for output, encoder in self.encoders.items()]
         for source in self.sources:
             gaps = ", ".join(f"{g.seconds:.1f} s ({g.reason})" for g in source.gaps) or "none"
             lines.append(f"{source.name} [{source.backend}]: read {source.frames_read}, segmented "
