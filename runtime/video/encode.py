@@ -39,14 +39,14 @@ ENCODER_CHOICES = ("auto", *ENCODERS)
 def nvenc_opens() -> bool:
     """Whether FFmpeg's NVENC H.264 encoder opens here (an NVIDIA driver and a GPU with an encoder).
 
-    Checked once, by opening a 64x64 encoder: the H100 and H200 have NVDEC but no NVENC, Jetson Orin
+    Checked once, by opening a 256x256 encoder: the H100 and H200 have NVDEC but no NVENC, Jetson Orin
     Nano has no encoder, and without a driver FFmpeg refuses at once.
     """
     import av
 
     try:
         context = av.CodecContext.create(ENCODERS["nvenc"], "w")
-        context.width, context.height, context.pix_fmt = 64, 64, H264_PIX_FMT
+        context.width, context.height, context.pix_fmt = 256, 256, H264_PIX_FMT
         context.time_base = Fraction(1, 25)
         context.open()
     except (av.error.FFmpegError, OSError, ValueError):
