@@ -12,7 +12,9 @@ Score maps at the network size, ``--classes`` classes:
 
 * ``scene``: a generated street scene's trainIds, one-hot, scaled to 8, blurred (sigma 2 network
   pixels) plus noise (sigma 0.1): the shape of a trained network's logits;
-* ``blobs``: 19 random fields of 16 x 32 control points, smoothly upsampled: many more boundaries.
+* ``blobs``: 19 random fields of 16 x 32 control points, smoothly upsampled: many more boundaries;
+* ``noise``: independent normal scores per pixel, the worst case: nearly every frame pixel needs
+  interpolating, so the fast path hands over to the full path (the same labels, about its time).
 
     python benchmarks/post_upsample_bench.py --out benchmarks/post_upsample_results.md
 
@@ -39,7 +41,7 @@ from fornet.cli.command import friendly_errors
 from fornet.errors import FornetError
 from fornet.options import hw_arg
 
-MAPS = ("scene", "blobs")
+MAPS = ("scene", "blobs", "noise")
 
 
 def score_map(kind: str, classes: int, size: tuple[int, int], seed: int) -> np.ndarray:
@@ -56,6 +58,8 @@ def score_map(kind: str, classes: int, size: tuple[int, int], seed: int) -> np.n
         scores = np.stack([cv2.GaussianBlur((train == c).astype(np.float32) * 8, (0, 0), 2.0)
                            for c in range(classes)])
         return scores + rng.standard_normal(scores.shape).astype(np.float32) * np.float32(0.1)
+    if kind == "noise":
+        return rng.standard_normal((classes, h, w)).astype(np.float32)
     if kind == "blobs":
         low = rng.standard_normal((classes, 16, 32)).astype(np.float32) * 4
         return np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_CUBIC) for c in low])

@@ -221,13 +221,15 @@ def certain_cells(scores: np.ndarray) -> np.ndarray:
     return np.where(agreed, certain, _OPEN)
 
 
-def upsampled_labels(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def upsampled_labels(scores: np.ndarray, size: tuple[int, int], full_path_above: float = 0.25) -> np.ndarray:
     """uint8 labels at ``size``, equal to :func:`upsampled_argmax` bit for bit, interpolating only boundaries.
 
     A cell of four neighbouring network pixels whose scores are all moderate and share one argmax, with
     a margin float32 rounding cannot overturn (see ``_MARGIN_RELATIVE``), gives every frame pixel
     between them that label; the other frame pixels interpolate their scores exactly as the reference
-    does and take the argmax. (Label 255 of a 256-class model always takes the exact path.)
+    does and take the argmax. (Label 255 of a 256-class model always takes the exact path.) Where more
+    than ``full_path_above`` of the frame's pixels need interpolating (noise-like scores), interpolating
+    them one by one is slower than the whole resize, and the full path runs instead: the same labels.
     """
     scores = _check_scores(scores)
     classes, h, w = scores.shape
@@ -235,7 +237,10 @@ def upsampled_labels(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return argmax_labels(scores)
     rows, cols = linear_taps(h, size[0]), linear_taps(w, size[1])
     out = certain_cells(scores).take(rows.low, axis=0).take(cols.low, axis=1)
-    ys, xs = np.nonzero(out == _OPEN)
+    open_pixels = out == _OPEN
+    if np.count_nonzero(open_pixels) > full_path_above * out.size:
+        return upsampled_argmax(scores, size)
+    ys, xs = np.nonzero(open_pixels)
     if len(ys):
         flat = scores.reshape(classes, h * w)
         top, bottom = rows.low[ys] * w, rows.high[ys] * w

@@ -60,7 +60,7 @@ def test_post_upsample_script(tmp_path, capsys):
             "--min-iters", "2", "--duration-s", "0"]
     assert load_post_upsample().main(args) == 0
     record = json.loads(out.with_suffix(".json").read_text())
-    assert [row["map"] for row in record["maps"]] == ["scene", "blobs"]
+    assert [row["map"] for row in record["maps"]] == ["scene", "blobs", "noise"]
     for row in record["maps"]:
         assert set(row["candidates"]) == {"fast path", "full resize-then-argmax", "torch interpolate + argmax"}
         assert all(stats["iterations"] >= 2 for stats in row["candidates"].values())
@@ -71,6 +71,6 @@ def test_post_upsample_script(tmp_path, capsys):
 
 
 def test_post_upsample_script_refuses_unknown_maps(tmp_path, capsys):
-    assert load_post_upsample().main(["--out", str(tmp_path / "r.md"), "--maps", "noise"]) == 2
-    assert "--maps takes scene, blobs; unknown: noise" in capsys.readouterr().err
+    assert load_post_upsample().main(["--out", str(tmp_path / "r.md"), "--maps", "fog"]) == 2
+    assert "--maps takes scene, blobs, noise; unknown: fog" in capsys.readouterr().err
     assert not (tmp_path / "r.md").exists()

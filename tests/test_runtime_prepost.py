@@ -210,8 +210,11 @@ def test_fast_post_equals_the_full_path_bit_for_bit(kind):
         with np.errstate(over="ignore"):  # 3e38 is beyond float16: inf
             half = scores.astype(np.float16)
         for source in (scores, half):
-            np.testing.assert_array_equal(upsampled_labels(source, frame), upsampled_argmax(source, frame),
-                                          err_msg=f"{kind} seed {seed} {net} -> {frame} {source.dtype}")
+            full = upsampled_argmax(source, frame)
+            # by default, and with the boundary path forced however many pixels it interpolates
+            for labels in (upsampled_labels(source, frame), upsampled_labels(source, frame, full_path_above=1.0)):
+                np.testing.assert_array_equal(labels, full, err_msg=f"{kind} seed {seed} {net} -> {frame} "
+                                                                    f"{source.dtype}")
 
 
 def test_near_ties_defeat_the_fast_path_without_its_margin():
@@ -220,7 +223,7 @@ def test_near_ties_defeat_the_fast_path_without_its_margin():
         scores = score_map("near-ties", np.random.default_rng(seed), 3, (6, 7))
         full = upsampled_argmax(scores, (23, 31))
         assert (naive_cell_labels(scores, (23, 31)) != full).any()
-        np.testing.assert_array_equal(upsampled_labels(scores, (23, 31)), full)
+        np.testing.assert_array_equal(upsampled_labels(scores, (23, 31), full_path_above=1.0), full)
 
 
 def test_a_class_found_only_at_frame_size():
