@@ -194,9 +194,7 @@ def test_nvdec_reads_the_clip_like_pyav(tmp_path_factory: pytest.TempPathFactory
     reference = decode_all(clip.path)
     with VideoSource(str(clip.path), backend="auto") as source:
         assert source.backend == "nvdec"
-        frames = []
-        while (frame := source.get(10)) is not None:
-            frames.append(frame.image)
+        frames = [frame.image for frame in source]
     assert len(frames) == len(reference)
     for got, expected in zip(frames, reference, strict=True):
         assert got.shape == expected.shape and got.dtype == np.uint8
