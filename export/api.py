@@ -89,7 +89,8 @@ class ExportOptions:
         fp32_threshold, fp16_threshold: argmax agreement each file must reach.
         progress: show progress bars.
         target: the Jetson module the engine will run on: input sizes whose engine cannot fit its memory
-            are refused before any work (this machine's memory is always checked for the export itself).
+            are refused before any work (this machine's memory is always checked for the export itself); a
+            DeepStream package for a module without NVENC uses the software encoder.
         int8: also write the INT8 files (:class:`~fornet.export.int8.pipeline.Int8Options`).
     """
 
@@ -130,7 +131,9 @@ class ExportOptions:
     target: str | None = option(None, flag="--target", choices=tuple(TARGET_MEMORY_GIB), group=GRAPH,
                                 default_text="none",
                                 help="Jetson module the engine will run on: refuse an input size or batch whose "
-                                     "engine cannot fit its memory (this machine is always checked for the export)")
+                                     "engine cannot fit its memory (this machine is always checked for the export); "
+                                     "a --deepstream package for a module without NVENC (Orin Nano) encodes in "
+                                     "software (enc-type=1)")
     int8: Int8Options | None = None
 
     def validate(self) -> None:

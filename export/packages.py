@@ -2,7 +2,8 @@
 
 The repository and the package are written after the ONNX files, each in a staging folder renamed
 into place, then checked (Triton's schema and the model files; GLib's key-file reader, the documented
-nvinfer keys and the normalisation, numerically).
+nvinfer keys, and nvinfer's input path, graph and segmentation parser on real frames: the export's
+verification images, ``--verify-data`` or generated street scenes).
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from fornet.export.api import ExportOptions
 from fornet.export.deepstream.check import check_deepstream_package
 from fornet.export.deepstream.package import DEFAULT_URI, DeepStreamOptions, write_deepstream_package
 from fornet.export.deepstream.package import PACKAGE_KIND as DEEPSTREAM_PACKAGE
@@ -21,6 +21,7 @@ from fornet.export.staging import check_target
 from fornet.export.triton.check import check_repository
 from fornet.export.triton.repository import PACKAGE_KIND as TRITON_REPOSITORY
 from fornet.export.triton.repository import TritonRepositoryOptions, write_triton_repository
+from fornet.export.verify import load_images
 from fornet.options import OptionGroup, option
 
 PACKAGES = OptionGroup("deployment packages (Triton Inference Server, DeepStream)")
@@ -62,10 +63,10 @@ def check_package_targets(packages: PackageOptions, io: IOFormat) -> None:
                           "channels): add --input raw (and --channel-order BGR or RGB as the camera delivers)")
 
 
-def write_packages(packages: PackageOptions, input_size: tuple[int, int], onnx_path: Path,
-                   deployed_onnx: Path) -> list[str]:
-    """Write and check the packages asked for (``deployed_onnx``: the precision nvinfer builds from); one line
-    per package saying what was written and checked."""
+def write_packages(packages: PackageOptions, export: ExportOptions, onnx_path: Path, deployed_onnx: Path) -> list[str]:
+    """Write and check the packages asked for (``deployed_onnx``: the precision nvinfer builds from; ``export``: the
+    input size, the verification images and the ``--target`` module); one line per package saying what was
+    written and checked."""
     written = []
     if packages.triton is not None:
         repo = write_triton_repository(onnx_path, packages.triton, TritonRepositoryOptions(
@@ -74,10 +75,9 @@ def write_packages(packages: PackageOptions, input_size: tuple[int, int], onnx_p
         written.append(f"wrote {repo} (models checked against Triton's schema: {', '.join(check_repository(repo))})")
     if packages.deepstream is not None:
         folder = write_deepstream_package(deployed_onnx, packages.deepstream, DeepStreamOptions(
-            uri=packages.deepstream_uri, overwrite=packages.replace_packages))
-        rng = np.random.default_rng(0)
-        frames = [rng.integers(0, 256, (*input_size, 3), dtype=np.uint8) for _ in range(2)]
-        checked = check_deepstream_package(folder, deployed_onnx, frames)
-        written.append(f"wrote {folder} (checked with GLib and against the project's preprocessing: "
-                       f"{', '.join(checked)})")
+            uri=packages.deepstream_uri, target=export.target, overwrite=packages.replace_packages))
+        images = load_images(export.input_size, 2, export.verify_data, export.verify_split)
+        checked = check_deepstream_package(folder, deployed_onnx, [image[..., ::-1] for image in images])
+        written.append(f"wrote {folder} (checked with GLib, and nvinfer's input path and segmentation parser "
+                       f"against the project's preprocessing on {len(images)} images: {', '.join(checked)})")
     return written

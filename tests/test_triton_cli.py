@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from fornet.cli import export
+from fornet.export.deepstream.check import read_key_file
+from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA
 from fornet.export.triton.check import parse_config
 from tests.helpers.runtime_models import LiteExport
 from tests.helpers.triton_server import server_options
@@ -24,13 +26,16 @@ def test_export_writes_checked_triton_and_deepstream_packages(
     status = export.main(["--ckpt", str(checkpoint), "--input-size", "64x128", "--no-verify", "--quiet",
                           "--input", "raw", "--channel-order", "BGR", "--dynamic-batch", "--out", str(tmp_path / "x"),
                           "--triton", str(tmp_path / "repo"), "--triton-instance", "cpu",
-                          "--deepstream", str(tmp_path / "ds")])
+                          "--deepstream", str(tmp_path / "ds"), "--target", "orin-nano-8gb"])
     out = capsys.readouterr().out
     assert status == 0, out
     assert "models checked against Triton's schema: fornet, fornet_onnx" in out
-    assert "checked with GLib" in out
+    assert "checked with GLib, and nvinfer's input path and segmentation parser against the project's " \
+           "preprocessing on 2 images" in out
     assert parse_config(tmp_path / "repo" / "fornet_onnx" / "config.pbtxt").max_batch_size == 8
     assert (tmp_path / "ds" / "config_infer_primary_fornet_scores.txt").is_file()
+    app = read_key_file(tmp_path / "ds" / "deepstream_app_config.txt", DEEPSTREAM_APP_SCHEMA)
+    assert app["sink0"]["enc-type"] == 1  # Orin Nano has no NVENC
 
 
 def test_export_refuses_an_existing_repository_before_exporting(tmp_path: Path,

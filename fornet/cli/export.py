@@ -170,7 +170,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     result = run_export(args)
     engine = options_from_args(EngineTarget, args)
     print_engine_step(result, engine.plugin, engine.require_engine)
-    for line in write_packages(packages, options_from_args(ExportOptions, args).input_size, result.onnx_path,
+    for line in write_packages(packages, options_from_args(ExportOptions, args), result.onnx_path,
                                result.engine_sources()[0]):
         print(line)
     return 0
