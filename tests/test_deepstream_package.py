@@ -3,21 +3,28 @@ and nvinfer's input path, graph and segmentation parser give the labels of the p
 
 from __future__ import annotations
 
+import ctypes
 import runpy
 import shlex
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fornet.export.deepstream.check import check_deepstream_package, nvinfer_labels, read_key_file
-from fornet.export.deepstream.package import DeepStreamOptions, write_deepstream_package
+from fornet.export.deepstream.check import check_deepstream_package, nvinfer_labels, nvinfer_output, read_key_file
+from fornet.export.deepstream.package import GPU_PARSER_SOURCE, DeepStreamOptions, write_deepstream_package
 from fornet.export.deepstream.parser import UNLABELLED, parse_segmentation
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
 from fornet.export.errors import ExportError
 from fornet.export.staging import MARKER_NAME, PackageMarker
+from fornet.runtime.cuda.toolchain import find_nvcc
+from tests.helpers.deepstream import awkward_scores, nvinfer_loop
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import frames
+
+#: cudaErrorInvalidValue (driver_types.h), what the GPU parser returns for bad arguments.
+CUDA_ERROR_INVALID_VALUE = 1
 
 
 @pytest.fixture(scope="module")
@@ -111,29 +118,11 @@ def test_replacing_only_replaces_a_package_of_the_same_kind(raw_logits: Path, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "other", "project"]  # no staging folder left
 
 
-def _nvinfer_loop(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """nvinfer's fillSegmentationOutput, transcribed loop for loop (C x H x W scores)."""
-    classes, height, width = scores.shape
-    class_map = np.empty((height, width), dtype=np.int32)
-    for y in range(height):
-        for x in range(width):
-            max_prob, cls = -1.0, -1
-            for c in range(classes):
-                prob = float(scores[c, y, x])
-                if prob > max_prob and prob > threshold:
-                    cls, max_prob = c, prob
-            class_map[y, x] = cls
-    return class_map
-
 
 @pytest.mark.parametrize("threshold", [0.0, 0.5, -3.0])
 def test_parser_emulation_is_nvinfers_loop(threshold: float) -> None:
-    rng = np.random.default_rng(4)
-    scores = rng.normal(0.0, 1.5, (5, 12, 16)).astype(np.float32)
-    scores[:, 0, :4] = 0.25  # ties: the first class wins
-    scores[:, 1, :4] = -2.0  # all below nvinfer's starting score -1
-    scores[2, 2, :4] = np.nan
-    expected = _nvinfer_loop(scores, threshold)
+    scores = awkward_scores(5, 12, 16, seed=4)
+    expected = nvinfer_loop(scores, threshold)
     assert np.array_equal(parse_segmentation(scores, threshold), expected)
     assert np.array_equal(parse_segmentation(scores.transpose(1, 2, 0), threshold, order=1), expected)
     assert (expected == UNLABELLED).any() and (expected >= 0).any()
@@ -278,3 +267,69 @@ def test_probe_maps_unified_memory_on_dgpu(raw_logits: Path, tmp_path: Path, mac
     description = probe["pipeline_description"]("file:///v.mp4", machine)
     assert f"nvstreammux name=m batch-size=1 width=1920 height=1080{memory} !" in description
     assert f"! nvvideoconvert{memory} ! video/x-raw(memory:NVMM),format=RGBA" in description
+
+
+# --------------------------------------------------------------- nvinfer's parser on the GPU (host reference)
+
+@pytest.fixture(scope="module")
+def gpu_parser(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    """``segmentation_argmax.cu`` with its host reference (the kernel's per-pixel code on the CPU), built by nvcc."""
+    nvcc = find_nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc)")
+    library = tmp_path_factory.mktemp("gpu-parser") / "libfornet_segmentation_argmax_host.so"
+    done = subprocess.run([str(nvcc), "-std=c++17", "--Werror", "all-warnings", "-shared", "-Xcompiler", "-fPIC",
+                           "-O2", "-arch=sm_87", "-DFORNET_SEGMENTATION_ARGMAX_HOST_REFERENCE", str(GPU_PARSER_SOURCE),
+                           "-o", str(library)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return ctypes.CDLL(str(library))
+
+
+def _gpu_parse(lib: ctypes.CDLL, scores: np.ndarray, threshold: float, order: int = 0) -> np.ndarray:
+    """Labels of ``B x C x H x W`` (order 0) or ``B x H x W x C`` (order 1) scores through the host reference."""
+    scores = np.ascontiguousarray(scores)
+    batch, height, width = (scores.shape[0], *scores.shape[2:]) if order == 0 else scores.shape[:3]
+    classes = scores.shape[1] if order == 0 else scores.shape[3]
+    labels = np.full((batch, height, width), 99, dtype=np.int32)
+    status = lib.fornet_segmentation_argmax_host(
+        ctypes.c_void_p(scores.ctypes.data), {np.float32: 0, np.float16: 1}[scores.dtype.type], batch, classes,
+        height, width, order, ctypes.c_float(threshold), ctypes.c_void_p(labels.ctypes.data))
+    assert status == 0
+    return labels
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("threshold", [0.0, 0.5, -3.0])
+def test_gpu_parser_is_nvinfers_loop(gpu_parser: ctypes.CDLL, dtype: type, threshold: float) -> None:
+    """Ties, scores below -1, NaN, both layouts, a batch of two frames, FP32 and FP16 scores."""
+    batch = np.stack([awkward_scores(6, 10, 14, seed) for seed in (1, 2)]).astype(dtype)
+    expected = np.stack([nvinfer_loop(frame.astype(np.float32), threshold) for frame in batch])
+    assert np.array_equal(_gpu_parse(gpu_parser, batch, threshold), expected)
+    assert np.array_equal(_gpu_parse(gpu_parser, batch.transpose(0, 2, 3, 1), threshold, order=1), expected)
+
+
+def test_gpu_parser_labels_the_package_scores_like_segmenter(gpu_parser: ctypes.CDLL, unsure_logits: Path,
+                                                             street_frame: np.ndarray, tmp_path: Path) -> None:
+    """On the package's scores for a street scene (best logit negative on half the pixels): Segmenter's labels."""
+    from fornet.runtime.segmenter import Segmenter
+
+    package = write_deepstream_package(unsure_logits, tmp_path / "ds")
+    assert (package / "fornet_segmentation_argmax.cu").read_bytes() == GPU_PARSER_SOURCE.read_bytes()
+    prop, probabilities = nvinfer_output(package / "config_infer_primary_fornet_scores.txt", street_frame)
+    with Segmenter(unsure_logits, device="cpu") as segmenter:
+        expected = segmenter(street_frame)
+    labels = _gpu_parse(gpu_parser, probabilities[None], prop["segmentation-threshold"])[0]
+    assert np.array_equal(labels, expected)
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize(("dtype", "classes", "order", "null"), [(2, 3, 0, False), (0, 0, 0, False),
+                                                                  (0, 3, 2, False), (0, 3, 0, True)])
+def test_gpu_parser_refuses_bad_arguments(gpu_parser: ctypes.CDLL, dtype: int, classes: int, order: int,
+                                          null: bool) -> None:
+    scores = np.zeros((3, 4, 4), np.float32)
+    labels = np.full((4, 4), 7, np.int32)
+    status = gpu_parser.fornet_segmentation_argmax_host(
+        ctypes.c_void_p(None if null else scores.ctypes.data), dtype, 1, classes, 4, 4, order, ctypes.c_float(0.0),
+        ctypes.c_void_p(labels.ctypes.data))
+    assert status == CUDA_ERROR_INVALID_VALUE and (labels == 7).all()

@@ -53,10 +53,9 @@ def nvinfer_input(frame: np.ndarray, prop: dict[str, Any]) -> np.ndarray:
     return planes[None]
 
 
-def nvinfer_labels(config: Path, frame: np.ndarray) -> np.ndarray:
-    """The ``H x W`` int32 labels nvinfer gives ``frame``: the config's input path and ONNX graph on ONNX Runtime,
-    then (``network-type=2``) nvinfer's segmentation parser, which gives -1 to a pixel no score of which passes
-    ``segmentation-threshold``."""
+def nvinfer_output(config: Path, frame: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    """The config's ``[property]`` values and the output layer nvinfer gets for ``frame`` (one frame: no batch
+    axis): the config's input path and ONNX graph, on ONNX Runtime."""
     import onnxruntime as ort
 
     prop = read_key_file(config, NVINFER_SCHEMA)["property"]
@@ -65,12 +64,19 @@ def nvinfer_labels(config: Path, frame: np.ndarray) -> np.ndarray:
         raise ExportError(f"{config}: infer-dims {dims} differ from the frame size {frame.shape[:2]}")
     session = ort.InferenceSession(str(config.parent / prop["onnx-file"]), providers=["CPUExecutionProvider"])
     (output,) = session.run([prop["output-blob-names"]], {session.get_inputs()[0].name: nvinfer_input(frame, prop)})
+    return prop, output[0]
+
+
+def nvinfer_labels(config: Path, frame: np.ndarray) -> np.ndarray:
+    """The ``H x W`` int32 labels nvinfer gives ``frame``: :func:`nvinfer_output`, then (``network-type=2``)
+    nvinfer's segmentation parser, which gives -1 to a pixel no score of which passes ``segmentation-threshold``."""
+    prop, output = nvinfer_output(config, frame)
     if prop["network-type"] == 2:
-        return parse_segmentation(output[0], prop.get("segmentation-threshold", 0.0),
+        return parse_segmentation(output, prop.get("segmentation-threshold", 0.0),
                                   prop.get("segmentation-output-order", 0))
     if prop["output-blob-names"] != CLASS_MAP or prop.get("output-tensor-meta") != 1:
         raise ExportError(f"{config}: network-type=100 needs output-tensor-meta=1 and output {CLASS_MAP}")
-    return output[0].astype(np.int32)
+    return output.astype(np.int32)
 
 
 def check_deepstream_package(folder: Path, source_onnx: Path, frames: list[np.ndarray]) -> list[str]:

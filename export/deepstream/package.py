@@ -8,6 +8,8 @@ Files (built in a staging folder, renamed into place):
 * ``fornet_labels.onnx`` + ``config_infer_primary_fornet_labels.txt``: network-type=100 +
   output-tensor-meta=1; the argmax runs in the graph on the GPU and 4 bytes per pixel (int32) leave
   it; a probe (``fornet_probe.py``, pyds) reads the tensor meta.
+* ``fornet_segmentation_argmax.cu`` (scores form): nvinfer's segmentation parser as a CUDA kernel with a C
+  launcher, built on the device, for a probe that labels the scores on the GPU (network-type=100).
 * ``labels.txt``, ``deepstream_app_config.txt`` (a file or RTSP URI source; the software encoder on
   modules without NVENC), ``fornet_probe.py``, README.md (with the ``fornet build`` commands of the
   strongly typed plans an FP16 package names as ``model-engine-file``).
@@ -32,6 +34,9 @@ from fornet.runtime.model_io import ModelIO, ModelSidecar, read_sidecar
 
 #: The plugin library `fornet build-plugin` builds on the device.
 PLUGIN_LIBRARY = "libfornet_plugins.so"
+#: nvinfer's segmentation parser on the GPU (CUDA source shipped in the scores-form package).
+GPU_PARSER_SOURCE = Path(__file__).with_name("segmentation_argmax.cu")
+GPU_PARSER_FILE = "fornet_segmentation_argmax.cu"
 DEFAULT_URI = "file:///path/to/video.mp4"
 #: The kind of package written (its ``.fornet-package.json`` marker; see :mod:`fornet.export.staging`).
 PACKAGE_KIND = "DeepStream package"
@@ -165,14 +170,27 @@ first, beside the configs (fornet-deploy installed there, JetPack's TensorRT):
 """
 
 
+def _scores_text(io: ModelIO) -> str:
+    """The README's lines on the scores form and its GPU parser."""
+    return f"""- `config_infer_primary_fornet_scores.txt` (network-type=2): the graph ends in Softmax (probabilities, so
+  nvinfer's segmentation-threshold=0 labels every pixel); nvinfer copies them to the host
+  ({4 * io.num_classes} bytes per pixel) and runs its parser loop on the CPU; `nvsegvisual` draws the result.
+  Simple, slower at high resolution.
+- `{GPU_PARSER_FILE}`: the same parser (threshold, -1 class) as a CUDA kernel, so the per-pixel loop
+  leaves the CPU: set `network-type=100` and `output-tensor-meta=1` in a copy of the scores config, build
+  the library (sm_87 Orin, sm_110 Thor)
+  `nvcc -O3 -std=c++17 -shared -Xcompiler -fPIC -arch=sm_87 -o libfornet_segmentation_argmax.so {GPU_PARSER_FILE}`
+  and call `fornet_segmentation_argmax()` from a probe on the layer's device buffer
+  (`NvDsInferTensorMeta.out_buf_ptrs_dev[0]`); only int32 labels (4 bytes per pixel) leave the GPU.
+"""
+
+
 def readme(io: ModelIO, forms: list[str], plugin: bool, precision: str) -> str:
     """The package's README (DeepStream 7.x on JetPack 6)."""
     plugin_text = (f"The graph holds the TopKGate plugin node: build `{PLUGIN_LIBRARY}` on the device (`fornet "
                    "build-plugin`) and put it beside the configs (`custom-lib-path`, which nvinfer dlopen()s).\n\n"
                    if plugin else "The graph uses TensorRT's own TopK (gate=native): no plugin library is needed.\n\n")
-    scores = ("- `config_infer_primary_fornet_scores.txt` (network-type=2): nvinfer copies the float scores to the "
-              f"host ({4 * io.num_classes} bytes per pixel) and runs the argmax on the CPU; `nvsegvisual` draws "
-              "the result. Simple, slower at high resolution.\n" if "scores" in forms else "")
+    scores = _scores_text(io) if "scores" in forms else ""
     precision_text = _precision_text(precision, forms, plugin)
     return f"""# FoR-Net for DeepStream 7.x (JetPack 6.1/6.2, TensorRT 10.3)
 
@@ -222,6 +240,8 @@ def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options:
             (staging / f"config_infer_primary_fornet_{form}.txt").write_text(nvinfer_config(
                 io, NvinferForm(form, onnx_file), precision=precision, batch=options.batch,
                 plugin_library=PLUGIN_LIBRARY if plugin else None), encoding="utf-8")
+        if "scores" in forms:
+            (staging / GPU_PARSER_FILE).write_bytes(GPU_PARSER_SOURCE.read_bytes())
         (staging / "labels.txt").write_text("".join(f"{name}\n" for name in io.classes), encoding="utf-8")
         primary = f"config_infer_primary_fornet_{forms[0]}.txt"
         (staging / "deepstream_app_config.txt").write_text(app_config(io, primary, options, "scores" in forms),
