@@ -4,10 +4,13 @@ and nvinfer's input path, graph and segmentation parser give the labels of the p
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import runpy
 import shlex
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -23,6 +26,7 @@ from tests.helpers.deepstream import awkward_scores, nvinfer_loop
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import frames
 
+REPO = Path(__file__).resolve().parent.parent
 #: cudaErrorInvalidValue (driver_types.h), what the GPU parser returns for bad arguments.
 CUDA_ERROR_INVALID_VALUE = 1
 
@@ -333,3 +337,36 @@ def test_gpu_parser_refuses_bad_arguments(gpu_parser: ctypes.CDLL, dtype: int, c
         ctypes.c_void_p(None if null else scores.ctypes.data), dtype, 1, classes, 4, 4, order, ctypes.c_float(0.0),
         ctypes.c_void_p(labels.ctypes.data))
     assert status == CUDA_ERROR_INVALID_VALUE and (labels == 7).all()
+
+
+def _load_argmax_harness() -> ModuleType:
+    """benchmarks/ is not a package: import the GPU harness by path (registered, as dataclasses need)."""
+    name = "segmentation_argmax_harness"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_gpu_parser_harness_cases_agree_here(gpu_parser: ctypes.CDLL) -> None:
+    """The GPU harness's awkward cases hold unlabelled pixels, ties and NaN, and the kernel's host reference gives
+    the labels the harness will compare the GPU with."""
+    harness = _load_argmax_harness()
+    scores = harness.make_scores("awkward", 2, (28, 20), seed=1)
+    expected = np.stack([parse_segmentation(frame, harness.THRESHOLD) for frame in scores])
+    assert (expected == UNLABELLED).any() and np.isnan(scores).any()
+    assert np.array_equal(_gpu_parse(gpu_parser, scores, harness.THRESHOLD), expected)
+    probabilities = harness.make_scores("probabilities", 1, (28, 20), seed=2)
+    assert np.array_equal(_gpu_parse(gpu_parser, probabilities, 0.0)[0], np.argmax(probabilities[0], axis=0))
+
+
+def test_gpu_parser_harness_needs_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: run the harness itself")
+    assert _load_argmax_harness().main(["--out", str(tmp_path / "results")]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
