@@ -13,7 +13,12 @@ from pathlib import Path
 
 from fornet.export.api import ExportOptions
 from fornet.export.deepstream.check import check_deepstream_package
-from fornet.export.deepstream.package import DEFAULT_URI, DeepStreamOptions, write_deepstream_package
+from fornet.export.deepstream.package import (
+    DEFAULT_URI,
+    DeepStreamOptions,
+    device_plan_commands,
+    write_deepstream_package,
+)
 from fornet.export.deepstream.package import PACKAGE_KIND as DEEPSTREAM_PACKAGE
 from fornet.export.errors import ExportError
 from fornet.export.prepost import IOFormat
@@ -80,4 +85,8 @@ def write_packages(packages: PackageOptions, export: ExportOptions, onnx_path: P
         checked = check_deepstream_package(folder, deployed_onnx, [image[..., ::-1] for image in images])
         written.append(f"wrote {folder} (checked with GLib, and nvinfer's input path and segmentation parser "
                        f"against the project's preprocessing on {len(images)} images: {', '.join(checked)})")
+        commands = device_plan_commands(deployed_onnx)
+        if commands:
+            written.append(f"before deepstream-app, build its strongly typed FP16 plans on the device, in {folder}:")
+            written += [f"  {command}" for command in commands]
     return written

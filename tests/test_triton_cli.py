@@ -26,7 +26,7 @@ def test_export_writes_checked_triton_and_deepstream_packages(
     status = export.main(["--ckpt", str(checkpoint), "--input-size", "64x128", "--no-verify", "--quiet",
                           "--input", "raw", "--channel-order", "BGR", "--dynamic-batch", "--out", str(tmp_path / "x"),
                           "--triton", str(tmp_path / "repo"), "--triton-instance", "cpu",
-                          "--deepstream", str(tmp_path / "ds"), "--target", "orin-nano-8gb"])
+                          "--deepstream", str(tmp_path / "ds"), "--target", "orin-nano-8gb", "--fp16"])
     out = capsys.readouterr().out
     assert status == 0, out
     assert "models checked against Triton's schema: fornet, fornet_onnx" in out
@@ -36,6 +36,8 @@ def test_export_writes_checked_triton_and_deepstream_packages(
     assert (tmp_path / "ds" / "config_infer_primary_fornet_scores.txt").is_file()
     app = read_key_file(tmp_path / "ds" / "deepstream_app_config.txt", DEEPSTREAM_APP_SCHEMA)
     assert app["sink0"]["enc-type"] == 1  # Orin Nano has no NVENC
+    assert f"build its strongly typed FP16 plans on the device, in {tmp_path / 'ds'}:\n" \
+           "  fornet-build --onnx fornet_scores.onnx --out fornet_scores.plan" in out
 
 
 def test_export_refuses_an_existing_repository_before_exporting(tmp_path: Path,

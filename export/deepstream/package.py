@@ -74,6 +74,10 @@ def _uses_plugin(onnx_path: Path) -> bool:
     return any(node.op_type == "TopKGate" for node in onnx.load(str(onnx_path), load_external_data=False).graph.node)
 
 
+def _forms(io: ModelIO) -> list[str]:
+    return ["labels"] if io.labels_output else ["scores", "labels"]
+
+
 def _precision(io: ModelIO) -> str:
     precision = (io.export_precision or "fp32").lower()
     return precision if precision in NETWORK_MODES else "fp32"
@@ -151,6 +155,15 @@ def plan_build_commands(forms: list[str], plugin: bool) -> list[str]:
     options = BuildOptions(plugin=Path(PLUGIN_LIBRARY)) if plugin else None
     return [engine_build_command(f"fornet_{form}.onnx", default_plan_path(f"fornet_{form}.onnx"), options)
             for form in forms]
+
+
+def device_plan_commands(onnx_path: str | Path) -> list[str]:
+    """The commands to run in the package folder on the device before deepstream-app: the strongly typed plans an
+    FP16 package names as ``model-engine-file`` (none for other precisions)."""
+    io = read_sidecar(ModelSidecar.path_for(Path(onnx_path)))
+    if _precision(io) not in STRONGLY_TYPED_PRECISIONS:
+        return []
+    return plan_build_commands(_forms(io), _uses_plugin(Path(onnx_path)))
 
 
 def _precision_text(precision: str, forms: list[str], plugin: bool) -> str:
@@ -231,7 +244,7 @@ def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options:
         raise ExportError("DeepStream needs the normalisation inside the graph (nvinfer has one scale for all "
                           "channels, ImageNet needs one std per channel): export with --input raw")
     plugin = _uses_plugin(onnx_path)
-    forms = ["labels"] if io.labels_output else ["scores", "labels"]
+    forms = _forms(io)
     precision = _precision(io)
     with staged_folder(folder, PACKAGE_KIND, options.overwrite) as staging:
         for form in forms:
