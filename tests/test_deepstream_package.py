@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fornet.export.deepstream.check import check_deepstream_package, nvinfer_labels, nvinfer_output, read_key_file
+from fornet.export.deepstream.graph import nvinfer_graph
 from fornet.export.deepstream.package import GPU_PARSER_SOURCE, DeepStreamOptions, write_deepstream_package
 from fornet.export.deepstream.parser import UNLABELLED, parse_segmentation
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
@@ -370,3 +371,20 @@ def test_gpu_parser_harness_needs_a_gpu(tmp_path: Path, capsys: pytest.CaptureFi
         pytest.skip("a GPU is present: run the harness itself")
     assert _load_argmax_harness().main(["--out", str(tmp_path / "results")]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.fault
+def test_raw_input_read_by_other_than_cast_is_refused(tmp_path: Path) -> None:
+    """A graph whose uint8 input feeds another op (TensorRT's parser would refuse it) is named, with the fix."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.UINT8, [1, 4, 4, 3])
+    labels = helper.make_tensor_value_info("labels", TensorProto.UINT8, [1, 4, 4, 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["labels"], name="copy")], "g", [image],
+                              [labels])
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ExportError, match=r"raw input 'image' must be read by Cast nodes only; re-export it with "
+                                          r"fornet export --input raw"):
+        nvinfer_graph(path, "labels", logits_output=False)
