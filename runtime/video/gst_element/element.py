@@ -46,6 +46,8 @@ ELEMENT_NAME = "fornetseg"
 #: The name of the element message posted after each inference.
 LATENCY_MESSAGE = "fornetseg-latency"
 
+_SHALLOW_COPY = (Gst.BufferCopyFlags.FLAGS | Gst.BufferCopyFlags.TIMESTAMPS | Gst.BufferCopyFlags.META
+                 | Gst.BufferCopyFlags.MEMORY)
 _RW = GObject.ParamFlags.READWRITE
 _RO = GObject.ParamFlags.READABLE
 _FRAME_CAPS = (f"video/x-raw, format=(string){{ {', '.join(FORMATS)} }}, width=(int)[1, 2147483647], "
@@ -303,7 +305,8 @@ class FornetSeg(Gst.Element):
         assert self._segmenter is not None and self._info is not None
         drawn = overlay if mode == "overlay" else self._segmenter.io.palette_bgr[labels] if mode == "mask" else None
         if drawn is None:
-            out = buffer.copy()  # shares the memory: the frame passes untouched
+            # The frame passes untouched: a new buffer on the same memory, with its timestamps and metas.
+            out = buffer.copy_region(_SHALLOW_COPY, 0, buffer.get_size())
         else:
             out = buffer.copy_deep()  # same layout, timestamps and metas; pixels replaced below
             ok, mapped = out.map(Gst.MapFlags.READ | Gst.MapFlags.WRITE)
