@@ -4,6 +4,8 @@ to a file; and its frame layouts (numpy only) in this process."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pytest
 
 from fornet.runtime import Segmenter
 from fornet.runtime.video.gst_element.frames import FrameLayout, to_bgr, write_bgr
-from tests.helpers.gst_element import NEEDS_GST_ENV, gst_launch, read_frames, read_labels
+from tests.helpers.gst_element import GST_ENV, NEEDS_GST_ENV, element_env, gst_launch, read_frames, read_labels
 from tests.helpers.runtime_models import LiteExport
 from tests.helpers.video import FRAME_SIZE, pan_clip
 
@@ -210,3 +212,45 @@ def test_nv12_round_trip(kr: float, kb: float, full_range: bool, white_luma: int
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="I420"):
         FrameLayout("I420", 4, 4, strides=(4,), offsets=(0,))
+
+
+_LATENCY_PROBE = """
+import sys, gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+pipeline = Gst.parse_launch("videotestsrc is-live=true ! video/x-raw,format=BGR,width=64,height=32,framerate=20/1 ! "
+                            "fornetseg name=seg ! fakesink sync=true")
+pipeline.get_by_name("seg").set_property("model", sys.argv[1])
+pipeline.get_by_name("seg").set_property("batch", int(sys.argv[2]))
+pipeline.set_state(Gst.State.PLAYING)
+pipeline.get_state(30 * Gst.SECOND)
+query = Gst.Query.new_latency()
+assert pipeline.query(query)
+print("LATENCY", query.parse_latency()[1])
+pipeline.set_state(Gst.State.NULL)
+"""
+
+
+@NEEDS_GST_ENV
+def test_held_frames_are_in_the_pipeline_latency(lite: LiteExport, tmp_path: Path) -> None:
+    """A live pipeline learns that batch=3 holds two frames (100 ms at 20 FPS) before the first is pushed."""
+    reported = {}
+    for batch in (1, 3):
+        done = subprocess.run([str(GST_ENV / "bin" / "python"), "-c", _LATENCY_PROBE, str(lite.raw_labels),
+                               str(batch)], cwd=tmp_path, env=element_env(tmp_path), capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        reported[batch] = int(done.stdout.split("LATENCY")[1])
+    assert reported[3] - reported[1] == 100_000_000
+
+
+@NEEDS_GST_ENV
+@pytest.mark.fault
+def test_outside_its_environment_the_element_says_how_to_get_it(tmp_path: Path) -> None:
+    env = element_env(tmp_path)
+    env["PATH"] = env["PATH"].split(os.pathsep, 1)[1]  # the element's environment not activated
+    env.pop("VIRTUAL_ENV")
+    done = subprocess.run(["gst-inspect-1.0", "fornetseg"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "fornetseg: not registered" in done.stderr and "make gst-env" in done.stderr, done.stderr
