@@ -19,29 +19,16 @@ from pathlib import Path
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstVideo", "1.0")
 import numpy as np  # noqa: E402
-from gi.repository import Gst  # noqa: E402
+from gi.repository import Gst, GstVideo  # noqa: E402
 
 from fornet.errors import FornetError  # noqa: E402
 from fornet.runtime import Segmenter  # noqa: E402
+from fornet.runtime.video.gst_element.buffers import bgr_buffer, read_bgr  # noqa: E402
 
 #: What the hook receives: packed BGR, the layout Segmenter takes.
 BGR = "video/x-raw,format=BGR"
-
-
-def frame_of(buffer: Gst.Buffer, caps: Gst.Caps) -> np.ndarray:
-    """The BGR frame in ``buffer`` as an ``H x W x 3`` array (GStreamer pads each row to 4 bytes)."""
-    shape = caps.get_structure(0)
-    width, height = shape.get_value("width"), shape.get_value("height")
-    stride = (width * 3 + 3) // 4 * 4
-    ok, mapped = buffer.map(Gst.MapFlags.READ)
-    if not ok:
-        raise RuntimeError("cannot read a frame")
-    try:
-        rows = np.frombuffer(mapped.data, np.uint8, count=stride * height).reshape(height, stride)
-        return rows[:, :width * 3].reshape(height, width, 3).copy()
-    finally:
-        buffer.unmap(mapped)
 
 
 class Output:
@@ -57,10 +44,7 @@ class Output:
 
     def push(self, image: np.ndarray, like: Gst.Buffer) -> None:
         """Push ``image`` (BGR) with the timestamps of the frame it was made from."""
-        height, width, _ = image.shape
-        rows = np.zeros((height, (width * 3 + 3) // 4 * 4), np.uint8)
-        rows[:, :width * 3] = image.reshape(height, width * 3)
-        buffer = Gst.Buffer.new_wrapped(rows.tobytes())
+        buffer = bgr_buffer(image)
         buffer.pts, buffer.duration = like.pts, like.duration
         self.appsrc.emit("push-buffer", buffer)
 
@@ -100,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     def segment(buffer: Gst.Buffer, caps: Gst.Caps) -> None:
         """Called on the streaming thread for each frame: one inference, the overlay back out."""
         nonlocal output
-        result = segmenter.segment(frame_of(buffer, caps), overlay_alpha=args.alpha)
+        frame = read_bgr(buffer, GstVideo.VideoInfo.new_from_caps(caps))
+        result = segmenter.segment(frame, overlay_alpha=args.alpha)
         labels.append(result.labels)
         if output is None:
             output = Output(args.output, caps)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from fornet.runtime.video.gst_element import PLUGIN_PATH
-from fornet.runtime.video.gst_element.frames import unpack_labels
+from fornet.runtime.video.gst_element.frames import labels_layout, unpack_labels
 
 REPO = Path(__file__).resolve().parents[2]
 #: The element's environment (setup/gst-env.sh).
@@ -90,5 +90,5 @@ def read_frames(path: Path, height: int, width: int, channels: int = 3) -> np.nd
 def read_labels(path: Path, height: int, width: int) -> list[np.ndarray]:
     """The GRAY8 label maps the ``labels`` pad's ``filesink`` wrote."""
     data = path.read_bytes()
-    size = (width + 3) // 4 * 4 * height
+    _, size = labels_layout(width, height)
     return [unpack_labels(data[start:start + size], width, height) for start in range(0, len(data), size)]

@@ -9,8 +9,9 @@ made by ``make gst-env`` (``setup/gst-env.sh``)::
     export GST_PLUGIN_PATH=$(python -m fornet.runtime.video.gst_element)
     gst-launch-1.0 videotestsrc num-buffers=50 ! videoconvert ! fornetseg model=fornet.onnx ! videoconvert ! xvimagesink
 
-Modules: :mod:`.element` (the element, imports GStreamer), :mod:`.meta` (the label map on each buffer),
-:mod:`.frames` (raw frame layouts, numpy only). docs/video.md has the properties, pads and recipes.
+Modules: :mod:`.element` (the element), :mod:`.meta` (the label map on each buffer), :mod:`.buffers`
+(frames in and out of ``Gst.Buffer``, for applications too), :mod:`.frames` (raw frame layouts, numpy only).
+docs/video.md has the properties, pads and recipes.
 """
 
 from __future__ import annotations

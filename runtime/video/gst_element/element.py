@@ -36,7 +36,8 @@ from gi.repository import GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from fornet.runtime.model_spec import ModelSpec  # noqa: E402
 from fornet.runtime.segmenter import Segmenter  # noqa: E402
-from fornet.runtime.video.gst_element.frames import FORMATS, FrameLayout, pack_labels, to_bgr, write_bgr  # noqa: E402
+from fornet.runtime.video.gst_element.buffers import draw_bgr, read_bgr  # noqa: E402
+from fornet.runtime.video.gst_element.frames import FORMATS, pack_labels  # noqa: E402
 from fornet.runtime.video.gst_element.meta import attach_labels  # noqa: E402
 
 #: What the element does to the frames it passes on.
@@ -58,19 +59,6 @@ _LABEL_CAPS = ("video/x-raw, format=(string)GRAY8, width=(int)[1, 2147483647], h
 
 def _template(name: str, direction: Gst.PadDirection, caps: str) -> Gst.PadTemplate:
     return Gst.PadTemplate.new(name, direction, Gst.PadPresence.ALWAYS, Gst.Caps.from_string(caps))
-
-
-def layout_of(info: GstVideo.VideoInfo, buffer: Gst.Buffer | None = None) -> FrameLayout:
-    """The memory layout of a frame of ``info``, with the strides and offsets of ``buffer``'s video meta."""
-    planes = info.finfo.n_planes
-    strides, offsets = tuple(info.stride[:planes]), tuple(info.offset[:planes])
-    video_meta = GstVideo.buffer_get_video_meta(buffer) if buffer is not None else None
-    if video_meta is not None:
-        strides, offsets = tuple(video_meta.stride[:planes]), tuple(video_meta.offset[:planes])
-    ok, kr, kb = GstVideo.video_color_matrix_get_Kr_Kb(info.colorimetry.matrix)
-    return FrameLayout(format=info.finfo.name, width=info.width, height=info.height, strides=strides,
-                       offsets=offsets, kr=kr if ok else 0.299, kb=kb if ok else 0.114,
-                       full_range=info.colorimetry.range == getattr(GstVideo.VideoColorRange, "0_255"))
 
 
 @dataclass
@@ -247,17 +235,7 @@ class FornetSeg(Gst.Element):
         if info is None:
             self._error(Gst.LibraryError.FAILED, "a frame came before its caps")
             return Gst.FlowReturn.NOT_NEGOTIATED
-        ok, mapped = buffer.map(Gst.MapFlags.READ)
-        if not ok:
-            self._error(Gst.LibraryError.FAILED, "cannot map a frame for reading")
-            return Gst.FlowReturn.ERROR
-        try:
-            bgr = to_bgr(mapped.data, layout_of(info, buffer))
-        except ValueError as exc:
-            self._error(Gst.LibraryError.FAILED, str(exc))
-            return Gst.FlowReturn.ERROR
-        finally:
-            buffer.unmap(mapped)
+        bgr = read_bgr(buffer, info)
         with self._stream_lock:
             self._held.append(_Held(buffer, bgr, arrived))
             if len(self._held) < self._settings["batch"]:
@@ -283,12 +261,16 @@ class FornetSeg(Gst.Element):
         inference_ms = (time.perf_counter() - started) * 1e3
         flow = Gst.FlowReturn.OK
         latency_ms = 0.0
-        for index, (item, result) in enumerate(zip(held, results, strict=True)):
-            flow = self._push(item.buffer, result.labels, result.overlay, mode)
-            if index == 0:
-                latency_ms = (time.perf_counter() - item.arrived) * 1e3
-            if flow != Gst.FlowReturn.OK:
-                break
+        try:
+            for index, (item, result) in enumerate(zip(held, results, strict=True)):
+                flow = self._push(item.buffer, result.labels, result.overlay, mode)
+                if index == 0:
+                    latency_ms = (time.perf_counter() - item.arrived) * 1e3
+                if flow != Gst.FlowReturn.OK:
+                    break
+        except Exception as exc:  # a GStreamer error, not a traceback
+            self._error(Gst.LibraryError.FAILED, f"{type(exc).__name__}: {exc}")
+            return Gst.FlowReturn.ERROR
         self._stats["frames"] += len(held)
         self._stats["inference-ms"], self._stats["latency-ms"] = inference_ms, latency_ms
         if self._settings["post-messages"]:
@@ -308,15 +290,8 @@ class FornetSeg(Gst.Element):
             # The frame passes untouched: a new buffer on the same memory, with its timestamps and metas.
             out = buffer.copy_region(_SHALLOW_COPY, 0, buffer.get_size())
         else:
-            out = buffer.copy_deep()  # same layout, timestamps and metas; pixels replaced below
-            ok, mapped = out.map(Gst.MapFlags.READ | Gst.MapFlags.WRITE)
-            if not ok:
-                self._error(Gst.LibraryError.FAILED, "cannot map an output frame for writing")
-                return Gst.FlowReturn.ERROR
-            try:
-                write_bgr(mapped.data, drawn, layout_of(self._info, out))
-            finally:
-                out.unmap(mapped)
+            out = buffer.copy_deep()  # same layout, timestamps and metas; pixels replaced
+            draw_bgr(out, drawn, self._info)
         attach_labels(out, labels, len(self._segmenter.classes))
         label_buffer = Gst.Buffer.new_wrapped(pack_labels(labels))
         _copy_timing(buffer, label_buffer)
