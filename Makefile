@@ -8,8 +8,10 @@ DEMO   ?= build/demo
 
 # The Triton server environment of `fornet serve` (Debian's /usr/bin/python3, pytriton; see setup/triton-env.sh).
 TRITON_VENV ?= .venv-triton
+# The environment of the `fornetseg` GStreamer element (Debian's /usr/bin/python3 with its GStreamer; setup/gst-env.sh).
+GST_VENV ?= .venv-gst
 
-.PHONY: demo test lint env triton-env clean device-check device-check-dry-run device-wheels system-deps plugin-check
+.PHONY: demo test lint env triton-env gst-env clean device-check device-check-dry-run device-wheels system-deps plugin-check
 
 env: $(VENV)/.installed
 
@@ -25,8 +27,13 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 triton-env: $(TRITON_VENV)/.installed
 
-$(TRITON_VENV)/.installed: pyproject.toml setup/triton-env.sh setup/triton-requirements.txt
+$(TRITON_VENV)/.installed: pyproject.toml setup/triton-env.sh setup/triton-requirements.txt setup/runtime-requirements.txt
 	setup/triton-env.sh $(TRITON_VENV)
+
+gst-env: $(GST_VENV)/.installed
+
+$(GST_VENV)/.installed: pyproject.toml setup/gst-env.sh setup/runtime-requirements.txt
+	setup/gst-env.sh $(GST_VENV)
 
 demo: env
 	$(BIN)/fornet-data synth --out $(DEMO)/data --train 48 --val 12 --size 256x512 --seed 0
@@ -52,7 +59,7 @@ system-deps:
 plugin-check: env
 	$(BIN)/python plugins/harness/plugin_check.py $(if $(CI),--strict)
 
-test: env triton-env system-deps plugin-check
+test: env triton-env system-deps gst-env plugin-check
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.layer_view
 	$(BIN)/python -m pytest
