@@ -7,6 +7,7 @@ In the manner of jetson-inference's ``segnet INPUT OUTPUT``; the run itself is
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.output is None and not (options.labels or options.jsonl or options.json):
         print("note: no OUTPUT, --labels or --jsonl given: frames are segmented and timed only", file=sys.stderr)
     progress = _ProgressLine() if options.progress and sys.stderr.isatty() else None
-    result = run_video(args.input, args.output, options_from_args(ModelSpec, args), options, progress)
+    result = run_video(args.input, args.output, options_from_args(ModelSpec, args), options, progress,
+                       command=shlex.join(["fornet", "run", *argv]))
     if progress is not None:
         progress(result.report.frames, None, result.report.fps, final=True)
     output.say(result.report.format())

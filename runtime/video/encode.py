@@ -2,10 +2,15 @@
 
 An MP4 is only playable once its index (``moov``) is written, which happens when the container is
 closed. :class:`H264Writer` encodes with PyAV (``libx264``; FFmpeg's own wheels carry it) into
-``.NAME.partial.EXT`` beside the target; :meth:`H264Writer.close` flushes the encoder, closes the
-container and renames it onto the final name, so the file under the final name is always complete.
-The pipeline closes its sinks on Ctrl-C and SIGTERM too; :meth:`H264Writer.abort` (an error before
-the first frame) removes the temporary file and leaves nothing.
+a temporary file beside the target (``.NAME.<pid>.*.tmp``, :func:`fornet.atomic.temporary_file`);
+:meth:`H264Writer.close` flushes the encoder, closes the container and renames it onto the final
+name, so the file under the final name is always complete. The pipeline closes its sinks on Ctrl-C
+and SIGTERM too; :meth:`H264Writer.abort` (an error before the first frame) removes the temporary
+file and leaves nothing, and one left by a run killed outright is removed by the next write of the
+same file.
+
+Frames are stamped one frame period apart, or at the times given to :meth:`H264Writer.write`
+(a live source's capture times: the video then plays in real time and its gaps stay visible).
 """
 
 from __future__ import annotations
@@ -17,16 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fornet.atomic import ensure_writable_dir
+from fornet.atomic import ensure_writable_dir, publish, temporary_file
 from fornet.runtime.video.errors import SinkError
 
 #: Container format by extension.
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
-
-
-def partial_path(path: Path) -> Path:
-    """The temporary name a video is written under until it is finalised."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
 class H264Writer:
@@ -49,13 +49,14 @@ class H264Writer:
         if container is None:
             raise SinkError(f"cannot write video {self.path.name}: use one of {', '.join(CONTAINERS)}")
         ensure_writable_dir(self.path.parent if str(self.path.parent) else ".")
-        self._tmp = partial_path(self.path)
+        self._tmp = temporary_file(self.path)
         self.height, self.width = size[0] - size[0] % 2, size[1] - size[1] % 2
         if self.height < 2 or self.width < 2:
             raise SinkError(f"frames of {size[0]}x{size[1]} are too small to encode")
         try:
             self._container = av.open(str(self._tmp), "w", format=container)
-            self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+            self._rate = Fraction(fps).limit_denominator(1000)
+            self._stream = self._container.add_stream("libx264", rate=self._rate)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             with contextlib.suppress(FileNotFoundError):
                 self._tmp.unlink()
@@ -65,15 +66,22 @@ class H264Writer:
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf), "preset": preset}
         self.frames = 0
+        self._pts = -1
         self._closed = False
 
-    def write(self, image: np.ndarray) -> None:
-        """Encode one BGR frame (of the size given at construction)."""
+    def write(self, image: np.ndarray, time_s: float | None = None) -> None:
+        """Encode one BGR frame (of the size given at construction).
+
+        ``time_s``: seconds since the first frame (a live source's capture time), rounded to a frame
+        period; without it the frame follows the previous one by one period.
+        """
         import av
 
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.height, : self.width]),
                                            format="bgr24")
-        frame.pts = self.frames
+        at = self._pts + 1 if time_s is None else round(time_s * self._rate)
+        self._pts = max(at, self._pts + 1)
+        frame.pts = self._pts
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
@@ -87,7 +95,7 @@ class H264Writer:
                     self._container.mux(packet)
             finally:
                 self._container.close()
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:

@@ -18,6 +18,9 @@ class Frame:
         capture_time: wall-clock seconds (``time.time()``) when the frame was read.
         capture_monotonic: ``time.monotonic()`` at the same moment (for frame ages).
         decode_s: seconds spent reading and decoding it.
+        name: what the files made of it are named: an image input's file stem (``_leftImg8bit`` left
+            out, as the Cityscapes evaluator expects), else ``<source>-<frame>`` (``000000-000042``).
+        file: the image file it was read from (image inputs), else ``None``.
     """
 
     image: np.ndarray
@@ -26,6 +29,8 @@ class Frame:
     capture_time: float
     capture_monotonic: float
     decode_s: float = 0.0
+    name: str = ""
+    file: str | None = None
 
 
 @dataclass
