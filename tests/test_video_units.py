@@ -200,14 +200,14 @@ def test_h264_writer_stamps_capture_times(tmp_path: Path) -> None:
     import av
 
     target = tmp_path / "live.mp4"
-    writer = H264Writer(target, (32, 32), 25)
-    for time_s in (0.0, 0.2, 0.21, 2.0):  # 0.21 rounds onto 0.2's period: it goes one period later
+    writer = H264Writer(target, (32, 32), 25, timed=True)
+    for time_s in (0.0, 0.033, 0.2, 0.2002, 2.0):  # faster than 25 FPS; 0.2002 rounds onto 0.2: 1 ms later
         writer.write(np.zeros((32, 32, 3), np.uint8), time_s)
     writer.close()
     with av.open(str(target)) as container:
         stream = container.streams.video[0]
         times = sorted(float(frame.pts * stream.time_base) for frame in container.decode(stream))
-    assert times == pytest.approx([0.0, 0.2, 0.24, 2.0], abs=1e-3)
+    assert times == pytest.approx([0.0, 0.033, 0.2, 0.201, 2.0], abs=1e-4)
 
 
 def _message_flags() -> list[tuple[str, str, str]]:

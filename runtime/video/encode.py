@@ -9,8 +9,9 @@ and SIGTERM too; :meth:`H264Writer.abort` (an error before the first frame) remo
 file and leaves nothing, and one left by a run killed outright is removed by the next write of the
 same file.
 
-Frames are stamped one frame period apart, or at the times given to :meth:`H264Writer.write`
-(a live source's capture times: the video then plays in real time and its gaps stay visible).
+Frames are stamped one frame period apart, or, for a writer made with ``timed=True``, at the times
+given to :meth:`H264Writer.write` in milliseconds (a live source's capture times: the video then plays
+in real time and its gaps stay visible, whatever the camera's rate).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import numpy as np
 from fornet.atomic import ensure_writable_dir, publish, temporary_file
 from fornet.runtime.video.errors import SinkError
 
+#: The time base of a ``timed`` writer.
+MILLISECOND = Fraction(1, 1000)
 #: Container format by extension.
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 
@@ -38,10 +41,11 @@ class H264Writer:
         fps: frame rate written into the file.
         crf: x264 constant rate factor (lower: better quality, bigger files).
         preset: x264 speed preset.
+        timed: frames carry their own times (:meth:`write`'s ``time_s``), stamped to the millisecond.
     """
 
     def __init__(self, path: str | os.PathLike[str], size: tuple[int, int], fps: float, crf: int = 23,
-                 preset: str = "veryfast") -> None:
+                 preset: str = "veryfast", timed: bool = False) -> None:
         import av
 
         self.path = Path(path)
@@ -55,8 +59,7 @@ class H264Writer:
             raise SinkError(f"frames of {size[0]}x{size[1]} are too small to encode")
         try:
             self._container = av.open(str(self._tmp), "w", format=container)
-            self._rate = Fraction(fps).limit_denominator(1000)
-            self._stream = self._container.add_stream("libx264", rate=self._rate)
+            self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             with contextlib.suppress(FileNotFoundError):
                 self._tmp.unlink()
@@ -65,6 +68,9 @@ class H264Writer:
         self._stream.width, self._stream.height = self.width, self.height
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf), "preset": preset}
+        self.timed = timed
+        if timed:
+            self._stream.codec_context.time_base = MILLISECOND
         self.frames = 0
         self._pts = -1
         self._closed = False
@@ -72,16 +78,21 @@ class H264Writer:
     def write(self, image: np.ndarray, time_s: float | None = None) -> None:
         """Encode one BGR frame (of the size given at construction).
 
-        ``time_s``: seconds since the first frame (a live source's capture time), rounded to a frame
-        period; without it the frame follows the previous one by one period.
+        ``time_s``: a ``timed`` writer's frame time, seconds since its first frame (a live source's
+        capture time; a frame less than 1 ms after the previous one goes 1 ms after it). Other writers
+        stamp the frames one period apart and take no times.
         """
         import av
 
+        if self.timed == (time_s is None):
+            raise SinkError("a timed H264Writer takes each frame's time_s, an untimed one none")
+
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.height, : self.width]),
                                            format="bgr24")
-        at = self._pts + 1 if time_s is None else round(time_s * self._rate)
-        self._pts = max(at, self._pts + 1)
+        self._pts = self._pts + 1 if time_s is None else max(round(time_s / MILLISECOND), self._pts + 1)
         frame.pts = self._pts
+        if time_s is not None:
+            frame.time_base = MILLISECOND
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1

@@ -113,7 +113,7 @@ class VideoFileSink:
             return
         image = _rendered(result, "a video output")
         if self._writer is None:
-            self._writer = H264Writer(self.path, image.shape[:2], self.fps)
+            self._writer = H264Writer(self.path, image.shape[:2], self.fps, timed=self.live)
             self._first_capture = result.frame.capture_monotonic
         image = self._fit(image, result)
         self._writer.write(image, result.frame.capture_monotonic - self._first_capture if self.live else None)
