@@ -41,6 +41,7 @@ from fornet.options import (
     positive_int_arg,
     seconds_arg,
 )
+from fornet.redact import mask_credentials
 from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.video.pipeline import Render, VideoPipeline
@@ -214,7 +215,7 @@ def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: 
         spec: the model.
         options: the run's options.
         progress: called after every frame with the frames so far, the input's frame count and the FPS.
-        command: the command line, for the report.
+        command: the command line, for the report (passwords in it are masked).
 
     Raises:
         FornetError: an input, output or model that cannot be opened (before any frame is read).
@@ -257,7 +258,7 @@ def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: 
             for _ in pipeline:
                 if progress is not None:
                     progress(pipeline.stats.frames, total, pipeline.stats.fps())
-        info = RunInfo(str(spec.path), segmenter.backend_name, segmenter.backend.device, command,
+        info = RunInfo(str(spec.path), segmenter.backend_name, segmenter.backend.device, mask_credentials(command),
                        package_versions())
         report = dataclasses.replace(pipeline.report(), run=info)
     written = [path for sink in sinks if (path := _written(sink)) is not None]
