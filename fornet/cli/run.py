@@ -27,10 +27,14 @@ examples:
   fornet run drive.mkv --model fornet.onnx --mask --labels labels/ --label-encoding labelid --jsonl frames.jsonl
   fornet run rtsp://cam1/live cams.mp4 --add-input rtsp://cam2/live --model fornet.plan --json report.json
   fornet run drive.mp4 out.mp4 --model run/best.pth --input-size 512x1024 --device cuda:0
+  fornet run "gst://filesrc location=clip.mp4 ! decodebin ! videoconvert ! appsink" out.mp4 --model fornet.onnx
 
-Live inputs keep only the newest frame (drops are counted; --buffer N keeps N); files deliver
-every frame. SIGTERM or Ctrl-C finishes cleanly (the video stays playable); SIGUSR1 prints the
-timing so far.
+Live inputs keep only the newest frame (drops are counted; --buffer N keeps N) and are written in
+real time; files deliver every frame. A gst:// pipeline's appsink is asked for BGR frames; one with
+filesrc or num-buffers is read as a file, to its end (--input-kind file|live overrides). Outputs are
+checked before the work; a --labels folder of an earlier run needs --overwrite. SIGTERM or Ctrl-C
+finishes cleanly (the video stays playable; frames read but not written are counted as discarded);
+SIGUSR1 prints the timing so far.
 """
 
 
