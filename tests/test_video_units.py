@@ -249,3 +249,25 @@ def test_messages_name_flags_that_fornet_run_has() -> None:
         choices = actions[flag].choices
         if value and choices is not None:
             assert set(value.split("|")) <= set(choices), f"{module}: {flag} takes {choices}, not {value}"
+
+
+def test_reports_and_records_of_the_previous_layout_still_load(tmp_path: Path) -> None:
+    """A version 1 report (no run, no discarded or warning) and a version 1 frame line (no file) load; the
+    discarded frames of an old report are what its counts left over."""
+    import json
+
+    from fornet.runtime.video import PipelineReport
+    from fornet.runtime.video.sinks import FrameLine
+
+    summary = {"median_ms": 1.0, "p90_ms": 2.0, "mean_ms": 1.5, "count": 3}
+    old = {"format": "fornet-deploy/video-report/1", "frames": 3, "seconds": 1.0, "fps": 3.0, "batches": 3,
+           "mean_batch": 1.0, "stages": {"infer": summary}, "age": summary,
+           "sources": [{"name": "a.mp4", "live": False, "backend": "pyav", "frames_read": 7, "frames_processed": 3,
+                        "dropped": 0, "reconnects": 0, "gaps": [], "error": None}]}
+    (tmp_path / "r.json").write_text(json.dumps(old))
+    report = PipelineReport.load(tmp_path / "r.json")
+    assert report.run is None and report.sources[0].discarded == 4 and report.sources[0].warning is None
+    line = {"format": "fornet-deploy/video-frame/1", "source": "a", "source_id": 0, "frame": 1, "capture_time": 1.0,
+            "result_time": 1.5, "age_s": 0.5, "times": {"infer": 0.1}, "histogram": [1, 2]}
+    (tmp_path / "f.jsonl").write_text(json.dumps(line) + "\n")
+    assert FrameLine.read_lines(tmp_path / "f.jsonl")[0].file is None

@@ -196,8 +196,8 @@ class LabelPngSink:
 
 @dataclass(frozen=True)
 class FrameLine(LineRecord):
-    """One line of ``fornet run --jsonl``: a segmented frame, when it was captured and finished, the
-    seconds of each stage, and the pixels per class."""
+    """One line of ``fornet run --jsonl``: a segmented frame (its source, and the image file it came from),
+    when it was captured and finished, the seconds of each stage, and the pixels per class."""
 
     FORMAT: ClassVar[str] = "fornet-deploy/video-frame"
     VERSION: ClassVar[int] = 2
