@@ -76,3 +76,13 @@ def test_a_live_video_plays_in_real_time(lite: LiteExport, tmp_path: Path) -> No
         stream = container.streams.video[0]
         times = [float(frame.pts * stream.time_base) for frame in container.decode(stream)]
     assert len(times) >= 8 and times[-1] - times[0] > 2.0, times
+
+
+def test_a_finite_pipeline_is_read_as_fast_as_it_is_segmented(lite: LiteExport, tmp_path: Path) -> None:
+    """Read as a file, a pipeline is not paced by its clock (6 frames at 1 FPS took 5 s), and its appsink holds
+    at most ``--buffer`` frames (as written it queues without bound)."""
+    pipeline = "videotestsrc num-buffers=6 ! video/x-raw,framerate=1/1,width=128,height=64 ! videoconvert ! appsink"
+    done = _run(lite, f"gst://{pipeline}", "--json", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stderr
+    report = PipelineReport.load(tmp_path / "r.json")
+    assert report.frames == 6 and report.seconds < 3.5, report.seconds

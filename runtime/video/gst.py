@@ -197,9 +197,13 @@ def find_appsink(pipeline: Any, name: str) -> Any:
     return sink
 
 
-def parse_pipeline(description: str) -> Any:
+def parse_pipeline(description: str, file_buffers: int | None = None) -> Any:
     """A ``gst://`` pipeline, parsed as written (the one input given as pipeline text, by its author), its
     appsink asked for BGR frames.
+
+    ``file_buffers``: the pipeline is read as a file (``--input-kind file``): its appsink holds at most
+    that many frames and makes the pipeline wait for room (an appsink as written queues without bound),
+    and hands them out as fast as they are taken, not at the clock's pace. ``None``: live, as written.
 
     Raises:
         SourceError: the text does not parse, or its appsink's own caps exclude BGR.
@@ -219,18 +223,22 @@ def parse_pipeline(description: str) -> Any:
                               f"read; {BGR_FIX} and drop its caps=")
         bgr = caps.intersect(bgr)
     sink.set_property("caps", bgr)
+    if file_buffers is not None:
+        for key, value in (("max-buffers", file_buffers), ("drop", False), ("sync", False)):
+            sink.set_property(key, value)
     return pipeline
 
 
 def source_pipeline(kind: str, location: str, buffers: int = 1, rtsp_latency_ms: int = 0,
-                    timeout_s: float = 2.0) -> Any:
+                    timeout_s: float = 2.0, live: bool = True) -> Any:
     """The ``Gst.Pipeline`` of a source (see the module docstring), ending in :func:`appsink`.
 
     Built element by element: the location (URL, file URI, device, sensor index) is a property value,
-    never pipeline text. Only ``gst`` (a ``gst://`` input) is parsed, as its author wrote it.
+    never pipeline text. Only ``gst`` (a ``gst://`` input) is parsed, as its author wrote it (``live``:
+    how it is read, see :func:`parse_pipeline`).
     """
     if kind == "gst":
-        return parse_pipeline(location)
+        return parse_pipeline(location, None if live else buffers)
     tail = [element("videoconvert"), caps_filter(BGR_CAPS), appsink(buffers)]
     if kind == "csi":
         return _pipeline([element("nvarguscamerasrc", sensor_id=int(location)),

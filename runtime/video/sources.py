@@ -131,7 +131,7 @@ class VideoSource:
         capacity = buffer or DEFAULT_BUFFER[self.live]
         self.buffer: FrameBuffer[Frame] = FrameBuffer(capacity, "latest" if self.live else "wait")
         self._backoff = Backoff(initial_s=backoff_s, limit=max_reconnects)
-        self._reader: Reader = open_reader(self.spec, self.backend, capacity, watchdog_s)
+        self._reader: Reader = open_reader(self.spec, self.backend, capacity, watchdog_s, self.live)
         #: Frames per second the input declares (``None`` for cameras and image folders, usually).
         self.fps = self._reader.fps
         #: Number of frames of a file input, when known (for progress).
@@ -279,7 +279,7 @@ class VideoSource:
             if self._stop.wait(self._backoff.next_delay()):
                 return
             try:
-                self._reader = open_reader(self.spec, self.backend, self.buffer.capacity, self.watchdog_s)
+                self._reader = open_reader(self.spec, self.backend, self.buffer.capacity, self.watchdog_s, self.live)
             except SourceError as exc:
                 log.info("%s: reconnection attempt %d failed: %s", self.name, self._backoff.attempts, exc)
                 continue
