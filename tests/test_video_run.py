@@ -211,3 +211,15 @@ def test_errors_name_the_input_backend_flag(lite: LiteExport, tmp_path: Path,
     corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
     assert _run(lite, str(corrupt), "--input-backend", "opencv") == 2
     assert "--input-backend pyav|gstreamer" in capsys.readouterr().err
+
+
+@pytest.mark.fault
+def test_image_inputs_with_the_same_names_are_refused(lite: LiteExport, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Two image inputs holding ``a.png`` would write the same ``a_labelTrainIds.png``: refused before the work."""
+    first = _images(tmp_path / "one", ["a.png", "b.png"])
+    second = _images(tmp_path / "two", ["a.png"])
+    assert _run(lite, str(first), "--add-input", str(second), "--labels", str(tmp_path / "labels")) == 2
+    err = capsys.readouterr().err
+    assert "both hold an image named a" in err and "overwrite each other" in err
+    assert not (tmp_path / "labels").exists()

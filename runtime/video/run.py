@@ -44,6 +44,7 @@ from fornet.options import (
 from fornet.redact import mask_credentials
 from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
+from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.pipeline import Render, VideoPipeline
 from fornet.runtime.video.rtsp_access import RtspAccess
 from fornet.runtime.video.sinks import JsonLinesSink, LabelPngSink, Sink, open_sink
@@ -171,6 +172,18 @@ def check_outputs(output_uri: str | None, options: RunOptions) -> None:
         check_output_file(options.json, "--json")
 
 
+def _check_distinct_names(sources: list[VideoSource]) -> None:
+    """Image inputs name their outputs after their files: two inputs holding the same name would overwrite
+    each other's label PNGs and images."""
+    owners: dict[str, VideoSource] = {}
+    for source in sources:
+        for name in source.output_names:
+            first = owners.setdefault(name, source)
+            if first is not source:
+                raise SourceError(f"{first.name} and {source.name} both hold an image named {name}: their outputs "
+                                  "would overwrite each other; run them separately, or rename one of them")
+
+
 def _written(sink: Sink) -> Path | None:
     """The file or folder ``sink`` wrote, if it exists (a sink that got no frame leaves nothing)."""
     path = getattr(sink, "path", None) or getattr(sink, "folder", None)
@@ -232,6 +245,7 @@ def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: 
                                  max_frames=options.max_frames)
             cleanup.callback(source.close)
             sources.append(source)
+        _check_distinct_names(sources)
         fps = options.fps or sources[0].fps or 25.0
         sinks: list[Sink] = []
         try:

@@ -125,7 +125,8 @@ class VideoSource:
         self.source_id = source_id
         self.live = self.spec.live if input_kind == "auto" else input_kind == "live"
         self._limit = None if self.live else max_frames
-        self._names = _output_names(self.spec.files)
+        #: What the outputs of an image input's frames are named (:attr:`Frame.name`); empty for other inputs.
+        self.output_names = _output_names(self.spec.files)
         self.backend = choose_backend(self.spec, backend)
         self.watchdog_s = watchdog_s
         capacity = buffer or DEFAULT_BUFFER[self.live]
@@ -171,8 +172,8 @@ class VideoSource:
     def _frame(self, image: np.ndarray, decode_s: float) -> Frame:
         """The next frame of this source, captured now."""
         index = self.frames_read
-        if self._names:
-            name, file = self._names[index], self.spec.files[index]
+        if self.output_names:
+            name, file = self.output_names[index], self.spec.files[index]
         else:
             name, file = f"{self.source_id:06d}-{index:06d}", None
         frame = Frame(image, self.source_id, index, time.time(), time.monotonic(), decode_s, name, file)
