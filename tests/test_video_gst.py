@@ -45,10 +45,13 @@ def test_help_example_delivers_bgr_frames_and_a_finite_pipeline_ends(lite: LiteE
 
 def test_input_kind_live_keeps_live_semantics(lite: LiteExport, tmp_path: Path) -> None:
     """``--input-kind live`` makes a finite pipeline live again: its end is a lost stream (with reconnection off,
-    an error)."""
+    an error, exit 2), and the report of the run up to the error is still written (there was none)."""
     done = _run(lite, "gst://videotestsrc num-buffers=5 ! videoconvert ! appsink", "--input-kind", "live",
-                "--max-reconnects", "0")
+                "--max-reconnects", "0", "--json", str(tmp_path / "r.json"))
     assert done.returncode == 2 and "reconnection is off" in done.stderr, done.stderr
+    assert "\nerror: " in done.stderr and "reconnecting" not in done.stderr and "Traceback" not in done.stderr
+    source = PipelineReport.load(tmp_path / "r.json").sources[0]
+    assert source.live and source.frames_processed > 0 and "reconnection is off" in (source.error or "")
 
 
 @pytest.mark.fault

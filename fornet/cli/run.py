@@ -64,7 +64,8 @@ class _ProgressLine:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    """Segment INPUT into OUTPUT (and the other outputs); print the timing and what was written."""
+    """Segment INPUT into OUTPUT (and the other outputs); print the timing and what was written (also when an
+    error ended the run: then the error follows, exit 2)."""
     options = options_from_args(RunOptions, args)
     output = CommandOutput(options.json)
     if args.output is None and not (options.labels or options.jsonl or options.json):
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     output.record(result.report)
     for path in result.written:
         output.say(f"wrote {path}")
+    if result.error is not None:  # after the report: what the run did up to the error
+        raise result.error
     if result.stopped_by is not None:
         print(f"stopped by {result.stopped_by.name}; outputs finalised", file=sys.stderr)
         return 128 + result.stopped_by.value

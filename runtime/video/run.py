@@ -30,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 
 from fornet.atomic import check_output_dir, check_output_file
+from fornet.errors import FornetError
 from fornet.options import (
     STDOUT,
     OptionGroup,
@@ -132,11 +133,14 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run did: its report, the files and folders it wrote, and the signal that stopped it (if any)."""
+    """What a run did: its report, the files and folders it wrote, the signal that stopped it (if any), and
+    the error that ended it once frames were flowing (a live input given up on, a corrupt frame in a file;
+    the outputs are finalised and the report covers the run up to it)."""
 
     report: PipelineReport
     written: tuple[Path, ...]
     stopped_by: signal.Signals | None
+    error: FornetError | None = None
 
 
 def sink_uri(uri: str, source_id: int, count: int) -> str:
@@ -231,7 +235,8 @@ def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: 
         command: the command line, for the report (passwords in it are masked).
 
     Raises:
-        FornetError: an input, output or model that cannot be opened (before any frame is read).
+        FornetError: an input, output or model that cannot be opened (before any frame is read); an
+            error after that is :attr:`RunResult.error`.
     """
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     check_outputs(output_uri, options)
@@ -268,12 +273,16 @@ def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: 
                                  duration_s=options.duration_s)
         stopped_by: list[signal.Signals] = []
         total = sources[0].total_frames if len(sources) == 1 else None
+        error: FornetError | None = None
         with _stop_on_signals(pipeline, stopped_by):
-            for _ in pipeline:
-                if progress is not None:
-                    progress(pipeline.stats.frames, total, pipeline.stats.fps())
+            try:
+                for _ in pipeline:
+                    if progress is not None:
+                        progress(pipeline.stats.frames, total, pipeline.stats.fps())
+            except FornetError as exc:  # the outputs are finalised: report the run up to the error
+                error = exc
         info = RunInfo(str(spec.path), segmenter.backend_name, segmenter.backend.device, mask_credentials(command),
                        package_versions())
         report = dataclasses.replace(pipeline.report(), run=info)
     written = [path for sink in sinks if (path := _written(sink)) is not None]
-    return RunResult(report, tuple(written), stopped_by[0] if stopped_by else None)
+    return RunResult(report, tuple(written), stopped_by[0] if stopped_by else None, error)

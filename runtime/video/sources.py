@@ -257,7 +257,8 @@ class VideoSource:
             if failure is not None:
                 if lost is None:
                     lost = failure
-                    log.warning("%s: lost (%s); reconnecting", self.name, failure)
+                    log.warning("%s: lost (%s)%s", self.name, failure,
+                                "" if self._backoff.limit == 0 else "; reconnecting")
                 self._reconnect()
                 watchdog.feed()
 
