@@ -197,6 +197,10 @@ def test_labels_of_an_earlier_run_are_not_mixed_in(lite: LiteExport, tmp_path: P
     err = capsys.readouterr().err
     assert "earlier run" in err and "--overwrite" in err
     assert len(list(labels.iterdir())) == 3
+    (tmp_path / "no-model.onnx").write_bytes(b"")  # a run that fails before its first frame removes nothing
+    assert run_main([str(shorter), "--labels", str(labels), "--overwrite", "--model", str(tmp_path / "no-model.onnx"),
+                     "--device", "cpu", "--quiet"]) == 2
+    assert len(list(labels.iterdir())) == 3
     assert _run(lite, str(shorter), "--labels", str(labels), "--overwrite") == 0
     assert [p.name for p in labels.iterdir()] == ["x_labelTrainIds.png"]
 

@@ -18,7 +18,8 @@ so several sources share a folder. A video, RTSP or display sink shows one sourc
 
 Every output path is checked when its sink is made, before any frame: a folder where a file goes,
 a file where a folder goes, an unwritable place. A label folder that holds an earlier run's label
-PNGs is refused (its labels and this run's would mix) unless ``overwrite``, which removes them first.
+PNGs is refused (its labels and this run's would mix) unless ``overwrite``, which removes them at the
+first frame.
 A video has one frame size: frames of another size (an image folder of mixed sizes) are resized to
 the first frame's size, with a warning; label PNGs keep each frame's own size.
 """
@@ -163,8 +164,9 @@ class ImageFolderSink:
 class LabelPngSink:
     """Labels as 8-bit PNGs: Cityscapes trainIds (0..18, 255 ignore) or labelIds (the evaluator's).
 
-    A folder holding label PNGs of an earlier run is refused unless ``overwrite`` (they are then removed
-    first), so the labels of two runs never mix.
+    A folder holding label PNGs of an earlier run is refused unless ``overwrite``: they are then removed
+    when the first label is written (a run that fails before its first frame leaves them), so the labels
+    of two runs never mix.
     """
 
     def __init__(self, folder: str | os.PathLike[str], encoding: LabelEncoding = "trainid",
@@ -177,12 +179,14 @@ class LabelPngSink:
             raise SinkError(f"label folder {folder} holds {len(earlier)} label PNG(s) of an earlier run (e.g. "
                             f"{earlier[0].name}); their labels and this run's would mix: pass --overwrite to "
                             "remove them first, or choose an empty folder")
-        for path in earlier:
-            path.unlink()
+        self._earlier = earlier
         self.folder = ensure_writable_dir(folder)
         self.encoding = encoding
 
     def write(self, result: FrameResult) -> None:
+        for path in self._earlier:
+            path.unlink(missing_ok=True)
+        self._earlier = []
         labels = result.labels if self.encoding == "trainid" else train_ids_to_label_ids(result.labels)
         write_bytes_atomic(self.folder / frame_name(result, LABEL_SUFFIXES[self.encoding]),
                            _encode_image(labels, ".png"))
