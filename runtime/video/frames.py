@@ -18,8 +18,8 @@ class Frame:
         capture_time: wall-clock seconds (``time.time()``) when the frame was read.
         capture_monotonic: ``time.monotonic()`` at the same moment (for frame ages).
         decode_s: seconds spent reading and decoding it.
-        name: what the files made of it are named: an image input's file stem (``_leftImg8bit`` left
-            out, as the Cityscapes evaluator expects), else ``<source>-<frame>`` (``000000-000042``).
+        name: an image input's file stem (``_leftImg8bit`` left out, as the Cityscapes evaluator
+            expects), else ``""`` (see :attr:`output_name`).
         file: the image file it was read from (image inputs), else ``None``.
     """
 
@@ -31,6 +31,11 @@ class Frame:
     decode_s: float = 0.0
     name: str = ""
     file: str | None = None
+
+    @property
+    def output_name(self) -> str:
+        """What the files made of it are named: :attr:`name`, else ``<source>-<frame>`` (``000000-000042``)."""
+        return self.name or f"{self.source_id:06d}-{self.index:06d}"
 
 
 @dataclass

@@ -11,7 +11,7 @@
   with an optional login (:mod:`fornet.runtime.video.rtsp_access`).
 * :class:`DisplaySink`: a window, where a display and a GUI-enabled OpenCV exist.
 
-Files are named after the frame (:attr:`~fornet.runtime.video.frames.Frame.name`): an image input's
+Files are named after the frame (:attr:`~fornet.runtime.video.frames.Frame.output_name`): an image input's
 file stem (``frankfurt_000000_000294_leftImg8bit.png`` gives ``frankfurt_000000_000294_labelIds.png``,
 the name the official Cityscapes evaluator looks for), else ``<source>-<frame>`` (``000000-000042.png``)
 so several sources share a folder. A video, RTSP or display sink shows one source (``source_id``).
@@ -71,8 +71,8 @@ class Sink(Protocol):
 
 
 def frame_name(result: FrameResult, extension: str) -> str:
-    """The frame's name (see the module docstring) and ``extension``."""
-    return f"{result.frame.name}{extension}"
+    """The frame's output name (see the module docstring) and ``extension``."""
+    return f"{result.frame.output_name}{extension}"
 
 
 def _encode_image(image: np.ndarray, extension: str) -> bytes:
@@ -130,8 +130,8 @@ class VideoFileSink:
         if not self._resized:
             self._resized = True
             log.warning("%s: frame %s is %dx%d, not the video's %dx%d: frames of other sizes are resized to the "
-                        "video's (label PNGs and records keep each frame's own size)", self.path, result.frame.name,
-                        image.shape[1], image.shape[0], width, height)
+                        "video's (label PNGs and records keep each frame's own size)", self.path,
+                        result.frame.output_name, image.shape[1], image.shape[0], width, height)
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
     def close(self) -> None:

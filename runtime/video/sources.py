@@ -125,7 +125,7 @@ class VideoSource:
         self.source_id = source_id
         self.live = self.spec.live if input_kind == "auto" else input_kind == "live"
         self._limit = None if self.live else max_frames
-        #: What the outputs of an image input's frames are named (:attr:`Frame.name`); empty for other inputs.
+        #: The names of an image input's frames (:attr:`Frame.name`); empty for other inputs.
         self.output_names = _output_names(self.spec.files)
         self.backend = choose_backend(self.spec, backend)
         self.watchdog_s = watchdog_s
@@ -172,10 +172,7 @@ class VideoSource:
     def _frame(self, image: np.ndarray, decode_s: float) -> Frame:
         """The next frame of this source, captured now."""
         index = self.frames_read
-        if self.output_names:
-            name, file = self.output_names[index], self.spec.files[index]
-        else:
-            name, file = f"{self.source_id:06d}-{index:06d}", None
+        name, file = (self.output_names[index], self.spec.files[index]) if self.output_names else ("", None)
         frame = Frame(image, self.source_id, index, time.time(), time.monotonic(), decode_s, name, file)
         self.frames_read += 1
         return frame
