@@ -1,13 +1,7 @@
-"""The command line: fornet export --triton/--deepstream, and fornet serve stopped with SIGTERM."""
+"""The command line: fornet export --triton/--deepstream, fornet serve's arguments (its stops: test_triton_stop.py)."""
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,7 +9,6 @@ import pytest
 from fornet.cli import export
 from fornet.export.triton.check import parse_config
 from tests.helpers.runtime_models import LiteExport
-from tests.helpers.triton_server import server_options
 
 
 def test_export_writes_checked_triton_and_deepstream_packages(
@@ -45,30 +38,6 @@ def test_export_refuses_an_existing_repository_before_exporting(tmp_path: Path,
 def test_deepstream_needs_raw_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = export.main(["--ckpt", str(tmp_path / "missing.pth"), "--deepstream", str(tmp_path / "ds")])
     assert status == 2 and "--input raw" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_fornet_serve_stops_gracefully_on_sigterm(lite: LiteExport, tmp_path: Path) -> None:
-    options = server_options(lite.raw_labels)
-    script = shutil.which("fornet-serve", path=str(Path(sys.executable).parent))
-    assert script is not None
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen([script, *options.argv()], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{options.http_url}/v2/models/fornet/ready", timeout=2):
-                    break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "serve.log").read_text()
-                time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0, (tmp_path / "serve.log").read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
-        log.close()
 
 
 @pytest.mark.parametrize("argv", [[], ["a.onnx", "--model", "b.onnx"]])

@@ -18,6 +18,7 @@ from fornet.runtime.serving.launcher import ServerProcess, server_environment
 from fornet.runtime.serving.load import run_load
 from fornet.runtime.serving.metrics import parse_batching_stats
 from fornet.runtime.serving.options import ServerOptions
+from fornet.runtime.serving.ports import require_free_ports
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import OVERLAY_ALPHA, RunningServer, frames, server_options, triton_server
 
@@ -166,3 +167,21 @@ def test_bench_triton_checks_served_labels(triton_server: RunningServer, capsys:
     assert "| served, concurrency 4 |" in out and "| local Segmenter |" in out
     assert f"served {triton_server.model} vs the same model run locally, 64x128 BGR frames" in out
     assert "every served answer (40) equalled the local labels" in out
+
+
+@pytest.mark.fault
+def test_port_probe_takes_a_port_whose_closed_connections_linger() -> None:
+    """Right after a server stops, its port is named only by closed connections (TIME_WAIT): free for a restart,
+    while a port something listens on stays refused."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = listener.accept()
+            accepted.close()  # the server side closes first: its end waits in TIME_WAIT
+            client.recv(1)
+        with pytest.raises(ServingError, match=rf"port {port} .* in use"):
+            require_free_ports("127.0.0.1", {"--http-port": port})
+    require_free_ports("127.0.0.1", {"--http-port": port})

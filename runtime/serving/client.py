@@ -11,6 +11,7 @@ thread for concurrent requests.
 
 from __future__ import annotations
 
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import urlparse
 
@@ -63,7 +64,7 @@ class SegmentationClient:
             return getattr(self._client, method)(*args, **kwargs)
         except InferenceServerException as exc:
             raise RequestRejected(f"the server refused the request: {exc.message()}") from exc
-        except (ConnectionError, OSError) as exc:
+        except (ConnectionError, OSError, HTTPException) as exc:  # HTTPException: the connection closed mid-answer
             raise ServingError(f"cannot reach the server ({exc}); is `fornet serve` running at that address?") from exc
 
     def is_ready(self) -> bool:
