@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import urllib.request
 from pathlib import Path
@@ -19,6 +20,7 @@ from fornet.runtime.serving.load import run_load
 from fornet.runtime.serving.metrics import parse_batching_stats
 from fornet.runtime.serving.options import ServerOptions
 from fornet.runtime.serving.ports import require_free_ports
+from fornet.runtime.serving.triton_log import GPU_PROBE_LINE, NOTICE, GpuProbeFilter
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import OVERLAY_ALPHA, RunningServer, frames, server_options, triton_server
 
@@ -89,6 +91,25 @@ def test_health_and_prometheus_metrics(triton_server: RunningServer) -> None:
     with urllib.request.urlopen(triton_server.options.metrics_url, timeout=10) as answer:
         text = answer.read().decode()
     assert parse_batching_stats(text).inference_count > 0
+
+
+def test_cpu_server_output_has_no_gpu_probe_errors(triton_server: RunningServer) -> None:
+    """``fornet serve --device cpu`` on a machine without a usable GPU: none of Triton's CUDA/NVML errors."""
+    text = triton_server.log.read_text()
+    assert "successfully loaded 'fornet'" in text
+    assert [line for line in text.splitlines() if GPU_PROBE_LINE.search(line)] == []
+
+
+def test_gpu_probe_filter_judges_whole_lines_and_says_once_what_it_hid() -> None:
+    out = io.StringIO()
+    hidden = GpuProbeFilter(out)
+    pieces = ['E1205 server.cc:241] "CudaDriver', 'Helper has not been initialized."\nI1205 ready\nError: Failed to ',
+              "initialize NVML\n", "serving fornet", "\n", "last words"]
+    for piece in pieces:
+        hidden.write(piece)
+    hidden.finish()
+    assert out.getvalue() == f"{NOTICE}I1205 ready\nserving fornet\nlast words\n"
+    assert hidden.dropped == 2
 
 
 def test_port_in_use_is_a_clear_error(triton_server: RunningServer) -> None:

@@ -31,6 +31,7 @@ from fornet.runtime.serving.contract import FRAMES, LABELS, MODEL_NAME, OVERLAY,
 from fornet.runtime.serving.model import FrameSegmentation
 from fornet.runtime.serving.options import ServerOptions, add_server_arguments, server_options_from_args
 from fornet.runtime.serving.ports import require_free_ports
+from fornet.runtime.serving.triton_log import gpu_probe_errors_hidden
 
 #: Seconds a stop waits for the requests in flight to finish (new requests are refused meanwhile).
 DRAIN_TIMEOUT_S = 10.0
@@ -76,7 +77,7 @@ def serve(options: ServerOptions) -> None:
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
     from pytriton.triton import Triton, TritonConfig
 
-    with Segmenter(options.model) as segmenter:
+    with Segmenter(options.model) as segmenter, gpu_probe_errors_hidden(segmenter.backend.runs_on_cpu):
         computation = FrameSegmentation(segmenter, options.overlay_alpha)
 
         @batch
