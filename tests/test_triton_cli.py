@@ -47,3 +47,16 @@ def test_serve_takes_the_model_once(argv: list[str], capsys: pytest.CaptureFixtu
 
     assert main([*argv, "--device", "cpu"]) == 2
     assert "name the model once: `fornet serve MODEL` or `fornet serve --model MODEL`" in capsys.readouterr().err
+
+
+@pytest.mark.fault
+def test_serve_a_checkpoint_says_what_the_server_environment_needs(lite: LiteExport,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``fornet serve best.pth --input-size ...``: the server environment is torch-free; an error naming both ways
+    out (export to ONNX, or torch into the server environment) before anything starts, not a traceback."""
+    from fornet.cli.serve import main
+
+    assert main([str(lite.checkpoint), "--input-size", "64x128", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: lite.pth opens with the torch backend, which needs torch in the server environment")
+    assert "fornet export" in err and "install torch into it" in err and "Traceback" not in err

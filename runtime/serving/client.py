@@ -75,8 +75,16 @@ class SegmentationClient:
             return False
 
     def infer(self, batch: np.ndarray, outputs: tuple[str, ...] = (LABELS,)) -> dict[str, np.ndarray]:
-        """Send a ``[N, H, W, 3]`` batch as one request; return the named outputs."""
+        """Send a ``[N, H, W, 3]`` batch as one request; return the named outputs.
+
+        An empty batch or frame (a 0 in the shape) is refused here with :class:`ServingError`, before
+        anything is sent: the server cannot answer it with a plain error (see docs/serving.md).
+        """
         from tritonclient.utils import np_to_triton_dtype
+
+        if batch.size == 0:
+            raise ServingError(f"{FRAMES} is empty (shape {list(batch.shape)}): send [N, H, W, 3] uint8 BGR with "
+                               "N, H and W at least 1")
 
         tensor = self._module.InferInput(FRAMES, list(batch.shape), np_to_triton_dtype(batch.dtype))
         tensor.set_data_from_numpy(batch)
