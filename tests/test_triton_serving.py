@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -223,8 +224,24 @@ def test_bench_triton_checks_served_labels(triton_server: RunningServer, capsys:
     out = capsys.readouterr().out
     assert status == 0, out
     assert "| served, concurrency 4 |" in out and "| local Segmenter |" in out
-    assert f"served {triton_server.model} vs the same model run locally, 64x128 BGR frames" in out
-    assert "every served answer (40) equalled the local labels" in out
+    assert (f"served model 'fornet' at {options.http_url} vs {triton_server.model} run locally, on 16 random 64x128 "
+            "BGR frames: every served answer (40 of 40 requests) equalled the local labels") in out
+    assert "| equal / differed / refused / lost |" in out
+
+
+@pytest.mark.fault
+def test_bench_triton_says_when_the_server_serves_another_model(triton_server: RunningServer, lite: LiteExport,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The FP16 export as the local reference of the FP32 server: the answers differ, counted and explained."""
+    options = triton_server.options
+    status = bench.main(["--engine", str(lite.onnx_fp16), "--device", "cpu", "--threads", "1",
+                         "--triton-url", options.http_url, "--metrics-url", options.metrics_url,
+                         "--concurrency", "2", "--requests", "4", "--frame-size", "64x128"])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert re.search(r"NOT all served answers equalled the local labels: \d+ equal, [1-9]\d* differed, 0 lost of 8 "
+                     r"requests; is the server serving fornet_fp16.onnx", out), out
+    assert f"(`fornet serve {lite.onnx_fp16}`)?" in out
 
 
 @pytest.mark.fault
