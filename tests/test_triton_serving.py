@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 import socket
 import urllib.error
@@ -25,7 +24,14 @@ from fornet.runtime.serving.options import ServerOptions
 from fornet.runtime.serving.ports import require_free_ports
 from fornet.runtime.serving.triton_log import GPU_PROBE_LINE, NOTICE, GpuProbeFilter
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
-from tests.helpers.triton_server import OVERLAY_ALPHA, RunningServer, frames, server_options, triton_server
+from tests.helpers.triton_server import (
+    OVERLAY_ALPHA,
+    RunningServer,
+    frames,
+    post_zero_size_frame,
+    server_options,
+    triton_server,
+)
 
 __all__ = ["triton_server"]
 
@@ -97,18 +103,9 @@ def test_client_refuses_an_empty_frame_before_sending_it(triton_server: RunningS
         assert client.segment(frames(1, INPUT_SIZE, seed=4)[0]).shape == INPUT_SIZE
 
 
-def _post_zero_size_frame(url: str) -> tuple[int, str]:
-    """A plain-HTTP request (no fornet client) with one 0 x 0 frame: the status and the answer's text."""
-    body = json.dumps({"inputs": [{"name": "frames", "shape": [1, 0, 0, 3], "datatype": "UINT8", "data": []}]})
-    request = urllib.request.Request(f"{url}/v2/models/fornet/infer", data=body.encode(), method="POST")
-    with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(request, timeout=30)
-    return info.value.code, info.value.read().decode()
-
-
 @pytest.mark.fault
 def test_zero_size_frame_over_plain_http_is_refused_and_the_server_stays_up(triton_server: RunningServer) -> None:
-    status, _ = _post_zero_size_frame(triton_server.options.http_url)
+    status, _ = post_zero_size_frame(triton_server.options.http_url)
     assert status >= 400
     with SegmentationClient(triton_server.options.http_url) as client:
         assert client.is_ready()
@@ -119,7 +116,7 @@ def test_zero_size_frame_over_plain_http_is_refused_and_the_server_stays_up(trit
 @pytest.mark.xfail(strict=True, reason="PyTriton's proxy model fails on a zero-size tensor before fornet's check "
                                        "runs and answers 500 with its traceback (docs/serving.md)")
 def test_zero_size_frame_over_plain_http_gets_a_400_without_traceback(triton_server: RunningServer) -> None:
-    status, answer = _post_zero_size_frame(triton_server.options.http_url)
+    status, answer = post_zero_size_frame(triton_server.options.http_url)
     assert status == 400 and "Traceback" not in answer, answer
 
 

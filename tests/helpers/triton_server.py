@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,3 +106,14 @@ def seconds_until_ports_free(options: ServerOptions, timeout_s: float) -> float 
         except ServingError:
             time.sleep(0.2)
     return None
+
+
+def post_zero_size_frame(url: str) -> tuple[int, str]:
+    """A plain-HTTP request (no fornet client) with one 0 x 0 frame to model ``fornet``: the status and the answer."""
+    body = json.dumps({"inputs": [{"name": "frames", "shape": [1, 0, 0, 3], "datatype": "UINT8", "data": []}]})
+    request = urllib.request.Request(f"{url}/v2/models/fornet/infer", data=body.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
