@@ -46,10 +46,10 @@ _PR_SET_PDEATHSIG = 1
 
 def _stop_with(launcher: int, prctl: Callable[..., int]) -> None:
     """In the server process before it runs (``preexec_fn``): ask the kernel for SIGTERM when the launcher
-    dies, even by SIGKILL; end at once if the launcher is already gone."""
+    dies, even by SIGKILL; end at once, before running anything, if the launcher is already gone."""
     prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != launcher:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os._exit(1)
 
 
 def _stop_with_this_process() -> Callable[[], None] | None:
