@@ -118,3 +118,20 @@ def test_the_server_never_outlives_fornet_serve(lite: LiteExport, tmp_path: Path
         for pid in servers:  # the server's own process group: what a leak would leave behind
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_triton_that_dies_on_its_own_is_an_error_not_a_clean_stop(lite: LiteExport, tmp_path: Path) -> None:
+    """tritonserver killed under ``fornet serve`` (a crash, the OOM killer): the command says so and exits 2."""
+    options = server_options(lite.raw_labels)
+    log = tmp_path / "serve.log"
+    process = start_fornet_serve(options, log)
+    try:
+        (server,) = child_pids(process.pid)
+        tritonserver = [pid for pid in child_pids(server) if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(tritonserver) == 1
+        os.kill(tritonserver[0], signal.SIGKILL)
+        assert process.wait(60) == 2, log.read_text()
+        assert "error: Triton Inference Server ended on its own" in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()

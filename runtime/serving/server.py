@@ -28,6 +28,7 @@ import numpy as np
 from fornet.errors import FornetError
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.serving.contract import FRAMES, LABELS, MODEL_NAME, OVERLAY, STOP_SIGNALS, served_max_batch
+from fornet.runtime.serving.errors import ServingError
 from fornet.runtime.serving.model import FrameSegmentation
 from fornet.runtime.serving.options import ServerOptions, add_server_arguments, server_options_from_args
 from fornet.runtime.serving.ports import require_free_ports
@@ -105,8 +106,10 @@ def serve(options: ServerOptions) -> None:
                   f"metrics {options.metrics_url}", flush=True)
             while not stop.wait(0.5) and triton.is_alive():
                 pass
-            if stop.is_set():
-                _stop_serving(options, create_auth_headers(triton.get_access_token(), "http"))
+            if not stop.is_set():
+                raise ServingError("Triton Inference Server ended on its own, not asked to stop; its output above "
+                                   "says why")
+            _stop_serving(options, create_auth_headers(triton.get_access_token(), "http"))
     print("server stopped", flush=True)
 
 
