@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -26,17 +27,24 @@ class GpuProbeFilter:
     """A text stream that passes everything on to ``stream`` except :data:`GPU_PROBE_LINE` lines.
 
     Whole lines are judged (text arrives in pieces from Triton's output reader), and the first line
-    dropped is replaced by :data:`NOTICE`.
+    dropped is replaced by :data:`NOTICE`. Safe to write from several threads (PyTriton's reader and
+    the server's own messages).
     """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.dropped = 0
         self._partial = ""
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
         """Pass on the complete lines of ``text`` (with what came before) that are not GPU probe errors."""
-        *lines, self._partial = (self._partial + text).split("\n")
+        with self._lock:
+            *lines, self._partial = (self._partial + text).split("\n")
+            self._pass_on(lines)
+        return len(text)
+
+    def _pass_on(self, lines: list[str]) -> None:
         for line in lines:
             if GPU_PROBE_LINE.search(line) is None:
                 self.stream.write(line + "\n")
@@ -44,7 +52,6 @@ class GpuProbeFilter:
                 self.dropped += 1
                 if self.dropped == 1:
                     self.stream.write(NOTICE)
-        return len(text)
 
     def flush(self) -> None:
         """Flush the stream (a partial line waits for its end)."""
