@@ -1,13 +1,7 @@
-"""The command line: fornet export --triton/--deepstream, and fornet serve stopped with SIGTERM."""
+"""The command line: fornet export --triton/--deepstream, fornet serve's arguments (its stops: test_triton_stop.py)."""
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +11,6 @@ from fornet.export.deepstream.check import read_key_file
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA
 from fornet.export.triton.check import parse_config
 from tests.helpers.runtime_models import LiteExport
-from tests.helpers.triton_server import server_options
 
 
 def test_export_writes_checked_triton_and_deepstream_packages(
@@ -54,30 +47,6 @@ def test_deepstream_needs_raw_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert status == 2 and "--input raw" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_fornet_serve_stops_gracefully_on_sigterm(lite: LiteExport, tmp_path: Path) -> None:
-    options = server_options(lite.raw_labels)
-    script = shutil.which("fornet-serve", path=str(Path(sys.executable).parent))
-    assert script is not None
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen([script, *options.argv()], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{options.http_url}/v2/models/fornet/ready", timeout=2):
-                    break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "serve.log").read_text()
-                time.sleep(0.5)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0, (tmp_path / "serve.log").read_text()
-    finally:
-        if process.poll() is None:
-            process.kill()
-        log.close()
-
-
 @pytest.mark.parametrize("argv", [[], ["a.onnx", "--model", "b.onnx"]])
 def test_serve_takes_the_model_once(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """``fornet serve MODEL`` and ``fornet serve --model MODEL`` are the two spellings; neither or both is an error."""
@@ -85,3 +54,16 @@ def test_serve_takes_the_model_once(argv: list[str], capsys: pytest.CaptureFixtu
 
     assert main([*argv, "--device", "cpu"]) == 2
     assert "name the model once: `fornet serve MODEL` or `fornet serve --model MODEL`" in capsys.readouterr().err
+
+
+@pytest.mark.fault
+def test_serve_a_checkpoint_says_what_the_server_environment_needs(lite: LiteExport,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``fornet serve best.pth --input-size ...``: the server environment is torch-free; an error naming both ways
+    out (export to ONNX, or torch into the server environment) before anything starts, not a traceback."""
+    from fornet.cli.serve import main
+
+    assert main([str(lite.checkpoint), "--input-size", "64x128", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: lite.pth opens with the torch backend, which needs torch in the server environment")
+    assert "fornet export" in err and "install torch into it" in err and "Traceback" not in err
