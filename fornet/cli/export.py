@@ -166,7 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Export, then build the plans (or print how to build them on the target), then the packages."""
     packages = options_from_args(PackageOptions, args)
-    check_package_targets(packages, options_from_args(IOFormat, args))
+    check_package_targets(packages, options_from_args(IOFormat, args), options_from_args(ExportTarget, args).out)
     result = run_export(args)
     engine = options_from_args(EngineTarget, args)
     print_engine_step(result, engine.plugin, engine.require_engine)
