@@ -39,6 +39,7 @@ from fornet.export.int8.qdq_graph import INT8_NAME
 from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
 from fornet.export.onnx_function import attach_gate_function, inline_gate
 from fornet.export.prepost import ExportWrapper, IOFormat
+from fornet.export.replacement import check_replacement
 from fornet.export.sidecar import ExportDescription, build_sidecar, write_sidecar
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
 from fornet.export.tensorrt.calibration_cache import TRT_CACHE_NAME
@@ -90,6 +91,7 @@ class ExportOptions:
         progress: show progress bars.
         target: the Jetson module the engine will run on: input sizes whose engine cannot fit its memory
             are refused before any work (this machine's memory is always checked for the export itself).
+        overwrite: replace an earlier export of another kind in the folder (see :mod:`fornet.export.replacement`).
         int8: also write the INT8 files (:class:`~fornet.export.int8.pipeline.Int8Options`).
     """
 
@@ -131,7 +133,17 @@ class ExportOptions:
                                 default_text="none",
                                 help="Jetson module the engine will run on: refuse an input size or batch whose "
                                      "engine cannot fit its memory (this machine is always checked for the export)")
+    overwrite: bool = option(False, flag="--overwrite", group=GRAPH,
+                             help="replace an earlier export of another kind in --out (another input or output "
+                                  "format, or files this export does not produce); without it that is refused")
     int8: Int8Options | None = None
+
+    def produced_files(self) -> tuple[str, ...]:
+        """The names of the files an export with these options publishes (with their sidecars)."""
+        graphs = (ONNX_NAME, *((FP16_NAME,) if self.fp16 else ()),
+                  *((INT8_NAME, TRT_INT8_NAME) if self.int8 is not None else ()))
+        int8_records = (TRT_CACHE_NAME, MANIFEST_NAME, RANGES_NAME) if self.int8 is not None else ()
+        return (*(name for graph in graphs for name in (graph, f"{graph}.json")), *int8_records)
 
     def validate(self) -> None:
         """Raise :class:`ExportError` for option values that cannot work together."""
@@ -308,6 +320,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
         CheckpointError: missing, corrupt or mismatched checkpoint.
         ExportError: bad options (unknown variant, size not divisible by the stride, k too large
             for ``gate="native"``, ...).
+        ReplacedExportError: ``out_dir`` holds an export of another kind and ``overwrite`` is off.
         FornetError: the output folder cannot be created or written.
         GraphCheckError: the graph failed onnx.checker, onnxsim or the shape-arithmetic check.
         VerificationError: ONNX Runtime disagrees with PyTorch (nothing is published then).
@@ -321,6 +334,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     out = ensure_writable_dir(out_dir)
     model = load_model(checkpoint, variant)
     desc = _describe(model, Path(checkpoint), options)
+    transaction = ExportTransaction(out, EXPORT_FILES)  # completes or cleans up a killed export first
+    check_replacement(out, ONNX_NAME, desc, EXPORT_FILES, options.produced_files(), options.overwrite)
     options = dataclasses.replace(options, gate=desc.gate)  # "auto" resolved
     mean, std, ks = desc.mean, desc.std, desc.ks
     images = (load_images(options.input_size, options.verify_images, options.verify_data,
@@ -334,7 +349,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
                                         precision=precision, progress=options.progress)
 
     graph = build_graph(model, options, mean, std)
-    with ExportTransaction(out, EXPORT_FILES) as transaction:
+    with transaction:
         result = _export_files(transaction, model, graph, desc, options, verifier)
         transaction.commit()
     return dataclasses.replace(result, recovered=transaction.recovered)
