@@ -55,6 +55,7 @@ class VideoOptions:
     frames: int = option(100, flag="--frames", parse=int, metavar="N", help="number of frames")
     fps: float = option(25.0, flag="--fps", parse=positive_float_arg, metavar="F", help="frame rate")
     seed: int = option(0, flag="--seed", parse=int, help="random seed of the scene")
+    force: bool = option(False, flag="--force", help="replace an existing --out file")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +117,8 @@ def _run_video(options: VideoOptions) -> int:
 
     if options.frames < 1:
         raise FornetError(f"--frames must be at least 1, got {options.frames}")
-    write_pan_video(options.out, options.size, options.frames, fps=options.fps, seed=options.seed)
+    write_pan_video(options.out, options.size, options.frames, fps=options.fps, seed=options.seed,
+                    force=options.force)
     print(f"wrote {options.out}: {options.frames} frames of {format_hw(options.size)} at {options.fps:g} FPS")
     return 0
 
