@@ -49,6 +49,7 @@ from fornet.faults import fault_point
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
 from fornet.model.memory import TARGET_MEMORY_GIB, activation_profile, check_memory
 from fornet.options import OptionGroup, hw_arg, option, percent_arg, positive_int_arg
+from fornet.progress import StatusLine
 
 if TYPE_CHECKING:
     from fornet.export.int8.pipeline import Int8Options, Int8Result
@@ -88,7 +89,7 @@ class ExportOptions:
         verify_split: split of ``verify_data`` to read.
         verify_images: number of verification images.
         fp32_threshold, fp16_threshold: argmax agreement each file must reach.
-        progress: show progress bars.
+        progress: show progress bars and a line per step on stderr (the command shows them on a terminal only).
         target: the Jetson module the engine will run on: input sizes whose engine cannot fit its memory
             are refused before any work (this machine's memory is always checked for the export itself).
         overwrite: replace an earlier export of another kind in the folder (see :mod:`fornet.export.replacement`).
@@ -128,7 +129,8 @@ class ExportOptions:
     fp16_threshold: float = option(0.99, flag="--fp16-threshold", parse=percent_arg, metavar="PCT",
                                    default_text="99.0", group=VERIFICATION,
                                    help="argmax agreement the FP16 file must reach, in percent")
-    progress: bool = option(True, flag="--quiet", convert=operator.not_, help="no progress bars")
+    progress: bool = option(True, flag="--quiet", convert=operator.not_,
+                            help="no progress (shown on a terminal, or where FORNET_PROGRESS=1)")
     target: str | None = option(None, flag="--target", choices=tuple(TARGET_MEMORY_GIB), group=GRAPH,
                                 default_text="none",
                                 help="Jetson module the engine will run on: refuse an input size or batch whose "
@@ -332,12 +334,15 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     if variant is not None and variant not in list_variants():
         raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(list_variants())}")
     out = ensure_writable_dir(out_dir)
+    status = StatusLine("fornet export", options.progress)
+    status(f"loading {checkpoint}")
     model = load_model(checkpoint, variant)
     desc = _describe(model, Path(checkpoint), options)
     transaction = ExportTransaction(out, EXPORT_FILES)  # completes or cleans up a killed export first
     check_replacement(out, ONNX_NAME, desc, EXPORT_FILES, options.produced_files(), options.overwrite)
     options = dataclasses.replace(options, gate=desc.gate)  # "auto" resolved
     mean, std, ks = desc.mean, desc.std, desc.ks
+    status("preparing the verification images" if options.verify else "skipping the verification (--no-verify)")
     images = (load_images(options.input_size, options.verify_images, options.verify_data,
                           options.verify_split) if options.verify else [])
 
@@ -348,15 +353,18 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
                                         batch=options.batch, ks=ks, threshold=threshold,
                                         precision=precision, progress=options.progress)
 
+    status(f"tracing the graph (ONNX opset {options.opset}) and simplifying it with onnxsim")
     graph = build_graph(model, options, mean, std)
     with transaction:
-        result = _export_files(transaction, model, graph, desc, options, verifier)
+        result = _export_files(transaction, model, graph, desc, options, verifier, status)
+        status(f"publishing into {out}")
         transaction.commit()
     return dataclasses.replace(result, recovered=transaction.recovered)
 
 
 def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.ModelProto, desc: ExportDescription,
-                  options: ExportOptions, verifier: Callable[[str, float], Verifier | None]) -> ExportResult:
+                  options: ExportOptions, verifier: Callable[[str, float], Verifier | None],
+                  status: StatusLine) -> ExportResult:
     """Write and verify every file of the export into the transaction's staging folder.
 
     An accuracy-gate refusal of the INT8 graph is a result, not a fault: the transaction is
@@ -371,6 +379,7 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
 
         fp32_sha256 = hashlib.sha256(fp32.SerializeToString()).hexdigest()
         int8_plan = plan_int8(transaction.out, fp32_sha256, desc, options.int8)
+    status(f"writing {ONNX_NAME}" + (" and verifying it on ONNX Runtime against PyTorch" if options.verify else ""))
     report = _publish(fp32, onnx_path, verifier("fp32", options.fp32_threshold))
     if report is not None:
         reports["fp32"] = report
@@ -380,6 +389,7 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
     if options.fp16:
         from fornet.export.fp16 import convert_to_fp16
 
+        status(f"converting to FP16 mixed precision: {FP16_NAME}")
         # Converted before inlining, so a native gate's TopK and masks stay FP32 too.
         half = finish_graph(convert_to_fp16(graph, io_fp16=options.io_fp16), options, simplified=False)
         staged = transaction.path(FP16_NAME)
@@ -394,6 +404,7 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
         from fornet.export.int8.accuracy_gate import AccuracyGateError
         from fornet.export.int8.pipeline import export_int8
 
+        status("INT8: calibrating and quantizing")
         try:
             int8 = export_int8(int8_plan, onnx_path, desc, progress=options.progress, stage=transaction.staging)
         except AccuracyGateError:

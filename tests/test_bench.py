@@ -115,6 +115,23 @@ def test_cli_engine_only_fp16(lite, capsys):
     assert "reference: none" in text and "Speed-up" not in text and "float16" in text
 
 
+@pytest.mark.parametrize(("env", "quiet", "shown"), [("1", [], True), ("1", ["--quiet"], False), (None, [], False)])
+def test_cli_progress_on_a_terminal_only(lite, capsys, monkeypatch, env, quiet, shown):
+    """Progress (a line per step, tqdm bars) on stderr where it is wanted (a terminal; FORNET_PROGRESS=1 forces
+    it here, where stderr is captured); none with --quiet or in a log. It used to print nothing for minutes."""
+    if env is None:
+        monkeypatch.delenv("FORNET_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("FORNET_PROGRESS", env)
+    fast = [flag for flag in FAST if flag != "--quiet"]
+    assert main(["--engine", str(lite.onnx), "--ckpt", str(lite.checkpoint), *fast, "--frame-size", "64x96",
+                 *quiet]) == 0
+    err = capsys.readouterr().err
+    steps = [f"fornet bench: opening {lite.onnx} ...", f"fornet bench: opening the PyTorch reference {lite.checkpoint}",
+             "fornet bench: timing 3 scopes", "engine compute: warm-up", "engine compute: "]
+    assert all(step in err for step in steps) if shown else err == ""
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--engine", "missing.onnx"], "model file not found: missing.onnx"),
     (["--engine", "model.tflite"], "cannot tell the backend of 'model.tflite' from its extension"),

@@ -185,3 +185,21 @@ def test_the_api_refuses_an_export_of_another_kind(lite_ckpt, tmp_path):
     assert (tmp_path / "fornet_fp16.onnx").is_file()
     export_onnx(lite_ckpt, tmp_path, ExportOptions(input_size=(64, 128), verify=False, progress=False, overwrite=True))
     assert not (tmp_path / "fornet_fp16.onnx").exists()
+
+
+@pytest.mark.parametrize(("env", "quiet", "shown"), [("1", [], True), ("1", ["--quiet"], False), (None, [], False)])
+def test_export_progress_on_a_terminal_only(lite_ckpt, tmp_path, capsys, monkeypatch, env, quiet, shown):
+    """Each step of an export is named on stderr where progress is wanted (it was silent for ~24 s); none with
+    --quiet or in a log."""
+    if env is None:
+        monkeypatch.delenv("FORNET_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("FORNET_PROGRESS", env)
+    assert main(["--ckpt", str(lite_ckpt), "--input-size", "64x128", "--out", str(tmp_path), "--fp16",
+                 "--verify-images", "1", *quiet]) == 0
+    err = capsys.readouterr().err
+    steps = [f"fornet export: loading {lite_ckpt} ...", "fornet export: tracing the graph",
+             "fornet export: writing fornet.onnx and verifying it", "verifying fp32",
+             "fornet export: converting to FP16",
+             f"fornet export: publishing into {tmp_path} ..."]
+    assert all(step in err for step in steps) if shown else err == ""

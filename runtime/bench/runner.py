@@ -33,6 +33,7 @@ import numpy as np
 
 from fornet import __version__
 from fornet.options import OptionGroup, hw_arg, option, percentage, positive_int_arg
+from fornet.progress import StatusLine
 from fornet.runtime.bench.environment import ThreadSettings, collect_environment, load_average
 from fornet.runtime.bench.record import (
     AccuracyRecord,
@@ -363,13 +364,21 @@ def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
     """Open the engine (and reference), measure what ``options`` ask for, close them; the result."""
     options.validate()
     spec = options.engine_spec()
+    status = StatusLine("fornet bench", options.progress)
+    status(f"opening {spec.path}")
     engine = Segmenter(spec)
     reference = None
     try:
         reference_spec = options.reference_spec(engine.input_size)
-        reference = None if reference_spec is None else Segmenter(reference_spec)
+        if reference_spec is not None:
+            status(f"opening the PyTorch reference {options.ckpt}")
+            reference = Segmenter(reference_spec)
         environment = collect_environment(_threads(options))
+        if options.speed:
+            status(f"timing {len(SCOPES)} scopes, at least {options.timing.duration_s:g} s per model in each")
         speed = speed_benchmark(engine, reference, options) if options.speed else None
+        if options.data is not None:
+            status(f"accuracy on {options.data} [{options.split}]")
         accuracy, overlays = (accuracy_benchmark(engine, reference, options) if options.data is not None
                               else (None, []))
         record = BenchReport(
