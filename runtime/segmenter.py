@@ -132,7 +132,7 @@ class Segmenter:
             return
         if io.batch is not None and batch != io.batch:
             raise SegmenterError(f"--batch {batch}: {self.spec.path.name} has a static batch of {io.batch}; pass "
-                                 f"--batch {io.batch} or omit it (or export with --dynamic-batch)")
+                                 f"--batch {io.batch} or omit it (or re-export with `fornet export --dynamic-batch`)")
         largest = self._backend.max_batch
         if largest is not None and batch > largest:
             raise SegmenterError(f"--batch {batch}: {self.spec.path.name} takes up to {largest} frames per call; pass "

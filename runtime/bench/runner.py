@@ -235,7 +235,7 @@ def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: Ben
     """Time every scope for the engine (and the reference, interleaved); the ``speed`` record."""
     if engine.io.batch is not None and engine.io.batch != options.batch:
         raise BenchError(f"the engine has a static batch of {engine.io.batch}; pass --batch {engine.io.batch} "
-                         "(or export with --dynamic-batch)")
+                         "(or re-export with `fornet export --dynamic-batch`)")
     frames = make_frames(options.frame_size, options.batch)
     candidates = [scope_candidate(seg, frames) for seg in (engine, reference) if seg is not None]
     stats: dict[str, dict[str, LatencyStats]] = {}
