@@ -35,6 +35,7 @@ from fornet import __version__
 from fornet.options import OptionGroup, hw_arg, option, percentage, positive_int_arg
 from fornet.progress import StatusLine
 from fornet.runtime.bench.environment import ThreadSettings, collect_environment, load_average
+from fornet.runtime.bench.legend import with_legend
 from fornet.runtime.bench.record import (
     AccuracyRecord,
     BenchReport,
@@ -269,13 +270,15 @@ def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: Ben
 
 def disagreement_overlay(seg: Segmenter, frame: np.ndarray, pred: np.ndarray, other: np.ndarray | None,
                          target: np.ndarray) -> np.ndarray:
-    """``pred`` drawn on ``frame``, pixels where it differs from ``other`` (else: wrong vs ``target``) marked."""
+    """``pred`` drawn on ``frame``, pixels where it differs from ``other`` (else: wrong vs ``target``) marked, above
+    a legend of the classes present and the mark."""
     from fornet.calibration.labels import IGNORE_INDEX
 
     image = seg.overlay(frame, pred, 0.5)
     marked = pred != other if other is not None else (pred != target) & (target != IGNORE_INDEX)
     image[marked] = DISAGREEMENT_BGR
-    return image
+    mark = "differs from PyTorch" if other is not None else "differs from the ground truth"
+    return with_legend(image, pred, seg.io.classes, seg.io.palette_bgr, (mark, DISAGREEMENT_BGR))
 
 
 def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
