@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.readme import readme_commands
+from tests.helpers.readme import README, readme_commands
 
 #: Commands not run here (matched at the start of the command), and why.
 SKIPPED = {
@@ -84,3 +84,11 @@ def test_readme_examples_run_in_order_without_destroying_each_others_outputs(tmp
     assert (tmp_path / "export-int8" / "fornet_int8.onnx").is_file() and (tmp_path / "repo").is_dir()
     assert (tmp_path / "overlay.mp4").stat().st_size > 0 and (tmp_path / "report").is_dir()
     assert len(ran) >= 12
+
+
+def test_readme_names_every_file_an_export_writes() -> None:
+    """The INT8 file list once left out ``fornet_int8.ranges.json`` and the INT8 sidecars."""
+    from fornet.export.api import EXPORT_FILES
+
+    text = README.read_text(encoding="utf-8")
+    assert [name for name in EXPORT_FILES if f"`{name}`" not in text] == []
