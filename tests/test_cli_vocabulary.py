@@ -110,6 +110,10 @@ MESSAGE_AREAS = {
     "calibration/": ("data", "train", "eval", "export", "bench"),
     "fornet/": (),  # core: any command's flags
 }
+#: Real flags that mean something else than the messages of a source folder would mean by them.
+MISNAMED = {
+    "runtime/video/": {"--backend": "the video reader is chosen with --input-backend; --backend is the model's"},
+}
 #: Flags of other programs that messages name.
 FOREIGN_FLAGS = {"--list-devices": "v4l2-ctl", "--nproc-per-node": "torchrun"}
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
@@ -133,8 +137,10 @@ def unknown_message_flags(source: str, area: str, flags: dict[str, set[str]]) ->
         texts = [c.value for c in ast.walk(node.exc) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
         named = {command for text in texts for command in _COMMAND.findall(text) if command in flags}
         allowed = set().union(*(flags[c] for c in (*(MESSAGE_AREAS[area] or flags), *named)))
-        found += [f"{node.lineno}: {flag} in {text!r}" for text in texts for flag in _FLAG.findall(text)
-                  if flag not in allowed and flag not in FOREIGN_FLAGS]
+        misnamed = MISNAMED.get(area, {})
+        found += [f"{node.lineno}: {flag} in {text!r}" + (f" ({misnamed[flag]})" if flag in misnamed else "")
+                  for text in texts for flag in _FLAG.findall(text)
+                  if (flag not in allowed or flag in misnamed) and flag not in FOREIGN_FLAGS]
     return found
 
 
@@ -158,3 +164,7 @@ def test_the_message_scan_sees_a_planted_flag() -> None:
                'raise ExportError("make data with `fornet-data synth --force`")\n')
     assert unknown_message_flags(planted, "export/", flags) == [
         "1: --force in ' exists; pass --force to replace it'", "2: --frobnicate in 'use --frobnicate'"]
+    reader = 'raise SourceError("OpenCV cannot open it; try another backend (--backend pyav)")\n'
+    assert unknown_message_flags(reader, "runtime/video/", flags) == [
+        f"1: --backend in 'OpenCV cannot open it; try another backend (--backend pyav)' "
+        f"({MISNAMED['runtime/video/']['--backend']})"]
