@@ -12,6 +12,9 @@ The export is one transaction (:mod:`fornet.export.transaction`): every file is 
 staging folder inside the output folder and published together only when all of them are written
 and verified, replacing the previous export's files (and removing those it does not produce). A
 failure or a kill at any moment leaves the previous export whole.
+Before any work, an export that would replace a different kind of export in the folder (another
+input or output format, or files it would remove) is refused unless ``overwrite``
+(:mod:`fornet.export.replacement`).
 """
 
 from __future__ import annotations
