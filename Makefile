@@ -36,7 +36,7 @@ $(GST_VENV)/.installed: pyproject.toml setup/gst-env.sh setup/runtime-requiremen
 	setup/gst-env.sh $(GST_VENV)
 
 demo: env
-	$(BIN)/fornet-data synth --out $(DEMO)/data --train 48 --val 12 --size 256x512 --seed 0
+	$(BIN)/fornet-data synth --out $(DEMO)/data --train 48 --val 12 --size 256x512 --seed 0 --force
 	$(BIN)/fornet-train --data $(DEMO)/data --variant lite --crop 256x256 --batch 8 --iters 300 \
 		--val-every 100 --out $(DEMO)/run --overwrite
 	$(BIN)/fornet-eval --ckpt $(DEMO)/run/best.pth --data $(DEMO)/data --split val
@@ -44,7 +44,7 @@ demo: env
 		--verify-data $(DEMO)/data --verify-split val --out $(DEMO)/export
 	$(BIN)/fornet-bench --engine $(DEMO)/export/fornet.onnx --ckpt $(DEMO)/run/best.pth \
 		--data $(DEMO)/data --split val --duration-s 3 --report $(DEMO)/report
-	$(BIN)/fornet-data video --out $(DEMO)/street.mp4 --size 256x512 --frames 100 --seed 7
+	$(BIN)/fornet-data video --out $(DEMO)/street.mp4 --size 256x512 --frames 100 --seed 7 --force
 	$(BIN)/fornet-run $(DEMO)/street.mp4 $(DEMO)/street_segmented.mp4 --model $(DEMO)/export/fornet.onnx \
 		--device cpu --jsonl $(DEMO)/street_frames.jsonl --json $(DEMO)/street_report.json
 

@@ -55,8 +55,32 @@ class PackageOptions:
                                          "wrote (only once the new one is complete)")
 
 
-def check_package_targets(packages: PackageOptions, io: IOFormat) -> None:
-    """Refuse, before exporting, what would make the package step fail."""
+def _overlap(inner: Path, outer: Path) -> bool:
+    """Whether two folders are the same folder or one lies inside the other (links and ``..`` resolved)."""
+    a, b = inner.resolve(), outer.resolve()
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def check_separate_folders(out: Path, packages: PackageOptions) -> None:
+    """Refuse output folders that are the same or nested: publishing one would replace or delete another.
+
+    Raises:
+        ExportError: naming both flags and folders (checked before any work, so nothing was written).
+    """
+    folders = [("--out", out), ("--triton", packages.triton), ("--deepstream", packages.deepstream)]
+    named = [(flag, folder) for flag, folder in folders if folder is not None]
+    for i, (flag, folder) in enumerate(named):
+        for other_flag, other in named[i + 1:]:
+            if _overlap(folder, other):
+                how = "is the same folder as" if folder.resolve() == other.resolve() else "overlaps"
+                raise ExportError(f"{flag} {folder} {how} {other_flag} {other}: each is replaced as a whole, so "
+                                  f"one would delete the other's files; give them separate folders, e.g. "
+                                  f"{other_flag} {folder.parent / other_flag.lstrip('-')} (nothing was written)")
+
+
+def check_package_targets(packages: PackageOptions, io: IOFormat, out: Path) -> None:
+    """Refuse, before exporting, what would make the package step fail (``out``: the export folder)."""
+    check_separate_folders(out, packages)
     for flag, folder, kind in (("--triton", packages.triton, TRITON_REPOSITORY),
                                ("--deepstream", packages.deepstream, DEEPSTREAM_PACKAGE)):
         if folder is not None and folder.exists() and not packages.replace_packages:

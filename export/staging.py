@@ -58,7 +58,7 @@ def check_target(target: str | os.PathLike[str], overwrite: bool, kind: str) -> 
     if not target.exists():
         return
     if not overwrite:
-        raise ExportError(f"{target} already exists; choose a new folder, or pass --force to replace it "
+        raise ExportError(f"{target} already exists; choose a new folder, or pass --replace-packages to replace it "
                           "(it is replaced only once the new one is complete)")
     if not any(target.iterdir()):
         return

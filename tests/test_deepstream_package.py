@@ -97,7 +97,7 @@ def test_normalised_input_export_is_refused(lite: LiteExport, tmp_path: Path) ->
 def test_existing_folder_is_refused(raw_logits: Path, tmp_path: Path) -> None:
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "mine.txt").write_text("keep")
-    with pytest.raises(ExportError, match="already exists"):
+    with pytest.raises(ExportError, match="already exists; choose a new folder, or pass --replace-packages"):
         write_deepstream_package(raw_logits, tmp_path / "ds")
     assert [p.name for p in (tmp_path / "ds").iterdir()] == ["mine.txt"]
 

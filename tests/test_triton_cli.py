@@ -9,7 +9,9 @@ import pytest
 from fornet.cli import export
 from fornet.export.deepstream.check import read_key_file
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA
+from fornet.export.staging import MARKER_NAME, PackageMarker
 from fornet.export.triton.check import parse_config
+from fornet.export.triton.repository import PACKAGE_KIND as TRITON_REPOSITORY
 from tests.helpers.runtime_models import LiteExport
 
 
@@ -40,6 +42,31 @@ def test_export_refuses_an_existing_repository_before_exporting(tmp_path: Path,
                           "--out", str(tmp_path / "x")])
     assert status == 2
     assert "--triton" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize(("folders", "message"), [
+    ({"--out": "x", "--triton": "x"}, "--out {x} is the same folder as --triton {x}"),
+    ({"--out": "repo/export", "--triton": "repo"}, "--out {repo/export} overlaps --triton {repo}"),
+    ({"--out": "x", "--deepstream": "x/ds"}, "--out {x} overlaps --deepstream {x/ds}"),
+    ({"--out": "x", "--triton": "p", "--deepstream": "p/../p"}, "--triton {p} is the same folder as --deepstream"),
+])
+def test_export_refuses_overlapping_output_folders_before_any_work(
+        lite: LiteExport, tmp_path: Path, capsys: pytest.CaptureFixture[str], folders: dict[str, str],
+        message: str) -> None:
+    """Each output folder is replaced as a whole: ``--out X --triton X --replace-packages`` used to print
+    "wrote X/fornet.onnx" and then delete it (or, with an existing repository around the export, exit 0)."""
+    existing = tmp_path / "repo"
+    existing.mkdir()
+    PackageMarker(TRITON_REPOSITORY).save(existing / MARKER_NAME)
+    argv = [arg for flag, name in folders.items() for arg in (flag, str(tmp_path / name))]
+    status = export.main(["--ckpt", str(lite.checkpoint), "--input-size", "64x128", "--no-verify", "--quiet",
+                          "--input", "raw", "--replace-packages", *argv])
+    err = capsys.readouterr().err
+    assert status == 2
+    expected = message.replace("{", str(tmp_path) + "/").replace("}", "")
+    assert expected in err and "give them separate folders" in err and "nothing was written" in err
+    assert not list(tmp_path.rglob("fornet.onnx")) and sorted(p.name for p in existing.iterdir()) == [MARKER_NAME]
 
 
 def test_deepstream_needs_raw_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -130,7 +130,7 @@ class OpenCVReader:
         self._capture = cv2.VideoCapture(spec.location, api, params)
         if not self._capture.isOpened():
             raise SourceError(f"OpenCV cannot open {spec.display_name}: missing, busy, corrupt or unreachable; "
-                              "check the device or URL, or try another backend (--input-backend pyav|gstreamer)")
+                              "check the device or URL, or try another reader (--input-backend pyav|gstreamer)")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 else None
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
