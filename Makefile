@@ -8,8 +8,10 @@ DEMO   ?= build/demo
 
 # The Triton server environment of `fornet serve` (Debian's /usr/bin/python3, pytriton; see setup/triton-env.sh).
 TRITON_VENV ?= .venv-triton
+# The environment of the `fornetseg` GStreamer element (Debian's /usr/bin/python3 with its GStreamer; setup/gst-env.sh).
+GST_VENV ?= .venv-gst
 
-.PHONY: demo test lint env triton-env clean device-check device-check-dry-run device-wheels system-deps plugin-check
+.PHONY: demo test lint env triton-env gst-env clean device-check device-check-dry-run device-wheels system-deps plugin-check
 
 env: $(VENV)/.installed
 
@@ -25,11 +27,16 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 triton-env: $(TRITON_VENV)/.installed
 
-$(TRITON_VENV)/.installed: pyproject.toml setup/triton-env.sh setup/triton-requirements.txt
+$(TRITON_VENV)/.installed: pyproject.toml setup/triton-env.sh setup/triton-requirements.txt setup/runtime-requirements.txt
 	setup/triton-env.sh $(TRITON_VENV)
 
+gst-env: $(GST_VENV)/.installed
+
+$(GST_VENV)/.installed: pyproject.toml setup/gst-env.sh setup/runtime-requirements.txt
+	setup/gst-env.sh $(GST_VENV)
+
 demo: env
-	$(BIN)/fornet-data synth --out $(DEMO)/data --train 48 --val 12 --size 256x512 --seed 0
+	$(BIN)/fornet-data synth --out $(DEMO)/data --train 48 --val 12 --size 256x512 --seed 0 --force
 	$(BIN)/fornet-train --data $(DEMO)/data --variant lite --crop 256x256 --batch 8 --iters 300 \
 		--val-every 100 --out $(DEMO)/run --overwrite
 	$(BIN)/fornet-eval --ckpt $(DEMO)/run/best.pth --data $(DEMO)/data --split val
@@ -37,7 +44,7 @@ demo: env
 		--verify-data $(DEMO)/data --verify-split val --out $(DEMO)/export
 	$(BIN)/fornet-bench --engine $(DEMO)/export/fornet.onnx --ckpt $(DEMO)/run/best.pth \
 		--data $(DEMO)/data --split val --duration-s 3 --report $(DEMO)/report
-	$(BIN)/fornet-data video --out $(DEMO)/street.mp4 --size 256x512 --frames 100 --seed 7
+	$(BIN)/fornet-data video --out $(DEMO)/street.mp4 --size 256x512 --frames 100 --seed 7 --force
 	$(BIN)/fornet-run $(DEMO)/street.mp4 $(DEMO)/street_segmented.mp4 --model $(DEMO)/export/fornet.onnx \
 		--device cpu --jsonl $(DEMO)/street_frames.jsonl --json $(DEMO)/street_report.json
 
@@ -52,7 +59,7 @@ system-deps:
 plugin-check: env
 	$(BIN)/python plugins/harness/plugin_check.py $(if $(CI),--strict)
 
-test: env triton-env system-deps plugin-check
+test: env triton-env system-deps gst-env plugin-check
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.layer_view
 	$(BIN)/python -m pytest

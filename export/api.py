@@ -12,6 +12,9 @@ The export is one transaction (:mod:`fornet.export.transaction`): every file is 
 staging folder inside the output folder and published together only when all of them are written
 and verified, replacing the previous export's files (and removing those it does not produce). A
 failure or a kill at any moment leaves the previous export whole.
+Before any work, an export that would replace a different kind of export in the folder (another
+input or output format, or files it would remove) is refused unless ``overwrite``
+(:mod:`fornet.export.replacement`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from fornet.export.int8.qdq_graph import INT8_NAME
 from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
 from fornet.export.onnx_function import attach_gate_function, inline_gate
 from fornet.export.prepost import ExportWrapper, IOFormat
+from fornet.export.replacement import check_replacement
 from fornet.export.sidecar import ExportDescription, build_sidecar, write_sidecar
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
 from fornet.export.tensorrt.calibration_cache import TRT_CACHE_NAME
@@ -48,6 +52,7 @@ from fornet.faults import fault_point
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
 from fornet.model.memory import TARGET_MEMORY_GIB, activation_profile, check_memory
 from fornet.options import OptionGroup, hw_arg, option, percent_arg, positive_int_arg
+from fornet.progress import StatusLine
 
 if TYPE_CHECKING:
     from fornet.export.int8.pipeline import Int8Options, Int8Result
@@ -87,9 +92,11 @@ class ExportOptions:
         verify_split: split of ``verify_data`` to read.
         verify_images: number of verification images.
         fp32_threshold, fp16_threshold: argmax agreement each file must reach.
-        progress: show progress bars.
+        progress: show progress bars and a line per step on stderr (the command shows them on a terminal only).
         target: the Jetson module the engine will run on: input sizes whose engine cannot fit its memory
-            are refused before any work (this machine's memory is always checked for the export itself).
+            are refused before any work (this machine's memory is always checked for the export itself); a
+            DeepStream package for a module without NVENC uses the software encoder.
+        overwrite: replace an earlier export of another kind in the folder (see :mod:`fornet.export.replacement`).
         int8: also write the INT8 files (:class:`~fornet.export.int8.pipeline.Int8Options`).
     """
 
@@ -126,12 +133,25 @@ class ExportOptions:
     fp16_threshold: float = option(0.99, flag="--fp16-threshold", parse=percent_arg, metavar="PCT",
                                    default_text="99.0", group=VERIFICATION,
                                    help="argmax agreement the FP16 file must reach, in percent")
-    progress: bool = option(True, flag="--quiet", convert=operator.not_, help="no progress bars")
+    progress: bool = option(True, flag="--quiet", convert=operator.not_,
+                            help="no progress (shown on a terminal, or where FORNET_PROGRESS=1)")
     target: str | None = option(None, flag="--target", choices=tuple(TARGET_MEMORY_GIB), group=GRAPH,
                                 default_text="none",
                                 help="Jetson module the engine will run on: refuse an input size or batch whose "
-                                     "engine cannot fit its memory (this machine is always checked for the export)")
+                                     "engine cannot fit its memory (this machine is always checked for the export); "
+                                     "a --deepstream package for a module without NVENC (Orin Nano) encodes in "
+                                     "software (enc-type=1)")
+    overwrite: bool = option(False, flag="--overwrite", group=GRAPH,
+                             help="replace an earlier export of another kind in --out (another input or output "
+                                  "format, or files this export does not produce); without it that is refused")
     int8: Int8Options | None = None
+
+    def produced_files(self) -> tuple[str, ...]:
+        """The names of the files an export with these options publishes (with their sidecars)."""
+        graphs = (ONNX_NAME, *((FP16_NAME,) if self.fp16 else ()),
+                  *((INT8_NAME, TRT_INT8_NAME) if self.int8 is not None else ()))
+        int8_records = (TRT_CACHE_NAME, MANIFEST_NAME, RANGES_NAME) if self.int8 is not None else ()
+        return (*(name for graph in graphs for name in (graph, f"{graph}.json")), *int8_records)
 
     def validate(self) -> None:
         """Raise :class:`ExportError` for option values that cannot work together."""
@@ -308,6 +328,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
         CheckpointError: missing, corrupt or mismatched checkpoint.
         ExportError: bad options (unknown variant, size not divisible by the stride, k too large
             for ``gate="native"``, ...).
+        ReplacedExportError: ``out_dir`` holds an export of another kind and ``overwrite`` is off.
         FornetError: the output folder cannot be created or written.
         GraphCheckError: the graph failed onnx.checker, onnxsim or the shape-arithmetic check.
         VerificationError: ONNX Runtime disagrees with PyTorch (nothing is published then).
@@ -319,10 +340,15 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     if variant is not None and variant not in list_variants():
         raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(list_variants())}")
     out = ensure_writable_dir(out_dir)
+    status = StatusLine("fornet export", options.progress)
+    status(f"loading {checkpoint}")
     model = load_model(checkpoint, variant)
     desc = _describe(model, Path(checkpoint), options)
+    transaction = ExportTransaction(out, EXPORT_FILES)  # completes or cleans up a killed export first
+    check_replacement(out, ONNX_NAME, desc, EXPORT_FILES, options.produced_files(), options.overwrite)
     options = dataclasses.replace(options, gate=desc.gate)  # "auto" resolved
     mean, std, ks = desc.mean, desc.std, desc.ks
+    status("preparing the verification images" if options.verify else "skipping the verification (--no-verify)")
     images = (load_images(options.input_size, options.verify_images, options.verify_data,
                           options.verify_split) if options.verify else [])
 
@@ -333,15 +359,18 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
                                         batch=options.batch, ks=ks, threshold=threshold,
                                         precision=precision, progress=options.progress)
 
+    status(f"tracing the graph (ONNX opset {options.opset}) and simplifying it with onnxsim")
     graph = build_graph(model, options, mean, std)
-    with ExportTransaction(out, EXPORT_FILES) as transaction:
-        result = _export_files(transaction, model, graph, desc, options, verifier)
+    with transaction:
+        result = _export_files(transaction, model, graph, desc, options, verifier, status)
+        status(f"publishing into {out}")
         transaction.commit()
     return dataclasses.replace(result, recovered=transaction.recovered)
 
 
 def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.ModelProto, desc: ExportDescription,
-                  options: ExportOptions, verifier: Callable[[str, float], Verifier | None]) -> ExportResult:
+                  options: ExportOptions, verifier: Callable[[str, float], Verifier | None],
+                  status: StatusLine) -> ExportResult:
     """Write and verify every file of the export into the transaction's staging folder.
 
     An accuracy-gate refusal of the INT8 graph is a result, not a fault: the transaction is
@@ -356,6 +385,7 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
 
         fp32_sha256 = hashlib.sha256(fp32.SerializeToString()).hexdigest()
         int8_plan = plan_int8(transaction.out, fp32_sha256, desc, options.int8)
+    status(f"writing {ONNX_NAME}" + (" and verifying it on ONNX Runtime against PyTorch" if options.verify else ""))
     report = _publish(fp32, onnx_path, verifier("fp32", options.fp32_threshold))
     if report is not None:
         reports["fp32"] = report
@@ -365,6 +395,7 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
     if options.fp16:
         from fornet.export.fp16 import convert_to_fp16
 
+        status(f"converting to FP16 mixed precision: {FP16_NAME}")
         # Converted before inlining, so a native gate's TopK and masks stay FP32 too.
         half = finish_graph(convert_to_fp16(graph, io_fp16=options.io_fp16), options, simplified=False)
         staged = transaction.path(FP16_NAME)
@@ -379,6 +410,7 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
         from fornet.export.int8.accuracy_gate import AccuracyGateError
         from fornet.export.int8.pipeline import export_int8
 
+        status("INT8: calibrating and quantizing")
         try:
             int8 = export_int8(int8_plan, onnx_path, desc, progress=options.progress, stage=transaction.staging)
         except AccuracyGateError:

@@ -2,7 +2,8 @@
 
 The repository and the package are written after the ONNX files, each in a staging folder renamed
 into place, then checked (Triton's schema and the model files; GLib's key-file reader, the documented
-nvinfer keys and the normalisation, numerically).
+nvinfer keys, and nvinfer's input path, graph and segmentation parser on real frames: the export's
+verification images, ``--verify-data`` or generated street scenes).
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from fornet.export.api import ExportOptions
 from fornet.export.deepstream.check import check_deepstream_package
-from fornet.export.deepstream.package import DEFAULT_URI, DeepStreamOptions, write_deepstream_package
+from fornet.export.deepstream.package import (
+    DEFAULT_URI,
+    DeepStreamOptions,
+    device_plan_commands,
+    write_deepstream_package,
+)
 from fornet.export.deepstream.package import PACKAGE_KIND as DEEPSTREAM_PACKAGE
 from fornet.export.errors import ExportError
 from fornet.export.prepost import IOFormat
@@ -21,6 +26,7 @@ from fornet.export.staging import check_target
 from fornet.export.triton.check import check_repository
 from fornet.export.triton.repository import PACKAGE_KIND as TRITON_REPOSITORY
 from fornet.export.triton.repository import TritonRepositoryOptions, write_triton_repository
+from fornet.export.verify import load_images
 from fornet.options import OptionGroup, option
 
 PACKAGES = OptionGroup("deployment packages (Triton Inference Server, DeepStream)")
@@ -49,8 +55,32 @@ class PackageOptions:
                                          "wrote (only once the new one is complete)")
 
 
-def check_package_targets(packages: PackageOptions, io: IOFormat) -> None:
-    """Refuse, before exporting, what would make the package step fail."""
+def _overlap(inner: Path, outer: Path) -> bool:
+    """Whether two folders are the same folder or one lies inside the other (links and ``..`` resolved)."""
+    a, b = inner.resolve(), outer.resolve()
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def check_separate_folders(out: Path, packages: PackageOptions) -> None:
+    """Refuse output folders that are the same or nested: publishing one would replace or delete another.
+
+    Raises:
+        ExportError: naming both flags and folders (checked before any work, so nothing was written).
+    """
+    folders = [("--out", out), ("--triton", packages.triton), ("--deepstream", packages.deepstream)]
+    named = [(flag, folder) for flag, folder in folders if folder is not None]
+    for i, (flag, folder) in enumerate(named):
+        for other_flag, other in named[i + 1:]:
+            if _overlap(folder, other):
+                how = "is the same folder as" if folder.resolve() == other.resolve() else "overlaps"
+                raise ExportError(f"{flag} {folder} {how} {other_flag} {other}: each is replaced as a whole, so "
+                                  f"one would delete the other's files; give them separate folders, e.g. "
+                                  f"{other_flag} {folder.parent / other_flag.lstrip('-')} (nothing was written)")
+
+
+def check_package_targets(packages: PackageOptions, io: IOFormat, out: Path) -> None:
+    """Refuse, before exporting, what would make the package step fail (``out``: the export folder)."""
+    check_separate_folders(out, packages)
     for flag, folder, kind in (("--triton", packages.triton, TRITON_REPOSITORY),
                                ("--deepstream", packages.deepstream, DEEPSTREAM_PACKAGE)):
         if folder is not None and folder.exists() and not packages.replace_packages:
@@ -62,10 +92,10 @@ def check_package_targets(packages: PackageOptions, io: IOFormat) -> None:
                           "channels): add --input raw (and --channel-order BGR or RGB as the camera delivers)")
 
 
-def write_packages(packages: PackageOptions, input_size: tuple[int, int], onnx_path: Path,
-                   deployed_onnx: Path) -> list[str]:
-    """Write and check the packages asked for (``deployed_onnx``: the precision nvinfer builds from); one line
-    per package saying what was written and checked."""
+def write_packages(packages: PackageOptions, export: ExportOptions, onnx_path: Path, deployed_onnx: Path) -> list[str]:
+    """Write and check the packages asked for (``deployed_onnx``: the precision nvinfer builds from; ``export``: the
+    input size, the verification images and the ``--target`` module); one line per package saying what was
+    written and checked."""
     written = []
     if packages.triton is not None:
         repo = write_triton_repository(onnx_path, packages.triton, TritonRepositoryOptions(
@@ -74,10 +104,13 @@ def write_packages(packages: PackageOptions, input_size: tuple[int, int], onnx_p
         written.append(f"wrote {repo} (models checked against Triton's schema: {', '.join(check_repository(repo))})")
     if packages.deepstream is not None:
         folder = write_deepstream_package(deployed_onnx, packages.deepstream, DeepStreamOptions(
-            uri=packages.deepstream_uri, overwrite=packages.replace_packages))
-        rng = np.random.default_rng(0)
-        frames = [rng.integers(0, 256, (*input_size, 3), dtype=np.uint8) for _ in range(2)]
-        checked = check_deepstream_package(folder, deployed_onnx, frames)
-        written.append(f"wrote {folder} (checked with GLib and against the project's preprocessing: "
-                       f"{', '.join(checked)})")
+            uri=packages.deepstream_uri, target=export.target, overwrite=packages.replace_packages))
+        images = load_images(export.input_size, 2, export.verify_data, export.verify_split)
+        checked = check_deepstream_package(folder, deployed_onnx, [image[..., ::-1] for image in images])
+        written.append(f"wrote {folder} (checked with GLib, and nvinfer's input path and segmentation parser "
+                       f"against the project's preprocessing on {len(images)} images: {', '.join(checked)})")
+        commands = device_plan_commands(deployed_onnx)
+        if commands:
+            written.append(f"before deepstream-app, build its strongly typed FP16 plans on the device, in {folder}:")
+            written += [f"  {command}" for command in commands]
     return written

@@ -55,10 +55,8 @@ class ExportDescription:
         return self.input_size[0] // stride, self.input_size[1] // stride
 
 
-def build_sidecar(desc: ExportDescription, onnx_path: Path, precision: str, io_fp16: bool,
-                  report: VerificationReport | None) -> ModelSidecar:
-    """The sidecar of one exported file (``precision`` is ``fp32``, ``fp16`` or ``int8``)."""
-    names, colors = class_table(desc.config.num_classes)
+def interface(desc: ExportDescription, io_fp16: bool) -> tuple[InputInfo, tuple[TensorInfo, TensorInfo]]:
+    """The graph's input (with its preprocessing contract) and outputs, as the sidecar records them."""
     h, w = desc.input_size
     gh, gw = desc.grid
     n: int | str = "batch" if desc.dynamic_batch else desc.batch
@@ -77,6 +75,21 @@ def build_sidecar(desc: ExportDescription, onnx_path: Path, precision: str, io_f
                           "class scores at the input resolution (bilinear upsample, align_corners=False)")
     masks = TensorInfo(MASKS_NAME, float_io, [n, len(desc.ks), gh, gw], "NCHW",
                        "extra output: the gate's nested Top-K masks on the selector grid, one channel per ratio")
+    return (InputInfo(*image, size=(h, w), channel_order=desc.io.channel_order if raw else "RGB", mean=desc.mean,
+                      std=desc.std, normalization_in_graph=raw, dynamic_batch=desc.dynamic_batch), (main, masks))
+
+
+def interface_summary(image: InputInfo, outputs: tuple[TensorInfo, ...]) -> str:
+    """What a consumer of the graph depends on, in words: e.g. ``uint8 NHWC BGR input -> labels (uint8)``."""
+    return f"{image.dtype} {image.layout} {image.channel_order} input -> {outputs[0].name} ({outputs[0].dtype})"
+
+
+def build_sidecar(desc: ExportDescription, onnx_path: Path, precision: str, io_fp16: bool,
+                  report: VerificationReport | None) -> ModelSidecar:
+    """The sidecar of one exported file (``precision`` is ``fp32``, ``fp16`` or ``int8``)."""
+    names, colors = class_table(desc.config.num_classes)
+    gh, gw = desc.grid
+    image, outputs = interface(desc, io_fp16)
     node = GateNodeInfo(op_type=TOPK_GATE.name, domain=TOPK_GATE.domain, plugin_version=TOPK_GATE.plugin_version,
                         plugin_namespace=TOPK_GATE.plugin_namespace, local_function=True)
     plugin_gate = desc.gate == "plugin"
@@ -89,9 +102,8 @@ def build_sidecar(desc: ExportDescription, onnx_path: Path, precision: str, io_f
         config=desc.config,
         classes=tuple(names),
         colors=tuple(tuple(c) for c in colors),
-        input=InputInfo(*image, size=(h, w), channel_order=desc.io.channel_order if raw else "RGB",
-                        mean=desc.mean, std=desc.std, normalization_in_graph=raw, dynamic_batch=desc.dynamic_batch),
-        outputs=(main, masks),
+        input=image,
+        outputs=outputs,
         topk=TopKInfo(
             ratios=tuple(desc.config.ratios), ks=desc.ks, grid=(gh, gw), output_stride=desc.config.output_stride,
             gate=desc.gate,

@@ -1,8 +1,9 @@
 """Whole-folder outputs (a Triton repository, a DeepStream package) that appear complete or not at all.
 
 The folder is built in a hidden staging folder beside the target and renamed into place at the
-end; an existing target is refused unless ``overwrite``, and even then it is only swapped out
-(renamed aside, then removed) after the new folder is complete, so it is never half-overwritten.
+end (with the mode of a plain ``mkdir``, as every output: :mod:`fornet.atomic`); an existing target
+is refused unless ``overwrite``, and even then it is only swapped out (renamed aside, then removed)
+after the new folder is complete, so it is never half-overwritten.
 
 Every such folder holds a marker record, ``.fornet-package.json``, naming what wrote it. Replacing
 removes the whole target, so ``overwrite`` replaces only an empty folder or one whose marker says it
@@ -15,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from fornet.atomic import ensure_writable_dir
+from fornet.atomic import temporary_dir
 from fornet.errors import RecordError
 from fornet.export.errors import ExportError
 from fornet.records import Record
@@ -58,7 +58,7 @@ def check_target(target: str | os.PathLike[str], overwrite: bool, kind: str) -> 
     if not target.exists():
         return
     if not overwrite:
-        raise ExportError(f"{target} already exists; choose a new folder, or pass --force to replace it "
+        raise ExportError(f"{target} already exists; choose a new folder, or pass --replace-packages to replace it "
                           "(it is replaced only once the new one is complete)")
     if not any(target.iterdir()):
         return
@@ -82,13 +82,12 @@ def staged_folder(target: str | os.PathLike[str], kind: str, overwrite: bool = F
     """
     target = Path(target)
     check_target(target, overwrite, kind)
-    parent = ensure_writable_dir(target.parent if str(target.parent) else ".")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=parent))
+    staging = temporary_dir(target, "staging")
     try:
         yield staging
         PackageMarker(kind).save(staging / MARKER_NAME)
         if target.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
+            aside = temporary_dir(target, "old")
             os.replace(target, aside / target.name)
             os.replace(staging, target)
             shutil.rmtree(aside, ignore_errors=True)

@@ -6,8 +6,13 @@ and SIGTERM in the ``fornet`` commands, which turn it into ``SystemExit``); one 
 a process that was killed outright (SIGKILL, power loss) carries that process's id in its name
 and is removed by the next write of the same target once that process is gone. Published files
 get the permissions a plain ``open()`` would give them (``0666`` less the umask), not the
-``0600`` of :func:`tempfile.mkstemp`, so a service or teammate running as another user can
-read them.
+``0600`` of :func:`tempfile.mkstemp`, and published folders those of a plain ``mkdir`` (``0777`` less
+the umask), not the ``0700`` of :func:`tempfile.mkdtemp`, so a service or teammate running as another
+user (a Triton server, a DeepStream application) can read them: one rule for every output.
+
+Files that grow while a command runs (a video, per-frame records) use the same temporary names
+(:func:`temporary_file`, then :func:`publish`), so a run killed outright leaves nothing that the
+next run into the same file does not remove.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ def _process_umask() -> int:
 def published_mode() -> int:
     """The mode a newly created file gets: ``0666`` less the current umask."""
     return 0o666 & ~_process_umask()
+
+
+def published_dir_mode() -> int:
+    """The mode a newly created folder gets: ``0777`` less the current umask."""
+    return 0o777 & ~_process_umask()
 
 
 def ensure_writable_dir(directory: str | os.PathLike[str]) -> Path:
@@ -79,7 +89,8 @@ def check_output_file(path: str | os.PathLike[str], flag: str) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        raise FornetError(f"{flag} {path} is a directory; pass a file path (e.g. {path / 'result.json'})")
+        example = path / f"result{path.suffix or '.json'}"
+        raise FornetError(f"{flag} {path} is a directory; pass a file path (e.g. {example})")
     if path.exists():
         if not os.access(path.parent if str(path.parent) else ".", os.W_OK | os.X_OK):
             raise FornetError(f"{flag} {path}: its folder is not writable; choose another path")
@@ -120,31 +131,42 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def temporaries_of(target: str | os.PathLike[str]) -> list[Path]:
+    """The temporary files of ``target`` in its folder (``.<target name>.<pid>.*.tmp``), of any process.
+
+    The name is matched literally, so a name with ``*`` or ``[`` cannot reach other files.
+    """
+    target = Path(target)
+    with contextlib.suppress(OSError):
+        return sorted(target.parent.glob(f"{glob.escape(_temporary_prefix(target))}*.tmp"))
+    return []
+
+
 def remove_stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
     """Remove temporary files of ``target`` left by processes that no longer run; return them.
 
-    Only ``.<target name>.<pid>.*.tmp`` files in the target's own folder are candidates (the name is
-    matched literally, so a name with ``*`` or ``[`` cannot reach other files); a link is removed
-    itself, never what it points to.
+    Only :func:`temporaries_of` ``target`` are candidates; a link is removed itself, never what it
+    points to.
     """
-    target = Path(target)
-    prefix = _temporary_prefix(target)
+    prefix = _temporary_prefix(Path(target))
     removed = []
-    with contextlib.suppress(OSError):
-        for candidate in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-            pid = candidate.name[len(prefix):].split(".", 1)[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-                with contextlib.suppress(OSError):
-                    candidate.unlink()
-                    removed.append(candidate)
+    for candidate in temporaries_of(target):
+        pid = candidate.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
     return removed
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path in the target's directory; rename it onto ``target`` on success.
+def temporary_file(target: str | os.PathLike[str]) -> Path:
+    """A new, empty temporary file for ``target`` in its folder, named with this process's id.
 
-    On an exception the temporary file is removed and ``target`` is left untouched.
+    Stale temporary files of ``target`` (of processes that no longer run) are removed first. The
+    caller writes it, then :func:`publish` renames it onto ``target`` (or the caller removes it).
+
+    Raises:
+        FornetError: ``target`` is a directory, or its folder cannot be created or written.
     """
     target = Path(target)
     directory = ensure_writable_dir(target.parent if str(target.parent) else ".")
@@ -154,12 +176,38 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f"{_temporary_prefix(target)}{os.getpid()}.", suffix=".tmp",
                                     dir=directory)
     os.close(fd)
-    tmp = Path(tmp_name)
+    return Path(tmp_name)
+
+
+def publish(tmp: Path, target: str | os.PathLike[str]) -> None:
+    """Give the finished temporary file ``tmp`` the published mode and rename it onto ``target``."""
+    os.chmod(tmp, published_mode())
+    fault_point(f"atomic.{Path(target).name}")
+    os.replace(tmp, target)
+
+
+def temporary_dir(target: str | os.PathLike[str], role: str) -> Path:
+    """A new folder ``.<target name>.<role>-*`` beside ``target``, with the published folder mode.
+
+    It is meant to be renamed onto ``target`` (or to hold what is moved aside) once complete.
+    """
+    target = Path(target)
+    parent = ensure_writable_dir(target.parent if str(target.parent) else ".")
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.{role}-", dir=parent))
+    os.chmod(folder, published_dir_mode())
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path in the target's directory; rename it onto ``target`` on success.
+
+    On an exception the temporary file is removed and ``target`` is left untouched.
+    """
+    tmp = temporary_file(target)
     try:
         yield tmp
-        os.chmod(tmp, published_mode())
-        fault_point(f"atomic.{target.name}")
-        os.replace(tmp, target)
+        publish(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

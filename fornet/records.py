@@ -41,6 +41,7 @@ from typing import Any, ClassVar, TypeVar
 
 from fornet.atomic import write_text_atomic
 from fornet.errors import FornetError, RecordError
+from fornet.readable import unreadable_message
 
 R = TypeVar("R", bound="Record")
 
@@ -169,6 +170,8 @@ class Record:
             raise cls.ERROR(f"{source} not found; {cls.FIX}") from exc
         except IsADirectoryError as exc:
             raise cls.ERROR(f"{source} is a directory, not a {cls.DESCRIPTION}; {cls.FIX}") from exc
+        except PermissionError as exc:
+            raise cls.ERROR(unreadable_message(source, cls.DESCRIPTION)) from exc
         except (OSError, UnicodeDecodeError) as exc:
             raise cls.ERROR(f"cannot read {source} ({exc}); {cls.FIX}") from exc
 

@@ -26,6 +26,7 @@ from fornet.atomic import atomic_path
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD, VARIANTS, CheckpointInfo, FoRNetConfig
 from fornet.model.errors import ModelError
 from fornet.model.fornet import FoRNet
+from fornet.readable import check_readable
 
 CHECKPOINT_FORMAT = "fornet-deploy/checkpoint/1"
 _PREFIXES = ("module.", "_orig_mod.")
@@ -49,7 +50,7 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         raise CheckpointError(f"checkpoint not found: {p}; check the path (--ckpt)")
     if p.is_dir():
         raise CheckpointError(f"checkpoint path {p} is a directory; pass the .pth file inside it")
-    with open(p, "rb") as fh:
+    with open(check_readable(p, "checkpoint"), "rb") as fh:
         magic = fh.read(4)
     if not _looks_like_torch_file(magic):
         raise CheckpointError(

@@ -33,6 +33,7 @@ import numpy as np
 
 from fornet.calibration.preprocess import check_image
 from fornet.model.memory import check_memory
+from fornet.readable import check_readable
 from fornet.runtime.backend import Backend, deactivate_after_error
 from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
 from fornet.runtime.errors import FornetRuntimeError
@@ -93,6 +94,7 @@ class Segmenter:
         if not self.spec.path.is_file():
             raise SegmenterError(f"model file not found: {self.spec.path}; export one with fornet-export (ONNX), "
                                  "build a plan with fornet-build, or fix the path")
+        check_readable(self.spec.path, "model file")
         sidecar = sidecar_of(self.spec, backend_class) if backend_class.READS_SIDECAR else None
         if sidecar is not None and sidecar[1].activations is not None:  # recorded by fornet export since 0.1
             io = sidecar[1].model_io(str(sidecar[0]))
@@ -130,7 +132,7 @@ class Segmenter:
             return
         if io.batch is not None and batch != io.batch:
             raise SegmenterError(f"--batch {batch}: {self.spec.path.name} has a static batch of {io.batch}; pass "
-                                 f"--batch {io.batch} or omit it (or export with --dynamic-batch)")
+                                 f"--batch {io.batch} or omit it (or re-export with `fornet export --dynamic-batch`)")
         largest = self._backend.max_batch
         if largest is not None and batch > largest:
             raise SegmenterError(f"--batch {batch}: {self.spec.path.name} takes up to {largest} frames per call; pass "

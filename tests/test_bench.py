@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import builtins
+import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
 
-from fornet.calibration.labels import TRAIN_TO_LABEL
+from fornet.calibration.labels import CLASS_NAMES, TRAIN_TO_LABEL, class_table
 from fornet.cli.bench import main
 from fornet.runtime.bench.environment import ThreadSettings, collect_environment
-from fornet.runtime.bench.record import BenchReport
-from fornet.runtime.bench.report import render_markdown, write_report
-from fornet.runtime.bench.runner import BenchResult
+from fornet.runtime.bench.record import BenchReport, ScopeRecord
+from fornet.runtime.bench.report import iou_figure, latency_figure, render_markdown, write_report
+from fornet.runtime.bench.runner import DISAGREEMENT_BGR, BenchResult
 from fornet.runtime.bench.timing import LatencyStats, TimingError, TimingSettings, measure, spread_warning
 from tests.helpers.engine_metadata import engine_metadata
 from tests.helpers.record_samples import BENCH
@@ -107,12 +109,62 @@ def test_cli_end_to_end_with_reference_and_data(lite, synth_root, tmp_path, caps
     names = {p.name for p in (out / "report").iterdir()}
     assert {"report.json", "summary.md", "latency.png", "iou.png"} <= names
     assert len([n for n in names if n.startswith("overlay_")]) == 1
+    overlay = cv2.imread(str(next((out / "report").glob("overlay_*.png"))))
+    assert overlay.shape[0] > 128 and overlay.shape[1] == 256, "the frame, then the class colour legend under it"
+    legend = overlay[128:]
+    assert (legend == DISAGREEMENT_BGR).all(axis=-1).sum() >= 100, "the swatch of the disagreement mark"
+    assert len(np.unique(legend.reshape(-1, 3), axis=0)) > 3, "class swatches"
+    figure = iou_figure(accuracy)
+    ticks = figure.axes[0].get_xticklabels()
+    assert [t.get_text() for t in ticks] == list(CLASS_NAMES)
+    assert [tuple(round(255 * c) for c in t.get_bbox_patch().get_facecolor()[:3]) for t in ticks] == [
+        tuple(c) for c in class_table(len(CLASS_NAMES))[1]]
+
+
+def _latency(samples: list[float]):
+    return LatencyStats(tuple(samples)).to_record()
+
+
+def test_latency_plot_panels_bins_units_and_whole_counts():
+    """On a CPU the copies scope is the compute measurement: one panel for both, not two identical ones; both
+    backends share the bins; medians carry their unit; the y-axis counts whole calls."""
+    compute = {"onnxruntime-cpu": _latency([1.0, 1.2, 1.1, 1.3, 1.0]), "pytorch-cpu": _latency([5.0, 7.5, 9.0, 6.0])}
+    end_to_end = {"onnxruntime-cpu": _latency([2.0, 2.5, 2.2]), "pytorch-cpu": _latency([8.0, 9.0, 10.0])}
+    speed = replace(BENCH.speed, scopes={
+        "compute": ScopeRecord("engine compute", compute, ()), "copies": ScopeRecord("engine + copies", compute, ()),
+        "end_to_end": ScopeRecord("end to end", end_to_end, ())})
+    figure = latency_figure(speed)
+    assert [axis.get_title() for axis in figure.axes] == [
+        "engine compute\n= engine + copies (same measurement)", "end to end"]
+    for axis in figure.axes:
+        legend = [text.get_text() for text in axis.get_legend().get_texts()]
+        assert len(legend) == 2 and all(re.search(r"\(median [0-9.]+ ms\)$", text) for text in legend)
+        lefts = [patch.get_x() for patch in axis.patches]
+        assert lefts[:len(lefts) // 2] == lefts[len(lefts) // 2:], "one set of bins for both backends"
+        assert all(float(tick).is_integer() for tick in axis.get_yticks())
 
 
 def test_cli_engine_only_fp16(lite, capsys):
     assert main(["--engine", str(lite.onnx_fp16), *FAST, "--frame-size", "64x96"]) == 0
     text = capsys.readouterr().out
     assert "reference: none" in text and "Speed-up" not in text and "float16" in text
+
+
+@pytest.mark.parametrize(("env", "quiet", "shown"), [("1", [], True), ("1", ["--quiet"], False), (None, [], False)])
+def test_cli_progress_on_a_terminal_only(lite, capsys, monkeypatch, env, quiet, shown):
+    """Progress (a line per step, tqdm bars) on stderr where it is wanted (a terminal; FORNET_PROGRESS=1 forces
+    it here, where stderr is captured); none with --quiet or in a log. It used to print nothing for minutes."""
+    if env is None:
+        monkeypatch.delenv("FORNET_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("FORNET_PROGRESS", env)
+    fast = [flag for flag in FAST if flag != "--quiet"]
+    assert main(["--engine", str(lite.onnx), "--ckpt", str(lite.checkpoint), *fast, "--frame-size", "64x96",
+                 *quiet]) == 0
+    err = capsys.readouterr().err
+    steps = [f"fornet bench: opening {lite.onnx} ...", f"fornet bench: opening the PyTorch reference {lite.checkpoint}",
+             "fornet bench: timing 3 scopes", "engine compute: warm-up", "engine compute: "]
+    assert all(step in err for step in steps) if shown else err == ""
 
 
 @pytest.mark.parametrize(("extra", "message"), [

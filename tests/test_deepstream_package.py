@@ -1,29 +1,45 @@
 """``fornet export --deepstream``: GLib parses every config with nvinfer's typed semantics, only documented keys,
-and the nvinfer input path gives the labels of the project's preprocessing."""
+and nvinfer's input path, graph and segmentation parser give the labels of the project's preprocessing."""
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import runpy
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
+import numpy as np
 import pytest
 
-from fornet.export.deepstream.check import check_deepstream_package, read_key_file
-from fornet.export.deepstream.package import DeepStreamOptions, write_deepstream_package
+from fornet.export.deepstream.check import check_deepstream_package, nvinfer_labels, nvinfer_output, read_key_file
+from fornet.export.deepstream.graph import nvinfer_graph
+from fornet.export.deepstream.package import GPU_PARSER_SOURCE, DeepStreamOptions, write_deepstream_package
+from fornet.export.deepstream.parser import UNLABELLED, parse_segmentation
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
 from fornet.export.errors import ExportError
 from fornet.export.staging import MARKER_NAME, PackageMarker
+from fornet.runtime.cuda.toolchain import find_nvcc
+from tests.helpers.deepstream import awkward_scores, nvinfer_loop
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import frames
+
+REPO = Path(__file__).resolve().parent.parent
+#: cudaErrorInvalidValue (driver_types.h), what the GPU parser returns for bad arguments.
+CUDA_ERROR_INVALID_VALUE = 1
 
 
 @pytest.fixture(scope="module")
 def raw_logits(tmp_path_factory: pytest.TempPathFactory, lite: LiteExport) -> Path:
-    """The lite checkpoint exported with raw BGR input and logits output."""
+    """The lite checkpoint exported with raw BGR input and logits output (FP32, and FP16 beside it)."""
     from fornet.export import ExportOptions, IOFormat, export_onnx
 
     checkpoint = lite.checkpoint
     return export_onnx(checkpoint, tmp_path_factory.mktemp("raw-logits"), ExportOptions(
-        input_size=INPUT_SIZE, gate="plugin", verify=False, progress=False,
+        input_size=INPUT_SIZE, gate="plugin", verify=False, progress=False, fp16=True,
         io=IOFormat(input="raw", channel_order="BGR"))).onnx_path
 
 
@@ -81,7 +97,7 @@ def test_normalised_input_export_is_refused(lite: LiteExport, tmp_path: Path) ->
 def test_existing_folder_is_refused(raw_logits: Path, tmp_path: Path) -> None:
     (tmp_path / "ds").mkdir()
     (tmp_path / "ds" / "mine.txt").write_text("keep")
-    with pytest.raises(ExportError, match="already exists"):
+    with pytest.raises(ExportError, match="already exists; choose a new folder, or pass --replace-packages"):
         write_deepstream_package(raw_logits, tmp_path / "ds")
     assert [p.name for p in (tmp_path / "ds").iterdir()] == ["mine.txt"]
 
@@ -105,3 +121,270 @@ def test_replacing_only_replaces_a_package_of_the_same_kind(raw_logits: Path, tm
     write_deepstream_package(raw_logits, package, DeepStreamOptions(overwrite=True))
     assert (package / "labels.txt").read_text() != "stale"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "other", "project"]  # no staging folder left
+
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, -3.0])
+def test_parser_emulation_is_nvinfers_loop(threshold: float) -> None:
+    scores = awkward_scores(5, 12, 16, seed=4)
+    expected = nvinfer_loop(scores, threshold)
+    assert np.array_equal(parse_segmentation(scores, threshold), expected)
+    assert np.array_equal(parse_segmentation(scores.transpose(1, 2, 0), threshold, order=1), expected)
+    assert (expected == UNLABELLED).any() and (expected >= 0).any()
+
+
+def _best_logits(onnx_path: Path, frame: np.ndarray) -> np.ndarray:
+    """The largest logit of each pixel of a raw BGR ``frame`` (H x W) on ONNX Runtime."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {session.get_inputs()[0].name: frame[None]})
+    return logits[0].max(axis=0)
+
+
+@pytest.fixture(scope="module")
+def street_frame() -> np.ndarray:
+    """A generated street scene of the network size, BGR."""
+    from fornet.export.verify import load_images
+
+    return load_images(INPUT_SIZE, 1, seed=5)[0][..., ::-1].copy()
+
+
+@pytest.fixture(scope="module")
+def unsure_logits(tmp_path_factory: pytest.TempPathFactory, lite: LiteExport, raw_logits: Path,
+                  street_frame: np.ndarray) -> Path:
+    """A raw-input export whose best logit is <= 0 on about half the pixels of ``street_frame``: the lite model with
+    its classifier biases lowered by the median best logit (the argmax, so Segmenter's labels, is unchanged)."""
+    import torch
+
+    from fornet.export import ExportOptions, IOFormat, export_onnx
+    from fornet.model import load_model, save_checkpoint
+
+    shift = float(np.median(_best_logits(raw_logits, street_frame)))
+    model = load_model(lite.checkpoint)
+    with torch.no_grad():
+        model.classifier.bias -= shift
+    folder = tmp_path_factory.mktemp("unsure")
+    save_checkpoint(folder / "unsure.pth", model, "lite")
+    return export_onnx(folder / "unsure.pth", folder, ExportOptions(
+        input_size=INPUT_SIZE, gate="plugin", verify=False, progress=False,
+        io=IOFormat(input="raw", channel_order="BGR"))).onnx_path
+
+
+def test_pixels_whose_logits_are_all_negative_keep_their_class(unsure_logits: Path, street_frame: np.ndarray,
+                                                               tmp_path: Path) -> None:
+    """The scores graph ends in Softmax: nvinfer's parser (threshold 0, -1 class) gives Segmenter's labels
+    even where every logit is negative."""
+    from fornet.runtime.segmenter import Segmenter
+
+    negative = _best_logits(unsure_logits, street_frame) <= 0
+    assert 0.1 < negative.mean() < 0.9  # the frame has such pixels, and others
+    package = write_deepstream_package(unsure_logits, tmp_path / "ds")
+    assert check_deepstream_package(package, unsure_logits, [street_frame])[0] == (
+        "config_infer_primary_fornet_labels.txt")
+    with Segmenter(unsure_logits, device="cpu") as segmenter:
+        expected = segmenter(street_frame)
+    got = nvinfer_labels(package / "config_infer_primary_fornet_scores.txt", street_frame)
+    assert np.array_equal(got, expected) and not (got == UNLABELLED).any()
+
+
+@pytest.mark.fault
+def test_a_raw_logits_scores_graph_fails_the_parser_check(unsure_logits: Path, street_frame: np.ndarray,
+                                                         tmp_path: Path) -> None:
+    """The package as it was (raw logits, threshold 0): nvinfer labels the negative pixels -1; the check says so."""
+    import onnx
+
+    package = write_deepstream_package(unsure_logits, tmp_path / "ds")
+    graph_path = package / "fornet_scores.onnx"
+    model = onnx.load(str(graph_path))
+    softmax = next(node for node in model.graph.node if node.op_type == "Softmax")
+    model.graph.node.remove(softmax)
+    model.graph.output[0].name = softmax.input[0]
+    onnx.save(model, str(graph_path))
+    config = package / "config_infer_primary_fornet_scores.txt"
+    config.write_text(config.read_text().replace("output-blob-names=probabilities",
+                                                 f"output-blob-names={softmax.input[0]}"))
+    got = nvinfer_labels(config, street_frame)
+    assert np.array_equal(got == UNLABELLED, _best_logits(unsure_logits, street_frame) <= 0)
+    with pytest.raises(ExportError, match=r"leaves \d+\.\d% of the pixels unlabelled \(-1\).*end in Softmax"):
+        check_deepstream_package(package, unsure_logits, [street_frame])
+
+
+def test_graphs_hold_no_uint8_tensor_tensorrt_refuses(raw_logits: Path, lite: LiteExport, tmp_path: Path) -> None:
+    """TensorRT's ONNX parser refuses an intermediate UINT8 tensor: the nvinfer input feeds the export's Casts,
+    and uint8 labels become the int32 class map in the export's own Cast."""
+    import onnx
+
+    from fornet.export.tensorrt.graph_rules import uint8_violations
+
+    scores_package = write_deepstream_package(raw_logits, tmp_path / "scores")
+    labels_package = write_deepstream_package(lite.raw_labels, tmp_path / "labels")
+    for graph in [*scores_package.glob("*.onnx"), *labels_package.glob("*.onnx")]:
+        assert uint8_violations(onnx.load(str(graph))) == [], graph.name
+    assert check_deepstream_package(labels_package, lite.raw_labels, frames(1, INPUT_SIZE, seed=3))
+
+
+@pytest.mark.parametrize(("target", "enc_type"), [(None, 0), ("orin-nano-8gb", 1), ("orin-nano-4gb", 1),
+                                                  ("agx-orin-64gb", 0)])
+def test_modules_without_nvenc_encode_in_software(raw_logits: Path, tmp_path: Path, target: str | None,
+                                                  enc_type: int) -> None:
+    package = write_deepstream_package(raw_logits, tmp_path / "ds", DeepStreamOptions(target=target))
+    app = read_key_file(package / "deepstream_app_config.txt", DEEPSTREAM_APP_SCHEMA)
+    assert app["sink0"]["enc-type"] == enc_type
+
+
+def test_unknown_target_is_refused(raw_logits: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="unknown target 'orin-nano'; choose one of orin-nano-4gb"):
+        write_deepstream_package(raw_logits, tmp_path / "ds", DeepStreamOptions(target="orin-nano"))
+    assert not (tmp_path / "ds").exists()
+
+
+def test_fp16_package_names_strongly_typed_plans(raw_logits: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """nvinfer builds weakly typed: an FP16 package names the plans `fornet build` builds strongly typed, and its
+    README's commands are valid `fornet build` command lines in the package folder."""
+    from fornet.cli import build
+
+    fp16 = raw_logits.with_name("fornet_fp16.onnx")
+    package = write_deepstream_package(fp16, tmp_path / "ds")
+    assert check_deepstream_package(package, fp16, frames(1, INPUT_SIZE, seed=6))
+    for form in ("scores", "labels"):
+        prop = read_key_file(package / f"config_infer_primary_fornet_{form}.txt", NVINFER_SCHEMA)["property"]
+        assert (prop["network-mode"], prop["model-engine-file"]) == (2, f"fornet_{form}.plan")
+    commands = [line for line in (package / "README.md").read_text().splitlines() if line.startswith("fornet-build")]
+    assert len(commands) == 2
+    monkeypatch.chdir(package)
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        assert argv[argv.index("--plugin") + 1] == "libfornet_plugins.so"
+        assert build.main([*argv, "--print-commands"]) == 0
+        assert "--stronglyTyped" in capsys.readouterr().out
+    fp32 = read_key_file(write_deepstream_package(raw_logits, tmp_path / "fp32") /
+                         "config_infer_primary_fornet_scores.txt", NVINFER_SCHEMA)["property"]
+    assert fp32["model-engine-file"] == "fornet_scores.onnx_b1_gpu0_fp32.engine"
+
+
+@pytest.mark.parametrize(("machine", "memory"), [("x86_64", " nvbuf-memory-type=3"), ("aarch64", "")])
+def test_probe_maps_unified_memory_on_dgpu(raw_logits: Path, tmp_path: Path, machine: str, memory: str) -> None:
+    """dGPU DeepStream: nvstreammux and nvvideoconvert allocate unified memory, the only NVMM memory a probe maps."""
+    package = write_deepstream_package(raw_logits, tmp_path / "ds")
+    probe = runpy.run_path(str(package / "fornet_probe.py"), run_name="fornet_probe")
+    description = probe["pipeline_description"]("file:///v.mp4", machine)
+    assert f"nvstreammux name=m batch-size=1 width=1920 height=1080{memory} !" in description
+    assert f"! nvvideoconvert{memory} ! video/x-raw(memory:NVMM),format=RGBA" in description
+
+
+# --------------------------------------------------------------- nvinfer's parser on the GPU (host reference)
+
+@pytest.fixture(scope="module")
+def gpu_parser(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    """``segmentation_argmax.cu`` with its host reference (the kernel's per-pixel code on the CPU), built by nvcc."""
+    nvcc = find_nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found ($CUDACXX, PATH, /usr/local/cuda/bin/nvcc)")
+    library = tmp_path_factory.mktemp("gpu-parser") / "libfornet_segmentation_argmax_host.so"
+    done = subprocess.run([str(nvcc), "-std=c++17", "--Werror", "all-warnings", "-shared", "-Xcompiler", "-fPIC",
+                           "-O2", "-arch=sm_87", "-DFORNET_SEGMENTATION_ARGMAX_HOST_REFERENCE", str(GPU_PARSER_SOURCE),
+                           "-o", str(library)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return ctypes.CDLL(str(library))
+
+
+def _gpu_parse(lib: ctypes.CDLL, scores: np.ndarray, threshold: float, order: int = 0) -> np.ndarray:
+    """Labels of ``B x C x H x W`` (order 0) or ``B x H x W x C`` (order 1) scores through the host reference."""
+    scores = np.ascontiguousarray(scores)
+    batch, height, width = (scores.shape[0], *scores.shape[2:]) if order == 0 else scores.shape[:3]
+    classes = scores.shape[1] if order == 0 else scores.shape[3]
+    labels = np.full((batch, height, width), 99, dtype=np.int32)
+    status = lib.fornet_segmentation_argmax_host(
+        ctypes.c_void_p(scores.ctypes.data), {np.float32: 0, np.float16: 1}[scores.dtype.type], batch, classes,
+        height, width, order, ctypes.c_float(threshold), ctypes.c_void_p(labels.ctypes.data))
+    assert status == 0
+    return labels
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("threshold", [0.0, 0.5, -3.0])
+def test_gpu_parser_is_nvinfers_loop(gpu_parser: ctypes.CDLL, dtype: type, threshold: float) -> None:
+    """Ties, scores below -1, NaN, both layouts, a batch of two frames, FP32 and FP16 scores."""
+    batch = np.stack([awkward_scores(6, 10, 14, seed) for seed in (1, 2)]).astype(dtype)
+    expected = np.stack([nvinfer_loop(frame.astype(np.float32), threshold) for frame in batch])
+    assert np.array_equal(_gpu_parse(gpu_parser, batch, threshold), expected)
+    assert np.array_equal(_gpu_parse(gpu_parser, batch.transpose(0, 2, 3, 1), threshold, order=1), expected)
+
+
+def test_gpu_parser_labels_the_package_scores_like_segmenter(gpu_parser: ctypes.CDLL, unsure_logits: Path,
+                                                             street_frame: np.ndarray, tmp_path: Path) -> None:
+    """On the package's scores for a street scene (best logit negative on half the pixels): Segmenter's labels."""
+    from fornet.runtime.segmenter import Segmenter
+
+    package = write_deepstream_package(unsure_logits, tmp_path / "ds")
+    assert (package / "fornet_segmentation_argmax.cu").read_bytes() == GPU_PARSER_SOURCE.read_bytes()
+    prop, probabilities = nvinfer_output(package / "config_infer_primary_fornet_scores.txt", street_frame)
+    with Segmenter(unsure_logits, device="cpu") as segmenter:
+        expected = segmenter(street_frame)
+    labels = _gpu_parse(gpu_parser, probabilities[None], prop["segmentation-threshold"])[0]
+    assert np.array_equal(labels, expected)
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize(("dtype", "classes", "order", "null"), [(2, 3, 0, False), (0, 0, 0, False),
+                                                                  (0, 3, 2, False), (0, 3, 0, True)])
+def test_gpu_parser_refuses_bad_arguments(gpu_parser: ctypes.CDLL, dtype: int, classes: int, order: int,
+                                          null: bool) -> None:
+    scores = np.zeros((3, 4, 4), np.float32)
+    labels = np.full((4, 4), 7, np.int32)
+    status = gpu_parser.fornet_segmentation_argmax_host(
+        ctypes.c_void_p(None if null else scores.ctypes.data), dtype, 1, classes, 4, 4, order, ctypes.c_float(0.0),
+        ctypes.c_void_p(labels.ctypes.data))
+    assert status == CUDA_ERROR_INVALID_VALUE and (labels == 7).all()
+
+
+def _load_argmax_harness() -> ModuleType:
+    """benchmarks/ is not a package: import the GPU harness by path (registered, as dataclasses need)."""
+    name = "segmentation_argmax_harness"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_gpu_parser_harness_cases_agree_here(gpu_parser: ctypes.CDLL) -> None:
+    """The GPU harness's awkward cases hold unlabelled pixels, ties and NaN, and the kernel's host reference gives
+    the labels the harness will compare the GPU with."""
+    harness = _load_argmax_harness()
+    scores = harness.make_scores("awkward", 2, (28, 20), seed=1)
+    expected = np.stack([parse_segmentation(frame, harness.THRESHOLD) for frame in scores])
+    assert (expected == UNLABELLED).any() and np.isnan(scores).any()
+    assert np.array_equal(_gpu_parse(gpu_parser, scores, harness.THRESHOLD), expected)
+    probabilities = harness.make_scores("probabilities", 1, (28, 20), seed=2)
+    assert np.array_equal(_gpu_parse(gpu_parser, probabilities, 0.0)[0], np.argmax(probabilities[0], axis=0))
+
+
+def test_gpu_parser_harness_needs_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: run the harness itself")
+    assert _load_argmax_harness().main(["--out", str(tmp_path / "results")]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.fault
+def test_raw_input_read_by_other_than_cast_is_refused(tmp_path: Path) -> None:
+    """A graph whose uint8 input feeds another op (TensorRT's parser would refuse it) is named, with the fix."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.UINT8, [1, 4, 4, 3])
+    labels = helper.make_tensor_value_info("labels", TensorProto.UINT8, [1, 4, 4, 3])
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["labels"], name="copy")], "g", [image],
+                              [labels])
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ExportError, match=r"raw input 'image' must be read by Cast nodes only; re-export it with "
+                                          r"fornet export --input raw"):
+        nvinfer_graph(path, "labels", logits_output=False)

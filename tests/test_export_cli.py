@@ -13,6 +13,7 @@ import torch
 from fornet.cli.export import main
 from fornet.export import ExportOptions, export_onnx
 from fornet.export.errors import VerificationError
+from fornet.export.replacement import ReplacedExportError
 from fornet.export.verify import VerificationReport
 from fornet.model import build_model, save_checkpoint
 
@@ -151,3 +152,54 @@ def test_tiny_input_size_is_verified_on_resized_scenes(lite_ckpt, tmp_path, caps
                  "--verify-images", "1"]) == 0
     assert "street scene" not in capsys.readouterr().err
     assert (tmp_path / "fornet.onnx").is_file()
+
+
+@pytest.mark.fault
+def test_an_export_of_another_kind_is_kept_unless_overwrite(lite_ckpt, tmp_path, capsys):
+    """The README's Triton example once replaced a float-input export (and deleted its FP16 files) with a raw
+    uint8 BGR one, without a word: it is refused, naming the changes, and kept; --overwrite replaces it."""
+    base = ["--ckpt", str(lite_ckpt), "--input-size", "64x128", "--out", str(tmp_path), "--no-verify", "--quiet"]
+    assert main([*base, "--fp16"]) == 0
+    assert main([*base, "--fp16"]) == 0, "an export of the same kind is updated in place"
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    capsys.readouterr()
+    raw = [*base, "--input", "raw", "--channel-order", "BGR", "--output", "labels"]
+    assert main(raw) == 2
+    err = capsys.readouterr().err
+    assert (f"error: {tmp_path} holds an export of another kind" in err
+            and "fornet.onnx changes from float32 NCHW RGB input -> logits (float32) to uint8 NHWC BGR input -> "
+                "labels (uint8)" in err
+            and "fornet_fp16.onnx, fornet_fp16.onnx.json are removed" in err and "add --overwrite" in err)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert main(base) == 2 and "fornet_fp16.onnx, fornet_fp16.onnx.json are removed" in capsys.readouterr().err
+    assert main([*raw, "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fornet.onnx", "fornet.onnx.json"]
+    assert json.loads((tmp_path / "fornet.onnx.json").read_text())["input"]["dtype"] == "uint8"
+
+
+def test_the_api_refuses_an_export_of_another_kind(lite_ckpt, tmp_path):
+    options = ExportOptions(input_size=(64, 128), verify=False, progress=False, fp16=True)
+    export_onnx(lite_ckpt, tmp_path, options)
+    with pytest.raises(ReplacedExportError, match=r"fornet_fp16\.onnx, fornet_fp16\.onnx\.json are removed"):
+        export_onnx(lite_ckpt, tmp_path, ExportOptions(input_size=(64, 128), verify=False, progress=False))
+    assert (tmp_path / "fornet_fp16.onnx").is_file()
+    export_onnx(lite_ckpt, tmp_path, ExportOptions(input_size=(64, 128), verify=False, progress=False, overwrite=True))
+    assert not (tmp_path / "fornet_fp16.onnx").exists()
+
+
+@pytest.mark.parametrize(("env", "quiet", "shown"), [("1", [], True), ("1", ["--quiet"], False), (None, [], False)])
+def test_export_progress_on_a_terminal_only(lite_ckpt, tmp_path, capsys, monkeypatch, env, quiet, shown):
+    """Each step of an export is named on stderr where progress is wanted (it was silent for ~24 s); none with
+    --quiet or in a log."""
+    if env is None:
+        monkeypatch.delenv("FORNET_PROGRESS", raising=False)
+    else:
+        monkeypatch.setenv("FORNET_PROGRESS", env)
+    assert main(["--ckpt", str(lite_ckpt), "--input-size", "64x128", "--out", str(tmp_path), "--fp16",
+                 "--verify-images", "1", *quiet]) == 0
+    err = capsys.readouterr().err
+    steps = [f"fornet export: loading {lite_ckpt} ...", "fornet export: tracing the graph",
+             "fornet export: writing fornet.onnx and verifying it", "verifying fp32",
+             "fornet export: converting to FP16",
+             f"fornet export: publishing into {tmp_path} ..."]
+    assert all(step in err for step in steps) if shown else err == ""

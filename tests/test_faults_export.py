@@ -80,10 +80,11 @@ def test_kill_during_export(point: str, models: tuple[Path, Path], old_export: P
 def test_next_export_removes_leftovers_of_a_killed_one(models: tuple[Path, Path], old_export: Path,
                                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = _copy(old_export, tmp_path)
-    assert killed(run_fornet("export", "--ckpt", str(models[1]), "--out", str(out), "--no-verify", *SIZE,
-                             fault="atomic.fornet.onnx"))
+    # --overwrite: the new export has no FP16 file, so it replaces an export of another kind
+    assert killed(run_fornet("export", "--ckpt", str(models[1]), "--out", str(out), "--no-verify", "--overwrite",
+                             *SIZE, fault="atomic.fornet.onnx"))
     assert list(out.glob(f"{STAGING_PREFIX}*")), "the killed export left its staging folder"
-    assert main(["--ckpt", str(models[1]), "--out", str(out), "--no-verify", *SIZE]) == 0
+    assert main(["--ckpt", str(models[1]), "--out", str(out), "--no-verify", "--overwrite", *SIZE]) == 0
     assert "removed .fornet-staging-" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["fornet.onnx", "fornet.onnx.json"], \
         "the old FP16 files of another model must not stay next to the new export"

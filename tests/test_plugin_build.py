@@ -106,11 +106,33 @@ def test_cmake_reports_missing_tensorrt(tmp_path: Path, monkeypatch: pytest.Monk
     if system_tensorrt_headers():
         pytest.skip("TensorRT is installed in the system paths, so CMake would find it")
     monkeypatch.delenv("TENSORRT_ROOT", raising=False)
-    build = PluginBuild(source=PLUGINS, out_dir=tmp_path, tensorrt_root=tmp_path / "no-tensorrt",
+    build = PluginBuild(source=PLUGINS, out_dir=tmp_path / "build" / "plugins", tensorrt_root=tmp_path / "no-tensorrt",
                         cuda_archs=("87",), nvcc=find_nvcc())
     with pytest.raises(PluginBuildError, match=r"(?s)TensorRT not found.*libnvinfer-dev.*--tensorrt-root"):
         plugin_build.build_plugin_library(build)
-    assert not (tmp_path / PLUGIN_LIBRARY_NAME).exists()
+    assert not (tmp_path / "build" / "plugins").exists(), "a failed first build leaves no cmake-build/ behind"
+
+
+@pytest.mark.fault
+def test_a_failed_build_from_the_command_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``fornet build-plugin`` without TensorRT fails in CMake's configure step; the build tree it started
+    (build/plugins/cmake-build/) is removed, a kept one from an earlier build is not."""
+    if shutil.which("cmake") is None or find_nvcc() is None:
+        pytest.skip("needs cmake and nvcc")
+    if system_tensorrt_headers():
+        pytest.skip("TensorRT is installed in the system paths, so CMake would find it")
+    monkeypatch.delenv("TENSORRT_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    args = ["--tensorrt-root", str(tmp_path / "no-tensorrt"), "--cuda-arch", "87"]
+    assert main(args) == 2
+    assert "TensorRT not found" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "no build/plugins/cmake-build/ left behind"
+    kept = tmp_path / "build" / "plugins" / "cmake-build"
+    kept.mkdir(parents=True)
+    (kept / "CMakeCache.txt").write_text("# an earlier build's tree\n")
+    assert main(args) == 2
+    assert kept.is_dir()
 
 
 @needs_headers

@@ -242,6 +242,19 @@ def test_cli_video_writes_a_decodable_pan(tmp_path: Path, capsys: pytest.Capture
     assert "--frames must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.fault
+def test_cli_video_refuses_an_existing_file_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One rule for fornet data: like `synth`, `video` replaces what is there only with --force."""
+    out = tmp_path / "street.mp4"
+    args = ["video", "--out", str(out), "--size", "64x128", "--frames", "2"]
+    out.write_bytes(b"my recording")
+    assert main(args) == 2
+    assert f"error: {out} already exists; choose another --out, or pass --force to replace it" in \
+        capsys.readouterr().err
+    assert out.read_bytes() == b"my recording"
+    assert main([*args, "--force"]) == 0 and out.stat().st_size > 100
+
+
 def test_cli_check_requires_labels_unless_unlabelled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = generate_synthetic_cityscapes(tmp_path / "d", train=1, val=2, size=(64, 128), seed=0, progress=False)
     next((root / "gtFine" / "val").rglob("*_labelIds.png")).unlink()

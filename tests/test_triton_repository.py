@@ -18,7 +18,7 @@ from fornet.runtime.serving.launcher import RepositoryServer
 from fornet.runtime.tensorrt.plan_metadata import ShapeProfile, TensorRecord, metadata_path
 from tests.helpers.engine_metadata import PLUGIN, engine_metadata
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
-from tests.helpers.triton_server import frames, server_options
+from tests.helpers.triton_server import frames, post_zero_size_frame, server_options
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +120,6 @@ def test_python_backend_model_served_by_tritonserver(exports, tmp_path: Path) ->
         server.wait_ready(timeout_s=90)
         for frame in frames(2, INPUT_SIZE, seed=5) + frames(1, (90, 130), seed=6):
             assert np.array_equal(client.segment(frame), local(frame))
+        status, answer = post_zero_size_frame(options.http_url)  # bad input: a 400 naming it, no traceback
+        assert status == 400 and "frames[0]" in answer and "Traceback" not in answer, (status, answer)
+        assert client.segment(frames(1, INPUT_SIZE, seed=7)[0]).shape == INPUT_SIZE

@@ -13,12 +13,20 @@ import cv2
 import numpy as np
 import pytest
 
+from fornet.atomic import temporaries_of
 from fornet.calibration.labels import colorize, train_ids_to_label_ids
 from fornet.calibration.metrics import ConfusionMatrix
 from fornet.cli.run import main as run_main
 from fornet.runtime.segmenter import Segmenter
-from fornet.runtime.video import JsonLinesSink, LabelPngSink, VideoFileSink, VideoPipeline, VideoSource
-from fornet.runtime.video.encode import H264Writer, nvenc_opens, partial_path
+from fornet.runtime.video import (
+    JsonLinesSink,
+    LabelPngSink,
+    PipelineReport,
+    VideoFileSink,
+    VideoPipeline,
+    VideoSource,
+)
+from fornet.runtime.video.encode import H264Writer, nvenc_opens
 from fornet.runtime.video.nvdec import INSTALL, nvdec_available
 from fornet.runtime.video.sinks import FrameLine
 from tests.helpers.runtime_models import LiteExport
@@ -82,8 +90,6 @@ def test_cli_run_and_report(lite: LiteExport, tmp_path_factory: pytest.TempPathF
     assert "FPS" in printed and "infer" in printed and "age" in printed
     ran = "nvenc" if nvenc_opens() else "x264"  # auto: NVENC where the GPU has an encoder
     assert f"{out}: encoder {ran}" in printed
-    from fornet.runtime.video import PipelineReport
-
     report = PipelineReport.load(tmp_path / "report.json")
     assert report.frames == len(clip.truth)
     # the report names the reader that ran: NVDEC where PyNvVideoCodec and a GPU are, else PyAV on the CPU
@@ -101,11 +107,11 @@ def test_signal_leaves_a_playable_video(lite: LiteExport, tmp_path_factory: pyte
     out = tmp_path / "out.mp4"
     process = subprocess.Popen(
         [sys.executable, "-m", "fornet.cli.run", str(clip.path), str(out), "--model",
-         str(lite.onnx), "--device", "cpu", "--quiet"],
+         str(lite.onnx), "--device", "cpu", "--quiet", "--json", str(tmp_path / "report.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not partial_path(out).exists() and time.monotonic() < deadline and process.poll() is None:
+        while not temporaries_of(out) and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
         time.sleep(0.5)
         process.send_signal(signum)
@@ -116,7 +122,12 @@ def test_signal_leaves_a_playable_video(lite: LiteExport, tmp_path_factory: pyte
     assert "Traceback" not in stderr and "outputs finalised" in stderr
     frames = decode_all(out)
     assert 0 < len(frames) < 400
-    assert not partial_path(out).exists()
+    assert temporaries_of(out) == []
+    # Frames read ahead or in flight when the signal came are counted as discarded: the counts add up.
+    source = PipelineReport.load(tmp_path / "report.json").sources[0]
+    assert source.frames_processed == len(frames)
+    assert source.frames_read == source.frames_processed + source.dropped + source.discarded
+    assert source.discarded > 0
 
 
 def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
@@ -129,8 +140,8 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         ([str(corrupt), str(tmp_path / "o.mp4")], "corrupt or not a video"),
         (["smb://host/clip.mp4", str(tmp_path / "o.mp4")], "unknown input scheme"),
         (["v4l2:///dev/video97", str(tmp_path / "o.mp4")], "does not exist"),
-        (["CLIP", str(blocker / "sub" / "o.mp4")], "cannot create output directory"),
-        (["CLIP", str(blocker / "frames")], "cannot create output directory"),
+        (["CLIP", str(blocker / "sub" / "o.mp4")], "a-file is a file, not a directory"),
+        (["CLIP", str(blocker / "frames")], "a-file is a file, not a directory"),
         *([] if nvdec_available() else
           [(["CLIP", str(tmp_path / "o.mp4"), "--input-backend", "nvdec"], "needs PyNvVideoCodec: pip install")]),
         *([] if nvenc_opens() else
@@ -174,14 +185,14 @@ def test_image_folder_in_and_out(lite: LiteExport, tmp_path_factory: pytest.Temp
     frames = tmp_path / "in"
     frames.mkdir()
     for index, (image, _) in enumerate(pan_sequence(FRAME_SIZE, 3, seed=2)):
-        cv2.imwrite(str(frames / f"f{index}.png"), image)
+        cv2.imwrite(str(frames / f"aachen_000000_00001{index}_leftImg8bit.png"), image)
     with Segmenter(lite.onnx, device="cpu") as seg:
         source = VideoSource(str(frames))
         assert not source.live and source.total_frames == 3
         pipeline = VideoPipeline(seg, [source], [ImageFolderSink(tmp_path / "out", ".png")], render="mask")
         labels = [r.labels for r in pipeline]
     written = sorted((tmp_path / "out").iterdir())
-    assert [p.name for p in written] == [f"000000-00000{i}.png" for i in range(3)]
+    assert [p.name for p in written] == [f"aachen_000000_00001{i}.png" for i in range(3)]
     np.testing.assert_array_equal(cv2.imread(str(written[1]))[..., ::-1], colorize(labels[1]))
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fornet.atomic import temporaries_of
 from fornet.redact import mask_credentials
 from fornet.runtime.video.buffer import FrameBuffer
-from fornet.runtime.video.encode import CONTAINERS, H264Writer, partial_path
+from fornet.runtime.video.encode import CONTAINERS, H264Writer
 from fornet.runtime.video.errors import SinkError, SourceError
 from fornet.runtime.video.rtsp_access import PASSWORD_ENV, USER_ENV, RtspAccess
 from fornet.runtime.video.uri import parse_sink, parse_source
@@ -166,9 +167,9 @@ def test_h264_writer_finalises_or_leaves_nothing(tmp_path: Path) -> None:
     writer = H264Writer(target, (33, 65), 10)
     for value in range(12):
         writer.write(np.full((33, 65, 3), value * 20, np.uint8))
-    assert not target.exists() and partial_path(target).exists()
+    assert not target.exists() and len(temporaries_of(target)) == 1
     writer.close()
-    assert target.exists() and not partial_path(target).exists()
+    assert target.exists() and temporaries_of(target) == []
     with av.open(str(target)) as container:
         frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
     assert len(frames) == 12 and frames[0].shape == (32, 64, 3)
@@ -228,3 +229,89 @@ def test_several_sources_get_their_own_outputs() -> None:
     assert _sink_uri("out/cam.mp4", 0, 1) == "out/cam.mp4"
     assert _sink_uri("rtsp://@:8554/seg", 2, 3) == "rtsp://@:8554/seg-2"
     assert _sink_uri("frames/", 1, 2) == "frames/"
+
+
+def test_finite_gst_pipelines_are_read_as_files() -> None:
+    assert parse_source("gst://videotestsrc ! videoconvert ! appsink").live
+    assert not parse_source("gst://videotestsrc num-buffers=20 ! videoconvert ! appsink").live
+    assert not parse_source("gst://filesrc location=a.mp4 ! decodebin ! videoconvert ! appsink").live
+    assert not parse_source("gst://multifilesrc location=f%05d.png ! pngdec ! videoconvert ! appsink").live
+    assert parse_source("rtsp://127.0.0.1:8554/cam").live
+
+
+def test_h264_writer_stamps_capture_times(tmp_path: Path) -> None:
+    """Frames given times play at those times (a gap stays a gap); without times they follow at the frame rate."""
+    import av
+
+    target = tmp_path / "live.mp4"
+    writer = H264Writer(target, (32, 32), 25, timed=True)
+    for time_s in (0.0, 0.033, 0.2, 0.2002, 2.0):  # faster than 25 FPS; 0.2002 rounds onto 0.2: 1 ms later
+        writer.write(np.zeros((32, 32, 3), np.uint8), time_s)
+    writer.close()
+    with av.open(str(target)) as container:
+        stream = container.streams.video[0]
+        times = sorted(float(frame.pts * stream.time_base) for frame in container.decode(stream))
+    assert times == pytest.approx([0.0, 0.033, 0.2, 0.201, 2.0], abs=1e-4)
+
+
+def _message_flags() -> list[tuple[str, str, str]]:
+    """``(module, flag, value)`` for every ``--flag [value]`` in a message (not a docstring) of ``fornet run``'s
+    modules; ``value`` is the word after the flag ("" when none)."""
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    modules = [*sorted((root / "runtime" / "video").glob("*.py")), root / "fornet" / "cli" / "run.py"]
+    found = []
+    for path in modules:
+        if path.name == "bench.py":  # fornet bench's (--video)
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                      and ast.get_docstring(node, clean=False) is not None}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                for flag, value in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)(?: ([a-z0-9|]+))?", node.value):
+                    found.append((path.name, flag, value))
+    return found
+
+
+def test_messages_name_flags_that_fornet_run_has() -> None:
+    """Every flag a message names is one of ``fornet run``'s, and a value it suggests is one the flag takes
+    (``--backend pyav`` named the model's backend flag for the input's library)."""
+    from fornet.cli.run import COMMAND
+
+    actions = {flag: action for action in COMMAND.parser()._actions for flag in action.option_strings}
+    found = _message_flags()
+    assert ("readers.py", "--input-backend", "pyav|gstreamer") in found
+    other_tools = {"--list-devices"}  # v4l2-ctl's
+    for module, flag, value in found:
+        if flag in other_tools:
+            continue
+        assert flag in actions, f"{module} names {flag}, which fornet run does not have"
+        choices = actions[flag].choices
+        if value and choices is not None:
+            assert set(value.split("|")) <= set(choices), f"{module}: {flag} takes {choices}, not {value}"
+
+
+def test_reports_and_records_of_the_previous_layout_still_load(tmp_path: Path) -> None:
+    """A version 1 report (no run, no discarded or warning) and a version 1 frame line (no file) load; the
+    discarded frames of an old report are what its counts left over."""
+    import json
+
+    from fornet.runtime.video import PipelineReport
+    from fornet.runtime.video.sinks import FrameLine
+
+    summary = {"median_ms": 1.0, "p90_ms": 2.0, "mean_ms": 1.5, "count": 3}
+    old = {"format": "fornet-deploy/video-report/1", "frames": 3, "seconds": 1.0, "fps": 3.0, "batches": 3,
+           "mean_batch": 1.0, "stages": {"infer": summary}, "age": summary,
+           "sources": [{"name": "a.mp4", "live": False, "backend": "pyav", "frames_read": 7, "frames_processed": 3,
+                        "dropped": 0, "reconnects": 0, "gaps": [], "error": None}]}
+    (tmp_path / "r.json").write_text(json.dumps(old))
+    report = PipelineReport.load(tmp_path / "r.json")
+    assert report.run is None and report.sources[0].discarded == 4 and report.sources[0].warning is None
+    line = {"format": "fornet-deploy/video-frame/1", "source": "a", "source_id": 0, "frame": 1, "capture_time": 1.0,
+            "result_time": 1.5, "age_s": 0.5, "times": {"infer": 0.1}, "histogram": [1, 2]}
+    (tmp_path / "f.jsonl").write_text(json.dumps(line) + "\n")
+    assert FrameLine.read_lines(tmp_path / "f.jsonl")[0].file is None

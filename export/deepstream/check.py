@@ -1,6 +1,7 @@
 """Check a DeepStream package here: GLib parses every config with nvinfer's typed semantics, every key is a
-documented one, and the nvinfer input path (scale, offsets, colour format, the graph) gives the labels
-the project's own preprocessing and Segmenter give on the same frame.
+documented one, and nvinfer's whole path (scale, offsets, colour format, the graph on ONNX Runtime, then
+nvinfer's segmentation parser with its threshold and -1 class, or the labels form's class map) gives the
+labels the project's own preprocessing and Segmenter give on the same frame.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fornet.export.deepstream.graph import CLASS_MAP
+from fornet.export.deepstream.parser import UNLABELLED, parse_segmentation
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
 from fornet.export.errors import ExportError
 
@@ -51,8 +53,9 @@ def nvinfer_input(frame: np.ndarray, prop: dict[str, Any]) -> np.ndarray:
     return planes[None]
 
 
-def nvinfer_labels(config: Path, frame: np.ndarray) -> np.ndarray:
-    """Labels of ``frame`` through the config's input path and ONNX graph, on ONNX Runtime."""
+def nvinfer_output(config: Path, frame: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    """The config's ``[property]`` values and the output layer nvinfer gets for ``frame`` (one frame: no batch
+    axis): the config's input path and ONNX graph, on ONNX Runtime."""
     import onnxruntime as ort
 
     prop = read_key_file(config, NVINFER_SCHEMA)["property"]
@@ -61,18 +64,27 @@ def nvinfer_labels(config: Path, frame: np.ndarray) -> np.ndarray:
         raise ExportError(f"{config}: infer-dims {dims} differ from the frame size {frame.shape[:2]}")
     session = ort.InferenceSession(str(config.parent / prop["onnx-file"]), providers=["CPUExecutionProvider"])
     (output,) = session.run([prop["output-blob-names"]], {session.get_inputs()[0].name: nvinfer_input(frame, prop)})
+    return prop, output[0]
+
+
+def nvinfer_labels(config: Path, frame: np.ndarray) -> np.ndarray:
+    """The ``H x W`` int32 labels nvinfer gives ``frame``: :func:`nvinfer_output`, then (``network-type=2``)
+    nvinfer's segmentation parser, which gives -1 to a pixel no score of which passes ``segmentation-threshold``."""
+    prop, output = nvinfer_output(config, frame)
     if prop["network-type"] == 2:
-        return np.argmax(output[0], axis=0).astype(np.uint8)
+        return parse_segmentation(output, prop.get("segmentation-threshold", 0.0),
+                                  prop.get("segmentation-output-order", 0))
     if prop["output-blob-names"] != CLASS_MAP or prop.get("output-tensor-meta") != 1:
         raise ExportError(f"{config}: network-type=100 needs output-tensor-meta=1 and output {CLASS_MAP}")
-    return output[0].astype(np.uint8)
+    return output.astype(np.int32)
 
 
 def check_deepstream_package(folder: Path, source_onnx: Path, frames: list[np.ndarray]) -> list[str]:
     """Check every config of ``folder``; return the config names; :class:`ExportError` on the first problem.
 
-    ``frames`` are BGR frames of the network size; for each config, the nvinfer path must give
-    the same labels as the Segmenter on ``source_onnx`` (the project's preprocessing).
+    ``frames`` are BGR frames of the network size; for each config, nvinfer's path (input, graph,
+    segmentation parser) must give the same labels as the Segmenter on ``source_onnx`` (the project's
+    preprocessing), and no pixel may be left unlabelled.
     """
     from fornet.runtime.segmenter import Segmenter
 
@@ -85,6 +97,12 @@ def check_deepstream_package(folder: Path, source_onnx: Path, frames: list[np.nd
     for config in configs:
         for frame, labels in zip(frames, expected, strict=True):
             got = nvinfer_labels(config, frame)
+            unlabelled = float(np.mean(got == UNLABELLED))
+            if unlabelled:
+                raise ExportError(f"{config.name}: nvinfer's segmentation parser leaves {unlabelled:.1%} of the "
+                                  "pixels unlabelled (-1): none of their scores exceeds segmentation-threshold; "
+                                  "the scores graph must end in Softmax (write the package again with this "
+                                  "fornet export)")
             if not np.array_equal(got, labels):
                 share = float(np.mean(got != labels))
                 raise ExportError(f"{config.name}: the nvinfer input path gives other labels than the project's "

@@ -2,12 +2,17 @@
 
 nvinfer feeds ``N x 3 x H x W`` float planes computed as ``net-scale-factor * (pixel - offset[c])``:
 one scale for all channels, so ImageNet's per-channel std cannot be expressed there. The export's
-``--input raw`` graph already normalises inside (uint8 NHWC frames in); here it gets a float NCHW
-input (scale 1, offsets 0: exact pixel values) followed by ``Transpose`` + ``Cast(uint8)``, and
-one output:
+``--input raw`` graph already normalises inside (uint8 NHWC frames in, read only by ``Cast`` nodes);
+here it gets a float NCHW input (scale 1, offsets 0: exact pixel values) and a ``Transpose`` to NHWC
+that feeds those ``Cast`` nodes directly, so no UINT8 tensor is left inside the graph (TensorRT's
+ONNX parser refuses one: "TensorRT does not support UINT8 types for intermediate tensors"). One output:
 
-* ``scores`` form (nvinfer ``network-type=2``): the ``logits`` output, ``N x C x H x W`` float;
-  nvinfer runs the per-pixel argmax on the CPU and attaches ``NvDsInferSegmentationMeta``.
+* ``scores`` form (nvinfer ``network-type=2``): ``probabilities``, the ``Softmax`` of the logits over
+  the classes, ``N x C x H x W`` float. nvinfer's segmentation parser labels a pixel with the first
+  class whose score is the largest of those above ``segmentation-threshold`` (and above -1), else -1;
+  probabilities are in (0, 1] and the best one is at least 1/C, so with threshold 0 every pixel gets
+  the argmax of the logits (raw logits would leave every pixel whose best logit is <= 0 unlabelled).
+  nvinfer runs that loop on the CPU and attaches ``NvDsInferSegmentationMeta``.
 * ``labels`` form (``network-type=100`` + ``output-tensor-meta=1``): ``class_map``,
   ``N x H x W`` int32, the argmax in the graph (on the GPU); a probe reads the tensor meta.
 """
@@ -15,12 +20,18 @@ one output:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fornet.export.errors import ExportError
+
+if TYPE_CHECKING:
+    from onnx import NodeProto, ValueInfoProto
 
 FORMS = ("scores", "labels")
 #: nvinfer's input tensor.
 INPUT_NAME = "input"
+#: The scores form's output: per-class probabilities.
+PROBABILITIES = "probabilities"
 #: The labels form's output.
 CLASS_MAP = "class_map"
 
@@ -29,7 +40,8 @@ def nvinfer_graph(onnx_path: Path, form: str, logits_output: bool) -> bytes:
     """The serialised ONNX model of ``form`` for nvinfer, built from a raw-input export.
 
     Raises:
-        ExportError: the scores form of a labels-output export (the scores are not in the graph).
+        ExportError: the scores form of a labels-output export (the scores are not in the graph), or a
+            raw input read by anything but ``Cast`` (not an export of this project).
     """
     import onnx
     from onnx import TensorProto, helper
@@ -45,19 +57,22 @@ def nvinfer_graph(onnx_path: Path, form: str, logits_output: bool) -> bytes:
     batch_dim = batch.dim_param or batch.dim_value
     planes = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_dim, 3, height.dim_value,
                                                                             width.dim_value])
-    front = [helper.make_node("Transpose", [INPUT_NAME], ["input_nhwc"], perm=[0, 2, 3, 1], name="nvinfer_to_nhwc"),
-             helper.make_node("Cast", ["input_nhwc"], [image.name], to=TensorProto.UINT8, name="nvinfer_to_uint8")]
-    output = graph.output[0]
+    readers = [node for node in graph.node if image.name in node.input]
+    if any(node.op_type != "Cast" for node in readers):
+        raise ExportError(f"{onnx_path}: the raw input {image.name!r} must be read by Cast nodes only; re-export it "
+                          "with fornet export --input raw")
+    for node in readers:
+        node.input[:] = ["input_nhwc" if name == image.name else name for name in node.input]
+    front = [helper.make_node("Transpose", [INPUT_NAME], ["input_nhwc"], perm=[0, 2, 3, 1], name="nvinfer_to_nhwc")]
     graph.ClearField("input")
     graph.input.append(planes)
     nodes = front + list(graph.node)
-    if form == "labels":
-        source = output.name
-        if logits_output:
-            nodes.append(helper.make_node("ArgMax", [source], ["class_argmax"], axis=1, keepdims=0,
-                                          name="class_argmax"))
-            source = "class_argmax"
-        nodes.append(helper.make_node("Cast", [source], [CLASS_MAP], to=TensorProto.INT32, name="class_map_int32"))
+    output = graph.output[0]
+    if form == "scores":
+        nodes.append(helper.make_node("Softmax", [output.name], [PROBABILITIES], axis=1, name="class_softmax"))
+        output = _renamed(output, PROBABILITIES)
+    else:
+        nodes += _class_map_tail(nodes, output.name, logits_output)
         output = helper.make_tensor_value_info(CLASS_MAP, TensorProto.INT32, [batch_dim, height.dim_value,
                                                                               width.dim_value])
     graph.ClearField("node")
@@ -66,3 +81,31 @@ def nvinfer_graph(onnx_path: Path, form: str, logits_output: bool) -> bytes:
     graph.output.append(output)
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def _renamed(value: ValueInfoProto, name: str) -> ValueInfoProto:
+    """``value`` (type and shape) under another name."""
+    from onnx import ValueInfoProto
+
+    renamed = ValueInfoProto()
+    renamed.CopyFrom(value)
+    renamed.name = name
+    return renamed
+
+
+def _class_map_tail(nodes: list[NodeProto], source: str, logits_output: bool) -> list[NodeProto]:
+    """The nodes that end the labels form in ``class_map`` (int32): an ArgMax of the logits, or the export's own
+    label Cast retargeted to int32 (so its uint8 labels never become an intermediate tensor)."""
+    from onnx import TensorProto, helper
+
+    if logits_output:
+        return [helper.make_node("ArgMax", [source], ["class_argmax"], axis=1, keepdims=0, name="class_argmax"),
+                helper.make_node("Cast", ["class_argmax"], [CLASS_MAP], to=TensorProto.INT32, name="class_map_int32")]
+    producer = next(node for node in nodes if source in node.output)
+    if producer.op_type != "Cast":
+        return [helper.make_node("Cast", [source], [CLASS_MAP], to=TensorProto.INT32, name="class_map_int32")]
+    producer.output[:] = [CLASS_MAP if name == source else name for name in producer.output]
+    for attribute in producer.attribute:
+        if attribute.name == "to":
+            attribute.i = TensorProto.INT32
+    return []

@@ -3,13 +3,22 @@
 Normalisation is in the graph (see :mod:`fornet.export.deepstream.graph`), so nvinfer passes
 pixel values through unchanged: ``net-scale-factor=1``, ``offsets=0;0;0``, and
 ``model-color-format`` gives the channel order the graph expects (0 RGB, 1 BGR).
+
+Precision: nvinfer builds its engine from ``onnx-file`` as a weakly typed network with the
+``network-mode`` builder flag, so under ``network-mode=2`` (FP16) TensorRT may run any layer in FP16,
+the selector head and the Top-K gate included, whatever the ONNX's Casts say. An FP16 package
+therefore names a strongly typed plan built on the device by ``fornet build`` as
+``model-engine-file`` (nvinfer deserialises it and builds nothing; the precision is the ONNX's own).
+FP32 and INT8 (Q/DQ) files build exactly under nvinfer's flags, so their ``model-engine-file`` is
+the name nvinfer saves its own engine under.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fornet.export.deepstream.graph import CLASS_MAP
+from fornet.export.deepstream.graph import CLASS_MAP, PROBABILITIES
+from fornet.export.tensorrt.options import default_plan_path
 from fornet.runtime.model_io import ModelIO
 
 #: nvinfer ``network-mode`` per precision of the ONNX file nvinfer builds its engine from.
@@ -27,13 +36,21 @@ class NvinferForm:
     def keys(self, io: ModelIO) -> dict[str, str]:
         """The form-specific keys."""
         if self.form == "scores":
-            return {"network-type": "2", "output-blob-names": io.output_name, "segmentation-output-order": "0",
+            # probabilities are > 0 and the best one >= 1/C: threshold 0 labels every pixel with the argmax
+            return {"network-type": "2", "output-blob-names": PROBABILITIES, "segmentation-output-order": "0",
                     "segmentation-threshold": "0.0", "num-detected-classes": str(io.num_classes)}
         return {"network-type": "100", "output-tensor-meta": "1", "output-blob-names": CLASS_MAP}
 
 
+#: Precisions whose ONNX only a strongly typed build runs as exported (see the module docstring).
+STRONGLY_TYPED_PRECISIONS = ("fp16",)
+
+
 def engine_file_name(onnx_file: str, batch: int, precision: str, gpu_id: int = 0) -> str:
-    """The name nvinfer gives the engine it builds from ``onnx_file`` (so later runs reuse it)."""
+    """The ``model-engine-file`` of ``onnx_file``: for FP16 the plan ``fornet build --onnx onnx_file`` writes
+    (strongly typed), else the name nvinfer gives the engine it builds (so later runs reuse it)."""
+    if precision in STRONGLY_TYPED_PRECISIONS:
+        return default_plan_path(onnx_file).name
     return f"{onnx_file}_b{batch}_gpu{gpu_id}_{precision}.engine"
 
 

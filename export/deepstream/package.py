@@ -8,7 +8,11 @@ Files (built in a staging folder, renamed into place):
 * ``fornet_labels.onnx`` + ``config_infer_primary_fornet_labels.txt``: network-type=100 +
   output-tensor-meta=1; the argmax runs in the graph on the GPU and 4 bytes per pixel (int32) leave
   it; a probe (``fornet_probe.py``, pyds) reads the tensor meta.
-* ``labels.txt``, ``deepstream_app_config.txt`` (a file or RTSP URI source), ``fornet_probe.py``, README.md.
+* ``fornet_segmentation_argmax.cu`` (scores form): nvinfer's segmentation parser as a CUDA kernel with a C
+  launcher, built on the device, for a probe that labels the scores on the GPU (network-type=100).
+* ``labels.txt``, ``deepstream_app_config.txt`` (a file or RTSP URI source; the software encoder on
+  modules without NVENC), ``fornet_probe.py``, README.md (with the ``fornet build`` commands of the
+  strongly typed plans an FP16 package names as ``model-engine-file``).
 
 ``custom-lib-path`` names the TopKGate plugin library when the graph holds the plugin node.
 """
@@ -20,17 +24,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fornet.export.deepstream.graph import CLASS_MAP, nvinfer_graph
-from fornet.export.deepstream.nvinfer import NETWORK_MODES, NvinferForm, nvinfer_config
+from fornet.export.deepstream.nvinfer import NETWORK_MODES, STRONGLY_TYPED_PRECISIONS, NvinferForm, nvinfer_config
 from fornet.export.deepstream.probe_example import PROBE_PY
 from fornet.export.errors import ExportError
 from fornet.export.staging import staged_folder
+from fornet.export.tensorrt.options import BuildOptions, default_plan_path, engine_build_command
+from fornet.model.memory import TARGET_MEMORY_GIB
 from fornet.runtime.model_io import ModelIO, ModelSidecar, read_sidecar
 
 #: The plugin library `fornet build-plugin` builds on the device.
 PLUGIN_LIBRARY = "libfornet_plugins.so"
+#: nvinfer's segmentation parser on the GPU (CUDA source shipped in the scores-form package).
+GPU_PARSER_SOURCE = Path(__file__).with_name("segmentation_argmax.cu")
+GPU_PARSER_FILE = "fornet_segmentation_argmax.cu"
 DEFAULT_URI = "file:///path/to/video.mp4"
 #: The kind of package written (its ``.fornet-package.json`` marker; see :mod:`fornet.export.staging`).
 PACKAGE_KIND = "DeepStream package"
+#: ``--target`` modules without a hardware video encoder (NVENC): the app config uses the software encoder.
+TARGETS_WITHOUT_NVENC = ("orin-nano-4gb", "orin-nano-8gb")
+#: deepstream-app's ``enc-type``: 0 the NVENC hardware encoder, 1 the software (CPU) encoder.
+HARDWARE_ENCODER, SOFTWARE_ENCODER = 0, 1
 
 
 @dataclass(frozen=True)
@@ -40,18 +53,29 @@ class DeepStreamOptions:
     Attributes:
         uri: the deepstream-app source: ``file:///...`` or ``rtsp://...``.
         batch: nvinfer batch size (streams batched together).
+        target: the Jetson module (``--target``; see :data:`fornet.model.memory.TARGET_MEMORY_GIB`), None when
+            unknown: modules without NVENC (:data:`TARGETS_WITHOUT_NVENC`) get the software encoder.
         overwrite: replace an existing folder (only once the new one is complete).
     """
 
     uri: str = DEFAULT_URI
     batch: int = 1
+    target: str | None = None
     overwrite: bool = False
+
+    def encoder(self) -> int:
+        """deepstream-app's ``enc-type`` for the target."""
+        return SOFTWARE_ENCODER if self.target in TARGETS_WITHOUT_NVENC else HARDWARE_ENCODER
 
 
 def _uses_plugin(onnx_path: Path) -> bool:
     import onnx
 
     return any(node.op_type == "TopKGate" for node in onnx.load(str(onnx_path), load_external_data=False).graph.node)
+
+
+def _forms(io: ModelIO) -> list[str]:
+    return ["labels"] if io.labels_output else ["scores", "labels"]
 
 
 def _precision(io: ModelIO) -> str:
@@ -116,6 +140,8 @@ enable=1
 type=3
 container=1
 codec=1
+# enc-type 0: the NVENC hardware encoder; 1: the software encoder (Orin Nano has no NVENC: fornet export --target)
+enc-type={options.encoder()}
 sync=0
 output-file=fornet_out.mp4
 
@@ -124,14 +150,61 @@ file-loop=0
 """
 
 
-def readme(io: ModelIO, forms: list[str], plugin: bool) -> str:
+def plan_build_commands(forms: list[str], plugin: bool) -> list[str]:
+    """The ``fornet build`` commands that build, on the device, the strongly typed plans of the forms' graphs."""
+    options = BuildOptions(plugin=Path(PLUGIN_LIBRARY)) if plugin else None
+    return [engine_build_command(f"fornet_{form}.onnx", default_plan_path(f"fornet_{form}.onnx"), options)
+            for form in forms]
+
+
+def device_plan_commands(onnx_path: str | Path) -> list[str]:
+    """The commands to run in the package folder on the device before deepstream-app: the strongly typed plans an
+    FP16 package names as ``model-engine-file`` (none for other precisions)."""
+    io = read_sidecar(ModelSidecar.path_for(Path(onnx_path)))
+    if _precision(io) not in STRONGLY_TYPED_PRECISIONS:
+        return []
+    return plan_build_commands(_forms(io), _uses_plugin(Path(onnx_path)))
+
+
+def _precision_text(precision: str, forms: list[str], plugin: bool) -> str:
+    if precision not in STRONGLY_TYPED_PRECISIONS:
+        return (f"The graphs are {precision.upper()}: nvinfer's own engine build (network-mode) runs them as "
+                "exported.\n\n")
+    commands = "\n".join(plan_build_commands(forms, plugin))
+    return f"""The graphs are FP16 with the selector head and the Top-K gate kept in FP32. nvinfer would build
+`onnx-file` as a weakly typed network (network-mode=2 lets TensorRT run any layer in FP16, those
+included), so the configs name strongly typed plans as `model-engine-file`. Build them on the device
+first, beside the configs (fornet-deploy installed there, JetPack's TensorRT):
+
+```sh
+{commands}
+```
+
+"""
+
+
+def _scores_text(io: ModelIO) -> str:
+    """The README's lines on the scores form and its GPU parser."""
+    return f"""- `config_infer_primary_fornet_scores.txt` (network-type=2): the graph ends in Softmax (probabilities, so
+  nvinfer's segmentation-threshold=0 labels every pixel); nvinfer copies them to the host
+  ({4 * io.num_classes} bytes per pixel) and runs its parser loop on the CPU; `nvsegvisual` draws the result.
+  Simple, slower at high resolution.
+- `{GPU_PARSER_FILE}`: the same parser (threshold, -1 class) as a CUDA kernel, so the per-pixel loop
+  leaves the CPU: set `network-type=100` and `output-tensor-meta=1` in a copy of the scores config, build
+  the library (sm_87 Orin, sm_110 Thor)
+  `nvcc -O3 -std=c++17 -shared -Xcompiler -fPIC -arch=sm_87 -o libfornet_segmentation_argmax.so {GPU_PARSER_FILE}`
+  and call `fornet_segmentation_argmax()` from a probe on the layer's device buffer
+  (`NvDsInferTensorMeta.out_buf_ptrs_dev[0]`); only int32 labels (4 bytes per pixel) leave the GPU.
+"""
+
+
+def readme(io: ModelIO, forms: list[str], plugin: bool, precision: str) -> str:
     """The package's README (DeepStream 7.x on JetPack 6)."""
     plugin_text = (f"The graph holds the TopKGate plugin node: build `{PLUGIN_LIBRARY}` on the device (`fornet "
                    "build-plugin`) and put it beside the configs (`custom-lib-path`, which nvinfer dlopen()s).\n\n"
                    if plugin else "The graph uses TensorRT's own TopK (gate=native): no plugin library is needed.\n\n")
-    scores = ("- `config_infer_primary_fornet_scores.txt` (network-type=2): nvinfer copies the float scores to the "
-              f"host ({4 * io.num_classes} bytes per pixel) and runs the argmax on the CPU; `nvsegvisual` draws "
-              "the result. Simple, slower at high resolution.\n" if "scores" in forms else "")
+    scores = _scores_text(io) if "scores" in forms else ""
+    precision_text = _precision_text(precision, forms, plugin)
     return f"""# FoR-Net for DeepStream 7.x (JetPack 6.1/6.2, TensorRT 10.3)
 
 Written by `fornet export --deepstream`. Input {io.input_size[0]}x{io.input_size[1]}, {io.num_classes} classes,
@@ -142,7 +215,8 @@ express per-channel std), so the configs pass pixels through (net-scale-factor=1
   the graph on the GPU and only int32 labels (4 bytes per pixel) leave it; `fornet_probe.py` (pyds)
   reads them from the tensor meta and blends the class colours into the frames.
 
-{plugin_text}Run (the first run builds the engine, minutes on Orin, and saves it as model-engine-file):
+{plugin_text}{precision_text}Run (without a plan the first run builds the engine, minutes on Orin, and saves it as
+model-engine-file):
 
 ```sh
 deepstream-app -c deepstream_app_config.txt          # edit [source0] uri= first (file:// or rtsp://)
@@ -163,19 +237,24 @@ def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options:
     onnx_path, folder = Path(onnx_path), Path(folder)
     if options.batch < 1:
         raise ExportError(f"the DeepStream batch must be at least 1, got {options.batch}")
+    if options.target is not None and options.target not in TARGET_MEMORY_GIB:
+        raise ExportError(f"unknown target {options.target!r}; choose one of {', '.join(TARGET_MEMORY_GIB)}")
     io = read_sidecar(ModelSidecar.path_for(onnx_path))
     if not io.raw_input:
         raise ExportError("DeepStream needs the normalisation inside the graph (nvinfer has one scale for all "
                           "channels, ImageNet needs one std per channel): export with --input raw")
     plugin = _uses_plugin(onnx_path)
-    forms = ["labels"] if io.labels_output else ["scores", "labels"]
+    forms = _forms(io)
+    precision = _precision(io)
     with staged_folder(folder, PACKAGE_KIND, options.overwrite) as staging:
         for form in forms:
             onnx_file = f"fornet_{form}.onnx"
             (staging / onnx_file).write_bytes(nvinfer_graph(onnx_path, form, not io.labels_output))
             (staging / f"config_infer_primary_fornet_{form}.txt").write_text(nvinfer_config(
-                io, NvinferForm(form, onnx_file), precision=_precision(io), batch=options.batch,
+                io, NvinferForm(form, onnx_file), precision=precision, batch=options.batch,
                 plugin_library=PLUGIN_LIBRARY if plugin else None), encoding="utf-8")
+        if "scores" in forms:
+            (staging / GPU_PARSER_FILE).write_bytes(GPU_PARSER_SOURCE.read_bytes())
         (staging / "labels.txt").write_text("".join(f"{name}\n" for name in io.classes), encoding="utf-8")
         primary = f"config_infer_primary_fornet_{forms[0]}.txt"
         (staging / "deepstream_app_config.txt").write_text(app_config(io, primary, options, "scores" in forms),
@@ -184,5 +263,5 @@ def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options:
         (staging / "fornet_probe.py").write_text(PROBE_PY.format(
             layer=CLASS_MAP, height=h, width=w, colors=json.dumps(io.colors.tolist()),
             classes=json.dumps(list(io.classes))), encoding="utf-8")
-        (staging / "README.md").write_text(readme(io, forms, plugin), encoding="utf-8")
+        (staging / "README.md").write_text(readme(io, forms, plugin, precision), encoding="utf-8")
     return folder

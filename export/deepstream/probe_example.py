@@ -1,7 +1,9 @@
 """``fornet_probe.py`` of the DeepStream package: labels from nvinfer's tensor meta, drawn as an overlay.
 
 A template filled with the model's layer name, input size and colours; it runs on the device
-(DeepStream 7.x Python bindings), not here.
+(DeepStream 7.x Python bindings), on Jetson and on dGPU (x86) DeepStream: there the probe can map the
+NVMM surfaces only in CUDA unified memory, so nvstreammux and nvvideoconvert get
+``nvbuf-memory-type=3``. GStreamer and pyds are imported where used, so its pure parts load anywhere.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ PROBE_PY = '''"""FoR-Net on DeepStream 7.x: labels from nvinfer's tensor meta (l
 
 Pipeline: nvurisrcbin -> nvstreammux -> nvinfer (config_infer_primary_fornet_labels.txt:
 network-type=100, output-tensor-meta=1) -> nvvideoconvert -> RGBA -> [probe] -> nvdsosd -> sink.
+On dGPU (x86) DeepStream nvstreammux and nvvideoconvert allocate CUDA unified memory
+(nvbuf-memory-type=3), which the probe can map; Jetson's surfaces are mappable as they are.
 The probe reads the int32 layer "{layer}" ({height}x{width}) of each frame, blends the class
 colours into the frame (nearest upsample to the frame size) and prints class pixel shares.
 Written by `fornet export --deepstream`; needs pyds (DeepStream Python bindings), numpy, python3-gi.
@@ -21,23 +25,30 @@ import ctypes
 import platform
 import sys
 
-import gi
 import numpy as np
-
-gi.require_version("Gst", "1.0")
-from gi.repository import GLib, Gst  # noqa: E402
-
-import pyds  # noqa: E402
 
 LAYER = "{layer}"
 HEIGHT, WIDTH = {height}, {width}
 COLOURS_RGB = np.array({colors}, dtype=np.uint8)
 CLASSES = {classes}
 ALPHA = 0.5
+#: NVBUF_MEM_CUDA_UNIFIED (nvbufsurface.h): surface memory that a dGPU probe can map into host memory.
+UNIFIED_MEMORY = 3
+
+
+def pipeline_description(uri, machine=platform.machine()):
+    """The gst-launch description of the pipeline; unified surface memory on dGPU (not aarch64)."""
+    memory = "" if machine == "aarch64" else f" nvbuf-memory-type={{UNIFIED_MEMORY}}"
+    return (f"nvurisrcbin uri={{uri}} ! m.sink_0 nvstreammux name=m batch-size=1 width=1920 height=1080{{memory}} "
+            "! nvinfer config-file-path=config_infer_primary_fornet_labels.txt "
+            f"! nvvideoconvert{{memory}} ! video/x-raw(memory:NVMM),format=RGBA ! nvdsosd name=osd "
+            "! fakesink sync=false")
 
 
 def labels_of(tensor_meta):
     """The H x W labels in one frame's tensor meta (None when the layer is absent)."""
+    import pyds
+
     for index in range(tensor_meta.num_output_layers):
         layer = pyds.get_nvds_LayerInfo(tensor_meta, index)
         if layer.layerName == LAYER:
@@ -57,6 +68,9 @@ def blend(frame_rgba, labels):
 
 
 def probe(pad, info, state):
+    import pyds
+    from gi.repository import Gst
+
     buffer = info.get_buffer()
     batch = pyds.gst_buffer_get_nvds_batch_meta(hash(buffer))
     frames = batch.frame_meta_list
@@ -82,11 +96,13 @@ def probe(pad, info, state):
 
 
 def main(uri):
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    from gi.repository import GLib, Gst
+
     Gst.init(None)
-    pipeline = Gst.parse_launch(
-        f"nvurisrcbin uri={{uri}} ! m.sink_0 nvstreammux name=m batch-size=1 width=1920 height=1080 "
-        "! nvinfer config-file-path=config_infer_primary_fornet_labels.txt "
-        "! nvvideoconvert ! video/x-raw(memory:NVMM),format=RGBA ! nvdsosd name=osd ! fakesink sync=false")
+    pipeline = Gst.parse_launch(pipeline_description(uri))
     state = {{"frames": 0}}
     pipeline.get_by_name("osd").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, probe, state)
     loop = GLib.MainLoop()

@@ -51,7 +51,7 @@ DEEPSTREAM_APP_SCHEMA: dict[str, dict[str, str]] = {
                   "original-res": "int"},
     "osd": {"enable": "int", "gpu-id": "int"},
     "sink*": {"enable": "int", "type": "int", "sync": "int", "gpu-id": "int", "codec": "int", "bitrate": "int",
-              "output-file": "string", "container": "int", "rtsp-port": "int", "udp-port": "int",
-              "source-id": "int"},
+              "output-file": "string", "container": "int", "enc-type": "int", "rtsp-port": "int",
+              "udp-port": "int", "source-id": "int"},
     "tests": {"file-loop": "int"},
 }

@@ -237,7 +237,7 @@ def _configure(builder: trt.Builder, network: trt.INetworkDefinition, config: tr
     if not any(shape[:1] == (-1,) for shape in shapes):
         if opts.batch_given:
             raise BuildOptionsError(
-                "the ONNX graph has a fixed batch, so --min/--opt/--max-batch do not apply; drop them or "
+                "the ONNX graph has a fixed batch, so --min-batch/--opt-batch/--max-batch do not apply; drop them or "
                 "re-export with `fornet-export --dynamic-batch`"
             )
         return [_tensor_record(tensor) for tensor in inputs], None

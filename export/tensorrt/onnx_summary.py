@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from fornet.contract import TOPK_GATE
 from fornet.export.tensorrt.errors import TensorRTBuildError
 from fornet.hashing import sha256_file
+from fornet.readable import check_readable
 
 if TYPE_CHECKING:
     import onnx
@@ -69,6 +70,7 @@ def inspect_onnx(path: str | os.PathLike[str]) -> OnnxSummary:
     source = Path(path)
     if not source.is_file():
         raise OnnxInputError(f"ONNX file {source} not found; export one with `fornet-export` first")
+    check_readable(source, "ONNX file")
     try:
         model = onnx.load(str(source), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... on a corrupt file

@@ -11,6 +11,7 @@ The library lands in ``--out`` (default ``build/plugins/`` of the checkout, wher
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -117,11 +118,13 @@ def run_cmake(build: PluginBuild, *, verbose: bool = False, cmake: str = "cmake"
             "nvcc not found (looked at $CUDACXX, PATH, /usr/local/cuda/bin/nvcc); install the CUDA toolkit "
             "(JetPack ships it in /usr/local/cuda) or set CUDACXX to the nvcc path"
         )
+    created = [folder for folder in (build.build_dir, *build.build_dir.absolute().parents) if not folder.exists()]
     ensure_writable_dir(build.build_dir)
     for command in build.commands():
         command = [cmake, *command[1:]]
         result = subprocess.run(command, capture_output=not verbose, text=True, check=False)
         if result.returncode != 0:
+            _clean_failed_build(build, created)
             output = "" if verbose else (result.stdout + result.stderr)
             tail = "\n".join(output.strip().splitlines()[-25:])
             raise PluginBuildError(
@@ -133,6 +136,17 @@ def run_cmake(build: PluginBuild, *, verbose: bool = False, cmake: str = "cmake"
     if not built.is_file():
         raise PluginBuildError(f"CMake succeeded but {built} is missing; delete {build.build_dir} and retry")
     return built
+
+
+def _clean_failed_build(build: PluginBuild, created: list[Path]) -> None:
+    """After a failed build, remove what it created (``created``: the folders it made, deepest first): its build
+    tree (one kept from an earlier build stays, so the next build is incremental), then each folder above it
+    while that is empty."""
+    if build.build_dir in created:
+        shutil.rmtree(build.build_dir, ignore_errors=True)
+    for folder in created:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def default_cuda_archs() -> tuple[str, ...] | None:

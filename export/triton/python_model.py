@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from fornet.errors import FornetError
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.serving.contract import FRAMES, LABELS
 from fornet.runtime.serving.model import FrameSegmentation
@@ -42,9 +43,11 @@ class TritonPythonModel:
         for indices in by_shape.values():  # requests of one frame size run as one batch
             try:
                 labels = self.computation(np.concatenate([frames[i] for i in indices]))[LABELS]
-            except Exception as exc:  # an error answer for these requests, not a dead model
+            except Exception as exc:  # an error answer for these requests (bad input: 400), not a dead model
+                bad_input = isinstance(exc, FornetError)
+                code = pb_utils.TritonError.INVALID_ARG if bad_input else pb_utils.TritonError.INTERNAL
                 for i in indices:
-                    answers[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+                    answers[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), code))
                 continue
             start = 0
             for i in indices:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from fornet.atomic import check_output_dir
 from fornet.cli.command import Command
 from fornet.cli.output import CommandOutput
 from fornet.options import add_options, json_option, option, option_groups, options_from_args
+from fornet.progress import progress_wanted
 from fornet.runtime.bench.report import render_markdown, write_report
 from fornet.runtime.bench.runner import ACCURACY, OUTPUT, REFERENCE, BenchOptions, run_benchmark
 from fornet.runtime.bench.timing import TIMING, TimingSettings
@@ -54,7 +54,7 @@ def bench_options_from_args(args: argparse.Namespace) -> BenchOptions:
     """The :class:`BenchOptions` the parsed flags describe (progress bars only on a terminal)."""
     options = options_from_args(BenchOptions, args, model=options_from_args(ModelSpec, args),
                                 timing=options_from_args(TimingSettings, args))
-    return replace(options, progress=options.progress and sys.stderr.isatty())
+    return replace(options, progress=progress_wanted(options.progress))
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:

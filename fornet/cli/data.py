@@ -18,6 +18,7 @@ from pathlib import Path
 from fornet.cli.command import Command
 from fornet.errors import FornetError
 from fornet.options import add_options, count_arg, format_hw, hw_arg, option, options_from_args, positive_float_arg
+from fornet.progress import progress_wanted
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class VideoOptions:
     frames: int = option(100, flag="--frames", parse=int, metavar="N", help="number of frames")
     fps: float = option(25.0, flag="--fps", parse=positive_float_arg, metavar="F", help="frame rate")
     seed: int = option(0, flag="--seed", parse=int, help="random seed of the scene")
+    force: bool = option(False, flag="--force", help="replace an existing --out file")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +85,7 @@ def _run_synth(options: SynthOptions) -> int:
     for warning in prepare_output_root(options.out, options.force):
         print(f"warning: {warning}", file=sys.stderr)
     root = generate_synthetic_cityscapes(options.out, train=options.train, val=options.val, size=options.size,
-                                         seed=options.seed, progress=options.progress)
+                                         seed=options.seed, progress=progress_wanted(options.progress))
     print(f"wrote {options.train} train and {options.val} val scenes of {format_hw(options.size)} to {root}")
     return 0
 
@@ -92,7 +94,7 @@ def _run_check(options: CheckOptions) -> int:
     from fornet.calibration.cityscapes import scan_split
     from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 
-    stats = scan_split(options.root, options.split, progress=options.progress,
+    stats = scan_split(options.root, options.split, progress=progress_wanted(options.progress),
                        require_labels=options.require_labels)
     print(f"{options.root} [{options.split}]: {stats.images} images in {len(stats.cities)} cities, "
           f"{stats.labelled} labelled")
@@ -116,7 +118,8 @@ def _run_video(options: VideoOptions) -> int:
 
     if options.frames < 1:
         raise FornetError(f"--frames must be at least 1, got {options.frames}")
-    write_pan_video(options.out, options.size, options.frames, fps=options.fps, seed=options.seed)
+    write_pan_video(options.out, options.size, options.frames, fps=options.fps, seed=options.seed,
+                    force=options.force)
     print(f"wrote {options.out}: {options.frames} frames of {format_hw(options.size)} at {options.fps:g} FPS")
     return 0
 

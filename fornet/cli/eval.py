@@ -7,7 +7,6 @@ runs through the :class:`~fornet.runtime.segmenter.Segmenter`; both are scored b
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from fornet.options import (
     options_from_args,
     positive_int_arg,
 )
+from fornet.progress import progress_wanted
 from fornet.runtime.model_spec import MODEL, ModelSpec
 
 #: The model flags ``fornet eval`` takes (``--ckpt`` is another name of ``--model``).
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         check_output_dir(options.save_predictions, "--save-predictions")
     backend = spec.backend_class()
     backend.require_libraries()
-    progress = sys.stderr.isatty()
+    progress = progress_wanted()
     scan_split(options.data, options.split, progress=progress)
     dataset = CityscapesDataset(options.data, options.split, require_labels=True)
     if backend.NAME == "torch":

@@ -8,6 +8,7 @@ The command parses the flags, calls :func:`fornet.export.api.export_onnx`, the T
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from fornet.export.prepost import PREPOST, IOFormat
 from fornet.export.tensorrt.deploy import build_or_describe_engines
 from fornet.model.config import variant_option
 from fornet.options import OptionGroup, add_options, option, option_groups, options_from_args
+from fornet.progress import progress_wanted
 
 EXAMPLES = """examples:
   fornet export --model run/best.pth --input-size 1024x2048 --out export/
@@ -84,8 +86,10 @@ def _int8_options(args: argparse.Namespace) -> Int8Options | None:
 
 
 def export_options_from_args(args: argparse.Namespace) -> ExportOptions:
-    """The :class:`ExportOptions` that parsed :func:`add_export_arguments` flags describe."""
-    return options_from_args(ExportOptions, args, io=options_from_args(IOFormat, args), int8=_int8_options(args))
+    """The :class:`ExportOptions` that parsed :func:`add_export_arguments` flags describe (progress only on a
+    terminal)."""
+    options = options_from_args(ExportOptions, args, io=options_from_args(IOFormat, args), int8=_int8_options(args))
+    return dataclasses.replace(options, progress=progress_wanted(options.progress))
 
 
 class _StderrHandler(logging.Handler):
@@ -166,11 +170,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Export, then build the plans (or print how to build them on the target), then the packages."""
     packages = options_from_args(PackageOptions, args)
-    check_package_targets(packages, options_from_args(IOFormat, args))
+    check_package_targets(packages, options_from_args(IOFormat, args), options_from_args(ExportTarget, args).out)
     result = run_export(args)
     engine = options_from_args(EngineTarget, args)
     print_engine_step(result, engine.plugin, engine.require_engine)
-    for line in write_packages(packages, options_from_args(ExportOptions, args).input_size, result.onnx_path,
+    for line in write_packages(packages, options_from_args(ExportOptions, args), result.onnx_path,
                                result.engine_sources()[0]):
         print(line)
     return 0

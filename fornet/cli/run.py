@@ -7,6 +7,7 @@ In the manner of jetson-inference's ``segnet INPUT OUTPUT``; the run itself is
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 
@@ -26,10 +27,14 @@ examples:
   fornet run drive.mkv --model fornet.onnx --mask --labels labels/ --label-encoding labelid --jsonl frames.jsonl
   fornet run rtsp://cam1/live cams.mp4 --add-input rtsp://cam2/live --model fornet.plan --json report.json
   fornet run drive.mp4 out.mp4 --model run/best.pth --input-size 512x1024 --device cuda:0
+  fornet run "gst://filesrc location=clip.mp4 ! decodebin ! videoconvert ! appsink" out.mp4 --model fornet.onnx
 
-Live inputs keep only the newest frame (drops are counted; --buffer N keeps N); files deliver
-every frame. SIGTERM or Ctrl-C finishes cleanly (the video stays playable); SIGUSR1 prints the
-timing so far.
+Live inputs keep only the newest frame (drops are counted; --buffer N keeps N) and are written in
+real time; files deliver every frame. A gst:// pipeline's appsink is asked for BGR frames; one with
+filesrc or num-buffers is read as a file, to its end (--input-kind file|live overrides). Outputs are
+checked before the work; a --labels folder of an earlier run needs --overwrite. SIGTERM or Ctrl-C
+finishes cleanly (the video stays playable; frames read but not written are counted as discarded);
+SIGUSR1 prints the timing so far.
 """
 
 
@@ -59,19 +64,23 @@ class _ProgressLine:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
-    """Segment INPUT into OUTPUT (and the other outputs); print the timing and what was written."""
+    """Segment INPUT into OUTPUT (and the other outputs); print the timing and what was written (also when an
+    error ended the run: then the error follows, exit 2)."""
     options = options_from_args(RunOptions, args)
     output = CommandOutput(options.json)
     if args.output is None and not (options.labels or options.jsonl or options.json):
         print("note: no OUTPUT, --labels or --jsonl given: frames are segmented and timed only", file=sys.stderr)
     progress = _ProgressLine() if options.progress and sys.stderr.isatty() else None
-    result = run_video(args.input, args.output, options_from_args(ModelSpec, args), options, progress)
+    result = run_video(args.input, args.output, options_from_args(ModelSpec, args), options, progress,
+                       command=shlex.join(["fornet", "run", *argv]))
     if progress is not None:
         progress(result.report.frames, None, result.report.fps, final=True)
     output.say(result.report.format())
     output.record(result.report)
     for path in result.written:
         output.say(f"wrote {path}")
+    if result.error is not None:  # after the report: what the run did up to the error
+        raise result.error
     if result.stopped_by is not None:
         print(f"stopped by {result.stopped_by.name}; outputs finalised", file=sys.stderr)
         return 128 + result.stopped_by.value

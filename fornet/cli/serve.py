@@ -22,6 +22,8 @@ EPILOG = f"""examples:
 requests: input 'frames' uint8 [N, H, W, 3] BGR; outputs 'labels' uint8 [N, H, W] (and 'overlay').
 health: GET /v2/health/ready; metrics: GET :<metrics-port>/metrics. The server environment is
 .venv-triton (make triton-env), or the folder ${ENV_VAR} names.
+stopping: SIGTERM, Ctrl-C or SIGHUP refuse new requests, finish those in flight (up to 10 s) and exit 0;
+the server never outlives this command (even kill -9); exit 2 if Triton ends on its own.
 """
 
 

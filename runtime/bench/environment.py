@@ -8,27 +8,15 @@ power mode need the files of L4T and, for some, root.
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata
 import os
 import platform
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from fornet.runtime.cuda.device import NoGpuError, cuda_device
-
-#: Distributions whose versions a benchmark records (first installed name of each group).
-PACKAGES = {
-    "fornet-deploy": ("fornet-deploy",),
-    "numpy": ("numpy",),
-    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
-    "torch": ("torch",),
-    "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
-    "pycuda": ("pycuda",),
-}
+from fornet.versions import package_versions
 
 
 @dataclass(frozen=True)
@@ -74,7 +62,7 @@ class Environment:
     cpu_clock_mhz: tuple[int, ...] | None
     load_average: tuple[float, ...] | None
     threads: ThreadSettings | None
-    #: Installed version of each of :data:`PACKAGES`, by label.
+    #: Installed version of each of :data:`fornet.versions.PACKAGES`, by label.
     versions: dict[str, str | None]
     gpu: GpuEnvironment | None
     jetson: JetsonInfo | None
@@ -96,23 +84,6 @@ def cpu_model() -> str:
         if key.strip() in ("model name", "Model", "Hardware") and value.strip():
             return value.strip()
     return platform.processor() or platform.machine()
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed version of each of :data:`PACKAGES` (None when absent)."""
-    versions: dict[str, str | None] = {}
-    for label, names in PACKAGES.items():
-        versions[label] = None
-        for name in names:
-            try:
-                versions[label] = importlib.metadata.version(name)
-                break
-            except importlib.metadata.PackageNotFoundError:
-                continue
-    trt = sys.modules.get("tensorrt")  # JetPack's apt bindings carry no distribution metadata
-    if versions["tensorrt"] is None and trt is not None:
-        versions["tensorrt"] = getattr(trt, "__version__", None)
-    return versions
 
 
 def gpu_info() -> GpuEnvironment | None:

@@ -1,11 +1,11 @@
 """The ``fornet-bench`` report: JSON record, Markdown summary, PNG plots and overlays.
 
 ``report.json`` holds everything (raw latency samples included); ``summary.md`` is the human
-reading of it; ``latency.png`` (latency histograms per scope) and ``iou.png`` (per-class IoU bars)
-need matplotlib, and are skipped with a note when it is missing; ``overlay_<image>.png`` show the
-engine's prediction with the pixels where it disagrees with PyTorch (else with the ground truth)
-in magenta.
-"""
+reading of it; ``latency.png`` (latency histograms per distinct measurement, shared bins, medians
+in ms) and ``iou.png`` (per-class IoU bars, each class name on its colour) need matplotlib, and
+are skipped with a note when it is missing; ``overlay_<image>.png`` show the engine's prediction
+with the pixels where it disagrees with PyTorch (else with the ground truth) in magenta, above a
+legend of the classes present"""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from fornet.atomic import ensure_writable_dir, write_bytes_atomic, write_text_at
 from fornet.runtime.bench.environment import ThreadSettings
 from fornet.runtime.bench.record import AccuracyRecord, BenchReport, SpeedRecord
 from fornet.runtime.bench.runner import SCOPES, BenchResult
-from fornet.runtime.bench.timing import SPREAD_ADVICE
+from fornet.runtime.bench.timing import SPREAD_ADVICE, LatencySummary
 
 _MATPLOTLIB_HINT = "plots skipped: matplotlib is not installed (pip install matplotlib)"
 
@@ -152,35 +152,62 @@ def _save_figure(figure: Any, path: Path) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def plot_latency(speed: SpeedRecord, path: Path) -> None:
-    """Histograms of the latency samples, one panel per scope, one colour per backend."""
+def latency_panels(speed: SpeedRecord) -> list[tuple[str, dict[str, LatencySummary]]]:
+    """One panel per distinct measurement: a scope measured as the one before it (on a CPU, engine + copies is
+    the engine compute measurement) shares that scope's panel, its title naming both."""
+    panels: list[tuple[str, dict[str, LatencySummary]]] = []
+    previous = None
+    for scope in SCOPES:
+        entry = speed.scopes[scope]
+        measured = {label: stats for label, stats in entry.results.items() if stats is not None}
+        if panels and entry.results == previous:
+            panels[-1] = (f"{panels[-1][0]}\n= {entry.title} (same measurement)", panels[-1][1])
+        elif measured:
+            panels.append((entry.title, measured))
+        previous = entry.results
+    return panels
+
+
+def latency_figure(speed: SpeedRecord) -> Any:
+    """Histograms of the latency samples: one panel per distinct measurement, one colour per backend, the same
+    bins for every backend of a panel, whole numbers of calls."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    figure, axes = plt.subplots(1, len(SCOPES), figsize=(5 * len(SCOPES), 3.6))
-    for axis, scope in zip(axes, SCOPES, strict=True):
-        entry = speed.scopes[scope]
-        for label, stats in entry.results.items():
-            if stats is not None:
-                axis.hist(stats.samples_ms, bins=30, alpha=0.6, label=f"{label} (median {stats.median_ms:.1f})")
-        axis.set_title(entry.title)
-        axis.set_xlabel("latency (ms)")
+    panels = latency_panels(speed)
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for axis, (title, measured) in zip(axes[0], panels, strict=True):
+        edges = np.histogram_bin_edges(np.concatenate([stats.samples_ms for stats in measured.values()]), bins=30)
+        for label, stats in measured.items():
+            axis.hist(stats.samples_ms, bins=edges, alpha=0.6, label=f"{label} (median {stats.median_ms:.1f} ms)")
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("latency per call (ms)")
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend(fontsize=8)
-    axes[0].set_ylabel("calls")
+    axes[0][0].set_ylabel("calls")
+    return figure
+
+
+def plot_latency(speed: SpeedRecord, path: Path) -> None:
+    """Write :func:`latency_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = latency_figure(speed)
     _save_figure(figure, path)
     plt.close(figure)
 
 
-def plot_iou(accuracy: AccuracyRecord, path: Path) -> None:
-    """Per-class IoU bars of each backend."""
+def iou_figure(accuracy: AccuracyRecord) -> Any:
+    """Per-class IoU bars of each backend; each class name is set on its class colour (the overlays' legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fornet.calibration.labels import CLASS_NAMES
+    from fornet.calibration.labels import CLASS_NAMES, class_table
 
     labels = list(accuracy.scores)
     positions = np.arange(len(CLASS_NAMES))
@@ -191,8 +218,23 @@ def plot_iou(accuracy: AccuracyRecord, path: Path) -> None:
         heights = [100 * v if v is not None else 0.0 for v in values]
         axis.bar(positions + offset * width, heights, width, label=f"{label} (mIoU {_pct(accuracy.miou[label])})")
     axis.set_xticks(positions + width * (len(labels) - 1) / 2, CLASS_NAMES, rotation=60, ha="right")
+    for tick, rgb in zip(axis.get_xticklabels(), class_table(len(CLASS_NAMES))[1], strict=True):
+        tick.set_bbox({"facecolor": tuple(c / 255 for c in rgb), "edgecolor": "none", "pad": 1.5})
+        tick.set_color("white" if _luminance(rgb) < 128 else "black")
     axis.set_ylabel("IoU (%)")
     axis.legend()
+    return figure
+
+
+def _luminance(rgb: list[int]) -> float:
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def plot_iou(accuracy: AccuracyRecord, path: Path) -> None:
+    """Write :func:`iou_figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = iou_figure(accuracy)
     _save_figure(figure, path)
     plt.close(figure)
 

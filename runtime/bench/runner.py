@@ -33,7 +33,9 @@ import numpy as np
 
 from fornet import __version__
 from fornet.options import OptionGroup, hw_arg, option, percentage, positive_int_arg
+from fornet.progress import StatusLine
 from fornet.runtime.bench.environment import ThreadSettings, collect_environment, load_average
+from fornet.runtime.bench.legend import with_legend
 from fornet.runtime.bench.record import (
     AccuracyRecord,
     BenchReport,
@@ -234,7 +236,7 @@ def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: Ben
     """Time every scope for the engine (and the reference, interleaved); the ``speed`` record."""
     if engine.io.batch is not None and engine.io.batch != options.batch:
         raise BenchError(f"the engine has a static batch of {engine.io.batch}; pass --batch {engine.io.batch} "
-                         "(or export with --dynamic-batch)")
+                         "(or re-export with `fornet export --dynamic-batch`)")
     frames = make_frames(options.frame_size, options.batch)
     candidates = [scope_candidate(seg, frames) for seg in (engine, reference) if seg is not None]
     stats: dict[str, dict[str, LatencyStats]] = {}
@@ -268,13 +270,15 @@ def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: Ben
 
 def disagreement_overlay(seg: Segmenter, frame: np.ndarray, pred: np.ndarray, other: np.ndarray | None,
                          target: np.ndarray) -> np.ndarray:
-    """``pred`` drawn on ``frame``, pixels where it differs from ``other`` (else: wrong vs ``target``) marked."""
+    """``pred`` drawn on ``frame``, pixels where it differs from ``other`` (else: wrong vs ``target``) marked, above
+    a legend of the classes present and the mark."""
     from fornet.calibration.labels import IGNORE_INDEX
 
     image = seg.overlay(frame, pred, 0.5)
     marked = pred != other if other is not None else (pred != target) & (target != IGNORE_INDEX)
     image[marked] = DISAGREEMENT_BGR
-    return image
+    mark = "differs from PyTorch" if other is not None else "differs from the ground truth"
+    return with_legend(image, pred, seg.io.classes, seg.io.palette_bgr, (mark, DISAGREEMENT_BGR))
 
 
 def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
@@ -363,13 +367,21 @@ def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
     """Open the engine (and reference), measure what ``options`` ask for, close them; the result."""
     options.validate()
     spec = options.engine_spec()
+    status = StatusLine("fornet bench", options.progress)
+    status(f"opening {spec.path}")
     engine = Segmenter(spec)
     reference = None
     try:
         reference_spec = options.reference_spec(engine.input_size)
-        reference = None if reference_spec is None else Segmenter(reference_spec)
+        if reference_spec is not None:
+            status(f"opening the PyTorch reference {options.ckpt}")
+            reference = Segmenter(reference_spec)
         environment = collect_environment(_threads(options))
+        if options.speed:
+            status(f"timing {len(SCOPES)} scopes, at least {options.timing.duration_s:g} s per model in each")
         speed = speed_benchmark(engine, reference, options) if options.speed else None
+        if options.data is not None:
+            status(f"accuracy on {options.data} [{options.split}]")
         accuracy, overlays = (accuracy_benchmark(engine, reference, options) if options.data is not None
                               else (None, []))
         record = BenchReport(

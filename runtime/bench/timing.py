@@ -137,11 +137,13 @@ def measure(candidates: Mapping[str, Callable[[], object]], settings: TimingSett
     from tqdm import tqdm
 
     names = list(candidates)
-    for name in names:
-        start = time.perf_counter()
-        candidates[name]()
-        while time.perf_counter() - start < settings.warmup_s:
+    with tqdm(total=len(names), desc=f"{desc}: warm-up", unit="model", disable=not progress, leave=False) as bar:
+        for name in names:
+            start = time.perf_counter()
             candidates[name]()
+            while time.perf_counter() - start < settings.warmup_s:
+                candidates[name]()
+            bar.update()
     samples: dict[str, list[float]] = {name: [] for name in names}
     spent = dict.fromkeys(names, 0.0)
 
@@ -162,6 +164,6 @@ def measure(candidates: Mapping[str, Callable[[], object]], settings: TimingSett
                 samples[name].append(elapsed * 1000)
                 spent[name] += elapsed
             turn += 1
-            bar.total = round(max(needed(), sum(spent.values())), 1)
+            bar.total = max(needed(), sum(spent.values()))
             bar.update(sum(spent.values()) - bar.n)
     return {name: LatencyStats(tuple(samples[name]), batch) for name in names}

@@ -2,7 +2,8 @@
 
 Server side (runs in the server environment that ``setup/triton-env.sh`` creates):
 :mod:`~fornet.runtime.serving.model` (frames in, labels out, around a
-:class:`~fornet.runtime.segmenter.Segmenter`) and :mod:`~fornet.runtime.serving.server` (PyTriton).
+:class:`~fornet.runtime.segmenter.Segmenter`), :mod:`~fornet.runtime.serving.server` (PyTriton; drains
+on stop) and :mod:`~fornet.runtime.serving.triton_log` (Triton's GPU probe errors hidden for a CPU model).
 Client side (the main environment, ``serve`` extra): :mod:`~fornet.runtime.serving.launcher`
 (starts and stops the server process), :mod:`~fornet.runtime.serving.client` and
 :mod:`~fornet.runtime.serving.load` (concurrent load with latency percentiles and a label check),

@@ -7,6 +7,7 @@ import argparse
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from fornet.options import OptionGroup, format_hw, option, positive_int_arg
 from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
+from fornet.runtime.serving.contract import MODEL_NAME
 from fornet.runtime.serving.load import PERCENTILES, LoadResult, run_load
 
 
@@ -54,12 +56,23 @@ class TritonBenchOptions:
 
 @dataclass(frozen=True)
 class ServedBenchmark:
-    """One run: the local Segmenter's per-frame times and one load result per concurrency."""
+    """One run: the local Segmenter's per-frame times and one load result per concurrency.
+
+    Attributes:
+        local_s: seconds per frame of the local Segmenter.
+        served: one load result per concurrency.
+        model: the local reference model's file (the server says nothing of the file it serves).
+        frame_size: ``(H, W)`` of the frames sent.
+        url: the server.
+        frames: how many distinct frames were sent (cyclically).
+    """
 
     local_s: tuple[float, ...]
     served: tuple[LoadResult, ...]
     model: str = ""
     frame_size: tuple[int, int] = (0, 0)
+    url: str = ""
+    frames: int = 0
 
     @property
     def local_throughput(self) -> float:
@@ -71,29 +84,40 @@ class ServedBenchmark:
         """Every served answer had the local labels and none was lost."""
         return all(r.mismatched == 0 and r.failed == 0 for r in self.served)
 
+    def verdict(self) -> str:
+        """Whether every served answer equalled the local labels, with the counts (refusals: a full queue)."""
+        sent, equal = sum(r.sent for r in self.served), sum(r.answered for r in self.served)
+        differed, lost = sum(r.mismatched for r in self.served), sum(r.failed for r in self.served)
+        refused = sum(r.refused for r in self.served)
+        refusals = f"; {refused} refused by the server (see below)" if refused else ""
+        if self.all_checked:
+            return f"every served answer ({equal} of {sent} requests) equalled the local labels{refusals}"
+        return (f"NOT all served answers equalled the local labels: {equal} equal, {differed} differed, {lost} lost "
+                f"of {sent} requests{refusals}; is the server serving {Path(self.model).name} "
+                f"(`fornet serve {self.model}`)?")
+
     def summary(self) -> str:
         """What was served and whether every answer matched, then the table and the distinct errors."""
-        answers = sum(r.sent for r in self.served)
-        verdict = (f"every served answer ({answers}) equalled the local labels" if self.all_checked else
-                   "some served answers differed from the local labels or were lost")
-        lines = [f"served {self.model} vs the same model run locally, {format_hw(self.frame_size)} BGR frames: "
-                 f"{verdict}", "", self.markdown()]
+        frames = f"{self.frames} random" if self.frames else "random"
+        lines = [f"served model '{MODEL_NAME}' at {self.url} vs {self.model} run locally, on {frames} "
+                 f"{format_hw(self.frame_size)} BGR frames: {self.verdict()}", "", self.markdown()]
         lines += [f"concurrency {r.concurrency}: {message}" for r in self.served for message in r.messages]
         return "\n".join(lines)
 
     def markdown(self) -> str:
-        """A table: concurrency, req/s, latency percentiles, average batch, answered/refused."""
+        """A table: concurrency, req/s, latency percentiles, average batch, and how the answers compared."""
         latency = " | ".join(f"p{p} ms" for p in PERCENTILES)
-        head = [f"| run | req/s | {latency} | avg batch | answered / refused |",
+        head = [f"| run | req/s | {latency} | avg batch | equal / differed / refused / lost |",
                 "|---|---|" + "---|" * len(PERCENTILES) + "---|---|"]
         local = np.asarray(self.local_s) * 1e3
         rows = [f"| local Segmenter | {self.local_throughput:.1f} | "
-                + " | ".join(f"{np.percentile(local, p):.1f}" for p in PERCENTILES) + f" | 1 | {len(local)} / 0 |"]
+                + " | ".join(f"{np.percentile(local, p):.1f}" for p in PERCENTILES)
+                + f" | 1 | {len(local)} / - / - / - |"]
         for r in self.served:
             batch = f"{r.batching.average_batch:.2f}" if r.batching else "?"
             rows.append(f"| served, concurrency {r.concurrency} | {r.throughput:.1f} | "
                         + " | ".join(f"{r.latency_ms(p):.1f}" for p in PERCENTILES)
-                        + f" | {batch} | {r.answered} / {r.refused} |")
+                        + f" | {batch} | {r.answered} / {r.mismatched} / {r.refused} / {r.failed} |")
         return "\n".join(head + rows)
 
 
@@ -113,7 +137,8 @@ def run_served_benchmark(url: str, segmenter: Segmenter, frames: Sequence[np.nda
     run_load(url, frames, expected, concurrency=1, requests=warmup)
     served = tuple(run_load(url, frames, expected, concurrency=c, requests=requests, metrics_url=metrics_url)
                    for c in concurrencies)
-    return ServedBenchmark(tuple(local_s), served, str(segmenter.spec.path), tuple(frames[0].shape[:2]))
+    return ServedBenchmark(tuple(local_s), served, str(segmenter.spec.path), tuple(frames[0].shape[:2]), url,
+                           len(frames))
 
 
 def bench_served_model(options: TritonBenchOptions, spec: ModelSpec, frame_size: tuple[int, int],

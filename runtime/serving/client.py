@@ -11,6 +11,7 @@ thread for concurrent requests.
 
 from __future__ import annotations
 
+from http.client import HTTPException
 from typing import Any
 from urllib.parse import urlparse
 
@@ -63,7 +64,7 @@ class SegmentationClient:
             return getattr(self._client, method)(*args, **kwargs)
         except InferenceServerException as exc:
             raise RequestRejected(f"the server refused the request: {exc.message()}") from exc
-        except (ConnectionError, OSError) as exc:
+        except (ConnectionError, OSError, HTTPException) as exc:  # HTTPException: the connection closed mid-answer
             raise ServingError(f"cannot reach the server ({exc}); is `fornet serve` running at that address?") from exc
 
     def is_ready(self) -> bool:
@@ -74,8 +75,16 @@ class SegmentationClient:
             return False
 
     def infer(self, batch: np.ndarray, outputs: tuple[str, ...] = (LABELS,)) -> dict[str, np.ndarray]:
-        """Send a ``[N, H, W, 3]`` batch as one request; return the named outputs."""
+        """Send a ``[N, H, W, 3]`` batch as one request; return the named outputs.
+
+        An empty batch or frame (a 0 in the shape) is refused here with :class:`ServingError`, before
+        anything is sent: the server cannot answer it with a plain error (see docs/serving.md).
+        """
         from tritonclient.utils import np_to_triton_dtype
+
+        if batch.size == 0:
+            raise ServingError(f"{FRAMES} is empty (shape {list(batch.shape)}): send [N, H, W, 3] uint8 BGR with "
+                               "N, H and W at least 1")
 
         tensor = self._module.InferInput(FRAMES, list(batch.shape), np_to_triton_dtype(batch.dtype))
         tensor.set_data_from_numpy(batch)

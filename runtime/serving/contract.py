@@ -7,6 +7,8 @@ frame's size) and, when the server was started with an overlay alpha, ``overlay`
 
 from __future__ import annotations
 
+import signal
+
 #: Name of the model in Triton (``/v2/models/fornet``).
 MODEL_NAME = "fornet"
 #: Input: uint8 BGR frames, ``[batch, H, W, 3]``.
@@ -21,6 +23,9 @@ DEFAULT_MAX_BATCH = 8
 DEFAULT_MAX_QUEUE = 64
 #: Default time the batcher waits for more requests to fill a batch.
 DEFAULT_QUEUE_DELAY_US = 2000
+#: Signals that stop a server gracefully: the server drains on them and ``fornet serve`` passes them on
+#: (SIGHUP: the terminal closed).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def served_max_batch(model_batch: int | None, requested: int = DEFAULT_MAX_BATCH) -> int:

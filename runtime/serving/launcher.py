@@ -9,18 +9,21 @@ found, in order, at: the ``env`` argument, ``$FORNET_TRITON_ENV``, ``./.venv-tri
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 import fornet
-from fornet.runtime.serving.contract import MODEL_NAME
+from fornet.runtime.serving.contract import MODEL_NAME, STOP_SIGNALS
 from fornet.runtime.serving.errors import ServingError
 from fornet.runtime.serving.options import ServerOptions
 from fornet.runtime.serving.ports import require_free_ports
@@ -37,6 +40,23 @@ READY_MARKER = ".installed"
 START_TIMEOUT_S = 120.0
 #: Default bound on a graceful stop before the process group is killed.
 STOP_TIMEOUT_S = 30.0
+#: ``prctl`` option: the signal the kernel sends a process when the thread that started it dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with(launcher: int, prctl: Callable[..., int]) -> None:
+    """In the server process before it runs (``preexec_fn``): ask the kernel for SIGTERM when the launcher
+    dies, even by SIGKILL; end at once, before running anything, if the launcher is already gone."""
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != launcher:
+        os._exit(1)
+
+
+def _stop_with_this_process() -> Callable[[], None] | None:
+    """The ``preexec_fn`` that ties a server process's life to this one (Linux; None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return functools.partial(_stop_with, os.getpid(), ctypes.CDLL(None, use_errno=True).prctl)
 
 
 def server_environment(env: str | os.PathLike[str] | None = None) -> Path:
@@ -105,12 +125,17 @@ class ServerProcess:
         return server_command(self.options, self.env), None
 
     def start(self) -> ServerProcess:
-        """Check the model and the ports, then start the server (its own process group)."""
+        """Check the model and the ports, then start the server (its own process group).
+
+        The server never outlives this process: the kernel sends it SIGTERM (a graceful stop) when the
+        thread that called :meth:`start` ends, even by SIGKILL (Linux parent-death signal).
+        """
         self.check_model()
         require_free_ports(self.options.host, self.options.ports())
         command, environment = self.command()
         self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT if self._log else None,
-                                         text=True, start_new_session=True, env=environment)
+                                         text=True, start_new_session=True, env=environment,
+                                         preexec_fn=_stop_with_this_process())
         return self
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
@@ -190,12 +215,12 @@ class RepositoryServer(ServerProcess):
 
 @contextlib.contextmanager
 def _forward_signals(server: ServerProcess) -> Iterator[None]:
-    """While serving in the foreground, SIGTERM and SIGINT stop the server gracefully."""
+    """While serving in the foreground, SIGTERM, SIGINT and SIGHUP stop the server gracefully."""
     def forward(signum: int, frame: object) -> None:
         if server.process.poll() is None:
             server.process.send_signal(signal.SIGTERM)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -204,7 +229,7 @@ def _forward_signals(server: ServerProcess) -> Iterator[None]:
 
 
 def serve_foreground(options: ServerOptions, env: str | os.PathLike[str] | None = None) -> int:
-    """Run the server until it stops (SIGTERM/SIGINT are passed on); return its exit status."""
+    """Run the server until it stops (SIGTERM/SIGINT/SIGHUP are passed on); return its exit status."""
     server = ServerProcess(options, env).start()
     with _forward_signals(server):
         status = server.process.wait()

@@ -47,5 +47,5 @@ def read_batching_stats(metrics_url: str, model: str = MODEL_NAME, timeout_s: fl
         with urllib.request.urlopen(metrics_url, timeout=timeout_s) as answer:
             return parse_batching_stats(answer.read().decode("utf-8", "replace"), model)
     except (urllib.error.URLError, OSError) as exc:
-        raise ServingError(f"cannot read Triton's metrics at {metrics_url} ({exc}); pass the server's "
-                           "--metrics-port URL") from exc
+        raise ServingError(f"cannot read Triton's metrics at {metrics_url} ({exc}); pass --metrics-url "
+                           "http://HOST:PORT/metrics with the port the server was given as --metrics-port") from exc

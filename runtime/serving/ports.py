@@ -9,9 +9,14 @@ from fornet.runtime.serving.errors import ServingError
 
 
 def require_free_ports(host: str, ports: dict[str, int]) -> None:
-    """Raise :class:`ServingError` naming the first of ``ports`` (``{"--http-port": 8000}``) in use on ``host``."""
+    """Raise :class:`ServingError` naming the first of ``ports`` (``{"--http-port": 8000}``) in use on ``host``.
+
+    The probe binds the way servers do, with ``SO_REUSEADDR``: a port that something listens on is in use,
+    one that only closed connections still name (TIME_WAIT, just after a server stopped) is free.
+    """
     for option, port in ports.items():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError as exc:

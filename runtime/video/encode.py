@@ -2,11 +2,17 @@
 
 An MP4 is only playable once its index (``moov``) is written, which happens when the container is
 closed. :class:`H264Writer` encodes with PyAV (``libx264``, FFmpeg's own wheels carry it; or NVENC,
-``h264_nvenc``, where the GPU has an encoder: :func:`choose_encoder`) into
-``.NAME.partial.EXT`` beside the target; :meth:`H264Writer.close` flushes the encoder, closes the
-container and renames it onto the final name, so the file under the final name is always complete.
-The pipeline closes its sinks on Ctrl-C and SIGTERM too; :meth:`H264Writer.abort` (an error before
-the first frame) removes the temporary file and leaves nothing.
+``h264_nvenc``, where the GPU has an encoder: :func:`choose_encoder`) into a temporary file beside the
+target (``.NAME.<pid>.*.tmp``, :func:`fornet.atomic.temporary_file`);
+:meth:`H264Writer.close` flushes the encoder, closes the container and renames it onto the final
+name, so the file under the final name is always complete. The pipeline closes its sinks on Ctrl-C
+and SIGTERM too; :meth:`H264Writer.abort` (an error before the first frame) removes the temporary
+file and leaves nothing, and one left by a run killed outright is removed by the next write of the
+same file.
+
+Frames are stamped one frame period apart, or, for a writer made with ``timed=True``, at the times
+given to :meth:`H264Writer.write` in milliseconds (a live source's capture times: the video then plays
+in real time and its gaps stay visible, whatever the camera's rate).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fornet.atomic import ensure_writable_dir
+from fornet.atomic import ensure_writable_dir, publish, temporary_file
 from fornet.runtime.video.errors import SinkError
 
 #: The chroma format of every H.264 we write: 4:2:0, which hardware decoders (Jetson's, DeepStream's),
@@ -66,13 +72,10 @@ def choose_encoder(requested: str = "auto") -> str:
     return requested
 
 
+#: The time base of a ``timed`` writer.
+MILLISECOND = Fraction(1, 1000)
 #: Container format by extension.
 CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
-
-
-def partial_path(path: Path) -> Path:
-    """The temporary name a video is written under until it is finalised."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
 class H264Writer:
@@ -85,10 +88,11 @@ class H264Writer:
         crf: x264 constant rate factor, NVENC constant quality (lower: better quality, bigger files).
         preset: x264 speed preset (NVENC uses its middle preset, p4).
         encoder: ``x264`` or ``nvenc`` (:func:`choose_encoder` picks for ``auto``).
+        timed: frames carry their own times (:meth:`write`'s ``time_s``), stamped to the millisecond.
     """
 
     def __init__(self, path: str | os.PathLike[str], size: tuple[int, int], fps: float, crf: int = 23,
-                 preset: str = "veryfast", encoder: str = "x264") -> None:
+                 preset: str = "veryfast", encoder: str = "x264", timed: bool = False) -> None:
         import av
 
         self.path = Path(path)
@@ -96,7 +100,7 @@ class H264Writer:
         if container is None:
             raise SinkError(f"cannot write video {self.path.name}: use one of {', '.join(CONTAINERS)}")
         ensure_writable_dir(self.path.parent if str(self.path.parent) else ".")
-        self._tmp = partial_path(self.path)
+        self._tmp = temporary_file(self.path)
         self.height, self.width = size[0] - size[0] % 2, size[1] - size[1] % 2
         if self.height < 2 or self.width < 2:
             raise SinkError(f"frames of {size[0]}x{size[1]} are too small to encode")
@@ -113,16 +117,31 @@ class H264Writer:
         self._stream.pix_fmt = H264_PIX_FMT
         quality = {"crf": str(crf), "preset": preset} if encoder == "x264" else {"cq": str(crf), "preset": "p4"}
         self._stream.options = {**quality, "profile": H264_FILE_PROFILE}
+        self.timed = timed
+        if timed:
+            self._stream.codec_context.time_base = MILLISECOND
         self.frames = 0
+        self._pts = -1
         self._closed = False
 
-    def write(self, image: np.ndarray) -> None:
-        """Encode one BGR frame (of the size given at construction)."""
+    def write(self, image: np.ndarray, time_s: float | None = None) -> None:
+        """Encode one BGR frame (of the size given at construction).
+
+        ``time_s``: a ``timed`` writer's frame time, seconds since its first frame (a live source's
+        capture time; a frame less than 1 ms after the previous one goes 1 ms after it). Other writers
+        stamp the frames one period apart and take no times.
+        """
         import av
+
+        if self.timed == (time_s is None):
+            raise SinkError("a timed H264Writer takes each frame's time_s, an untimed one none")
 
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.height, : self.width]),
                                            format="bgr24")
-        frame.pts = self.frames
+        self._pts = self._pts + 1 if time_s is None else max(round(time_s / MILLISECOND), self._pts + 1)
+        frame.pts = self._pts
+        if time_s is not None:
+            frame.time_base = MILLISECOND
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
@@ -136,7 +155,7 @@ class H264Writer:
                     self._container.mux(packet)
             finally:
                 self._container.close()
-            os.replace(self._tmp, self.path)
+            publish(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:

@@ -18,6 +18,9 @@ class Frame:
         capture_time: wall-clock seconds (``time.time()``) when the frame was read.
         capture_monotonic: ``time.monotonic()`` at the same moment (for frame ages).
         decode_s: seconds spent reading and decoding it.
+        name: an image input's file stem (``_leftImg8bit`` left out, as the Cityscapes evaluator
+            expects), else ``""`` (see :attr:`output_name`).
+        file: the image file it was read from (image inputs), else ``None``.
     """
 
     image: np.ndarray
@@ -26,6 +29,13 @@ class Frame:
     capture_time: float
     capture_monotonic: float
     decode_s: float = 0.0
+    name: str = ""
+    file: str | None = None
+
+    @property
+    def output_name(self) -> str:
+        """What the files made of it are named: :attr:`name`, else ``<source>-<frame>`` (``000000-000042``)."""
+        return self.name or f"{self.source_id:06d}-{self.index:06d}"
 
 
 @dataclass

@@ -11,7 +11,10 @@ Source pipelines are built element by element (:func:`source_pipeline`): the loc
 URI, device, sensor index) is a property value, never pipeline text, so an address holding ``"`` or
 ``!`` cannot add elements; ``gst://`` is the one input given as text. They end in ``videoconvert !
 BGR ! appsink max-buffers=1 drop=true sync=false``, which keeps only the newest frame and is real
-time from the first frame; a bigger ``--buffer`` raises ``max-buffers`` and stops dropping:
+time from the first frame; a bigger ``--buffer`` raises ``max-buffers`` and stops dropping. A
+``gst://`` pipeline's appsink is asked for the same BGR caps (an appsink without caps would take the
+first format offered, e.g. ``videotestsrc``'s 8-byte ABGR64_LE); an appsink whose own caps exclude
+BGR is refused, and a pipeline that cannot convert to BGR fails with the fix (``videoconvert``):
 
 * ``csi://N``: ``nvarguscamerasrc sensor-id=N ! NVMM NV12 ! nvvidconv ! BGRx ! videoconvert ! BGR``
 * ``rtsp://``: ``rtspsrc protocols=tcp latency=... ! rtph264depay ! h264parse ! DECODER ! videoconvert``
@@ -179,25 +182,63 @@ def _pipeline(chain: list[Any], source: Any = None) -> Any:
     return pipeline
 
 
-def parse_pipeline(description: str) -> Any:
-    """A ``gst://`` pipeline, parsed as written: the one input given as pipeline text, by its author."""
+#: What to do when a ``gst://`` pipeline cannot deliver BGR frames.
+BGR_FIX = f"end the pipeline in `videoconvert ! appsink` (fornet asks the appsink for {BGR_CAPS})"
+
+
+def find_appsink(pipeline: Any, name: str) -> Any:
+    """The pipeline's ``appsink`` named ``sink``, else its only appsink (``name`` says whose, in errors)."""
+    sink = pipeline.get_by_name("sink")
+    if sink is None:
+        sinks = [e for e in pipeline.iterate_sinks() if e.get_factory().get_name() == "appsink"]
+        sink = sinks[0] if sinks else None
+    if sink is None:
+        raise SourceError(f"the pipeline of {name} has no appsink to pull frames from")
+    return sink
+
+
+def parse_pipeline(description: str, file_buffers: int | None = None) -> Any:
+    """A ``gst://`` pipeline, parsed as written (the one input given as pipeline text, by its author), its
+    appsink asked for BGR frames.
+
+    ``file_buffers``: the pipeline is read as a file (``--input-kind file``): its appsink holds at most
+    that many frames and makes the pipeline wait for room (an appsink as written queues without bound),
+    and hands them out as fast as they are taken, not at the clock's pace. ``None``: live, as written.
+
+    Raises:
+        SourceError: the text does not parse, or its appsink's own caps exclude BGR.
+    """
     gst, _ = import_gst()
     try:
-        return gst.parse_launch(description)
+        pipeline = gst.parse_launch(description)
     except Exception as exc:  # GLib.Error: a bad element or property
         raise SourceError(f"GStreamer cannot build the pipeline {description!r}: {exc}; check the element "
                           "names with gst-inspect-1.0") from exc
+    sink = find_appsink(pipeline, "gst://")
+    bgr = gst.Caps.from_string(BGR_CAPS)
+    caps = sink.get_property("caps")
+    if caps is not None and not caps.is_any():
+        if not caps.can_intersect(bgr):
+            raise SourceError(f"the gst:// pipeline's appsink takes {caps.to_string()}, a format fornet does not "
+                              f"read; {BGR_FIX} and drop its caps=")
+        bgr = caps.intersect(bgr)
+    sink.set_property("caps", bgr)
+    if file_buffers is not None:
+        for key, value in (("max-buffers", file_buffers), ("drop", False), ("sync", False)):
+            sink.set_property(key, value)
+    return pipeline
 
 
 def source_pipeline(kind: str, location: str, buffers: int = 1, rtsp_latency_ms: int = 0,
-                    timeout_s: float = 2.0) -> Any:
+                    timeout_s: float = 2.0, live: bool = True) -> Any:
     """The ``Gst.Pipeline`` of a source (see the module docstring), ending in :func:`appsink`.
 
     Built element by element: the location (URL, file URI, device, sensor index) is a property value,
-    never pipeline text. Only ``gst`` (a ``gst://`` input) is parsed, as its author wrote it.
+    never pipeline text. Only ``gst`` (a ``gst://`` input) is parsed, as its author wrote it (``live``:
+    how it is read, see :func:`parse_pipeline`).
     """
     if kind == "gst":
-        return parse_pipeline(location)
+        return parse_pipeline(location, None if live else buffers)
     tail = [element("videoconvert"), caps_filter(BGR_CAPS), appsink(buffers)]
     if kind == "csi":
         return _pipeline([element("nvarguscamerasrc", sensor_id=int(location)),
@@ -229,20 +270,24 @@ class GstReader:
         self.name = name
         self._gst, _ = import_gst()
         self._pipeline = pipeline
-        sink = self._pipeline.get_by_name("sink")
-        if sink is None:
-            sinks = [e for e in self._pipeline.iterate_sinks() if e.get_factory().get_name() == "appsink"]
-            sink = sinks[0] if sinks else None
-        if sink is None:
-            raise SourceError(f"the pipeline of {name} has no appsink to pull frames from")
-        self._sink = sink
+        self._sink = find_appsink(pipeline, name)
         self._bus = self._pipeline.get_bus()
         if self._pipeline.set_state(self._gst.State.PLAYING) == self._gst.StateChangeReturn.FAILURE:
             self._raise_bus_error("cannot start")
 
-    def _raise_bus_error(self, what: str) -> None:
+    def _bus_error(self) -> str | None:
+        """The pipeline's error message, if one is waiting, with the fix when it cannot make BGR frames."""
         message = self._bus.pop_filtered(self._gst.MessageType.ERROR)
-        detail = message.parse_error()[0].message.rstrip(".") if message is not None else "no details"
+        if message is None:
+            return None
+        error, debug = message.parse_error()
+        detail = error.message.rstrip(".")
+        if "not-negotiated" in (debug or ""):
+            detail += f" (it cannot deliver {BGR_CAPS} frames; {BGR_FIX})"
+        return detail
+
+    def _raise_bus_error(self, what: str) -> None:
+        detail = self._bus_error() or "no details"
         self.close()
         raise SourceError(f"GStreamer {what} {self.name}: {detail}")
 
@@ -250,13 +295,15 @@ class GstReader:
         """The next BGR frame; ``None`` after ``timeout_s`` without one. Raises ``EOFError`` at the end."""
         sample = self._sink.emit("try-pull-sample", int(timeout_s * 1e9))
         if sample is None:
+            detail = self._bus_error()  # before the end: a failing source also ends its stream
+            if detail is not None:
+                raise SourceError(f"GStreamer cannot read {self.name}: {detail}")
             if self._sink.get_property("eos"):
                 raise EOFError
-            message = self._bus.pop_filtered(self._gst.MessageType.ERROR)
-            if message is not None:
-                raise SourceError(f"GStreamer cannot read {self.name}: {message.parse_error()[0].message.rstrip('.')}")
             return None
         caps = sample.get_caps().get_structure(0)
+        if caps.get_string("format") != "BGR":
+            raise SourceError(f"{self.name} delivers {caps.get_string('format')} frames, not BGR; {BGR_FIX}")
         width, height = caps.get_value("width"), caps.get_value("height")
         buffer = sample.get_buffer()
         ok, info = buffer.map(self._gst.MapFlags.READ)

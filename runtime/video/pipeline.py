@@ -53,7 +53,7 @@ class VideoPipeline:
         alpha: overlay opacity.
         batch: frames per engine call (default: the engine's static batch, else one per source).
         queue_size: results waiting for rendering.
-        max_frames: stop after this many results.
+        max_frames: stop after this many results (no more frames are segmented than that).
         duration_s: stop after this many seconds.
     """
 
@@ -88,18 +88,23 @@ class VideoPipeline:
         self._error: BaseException | None = None
         self._closed = False
         self._next_source = 0
+        self._taken = 0  # frames handed to the segmenter
 
     # -- segmentation thread -----------------------------------------------------------------
     def _gather(self) -> list[Frame] | None:
-        """Up to ``batch`` frames, round robin over the sources; ``None`` when all have ended."""
+        """Up to ``batch`` frames, round robin over the sources; ``None`` when all have ended or
+        ``max_frames`` were taken."""
+        limit = self.batch if self.max_frames is None else min(self.batch, self.max_frames - self._taken)
+        if limit <= 0:
+            return None
         while not self._stop.is_set():
             frames: list[Frame] = []
             progress = True
-            while progress and len(frames) < self.batch:
+            while progress and len(frames) < limit:
                 progress = False
                 count = len(self.sources)
                 for offset in range(count):
-                    if len(frames) >= self.batch:
+                    if len(frames) >= limit:
                         break
                     frame = self.sources[(self._next_source + offset) % count].buffer.get(0)
                     if frame is not None:
@@ -107,6 +112,7 @@ class VideoPipeline:
                         progress = True
             self._next_source = (self._next_source + 1) % len(self.sources)
             if frames:
+                self._taken += len(frames)
                 return frames
             if all(source.finished for source in self.sources):
                 return None

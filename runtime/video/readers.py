@@ -130,7 +130,7 @@ class OpenCVReader:
         self._capture = cv2.VideoCapture(spec.location, api, params)
         if not self._capture.isOpened():
             raise SourceError(f"OpenCV cannot open {spec.display_name}: missing, busy, corrupt or unreachable; "
-                              "check the device or URL, or try another backend (--backend pyav|gstreamer)")
+                              "check the device or URL, or try another reader (--input-backend pyav|gstreamer)")
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and fps > 0 else None
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -153,11 +153,12 @@ class OpenCVReader:
 class GstSourceReader:
     """A GStreamer pipeline ending in a BGR appsink (see :mod:`fornet.runtime.video.gst`)."""
 
-    def __init__(self, spec: SourceSpec, buffers: int, timeout_s: float) -> None:
+    def __init__(self, spec: SourceSpec, buffers: int, timeout_s: float, live: bool) -> None:
         from fornet.runtime.video.gst import GstReader, source_pipeline
 
         location = Path(spec.location).absolute().as_uri() if spec.kind == "video" else spec.location
-        self._reader = GstReader(source_pipeline(spec.kind, location, buffers, timeout_s=timeout_s), spec.display_name)
+        pipeline = source_pipeline(spec.kind, location, buffers, timeout_s=timeout_s, live=live)
+        self._reader = GstReader(pipeline, spec.display_name)
         self.fps: float | None = None
         self.total: int | None = None
 
@@ -228,7 +229,7 @@ def choose_backend(spec: SourceSpec, backend: str = "auto") -> str:
         return "images"
     if spec.kind in ("csi", "gst"):
         if backend not in ("auto", "gstreamer"):
-            raise SourceError(f"{spec.kind} inputs need GStreamer; drop --backend {backend}")
+            raise SourceError(f"{spec.kind} inputs need GStreamer; drop --input-backend {backend}")
         return "gstreamer"
     if backend != "auto":
         return backend
@@ -241,8 +242,9 @@ def choose_backend(spec: SourceSpec, backend: str = "auto") -> str:
     return "opencv" if spec.kind == "v4l2" else "pyav"
 
 
-def open_reader(spec: SourceSpec, backend: str, buffers: int, timeout_s: float) -> Reader:
-    """Open ``spec`` with ``backend`` (as :func:`choose_backend` returned)."""
+def open_reader(spec: SourceSpec, backend: str, buffers: int, timeout_s: float, live: bool | None = None) -> Reader:
+    """Open ``spec`` with ``backend`` (as :func:`choose_backend` returned); ``live``: how a ``gst://`` pipeline
+    is read (default: ``spec.live``)."""
     if backend == "images":
         return ImageFilesReader(spec.files)
     if backend == "nvdec":
@@ -252,4 +254,4 @@ def open_reader(spec: SourceSpec, backend: str, buffers: int, timeout_s: float) 
     if backend in ("pyav", "opencv"):
         reader = PyAVReader(spec, timeout_s) if backend == "pyav" else OpenCVReader(spec, timeout_s)
         return Unblocked(reader) if spec.live else reader
-    return GstSourceReader(spec, buffers, timeout_s)
+    return GstSourceReader(spec, buffers, timeout_s, spec.live if live is None else live)

@@ -11,11 +11,13 @@ It opens the inputs (:class:`~fornet.runtime.video.sources.VideoSource`), the ou
 file, RTSP mount or window per input, plus label PNGs and per-frame records) and the model, runs a
 :class:`~fornet.runtime.video.pipeline.VideoPipeline` until the inputs end, a limit is reached or
 SIGINT/SIGTERM arrive (the outputs are finalised either way; SIGUSR1 prints the timing so far), and
-returns the run's report and the files it wrote.
+returns the run's report (with the model, backend, device, command and library versions) and the
+files it wrote. Every output path is checked before any input or the model is opened.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import operator
 import signal
@@ -23,11 +25,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from fornet.atomic import check_output_dir, check_output_file
+from fornet.errors import FornetError
 from fornet.options import (
+    STDOUT,
     OptionGroup,
     alpha_arg,
     count_arg,
@@ -37,16 +42,19 @@ from fornet.options import (
     positive_int_arg,
     seconds_arg,
 )
+from fornet.redact import mask_credentials
 from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.video.encode import ENCODER_CHOICES
+from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.pipeline import Render, VideoPipeline
 from fornet.runtime.video.readers import BACKENDS
 from fornet.runtime.video.rtsp_access import RtspAccess
 from fornet.runtime.video.sinks import JsonLinesSink, LabelPngSink, Sink, open_sink
-from fornet.runtime.video.sources import VideoSource
-from fornet.runtime.video.stats import PipelineReport
+from fornet.runtime.video.sources import INPUT_KINDS, VideoSource
+from fornet.runtime.video.stats import PipelineReport, RunInfo
 from fornet.runtime.video.uri import parse_sink
+from fornet.versions import package_versions
 
 RENDER_MODE = OptionGroup(exclusive=True)
 RENDERING = OptionGroup("rendering")
@@ -84,12 +92,21 @@ class RunOptions:
     jsonl: Path | None = option(None, flag="--jsonl", parse=Path, metavar="FILE", group=OUTPUTS,
                                 help="one JSON record per frame (source, index, timestamps, stage times, class "
                                      "histogram)")
-    json: Path | None = json_option("the run's report (FPS, stage times, frame age, sources)", OUTPUTS)
+    overwrite: bool = option(False, flag="--overwrite", group=OUTPUTS,
+                             help="replace the label PNGs an earlier run left in --labels DIR (without it such a "
+                                  "folder is refused: the two runs' labels would mix)")
+    json: Path | None = json_option("the run's report (model, FPS, stage times, frame age, sources, encoders, "
+                                    "versions)", OUTPUTS)
     input_backend: str = option("auto", flag="--input-backend", choices=BACKENDS,
                                 default_text="NVDEC for video files where PyNvVideoCodec and a GPU are, GStreamer "
                                              "for streams and cameras when python3-gi is reachable, else "
                                              "PyAV/OpenCV",
                                 group=INPUTS, help="library that reads the inputs")
+    input_kind: str = option("auto", flag="--input-kind", choices=INPUT_KINDS, group=INPUTS,
+                             default_text="live for cameras, streams and gst:// pipelines; file for files and "
+                                          "gst:// pipelines with filesrc or num-buffers",
+                             help="file: every frame, to the input's end (exit 0); live: the newest frame, "
+                                  "reconnect after a gap")
     buffer: int | None = option(None, flag="--buffer", parse=positive_int_arg, metavar="N", group=INPUTS,
                                 default_text="1, the newest, for live inputs; 4 for files",
                                 help="frames buffered per input")
@@ -123,11 +140,14 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run did: its report, the files and folders it wrote, and the signal that stopped it (if any)."""
+    """What a run did: its report, the files and folders it wrote, the signal that stopped it (if any), and
+    the error that ended it once frames were flowing (a live input given up on, a corrupt frame in a file;
+    the outputs are finalised and the report covers the run up to it)."""
 
     report: PipelineReport
     written: tuple[Path, ...]
     stopped_by: signal.Signals | None
+    error: FornetError | None = None
 
 
 def sink_uri(uri: str, source_id: int, count: int) -> str:
@@ -143,9 +163,42 @@ def sink_uri(uri: str, source_id: int, count: int) -> str:
     return f"display://{source_id}"
 
 
+def check_outputs(output_uri: str | None, options: RunOptions) -> None:
+    """Check every output path before any work: a folder where a file goes (or the reverse), an unwritable place.
+
+    Raises:
+        FornetError: naming the flag and the fix.
+    """
+    if output_uri is not None:
+        spec = parse_sink(output_uri)
+        if spec.kind == "video":
+            check_output_file(spec.location, "OUTPUT")
+        elif spec.kind == "images":
+            check_output_dir(spec.location, "OUTPUT")
+    if options.labels is not None:
+        check_output_dir(options.labels, "--labels")
+    if options.jsonl is not None:
+        check_output_file(options.jsonl, "--jsonl")
+    if options.json is not None and options.json != STDOUT:
+        check_output_file(options.json, "--json")
+
+
+def _check_distinct_names(sources: list[VideoSource]) -> None:
+    """Image inputs name their outputs after their files: two inputs holding the same name would overwrite
+    each other's label PNGs and images."""
+    owners: dict[str, VideoSource] = {}
+    for source in sources:
+        for name in source.output_names:
+            first = owners.setdefault(name, source)
+            if first is not source:
+                raise SourceError(f"{first.name} and {source.name} both hold an image named {name}: their outputs "
+                                  "would overwrite each other; run them separately, or rename one of them")
+
+
 def _written(sink: Sink) -> Path | None:
+    """The file or folder ``sink`` wrote, if it exists (a sink that got no frame leaves nothing)."""
     path = getattr(sink, "path", None) or getattr(sink, "folder", None)
-    return None if path is None else Path(path)
+    return None if path is None or not Path(path).exists() else Path(path)
 
 
 def _encoders(sinks: list[Sink]) -> dict[str, str]:
@@ -183,7 +236,7 @@ def _stop_on_signals(pipeline: VideoPipeline, stopped_by: list[signal.Signals]) 
 
 
 def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: RunOptions,
-              progress: Progress | None = None) -> RunResult:
+              progress: Progress | None = None, command: str = "") -> RunResult:
     """Segment ``input_uri`` (and ``options.add_input``) into ``output_uri`` and the other outputs.
 
     Args:
@@ -192,29 +245,34 @@ def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: 
         spec: the model.
         options: the run's options.
         progress: called after every frame with the frames so far, the input's frame count and the FPS.
+        command: the command line, for the report (passwords in it are masked).
 
     Raises:
-        FornetError: an input, output or model that cannot be opened (before any frame is read).
+        FornetError: an input, output or model that cannot be opened (before any frame is read); an
+            error after that is :attr:`RunResult.error`.
     """
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    check_outputs(output_uri, options)
     uris = [input_uri, *options.add_input]
     with ExitStack() as cleanup:
         sources = []
         for index, uri in enumerate(uris):
             source = VideoSource(uri, index, backend=options.input_backend, buffer=options.buffer,
                                  watchdog_s=options.watchdog_s, max_reconnects=options.max_reconnects,
-                                 open_timeout_s=options.open_timeout_s)
+                                 open_timeout_s=options.open_timeout_s, input_kind=options.input_kind,
+                                 max_frames=options.max_frames)
             cleanup.callback(source.close)
             sources.append(source)
+        _check_distinct_names(sources)
         fps = options.fps or sources[0].fps or 25.0
         sinks: list[Sink] = []
         try:
             if output_uri is not None:
                 rtsp = RtspAccess(options.rtsp_host, options.rtsp_user, options.rtsp_password_file)
-                sinks += [open_sink(sink_uri(output_uri, s.source_id, len(sources)), fps, s.source_id, rtsp,
+                sinks += [open_sink(sink_uri(output_uri, s.source_id, len(sources)), fps, s.source_id, rtsp, s.live,
                                     options.encoder) for s in sources]
             if options.labels is not None:
-                sinks.append(LabelPngSink(options.labels, options.label_encoding))
+                sinks.append(LabelPngSink(options.labels, options.label_encoding, options.overwrite))
             segmenter = cleanup.enter_context(Segmenter(spec))
             if options.jsonl is not None:
                 sinks.append(JsonLinesSink(options.jsonl, {s.source_id: s.name for s in sources},
@@ -228,10 +286,16 @@ def run_video(input_uri: str, output_uri: str | None, spec: ModelSpec, options: 
                                  duration_s=options.duration_s)
         stopped_by: list[signal.Signals] = []
         total = sources[0].total_frames if len(sources) == 1 else None
+        error: FornetError | None = None
         with _stop_on_signals(pipeline, stopped_by):
-            for _ in pipeline:
-                if progress is not None:
-                    progress(pipeline.stats.frames, total, pipeline.stats.fps())
-        report = replace(pipeline.report(), encoders=_encoders(sinks))
+            try:
+                for _ in pipeline:
+                    if progress is not None:
+                        progress(pipeline.stats.frames, total, pipeline.stats.fps())
+            except FornetError as exc:  # the outputs are finalised: report the run up to the error
+                error = exc
+        info = RunInfo(str(spec.path), segmenter.backend_name, segmenter.backend.device, mask_credentials(command),
+                       package_versions())
+        report = dataclasses.replace(pipeline.report(), run=info, encoders=_encoders(sinks))
     written = [path for sink in sinks if (path := _written(sink)) is not None]
-    return RunResult(report, tuple(written), stopped_by[0] if stopped_by else None)
+    return RunResult(report, tuple(written), stopped_by[0] if stopped_by else None, error)

@@ -11,11 +11,18 @@ A reader thread fills a bounded :class:`~fornet.runtime.video.buffer.FrameBuffer
 * live inputs (cameras, RTSP/HTTP streams, GStreamer pipelines) keep the newest frames and count
   the dropped ones, so latency stays bounded when segmentation is slower than the camera.
 
+``input_kind`` overrides the choice for streams and pipelines: ``file`` reads a recorded stream or a
+finite ``gst://`` pipeline to its end (a pipeline with ``filesrc`` or ``num-buffers`` is one by
+default), ``live`` treats a stream as live. A file input that ends before the frame count its
+container declares (a truncated file) ends with a warning, kept in :attr:`VideoSource.warning`.
+
 On a live input, a :class:`~fornet.runtime.video.watchdog.Watchdog` (no new frame for
 ``watchdog_s``), the end of the stream or a read error closes the connection and reopens it after
 exponentially growing pauses (:class:`~fornet.runtime.video.watchdog.Backoff`), at most
 ``max_reconnects`` times in a row (``None``: for ever). Each gap is logged with its length and kept
-in :attr:`VideoSource.gaps`. The first connection must succeed: a wrong path, URL or camera is an
+in :attr:`VideoSource.gaps`; :attr:`VideoSource.reconnects` counts one reconnection per gap whatever
+the reader (a GStreamer pipeline "opens" even while its server is down, so attempts are not
+reconnections). The first connection must succeed: a wrong path, URL or camera is an
 error at once, not a silent retry loop. A live input must also deliver its first frame within
 ``open_timeout_s`` (a refused connection, a wrong RTSP path or a login the server refuses fails
 within a second or so, a silent server at the timeout); reconnection only ever applies to a source
@@ -29,6 +36,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import numpy as np
@@ -45,6 +53,10 @@ log = logging.getLogger("fornet.video")
 
 #: Default buffer capacity: the newest frame for live inputs, a few frames of read-ahead for files.
 DEFAULT_BUFFER = {True: 1, False: 4}
+#: ``input_kind`` values: ``auto`` (by the input), ``file`` (every frame, to the end), ``live``.
+INPUT_KINDS = ("auto", "file", "live")
+#: What an image input's outputs are named after: its file stem without this Cityscapes suffix.
+CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit"
 #: Seconds a live input has to deliver its first frame.
 DEFAULT_OPEN_TIMEOUT_S = 10.0
 #: What to check when a live input of a kind delivers no first frame.
@@ -67,7 +79,7 @@ class Gap:
         started: wall-clock time of the last frame before the gap.
         seconds: from that frame to the first frame after the gap.
         reason: what ended the stream (watchdog, end of stream, read error).
-        attempts: reconnection attempts it took.
+        attempts: reconnection attempts it took (one reconnection).
     """
 
     source_id: int
@@ -90,6 +102,8 @@ class VideoSource:
         max_reconnects: live inputs: give up after this many failed attempts in a row (``None``: never).
         backoff_s: first pause before reconnecting (doubles up to 8 s).
         open_timeout_s: live inputs: the first frame must arrive within this many seconds.
+        input_kind: ``auto``, ``file`` or ``live`` (see the module docstring).
+        max_frames: file inputs: read no more than this many frames (a run's ``--max-frames``).
 
     Raises:
         SourceError: the input cannot be parsed or opened, or a live input delivered no first frame.
@@ -97,29 +111,41 @@ class VideoSource:
 
     def __init__(self, uri: str, source_id: int = 0, *, backend: str = "auto", buffer: int | None = None,
                  watchdog_s: float = 5.0, max_reconnects: int | None = None, backoff_s: float = 0.5,
-                 open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S) -> None:
+                 open_timeout_s: float = DEFAULT_OPEN_TIMEOUT_S, input_kind: str = "auto",
+                 max_frames: int | None = None) -> None:
         if watchdog_s <= 0 or open_timeout_s <= 0:
             raise SourceError(f"watchdog_s and open_timeout_s must be positive, got {watchdog_s} and {open_timeout_s}")
         if buffer is not None and buffer < 1:
             raise SourceError(f"--buffer must be at least 1 frame, got {buffer}")
+        if input_kind not in INPUT_KINDS:
+            raise SourceError(f"unknown input kind {input_kind!r}; choose one of {', '.join(INPUT_KINDS)}")
         self.spec: SourceSpec = parse_source(uri)
+        if input_kind == "live" and self.spec.kind in ("video", "images"):
+            raise SourceError(f"{self.spec.display_name} is stored, not live: --input-kind live applies to cameras, "
+                              "streams and gst:// pipelines; drop --input-kind live")
         self.source_id = source_id
-        self.live = self.spec.live
+        self.live = self.spec.live if input_kind == "auto" else input_kind == "live"
+        self._limit = None if self.live else max_frames
+        #: The names of an image input's frames (:attr:`Frame.name`); empty for other inputs.
+        self.output_names = _output_names(self.spec.files)
         self.backend = choose_backend(self.spec, backend)
         self.watchdog_s = watchdog_s
         capacity = buffer or DEFAULT_BUFFER[self.live]
         self.buffer: FrameBuffer[Frame] = FrameBuffer(capacity, "latest" if self.live else "wait")
         self._backoff = Backoff(initial_s=backoff_s, limit=max_reconnects)
-        self._reader: Reader = open_reader(self.spec, self.backend, capacity, watchdog_s)
+        self._reader: Reader = open_reader(self.spec, self.backend, capacity, watchdog_s, self.live)
         #: Frames per second the input declares (``None`` for cameras and image folders, usually).
         self.fps = self._reader.fps
         #: Number of frames of a file input, when known (for progress).
         self.total_frames = self._reader.total
         self.frames_read = 0
+        #: Reconnections: one per gap after which frames arrived again.
         self.reconnects = 0
         self.gaps: list[Gap] = []
         #: The error that ended the source early (a corrupt file, or a live input given up on).
         self.error: SourceError | None = None
+        #: Why a file input ended early without an error (a truncated file), else ``None``.
+        self.warning: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._notify: threading.Event | None = None
@@ -146,9 +172,18 @@ class VideoSource:
 
     def _frame(self, image: np.ndarray, decode_s: float) -> Frame:
         """The next frame of this source, captured now."""
-        frame = Frame(image, self.source_id, self.frames_read, time.time(), time.monotonic(), decode_s)
+        index = self.frames_read
+        name, file = (self.output_names[index], self.spec.files[index]) if self.output_names else ("", None)
+        frame = Frame(image, self.source_id, index, time.time(), time.monotonic(), decode_s, name, file)
         self.frames_read += 1
         return frame
+
+    def _end_of_file(self) -> None:
+        """A file input ended: warn when it delivered fewer frames than its container declares."""
+        if self.total_frames and self.frames_read < self.total_frames:
+            self.warning = (f"ended after {self.frames_read} of the {self.total_frames} frames its container "
+                            "declares: the file is truncated or damaged (check it with ffprobe)")
+            log.warning("%s: %s", self.name, self.warning)
 
     @property
     def name(self) -> str:
@@ -193,6 +228,7 @@ class VideoSource:
                     image = self._reader.read(poll_s)
             except EOFError:
                 if not self.live:
+                    self._end_of_file()
                     return
                 failure = "end of stream"
             except SourceError as exc:
@@ -209,6 +245,8 @@ class VideoSource:
                     last_frame_wall = frame.capture_time
                     if not self.buffer.put(frame, self._stop):
                         return
+                    if self._limit is not None and self.frames_read >= self._limit:
+                        return
                     if self._notify is not None:
                         self._notify.set()
                     continue
@@ -217,13 +255,15 @@ class VideoSource:
             if failure is not None:
                 if lost is None:
                     lost = failure
-                    log.warning("%s: lost (%s); reconnecting", self.name, failure)
+                    log.warning("%s: lost (%s)%s", self.name, failure,
+                                "" if self._backoff.limit == 0 else "; reconnecting")
                 self._reconnect()
                 watchdog.feed()
 
     def _record_gap(self, started: float, reason: str) -> None:
         gap = Gap(self.source_id, started, time.time() - started, reason, self._backoff.attempts)
         self.gaps.append(gap)
+        self.reconnects += 1
         self._backoff.reset()
         log.warning("%s: frames again after a %.2f s gap (%s; %d attempt(s))", self.name, gap.seconds, reason,
                     gap.attempts)
@@ -239,11 +279,10 @@ class VideoSource:
             if self._stop.wait(self._backoff.next_delay()):
                 return
             try:
-                self._reader = open_reader(self.spec, self.backend, self.buffer.capacity, self.watchdog_s)
+                self._reader = open_reader(self.spec, self.backend, self.buffer.capacity, self.watchdog_s, self.live)
             except SourceError as exc:
                 log.info("%s: reconnection attempt %d failed: %s", self.name, self._backoff.attempts, exc)
                 continue
-            self.reconnects += 1
             return
 
     # -- consumer side ---------------------------------------------------------------------
@@ -280,3 +319,13 @@ class VideoSource:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _output_names(files: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of an image input's outputs: each file's stem without ``_leftImg8bit``; none when two collide."""
+    names = tuple(Path(file).stem.removesuffix(CITYSCAPES_IMAGE_SUFFIX) for file in files)
+    if len(set(names)) < len(names):
+        log.warning("image files with the same name in different folders: outputs are numbered "
+                    "<source>-<frame> instead (the per-frame records name each file)")
+        return ()
+    return names

@@ -2,7 +2,11 @@
 
 Samples are kept in fixed-size windows (the last :data:`WINDOW` values per stage), so a run of any
 length uses constant memory; counts and totals cover the whole run. :class:`PipelineReport` is the
-end-of-run (or on-demand) summary, a :class:`~fornet.records.Record` (``fornet run --report``).
+end-of-run (or on-demand) summary, a :class:`~fornet.records.Record` (``fornet run --json FILE``).
+
+Per source the counts add up: every frame read was segmented and written, dropped (a live input's
+newer frame replaced it) or discarded (read but never written: read ahead or in flight when the run
+stopped at SIGINT/SIGTERM, ``--max-frames`` or ``--duration-s``). Reconnections are one per gap.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -74,7 +78,8 @@ class GapRecord:
 
 @dataclass(frozen=True)
 class SourceSummary:
-    """What one source did: frames read, segmented and dropped, reconnections and gaps."""
+    """What one source did: frames read = segmented + dropped + discarded (see the module docstring),
+    reconnections (one per gap) and gaps, and the error or warning that ended it early."""
 
     name: str
     live: bool
@@ -82,19 +87,33 @@ class SourceSummary:
     frames_read: int
     frames_processed: int
     dropped: int
+    discarded: int
     reconnects: int
     gaps: tuple[GapRecord, ...]
     error: str | None
+    warning: str | None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What made a run's results: the model file, backend and device, the command and library versions."""
+
+    model: str
+    backend: str
+    device: str
+    command: str
+    versions: dict[str, str | None]
 
 
 @dataclass(frozen=True)
 class PipelineReport(Record):
-    """Timing summary of a pipeline run (see the module docstring)."""
+    """Timing summary of a pipeline run (see the module docstring); ``run``: what made it (``fornet run``
+    fills it in)."""
 
     FORMAT: ClassVar[str] = "fornet-deploy/video-report"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
     DESCRIPTION: ClassVar[str] = "fornet-deploy video pipeline report"
-    FIX: ClassVar[str] = "run fornet run again with --report"
+    FIX: ClassVar[str] = "run fornet run again with --json FILE"
 
     frames: int
     seconds: float
@@ -106,20 +125,37 @@ class PipelineReport(Record):
     sources: tuple[SourceSummary, ...]
     #: The H.264 encoder each video or RTSP output ran with (``x264`` or ``nvenc``), by output.
     encoders: dict[str, str] = field(default_factory=dict)
+    run: RunInfo | None = None
+
+    @classmethod
+    def upgrade(cls, version: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Version 1 had no ``run`` and no ``discarded`` or ``warning`` per source (the rest of the
+        frames read was discarded)."""
+        if version != 1:
+            return None
+        sources = [{**source, "warning": None,
+                    "discarded": source["frames_read"] - source["frames_processed"] - source["dropped"]}
+                   for source in body.get("sources", [])]
+        return {**body, "sources": sources, "run": None}
 
     def format(self) -> str:
         """A text table for the terminal."""
-        lines = [f"{self.frames} frames in {self.seconds:.1f} s: {self.fps:.1f} FPS "
-                 f"({self.batches} engine calls, mean batch {self.mean_batch:.2f})",
-                 f"{'stage':<8} {'median ms':>10} {'p90 ms':>8} {'mean ms':>8}"]
+        lines = []
+        if self.run is not None:
+            lines.append(f"model {self.run.model} [{self.run.backend}, {self.run.device}]")
+        lines += [f"{self.frames} frames in {self.seconds:.1f} s: {self.fps:.1f} FPS "
+                  f"({self.batches} engine calls, mean batch {self.mean_batch:.2f})",
+                  f"{'stage':<8} {'median ms':>10} {'p90 ms':>8} {'mean ms':>8}"]
         for name, s in [*self.stages.items(), ("age", self.age)]:
             lines.append(f"{name:<8} {s.median_ms:>10.2f} {s.p90_ms:>8.2f} {s.mean_ms:>8.2f}")
         lines += [f"{output}: encoder {encoder}" for output, encoder in self.encoders.items()]
         for source in self.sources:
             gaps = ", ".join(f"{g.seconds:.1f} s ({g.reason})" for g in source.gaps) or "none"
-            lines.append(f"{source.name} [{source.backend}]: read {source.frames_read}, segmented "
-                         f"{source.frames_processed}, dropped {source.dropped}, reconnects {source.reconnects}, "
-                         f"gaps: {gaps}" + (f", error: {source.error}" if source.error else ""))
+            lines.append(f"{source.name} [{source.backend}]: read {source.frames_read} = segmented "
+                         f"{source.frames_processed} + dropped {source.dropped} + discarded {source.discarded} "
+                         f"(read, never written), reconnects {source.reconnects}, gaps: {gaps}"
+                         + (f", error: {source.error}" if source.error else "")
+                         + (f", warning: {source.warning}" if source.warning else ""))
         return "\n".join(lines)
 
 
@@ -166,8 +202,9 @@ class PipelineStats:
             stages = {name: Summary.of(list(values), len(values)) for name, values in self._stages.items()}
             summaries = tuple(
                 SourceSummary(s.name, s.live, s.backend, s.frames_read, self._per_source[s.source_id], s.dropped,
-                              s.reconnects, tuple(GapRecord(round(g.seconds, 3), g.reason) for g in s.gaps),
-                              None if s.error is None else str(s.error))
+                              s.frames_read - self._per_source[s.source_id] - s.dropped, s.reconnects,
+                              tuple(GapRecord(round(g.seconds, 3), g.reason) for g in s.gaps),
+                              None if s.error is None else str(s.error), s.warning)
                 for s in sources)
             return PipelineReport(self.frames, round(elapsed, 3), self.frames / elapsed, self.batches,
                                   self._batched_frames / max(self.batches, 1), stages,

@@ -16,6 +16,7 @@ import numpy as np
 from fornet.calibration.labels import label_ids_to_train_ids
 from fornet.calibration.synth_scene import render_scene
 from fornet.runtime.video.encode import H264Writer
+from fornet.runtime.video.errors import SinkError
 
 
 def pan_sequence(size: tuple[int, int], frames: int, seed: int = 0,
@@ -35,8 +36,14 @@ def pan_sequence(size: tuple[int, int], frames: int, seed: int = 0,
 
 
 def write_pan_video(path: str | os.PathLike[str], size: tuple[int, int], frames: int, fps: float = 25.0,
-                    seed: int = 0, crf: int = 18) -> list[np.ndarray]:
-    """Encode :func:`pan_sequence` to an H.264 file; return the ground-truth trainIds per frame."""
+                    seed: int = 0, crf: int = 18, force: bool = False) -> list[np.ndarray]:
+    """Encode :func:`pan_sequence` to an H.264 file; return the ground-truth trainIds per frame.
+
+    Raises:
+        SinkError: ``path`` exists and ``force`` is off (the same rule as ``fornet data synth``).
+    """
+    if Path(path).exists() and not force:
+        raise SinkError(f"{path} already exists; choose another --out, or pass --force to replace it")
     writer = H264Writer(Path(path), size, fps, crf=crf)
     truth: list[np.ndarray] = []
     try:

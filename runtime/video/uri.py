@@ -8,7 +8,8 @@ Inputs (the forms of jetson-inference's ``segnet``)::
     csi://0                                     a Jetson CSI camera through nvarguscamerasrc (live)
     rtsp://user:pass@host:8554/path             an RTSP stream (live)
     http://host/stream.m3u8, https://...        an HTTP(S) stream (live)
-    gst://videotestsrc ! videoconvert ! appsink a raw GStreamer pipeline ending in an appsink (live)
+    gst://videotestsrc ! videoconvert ! appsink a raw GStreamer pipeline ending in an appsink (live;
+                                                a file when it reads files or ends: filesrc, num-buffers)
 
 Outputs::
 
@@ -42,6 +43,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi")
 #: Live kinds: the newest frame wins by default, and the source reconnects after a gap.
 LIVE_KINDS = frozenset({"v4l2", "csi", "rtsp", "http", "gst"})
+#: What makes a ``gst://`` pipeline finite (read as a file by default): a file source or a buffer count.
+FINITE_PIPELINE = re.compile(r"\b(filesrc|multifilesrc|splitfilesrc)\b|\bnum-buffers\s*=|\bfile://")
 
 _SCHEMES = "file://, v4l2://, csi://, rtsp://, http(s)://, gst:// or a plain path"
 
@@ -55,17 +58,20 @@ class SourceSpec:
         kind: what it names (see the module docstring).
         location: the file, device, camera index, URL or pipeline text.
         files: the image files of an ``images`` input, sorted.
+        finite: a ``gst://`` pipeline that reads files or ends by itself (:data:`FINITE_PIPELINE`).
     """
 
     uri: str
     kind: SourceKind
     location: str
     files: tuple[str, ...] = ()
+    finite: bool = False
 
     @property
     def live(self) -> bool:
-        """Whether frames arrive in real time (cameras and streams) rather than from storage."""
-        return self.kind in LIVE_KINDS
+        """Whether frames arrive in real time (cameras and streams) rather than from storage (the default
+        of ``--input-kind``)."""
+        return self.kind in LIVE_KINDS and not self.finite
 
     @property
     def display_name(self) -> str:
@@ -115,7 +121,7 @@ def parse_source(uri: str) -> SourceSpec:
         if "appsink" not in pipeline:
             raise SourceError("a gst:// pipeline must end in an appsink (… ! videoconvert ! appsink), so that "
                               "frames can be pulled from it")
-        return SourceSpec(text, "gst", pipeline)
+        return SourceSpec(text, "gst", pipeline, finite=FINITE_PIPELINE.search(pipeline) is not None)
     if scheme not in ("", "file"):
         raise SourceError(f"unknown input scheme {scheme}:// in {text!r}; use {_SCHEMES}")
     path = _local_path(text)

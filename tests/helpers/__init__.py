@@ -8,4 +8,6 @@ Test modules import from here and never from each other (tests/test_architecture
   realistic weights, the session's small exports, an independent forward pass, export parity, INT8 set-up.
 * ``faults``, ``triton_server``, ``video``, ``video_rtsp_server``: fault injection, a Triton
   server, generated clips and a loopback RTSP camera (run by /usr/bin/python3).
+* ``gst_element``: ``gst-launch-1.0`` pipelines with the ``fornetseg`` element and the embedding examples,
+  in processes of their own under the element's environment (``make gst-env``).
 """

@@ -1,7 +1,15 @@
-"""One real Triton server per test session, serving the small raw-input, labels-output lite export."""
+"""One real Triton server per test session, serving the small raw-input, labels-output lite export; and
+``fornet serve`` run as a user runs it (a subprocess), for the tests that stop or kill it."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +18,11 @@ import numpy as np
 import pytest
 
 from fornet.runtime.model_spec import ModelSpec
+from fornet.runtime.serving.client import SegmentationClient
+from fornet.runtime.serving.errors import ServingError
 from fornet.runtime.serving.launcher import ServerProcess, server_environment
 from fornet.runtime.serving.options import ServerOptions
-from fornet.runtime.serving.ports import free_port
+from fornet.runtime.serving.ports import free_port, require_free_ports
 from tests.helpers.runtime_models import LiteExport
 
 #: The session server also answers the overlay, blended with this alpha.
@@ -63,3 +73,47 @@ def triton_server(tmp_path_factory: pytest.TempPathFactory, lite: LiteExport) ->
         finally:
             status = server.stop(timeout_s=30)
     assert status == 0, f"the server did not stop gracefully (status {status}); see {log}"
+
+
+def start_fornet_serve(options: ServerOptions, log: Path, timeout_s: float = 120.0) -> subprocess.Popen[bytes]:
+    """``fornet-serve`` with ``options`` in a subprocess (output to ``log``), returned once the model answers."""
+    script = shutil.which("fornet-serve", path=str(Path(sys.executable).parent))
+    assert script is not None
+    with log.open("wb") as stream:
+        process = subprocess.Popen([script, *options.argv()], stdout=stream, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    with SegmentationClient(options.http_url, timeout_s=5) as client:
+        while not client.is_ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"fornet serve did not start (status {process.poll()}):\n{log.read_text()}")
+            time.sleep(0.3)
+    return process
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux /proc), e.g. the server process of ``fornet serve``."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def seconds_until_ports_free(options: ServerOptions, timeout_s: float) -> float | None:
+    """How long until no one listens on the server's three ports any more (None: not within ``timeout_s``)."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        try:
+            require_free_ports(options.host, options.ports())
+            return time.monotonic() - began
+        except ServingError:
+            time.sleep(0.2)
+    return None
+
+
+def post_zero_size_frame(url: str) -> tuple[int, str]:
+    """A plain-HTTP request (no fornet client) with one 0 x 0 frame to model ``fornet``: the status and the answer."""
+    body = json.dumps({"inputs": [{"name": "frames", "shape": [1, 0, 0, 3], "datatype": "UINT8", "data": []}]})
+    request = urllib.request.Request(f"{url}/v2/models/fornet/infer", data=body.encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
