@@ -34,6 +34,7 @@ from typing import Protocol
 import numpy as np
 
 from fornet.runtime.video.errors import SourceError
+from fornet.runtime.video.gst import GstReader, gst_available, source_pipeline
 from fornet.runtime.video.uri import SourceSpec
 
 BACKENDS: tuple[str, ...] = ("auto", "pyav", "opencv", "gstreamer")
@@ -154,8 +155,6 @@ class GstSourceReader:
     """A GStreamer pipeline ending in a BGR appsink (see :mod:`fornet.runtime.video.gst`)."""
 
     def __init__(self, spec: SourceSpec, buffers: int, timeout_s: float) -> None:
-        from fornet.runtime.video.gst import GstReader, source_pipeline
-
         location = Path(spec.location).absolute().as_uri() if spec.kind == "video" else spec.location
         self._reader = GstReader(source_pipeline(spec.kind, location, buffers, timeout_s=timeout_s), spec.display_name)
         self.fps: float | None = None
@@ -220,8 +219,6 @@ class Unblocked:
 
 def choose_backend(spec: SourceSpec, backend: str = "auto") -> str:
     """The library that reads ``spec`` (see the module docstring's table)."""
-    from fornet.runtime.video.gst import gst_available
-
     if backend not in BACKENDS:
         raise SourceError(f"unknown input backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if spec.kind == "images":

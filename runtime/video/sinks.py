@@ -34,6 +34,7 @@ from fornet.redact import mask_credentials
 from fornet.runtime.video.encode import H264Writer
 from fornet.runtime.video.errors import SinkError
 from fornet.runtime.video.frames import FrameResult
+from fornet.runtime.video.gst import GstRtspServer, import_gst
 from fornet.runtime.video.rtsp_access import RtspAccess
 from fornet.runtime.video.uri import SinkSpec, parse_sink
 
@@ -203,8 +204,6 @@ class RtspSink:
 
     def __init__(self, address: str, fps: float = 25.0, source_id: int = 0, access: RtspAccess | None = None
                  ) -> None:
-        from fornet.runtime.video.gst import import_gst
-
         access = access or RtspAccess()
         hostport, _, path = address.partition("/")
         host, _, port = hostport.rpartition(":")
@@ -216,8 +215,6 @@ class RtspSink:
         self._server = None
 
     def write(self, result: FrameResult) -> None:
-        from fornet.runtime.video.gst import GstRtspServer
-
         if result.frame.source_id != self.source_id:
             return
         image = _rendered(result, "an RTSP output")
