@@ -13,6 +13,7 @@ staging folder inside the output folder and published together only when all of 
 and verified, replacing the previous export's files (and removing those it does not produce). A
 failure or a kill at any moment leaves the previous export whole.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import onnx
 import torch
@@ -33,8 +33,11 @@ import torch
 from fornet.atomic import atomic_path, ensure_writable_dir
 from fornet.contract import INPUT_NAME, TOPK_GATE
 from fornet.export.errors import ExportError, VerificationError
+from fornet.export.fp16 import convert_to_fp16
 from fornet.export.gate_export import export_gate
+from fornet.export.int8.accuracy_gate import AccuracyGateError
 from fornet.export.int8.manifest import MANIFEST_NAME, RANGES_NAME
+from fornet.export.int8.pipeline import Int8Options, Int8Result, export_int8, plan_int8
 from fornet.export.int8.qdq_graph import INT8_NAME
 from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
 from fornet.export.onnx_function import attach_gate_function, inline_gate
@@ -48,9 +51,6 @@ from fornet.faults import fault_point
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
 from fornet.model.memory import TARGET_MEMORY_GIB, activation_profile, check_memory
 from fornet.options import OptionGroup, hw_arg, option, percent_arg, positive_int_arg
-
-if TYPE_CHECKING:
-    from fornet.export.int8.pipeline import Int8Options, Int8Result
 
 ONNX_NAME = "fornet.onnx"
 FP16_NAME = "fornet_fp16.onnx"
@@ -352,8 +352,6 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
     fp32 = finish_graph(graph, options, simplified=True)
     int8_plan = None
     if options.int8 is not None:
-        from fornet.export.int8.pipeline import plan_int8
-
         fp32_sha256 = hashlib.sha256(fp32.SerializeToString()).hexdigest()
         int8_plan = plan_int8(transaction.out, fp32_sha256, desc, options.int8)
     report = _publish(fp32, onnx_path, verifier("fp32", options.fp32_threshold))
@@ -363,8 +361,6 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
     fault_point("export.staged_fp32")
     fp16_path = fp16_sidecar = None
     if options.fp16:
-        from fornet.export.fp16 import convert_to_fp16
-
         # Converted before inlining, so a native gate's TopK and masks stay FP32 too.
         half = finish_graph(convert_to_fp16(graph, io_fp16=options.io_fp16), options, simplified=False)
         staged = transaction.path(FP16_NAME)
@@ -376,9 +372,6 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
         fault_point("export.staged_fp16")
     int8 = None
     if int8_plan is not None:
-        from fornet.export.int8.accuracy_gate import AccuracyGateError
-        from fornet.export.int8.pipeline import export_int8
-
         try:
             int8 = export_int8(int8_plan, onnx_path, desc, progress=options.progress, stage=transaction.staging)
         except AccuracyGateError:

@@ -20,6 +20,7 @@ Outputs, in order:
 * ``masks``: ``N x R x h x w`` float32, the gate's nested Top-K masks on the selector grid (an
   extra output used by the verification to count the selected cells per ratio).
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from fornet import __version__
 from fornet.calibration.int8_calibrate import (
     METHOD_SETTINGS,
@@ -171,7 +173,6 @@ class Int8Manifest(Record):
 def tool_versions() -> dict[str, str]:
     """Versions of the tools whose behaviour shapes the ranges."""
     import cv2
-    import numpy as np
     import onnx
     import onnxruntime
 

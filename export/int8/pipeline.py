@@ -18,6 +18,7 @@ files. When the accuracy gate fails, no ``fornet_int8.onnx`` or cache is staged 
 ones are removed on publication) while the ranges and the manifest, with the failing report, are
 published so that a rerun with ``--fallback-sensitive`` reuses the calibration.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

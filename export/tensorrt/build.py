@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from fornet import __version__
 from fornet.atomic import write_bytes_atomic
 from fornet.contract import TOPK_GATE
+from fornet.export.onnx_function import strip_gate_function
 from fornet.export.tensorrt.calibration_cache import (
     CalibrationCache,
     check_cache_version,
@@ -56,6 +57,7 @@ from fornet.runtime.tensorrt.plan_metadata import (
     TensorRecord,
     metadata_path,
 )
+from fornet.runtime.tensorrt.plugins import load_plugin_library
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -106,8 +108,6 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
     _check_parser_rules(summary)
     version = require_tensorrt()
     import tensorrt as trt
-
-    from fornet.runtime.tensorrt.plugins import load_plugin_library
 
     device = cuda_device()
     if cache is not None:
@@ -174,8 +174,6 @@ def _parse(parser: trt.OnnxParser, summary: OnnxSummary) -> bool:
     if not summary.gate_function:
         return parser.parse_from_file(str(summary.path))
     import onnx
-
-    from fornet.export.onnx_function import strip_gate_function
 
     model = strip_gate_function(onnx.load(str(summary.path), load_external_data=False))
     return parser.parse(model.SerializeToString(), path=str(summary.path))  # path: external weights

@@ -5,6 +5,7 @@ not support UINT8 types for intermediate tensors!", onnx-tensorrt ``ModelImporte
 ``parseNode``). So a uint8 graph input must feed nothing but ``Cast`` nodes and a uint8 graph
 output must come straight out of a ``Cast``.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 
