@@ -20,11 +20,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import operator
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -37,11 +36,12 @@ from fornet.export.fp16 import convert_to_fp16
 from fornet.export.gate_export import export_gate
 from fornet.export.int8.accuracy_gate import AccuracyGateError
 from fornet.export.int8.manifest import MANIFEST_NAME, RANGES_NAME
-from fornet.export.int8.pipeline import Int8Options, Int8Result, export_int8, plan_int8
+from fornet.export.int8.pipeline import Int8Result, export_int8, plan_int8
 from fornet.export.int8.qdq_graph import INT8_NAME
-from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
+from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME, require_modelopt
 from fornet.export.onnx_function import attach_gate_function, inline_gate
-from fornet.export.prepost import ExportWrapper, IOFormat
+from fornet.export.options import ExportOptions
+from fornet.export.prepost import ExportWrapper
 from fornet.export.sidecar import ExportDescription, build_sidecar, write_sidecar
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
 from fornet.export.tensorrt.calibration_cache import TRT_CACHE_NAME
@@ -49,8 +49,7 @@ from fornet.export.transaction import ExportTransaction
 from fornet.export.verify import VerificationReport, load_images, verify_onnx
 from fornet.faults import fault_point
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
-from fornet.model.memory import TARGET_MEMORY_GIB, activation_profile, check_memory
-from fornet.options import OptionGroup, hw_arg, option, percent_arg, positive_int_arg
+from fornet.model.memory import activation_profile, check_memory
 
 ONNX_NAME = "fornet.onnx"
 FP16_NAME = "fornet_fp16.onnx"
@@ -58,100 +57,7 @@ FP16_NAME = "fornet_fp16.onnx"
 EXPORT_FILES = (*(name for graph in (ONNX_NAME, FP16_NAME, INT8_NAME, TRT_INT8_NAME)
                   for name in (graph, f"{graph}.json")),
                 TRT_CACHE_NAME, MANIFEST_NAME, RANGES_NAME)
-GATES = ("auto", "plugin", "native")
 Verifier = Callable[[Path], VerificationReport]
-#: Opsets accepted: CastLike (in the gate function) needs 15; the TorchScript exporter stops at 20.
-OPSET_RANGE = (15, 20)
-GRAPH = OptionGroup("graph")
-PRECISION = OptionGroup("precision")
-VERIFICATION = OptionGroup("verification (PyTorch vs ONNX Runtime)")
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """How to export (the CLI flags, as a value).
-
-    Attributes:
-        input_size: ``(H, W)`` of the network input; both divisible by the output stride.
-        batch: static batch size (the example batch when ``dynamic_batch``).
-        dynamic_batch: make the batch dimension dynamic.
-        opset: ONNX opset of the standard ops.
-        gate: ``"auto"`` (default; native when every k fits TensorRT's TopK limit 3840, else plugin; the
-            choice is in the result), ``"plugin"`` (one ``fornet::TopKGate`` node with a local function) or
-            ``"native"`` (standard ops inlined; every k must be <= 3840).
-        fp16: also write the FP16 mixed-precision ``fornet_fp16.onnx``.
-        io_fp16: FP16 model inputs and outputs in the FP16 file (default FP32).
-        io: in-graph pre/post-processing (raw uint8 input, labels output).
-        verify: compare ONNX Runtime with PyTorch before publishing each file.
-        verify_data: Cityscapes-layout folder for verification images (default: generated scenes).
-        verify_split: split of ``verify_data`` to read.
-        verify_images: number of verification images.
-        fp32_threshold, fp16_threshold: argmax agreement each file must reach.
-        progress: show progress bars.
-        target: the Jetson module the engine will run on: input sizes whose engine cannot fit its memory
-            are refused before any work (this machine's memory is always checked for the export itself).
-        int8: also write the INT8 files (:class:`~fornet.export.int8.pipeline.Int8Options`).
-    """
-
-    input_size: tuple[int, int] = option((1024, 2048), flag="--input-size", parse=hw_arg, metavar="HxW",
-                                         help="network input size, divisible by the output stride", group=GRAPH)
-    batch: int = option(1, flag="--batch", parse=positive_int_arg, metavar="N",
-                        help="frames per engine call: the graph's static batch", group=GRAPH)
-    dynamic_batch: bool = option(False, flag="--dynamic-batch", group=GRAPH,
-                                 help="make the batch dimension dynamic (--batch is then the example/verification "
-                                      "batch)")
-    opset: int = option(17, flag="--opset", parse=int, metavar="N", group=GRAPH,
-                        help=f"ONNX opset, {OPSET_RANGE[0]}..{OPSET_RANGE[1]}")
-    gate: str = option("auto", flag="--gate", choices=GATES, group=GRAPH,
-                       help="plugin: one fornet::TopKGate node (TensorRT plugin; model-local function for other "
-                            "runtimes); native: standard ops inlined, needs every k <= 3840; auto: native when "
-                            "every k <= 3840, else plugin")
-    fp16: bool = option(False, flag="--fp16", group=PRECISION,
-                        help="also write fornet_fp16.onnx: FP16 weights/activations, selector head and Top-K gate "
-                             "selection in FP32 (for strongly typed TensorRT builds)")
-    io_fp16: bool = option(False, flag="--io", choices=("fp32", "fp16"), convert="fp16".__eq__, action="store",
-                           flag_default="fp32", group=PRECISION,
-                           help="float type of the FP16 file's inputs and outputs")
-    io: IOFormat = field(default_factory=IOFormat)
-    verify: bool = option(True, flag="--no-verify", help="skip the verification", group=VERIFICATION)
-    verify_data: Path | None = option(None, flag="--verify-data", parse=Path, metavar="DIR", group=VERIFICATION,
-                                      default_text="generated street scenes",
-                                      help="Cityscapes-layout folder to take images from")
-    verify_split: str = option("val", flag="--verify-split", help="split of --verify-data", group=VERIFICATION)
-    verify_images: int = option(2, flag="--verify-images", parse=int, metavar="N", group=VERIFICATION,
-                                help="number of verification images")
-    fp32_threshold: float = option(0.999, flag="--fp32-threshold", parse=percent_arg, metavar="PCT",
-                                   default_text="99.9", group=VERIFICATION,
-                                   help="argmax agreement the FP32 file must reach, in percent")
-    fp16_threshold: float = option(0.99, flag="--fp16-threshold", parse=percent_arg, metavar="PCT",
-                                   default_text="99.0", group=VERIFICATION,
-                                   help="argmax agreement the FP16 file must reach, in percent")
-    progress: bool = option(True, flag="--quiet", convert=operator.not_, help="no progress bars")
-    target: str | None = option(None, flag="--target", choices=tuple(TARGET_MEMORY_GIB), group=GRAPH,
-                                default_text="none",
-                                help="Jetson module the engine will run on: refuse an input size or batch whose "
-                                     "engine cannot fit its memory (this machine is always checked for the export)")
-    int8: Int8Options | None = None
-
-    def validate(self) -> None:
-        """Raise :class:`ExportError` for option values that cannot work together."""
-        if self.gate not in GATES:
-            raise ExportError(f"unknown gate mode {self.gate!r}; choose one of {', '.join(GATES)}")
-        if not OPSET_RANGE[0] <= self.opset <= OPSET_RANGE[1]:
-            raise ExportError(f"opset {self.opset} is not supported; choose {OPSET_RANGE[0]}..{OPSET_RANGE[1]} "
-                              "(17 is what TensorRT 10.3 and later parse best)")
-        if self.batch < 1:
-            raise ExportError(f"batch must be at least 1, got {self.batch}")
-        if self.io_fp16 and not self.fp16:
-            raise ExportError("--io fp16 applies to the FP16 file only; add --fp16")
-        if self.verify_images < 1:
-            raise ExportError(f"--verify-images must be at least 1, got {self.verify_images}")
-        for name, value in (("fp32", self.fp32_threshold), ("fp16", self.fp16_threshold)):
-            if not 0.0 < value <= 1.0:
-                raise ExportError(f"the {name} agreement threshold must be in (0, 1], got {value}; "
-                                  "e.g. 0.999 for 99.9%")
-        if self.int8 is not None:
-            self.int8.validate()
 
 
 @dataclass(frozen=True)
@@ -316,6 +222,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     """
     options = options or ExportOptions()
     options.validate()
+    if options.int8 is not None and options.int8.tensorrt:
+        require_modelopt()  # before anything is written
     if variant is not None and variant not in list_variants():
         raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(list_variants())}")
     out = ensure_writable_dir(out_dir)

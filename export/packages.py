@@ -16,7 +16,7 @@ from fornet.export.deepstream.check import check_deepstream_package
 from fornet.export.deepstream.package import DEFAULT_URI, DeepStreamOptions, write_deepstream_package
 from fornet.export.deepstream.package import PACKAGE_KIND as DEEPSTREAM_PACKAGE
 from fornet.export.errors import ExportError
-from fornet.export.prepost import IOFormat
+from fornet.export.options import IOFormat
 from fornet.export.staging import check_target
 from fornet.export.triton.check import check_repository
 from fornet.export.triton.repository import PACKAGE_KIND as TRITON_REPOSITORY

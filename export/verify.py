@@ -26,7 +26,7 @@ from fornet.calibration.preprocess import preprocess
 from fornet.calibration.synth import generate_synthetic_cityscapes
 from fornet.calibration.synth_scene import MIN_SCENE_SIDE
 from fornet.contract import INPUT_NAME, MASKS_NAME
-from fornet.export.prepost import IOFormat
+from fornet.export.options import IOFormat
 from fornet.model import FoRNet
 from fornet.runtime.model_io import VerificationReport
 from fornet.runtime.onnxrt import OnnxRuntimeBackend

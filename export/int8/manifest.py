@@ -15,6 +15,7 @@ every difference, unless ``--recalibrate`` is given (or another ``--out`` is use
 happens before anything in the folder is rewritten. The TensorRT version of the cache header is not
 part of the key: the cache is rewritten from the same ranges for any ``--trt-cache-version``.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

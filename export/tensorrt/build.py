@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 from fornet import __version__
 from fornet.atomic import write_bytes_atomic
 from fornet.contract import TOPK_GATE
-from fornet.export.onnx_function import strip_gate_function
 from fornet.export.tensorrt.calibration_cache import (
     CalibrationCache,
     check_cache_version,
@@ -174,6 +173,8 @@ def _parse(parser: trt.OnnxParser, summary: OnnxSummary) -> bool:
     if not summary.gate_function:
         return parser.parse_from_file(str(summary.path))
     import onnx
+
+    from fornet.export.onnx_function import strip_gate_function
 
     model = strip_gate_function(onnx.load(str(summary.path), load_external_data=False))
     return parser.parse(model.SerializeToString(), path=str(summary.path))  # path: external weights
