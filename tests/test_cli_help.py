@@ -61,3 +61,16 @@ def test_command_help_imports_no_heavy_library(module: str) -> None:
 @pytest.mark.parametrize("module", ["data", "export", "train"])
 def test_alias_help_imports_no_heavy_library(module: str) -> None:
     assert _loaded_by_help(module) == [], f"fornet-{module} --help"
+
+
+@pytest.mark.slow
+def test_the_help_benchmark_times_every_command(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cli_help.py"), "--repeat", "1", "--out",
+                             str(out)], capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    table = out.read_text()
+    for module in COMMAND_MODULES:
+        assert f"| `fornet {module.replace('_', '-')} --help` | this checkout |" in table
+    assert "| `fornet --help` | this checkout |" in table and "| `python -c pass` | python |" in table
+    assert "Load average" in table and "Slowest help of this checkout" in table
