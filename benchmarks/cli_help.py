@@ -19,6 +19,7 @@ import argparse
 import datetime
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,29 +62,45 @@ def baseline_tree(ref: str, destination: Path) -> Path:
     return tree
 
 
-def time_once(argv: list[str], env: dict[str, str], cwd: Path) -> float:
-    """Seconds from start to exit of ``argv`` run in ``cwd`` (its output discarded); it must exit 0."""
-    start = time.perf_counter()
+#: One run: wall seconds from start to exit, and the CPU seconds (user + system) the process used.
+Sample = tuple[float, float]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_once(argv: list[str], env: dict[str, str], cwd: Path) -> Sample:
+    """Wall and CPU seconds of ``argv`` run in ``cwd`` (its output discarded); it must exit 0.
+
+    On a loaded machine the wall time includes waiting for a CPU; the CPU time does not, so it is what the
+    command would take on a quiet one (it is single-threaded up to its exit).
+    """
+    cpu, start = _children_cpu(), time.perf_counter()
     subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu
 
 
-def measure(repeat: int, baseline: Path | None, cwd: Path) -> dict[tuple[str, str], list[float]]:
-    """``(label, command) -> seconds`` of every run, the candidates interleaved round by round.
+def measure(repeat: int, baseline: Path | None, cwd: Path) -> dict[tuple[str, str], list[Sample]]:
+    """``(label, command) -> (wall, CPU)`` of every run, the candidates interleaved round by round.
 
     The commands run in ``cwd``, outside the checkout: ``python -m`` puts the working directory first on
     ``sys.path``, which would shadow the baseline's sources with this checkout's ``fornet/``.
     """
-    current = dict(os.environ)  # this checkout is the installed (editable) package
+    # This checkout is the installed (editable) package. Bytecode is cached as after any install (the warm-up
+    # run writes it), even where the environment sets PYTHONDONTWRITEBYTECODE: compiling every module on
+    # every run would be measured instead of the command.
+    current = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
     runs: list[tuple[str, str, list[str], dict[str, str]]] = [("python", "python -c pass",
                                                                 [sys.executable, "-c", "pass"], current)]
     for args in help_commands():
         text = " ".join(["fornet", *args, "--help"])
         runs.append(("this checkout", text, [sys.executable, "-m", "fornet", *args, "--help"], current))
         if baseline is not None:
-            old = {**os.environ, "PYTHONPATH": str(baseline)}
+            old = {**current, "PYTHONPATH": str(baseline)}
             runs.append(("baseline", text, [sys.executable, "-m", "fornet", *args, "--help"], old))
-    times: dict[tuple[str, str], list[float]] = {(label, text): [] for label, text, _, _ in runs}
+    times: dict[tuple[str, str], list[Sample]] = {(label, text): [] for label, text, _, _ in runs}
     for _, _, argv, env in runs:  # warm-up, not recorded: bytecode caches written
         time_once(argv, env, cwd)
     for index in range(repeat):
@@ -93,9 +110,13 @@ def measure(repeat: int, baseline: Path | None, cwd: Path) -> dict[tuple[str, st
     return times
 
 
-def render(times: dict[tuple[str, str], list[float]], repeat: int, ref: str | None, load: tuple[float, float]) -> str:
+def _summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} | {min(values):.3f} .. {max(values):.3f}"
+
+
+def render(times: dict[tuple[str, str], list[Sample]], repeat: int, ref: str | None,
+           load: tuple[float, float]) -> str:
     """The results as Markdown."""
-    floor = statistics.median(times["python", "python -c pass"])
     lines = [
         "# `fornet --help` and `fornet <command> --help`: time to answer",
         "",
@@ -109,23 +130,29 @@ def render(times: dict[tuple[str, str], list[float]], repeat: int, ref: str | No
         f"- Command: `python benchmarks/cli_help.py --repeat {repeat}"
         + (f" --baseline {ref}`" if ref else "`"),
         f"- Each command {repeat} times in a fresh interpreter (`python -m fornet ... --help`, output discarded) "
-        "after one unrecorded warm-up run, the candidates interleaved round by round; wall time from start to exit.",
+        "after one unrecorded warm-up run (which writes the bytecode caches, as an install does), the candidates "
+        "interleaved round by round. Wall: start to exit. CPU: "
+        "user + system seconds of the process, which waiting for a busy CPU does not count: what the command "
+        "takes on a quiet machine.",
         "",
-        "| command | code | median (s) | spread: min .. max (s) | IQR (s) | minus interpreter start (s) | ratio to "
-        "baseline |",
+        "| command | code | wall median (s) | wall min .. max (s) | CPU median (s) | CPU min .. max (s) | "
+        "ratio to baseline (wall / CPU) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for (label, text), values in times.items():
-        median = statistics.median(values)
-        q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (median, median, median)
+    for (label, text), samples in times.items():
+        wall, cpu = [w for w, _ in samples], [c for _, c in samples]
         base = times.get(("baseline", text))
-        ratio = f"{median / statistics.median(base):.2f}" if base and label == "this checkout" else ""
-        lines.append(f"| `{text}` | {label} | {median:.3f} | {min(values):.3f} .. {max(values):.3f} | "
-                     f"{q3 - q1:.3f} | {median - floor:.3f} | {ratio} |")
-    slowest = max(statistics.median(v) for (label, _), v in times.items() if label == "this checkout")
-    verdict = "under" if slowest < LIMIT_S else "over"
-    lines += ["", f"Slowest help of this checkout: median {slowest:.3f} s ({verdict} the {LIMIT_S} s limit on this "
-                  "machine at this load)."]
+        ratio = ""
+        if base and label == "this checkout":
+            ratio = (f"{statistics.median(wall) / statistics.median(w for w, _ in base):.2f} / "
+                     f"{statistics.median(cpu) / statistics.median(c for _, c in base):.2f}")
+        lines.append(f"| `{text}` | {label} | {_summary(wall)} | {_summary(cpu)} | {ratio} |")
+    mine = {text: samples for (label, text), samples in times.items() if label == "this checkout"}
+    slowest_wall = max(statistics.median(w for w, _ in samples) for samples in mine.values())
+    slowest_cpu = max(statistics.median(c for _, c in samples) for samples in mine.values())
+    lines += ["", f"Slowest help of this checkout: median {slowest_cpu:.3f} s of CPU "
+                  f"({'under' if slowest_cpu < LIMIT_S else 'over'} the {LIMIT_S} s limit), {slowest_wall:.3f} s "
+                  "wall at this load."]
     return "\n".join(lines) + "\n"
 
 
