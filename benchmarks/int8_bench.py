@@ -43,7 +43,7 @@ from fornet.contract import INPUT_NAME
 from fornet.export import ExportOptions, export_onnx
 from fornet.export.int8.accuracy_gate import AccuracyGateError
 from fornet.export.int8.manifest import MANIFEST_NAME, Int8Manifest
-from fornet.export.int8.pipeline import Int8Options
+from fornet.export.int8.options import Int8Options
 from fornet.options import hw_arg
 from fornet.runtime.model_io import ModelSidecar
 

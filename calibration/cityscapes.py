@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from tqdm import tqdm
 
 from fornet.calibration.errors import DataError
-from fornet.calibration.labels import label_ids_to_train_ids
+from fornet.calibration.labels import LABEL_TO_TRAIN, label_ids_to_train_ids
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -229,10 +230,6 @@ def scan_split(root: str | os.PathLike[str], split: str, progress: bool = False,
             image/label size mismatches, or labelIds outside Cityscapes' 0..33 (e.g. a trainId or
             colour PNG saved under the labelIds name).
     """
-    from tqdm import tqdm
-
-    from fornet.calibration.labels import LABEL_TO_TRAIN
-
     dataset = CityscapesDataset(root, split, require_labels=require_labels)
     label_pixels = np.zeros(256, np.int64)
     train_images = np.zeros(256, np.int64)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from tqdm import tqdm
 
 from fornet.calibration.cityscapes import DatasetError, find_split_images, read_image
 from fornet.calibration.errors import DataError
@@ -391,8 +392,6 @@ def calibrate(onnx_path: str | os.PathLike[str], images: CalibrationImages, mode
         CalibrationError: unknown method, unreadable graph or non-finite activations.
         DatasetError: an unreadable image.
     """
-    from tqdm import tqdm
-
     if method not in CALIB_METHODS:
         raise CalibrationError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIB_METHODS)}")
     stats = InputStats()

@@ -9,12 +9,14 @@ scene does not depend on how many others are made.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from tqdm import tqdm
 
 from fornet.atomic import write_bytes_atomic
 from fornet.calibration.cityscapes import IMAGE_SUFFIX, LABEL_SUFFIX
@@ -123,8 +125,6 @@ def generate_synthetic_cityscapes(root: str | os.PathLike[str], train: int = 48,
         raise SynthError(f"cities must be non-empty names without '_' or '/', got {list(cities)!r}")
     h, w = check_size(size)
     jobs = [(split, i) for split, n in (("train", train), ("val", val)) for i in range(n)]
-    from tqdm import tqdm
-
     for split, i in tqdm(jobs, desc="generating scenes", unit="img", disable=not progress):
         names = tuple(cities) if cities is not None else DEFAULT_CITIES[split]
         image, label_ids, instance_ids = render_scene(size, (seed, _SPLIT_CODES[split], i), _forced_classes(i))
@@ -146,8 +146,6 @@ def prepare_output_root(root: str | os.PathLike[str], force: bool = False) -> li
         SynthError: the root holds a data set and ``force`` is False, or its marker is damaged
             (then nothing is deleted).
     """
-    import shutil
-
     root = Path(root)
     existing = [root / top for top in ("leftImg8bit", "gtFine") if (root / top).is_dir()
                 and any((root / top).iterdir())]

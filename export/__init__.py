@@ -11,9 +11,9 @@ from fornet.lazy import lazy_exports
 
 _LAZY = {
     "export_onnx": "fornet.export.api",
-    "ExportOptions": "fornet.export.api",
+    "ExportOptions": "fornet.export.options",
     "ExportResult": "fornet.export.api",
-    "IOFormat": "fornet.export.prepost",
+    "IOFormat": "fornet.export.options",
 }
 
 __getattr__, __all__ = lazy_exports("fornet.export", _LAZY)

@@ -16,19 +16,18 @@ Before any work, an export that would replace a different kind of export in the 
 input or output format, or files it would remove) is refused unless ``overwrite``
 (:mod:`fornet.export.replacement`).
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import io
-import operator
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import onnx
 import torch
@@ -36,12 +35,16 @@ import torch
 from fornet.atomic import atomic_path, ensure_writable_dir
 from fornet.contract import INPUT_NAME, TOPK_GATE
 from fornet.export.errors import ExportError, VerificationError
+from fornet.export.fp16 import convert_to_fp16
 from fornet.export.gate_export import export_gate
+from fornet.export.int8.accuracy_gate import AccuracyGateError
 from fornet.export.int8.manifest import MANIFEST_NAME, RANGES_NAME
+from fornet.export.int8.pipeline import Int8Result, export_int8, plan_int8
 from fornet.export.int8.qdq_graph import INT8_NAME
-from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
+from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME, require_modelopt
 from fornet.export.onnx_function import attach_gate_function, inline_gate
-from fornet.export.prepost import ExportWrapper, IOFormat
+from fornet.export.options import ExportOptions
+from fornet.export.prepost import ExportWrapper
 from fornet.export.replacement import check_replacement
 from fornet.export.sidecar import ExportDescription, build_sidecar, write_sidecar
 from fornet.export.simplify import check_graph, require_no_float_shape_arithmetic, simplify
@@ -50,12 +53,8 @@ from fornet.export.transaction import ExportTransaction
 from fornet.export.verify import VerificationReport, load_images, verify_onnx
 from fornet.faults import fault_point
 from fornet.model import TENSORRT_TOPK_LIMIT, FoRNet, list_variants, load_model, topk_counts
-from fornet.model.memory import TARGET_MEMORY_GIB, activation_profile, check_memory
-from fornet.options import OptionGroup, hw_arg, option, percent_arg, positive_int_arg
+from fornet.model.memory import activation_profile, check_memory
 from fornet.progress import StatusLine
-
-if TYPE_CHECKING:
-    from fornet.export.int8.pipeline import Int8Options, Int8Result
 
 ONNX_NAME = "fornet.onnx"
 FP16_NAME = "fornet_fp16.onnx"
@@ -63,115 +62,15 @@ FP16_NAME = "fornet_fp16.onnx"
 EXPORT_FILES = (*(name for graph in (ONNX_NAME, FP16_NAME, INT8_NAME, TRT_INT8_NAME)
                   for name in (graph, f"{graph}.json")),
                 TRT_CACHE_NAME, MANIFEST_NAME, RANGES_NAME)
-GATES = ("auto", "plugin", "native")
 Verifier = Callable[[Path], VerificationReport]
-#: Opsets accepted: CastLike (in the gate function) needs 15; the TorchScript exporter stops at 20.
-OPSET_RANGE = (15, 20)
-GRAPH = OptionGroup("graph")
-PRECISION = OptionGroup("precision")
-VERIFICATION = OptionGroup("verification (PyTorch vs ONNX Runtime)")
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    """How to export (the CLI flags, as a value).
-
-    Attributes:
-        input_size: ``(H, W)`` of the network input; both divisible by the output stride.
-        batch: static batch size (the example batch when ``dynamic_batch``).
-        dynamic_batch: make the batch dimension dynamic.
-        opset: ONNX opset of the standard ops.
-        gate: ``"auto"`` (default; native when every k fits TensorRT's TopK limit 3840, else plugin; the
-            choice is in the result), ``"plugin"`` (one ``fornet::TopKGate`` node with a local function) or
-            ``"native"`` (standard ops inlined; every k must be <= 3840).
-        fp16: also write the FP16 mixed-precision ``fornet_fp16.onnx``.
-        io_fp16: FP16 model inputs and outputs in the FP16 file (default FP32).
-        io: in-graph pre/post-processing (raw uint8 input, labels output).
-        verify: compare ONNX Runtime with PyTorch before publishing each file.
-        verify_data: Cityscapes-layout folder for verification images (default: generated scenes).
-        verify_split: split of ``verify_data`` to read.
-        verify_images: number of verification images.
-        fp32_threshold, fp16_threshold: argmax agreement each file must reach.
-        progress: show progress bars and a line per step on stderr (the command shows them on a terminal only).
-        target: the Jetson module the engine will run on: input sizes whose engine cannot fit its memory
-            are refused before any work (this machine's memory is always checked for the export itself); a
-            DeepStream package for a module without NVENC uses the software encoder.
-        overwrite: replace an earlier export of another kind in the folder (see :mod:`fornet.export.replacement`).
-        int8: also write the INT8 files (:class:`~fornet.export.int8.pipeline.Int8Options`).
-    """
-
-    input_size: tuple[int, int] = option((1024, 2048), flag="--input-size", parse=hw_arg, metavar="HxW",
-                                         help="network input size, divisible by the output stride", group=GRAPH)
-    batch: int = option(1, flag="--batch", parse=positive_int_arg, metavar="N",
-                        help="frames per engine call: the graph's static batch", group=GRAPH)
-    dynamic_batch: bool = option(False, flag="--dynamic-batch", group=GRAPH,
-                                 help="make the batch dimension dynamic (--batch is then the example/verification "
-                                      "batch)")
-    opset: int = option(17, flag="--opset", parse=int, metavar="N", group=GRAPH,
-                        help=f"ONNX opset, {OPSET_RANGE[0]}..{OPSET_RANGE[1]}")
-    gate: str = option("auto", flag="--gate", choices=GATES, group=GRAPH,
-                       help="plugin: one fornet::TopKGate node (TensorRT plugin; model-local function for other "
-                            "runtimes); native: standard ops inlined, needs every k <= 3840; auto: native when "
-                            "every k <= 3840, else plugin")
-    fp16: bool = option(False, flag="--fp16", group=PRECISION,
-                        help="also write fornet_fp16.onnx: FP16 weights/activations, selector head and Top-K gate "
-                             "selection in FP32 (for strongly typed TensorRT builds)")
-    io_fp16: bool = option(False, flag="--io", choices=("fp32", "fp16"), convert="fp16".__eq__, action="store",
-                           flag_default="fp32", group=PRECISION,
-                           help="float type of the FP16 file's inputs and outputs")
-    io: IOFormat = field(default_factory=IOFormat)
-    verify: bool = option(True, flag="--no-verify", help="skip the verification", group=VERIFICATION)
-    verify_data: Path | None = option(None, flag="--verify-data", parse=Path, metavar="DIR", group=VERIFICATION,
-                                      default_text="generated street scenes",
-                                      help="Cityscapes-layout folder to take images from")
-    verify_split: str = option("val", flag="--verify-split", help="split of --verify-data", group=VERIFICATION)
-    verify_images: int = option(2, flag="--verify-images", parse=int, metavar="N", group=VERIFICATION,
-                                help="number of verification images")
-    fp32_threshold: float = option(0.999, flag="--fp32-threshold", parse=percent_arg, metavar="PCT",
-                                   default_text="99.9", group=VERIFICATION,
-                                   help="argmax agreement the FP32 file must reach, in percent")
-    fp16_threshold: float = option(0.99, flag="--fp16-threshold", parse=percent_arg, metavar="PCT",
-                                   default_text="99.0", group=VERIFICATION,
-                                   help="argmax agreement the FP16 file must reach, in percent")
-    progress: bool = option(True, flag="--quiet", convert=operator.not_,
-                            help="no progress (shown on a terminal, or where FORNET_PROGRESS=1)")
-    target: str | None = option(None, flag="--target", choices=tuple(TARGET_MEMORY_GIB), group=GRAPH,
-                                default_text="none",
-                                help="Jetson module the engine will run on: refuse an input size or batch whose "
-                                     "engine cannot fit its memory (this machine is always checked for the export); "
-                                     "a --deepstream package for a module without NVENC (Orin Nano) encodes in "
-                                     "software (enc-type=1)")
-    overwrite: bool = option(False, flag="--overwrite", group=GRAPH,
-                             help="replace an earlier export of another kind in --out (another input or output "
-                                  "format, or files this export does not produce); without it that is refused")
-    int8: Int8Options | None = None
-
-    def produced_files(self) -> tuple[str, ...]:
-        """The names of the files an export with these options publishes (with their sidecars)."""
-        graphs = (ONNX_NAME, *((FP16_NAME,) if self.fp16 else ()),
-                  *((INT8_NAME, TRT_INT8_NAME) if self.int8 is not None else ()))
-        int8_records = (TRT_CACHE_NAME, MANIFEST_NAME, RANGES_NAME) if self.int8 is not None else ()
-        return (*(name for graph in graphs for name in (graph, f"{graph}.json")), *int8_records)
-
-    def validate(self) -> None:
-        """Raise :class:`ExportError` for option values that cannot work together."""
-        if self.gate not in GATES:
-            raise ExportError(f"unknown gate mode {self.gate!r}; choose one of {', '.join(GATES)}")
-        if not OPSET_RANGE[0] <= self.opset <= OPSET_RANGE[1]:
-            raise ExportError(f"opset {self.opset} is not supported; choose {OPSET_RANGE[0]}..{OPSET_RANGE[1]} "
-                              "(17 is what TensorRT 10.3 and later parse best)")
-        if self.batch < 1:
-            raise ExportError(f"batch must be at least 1, got {self.batch}")
-        if self.io_fp16 and not self.fp16:
-            raise ExportError("--io fp16 applies to the FP16 file only; add --fp16")
-        if self.verify_images < 1:
-            raise ExportError(f"--verify-images must be at least 1, got {self.verify_images}")
-        for name, value in (("fp32", self.fp32_threshold), ("fp16", self.fp16_threshold)):
-            if not 0.0 < value <= 1.0:
-                raise ExportError(f"the {name} agreement threshold must be in (0, 1], got {value}; "
-                                  "e.g. 0.999 for 99.9%")
-        if self.int8 is not None:
-            self.int8.validate()
+def produced_files(options: ExportOptions) -> tuple[str, ...]:
+    """The names of the files an export with ``options`` publishes (with their sidecars)."""
+    graphs = (ONNX_NAME, *((FP16_NAME,) if options.fp16 else ()),
+              *((INT8_NAME, TRT_INT8_NAME) if options.int8 is not None else ()))
+    int8_records = (TRT_CACHE_NAME, MANIFEST_NAME, RANGES_NAME) if options.int8 is not None else ()
+    return (*(name for graph in graphs for name in (graph, f"{graph}.json")), *int8_records)
 
 
 @dataclass(frozen=True)
@@ -337,6 +236,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     """
     options = options or ExportOptions()
     options.validate()
+    if options.int8 is not None and options.int8.tensorrt:
+        require_modelopt()  # before anything is written
     if variant is not None and variant not in list_variants():
         raise ExportError(f"unknown variant {variant!r}; choose one of {', '.join(list_variants())}")
     out = ensure_writable_dir(out_dir)
@@ -345,7 +246,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out_dir: str | os.PathLike[s
     model = load_model(checkpoint, variant)
     desc = _describe(model, Path(checkpoint), options)
     transaction = ExportTransaction(out, EXPORT_FILES)  # completes or cleans up a killed export first
-    check_replacement(out, ONNX_NAME, desc, EXPORT_FILES, options.produced_files(), options.overwrite)
+    check_replacement(out, ONNX_NAME, desc, EXPORT_FILES, produced_files(options), options.overwrite)
     options = dataclasses.replace(options, gate=desc.gate)  # "auto" resolved
     mean, std, ks = desc.mean, desc.std, desc.ks
     status("preparing the verification images" if options.verify else "skipping the verification (--no-verify)")
@@ -381,8 +282,6 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
     fp32 = finish_graph(graph, options, simplified=True)
     int8_plan = None
     if options.int8 is not None:
-        from fornet.export.int8.pipeline import plan_int8
-
         fp32_sha256 = hashlib.sha256(fp32.SerializeToString()).hexdigest()
         int8_plan = plan_int8(transaction.out, fp32_sha256, desc, options.int8)
     status(f"writing {ONNX_NAME}" + (" and verifying it on ONNX Runtime against PyTorch" if options.verify else ""))
@@ -393,8 +292,6 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
     fault_point("export.staged_fp32")
     fp16_path = fp16_sidecar = None
     if options.fp16:
-        from fornet.export.fp16 import convert_to_fp16
-
         status(f"converting to FP16 mixed precision: {FP16_NAME}")
         # Converted before inlining, so a native gate's TopK and masks stay FP32 too.
         half = finish_graph(convert_to_fp16(graph, io_fp16=options.io_fp16), options, simplified=False)
@@ -407,9 +304,6 @@ def _export_files(transaction: ExportTransaction, model: FoRNet, graph: onnx.Mod
         fault_point("export.staged_fp16")
     int8 = None
     if int8_plan is not None:
-        from fornet.export.int8.accuracy_gate import AccuracyGateError
-        from fornet.export.int8.pipeline import export_int8
-
         status("INT8: calibrating and quantizing")
         try:
             int8 = export_int8(int8_plan, onnx_path, desc, progress=options.progress, stage=transaction.staging)

@@ -24,6 +24,7 @@ the boundaries; two of its behaviours are then corrected here: it would wrap the
 FP32 Casts (we feed it FP16 features directly), and it retypes a graph output to FP16 when its
 producer is on the FP32 list despite ``keep_io_types`` (we bypass that Cast).
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

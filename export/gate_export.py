@@ -10,6 +10,7 @@ The TorchScript route is chosen over the dynamo exporter because it needs no reg
 op schema and bakes ``ks`` in as constant attributes, which is exactly what the TensorRT
 plugin's field list reads.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ then for each ratio ``i`` the first ``ks[i]`` indices are scattered as ones into
 (``CastLike`` makes the mask the features' type, so one body serves FP32 and FP16 features).
 ``ks`` comes from the node's attribute, so the body holds no size-dependent constant.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

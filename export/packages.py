@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fornet.export.api import ExportOptions
 from fornet.export.deepstream.check import check_deepstream_package
 from fornet.export.deepstream.package import (
     DEFAULT_URI,
@@ -21,7 +20,7 @@ from fornet.export.deepstream.package import (
 )
 from fornet.export.deepstream.package import PACKAGE_KIND as DEEPSTREAM_PACKAGE
 from fornet.export.errors import ExportError
-from fornet.export.prepost import IOFormat
+from fornet.export.options import ExportOptions, IOFormat
 from fornet.export.staging import check_target
 from fornet.export.triton.check import check_repository
 from fornet.export.triton.repository import PACKAGE_KIND as TRITON_REPOSITORY

@@ -20,63 +20,18 @@ Outputs, in order:
 * ``masks``: ``N x R x h x w`` float32, the gate's nested Top-K masks on the selector grid (an
   extra output used by the verification to count the selected cells per ratio).
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from fornet.contract import LABELS_NAME, LOGITS_NAME, MASKS_NAME
-from fornet.export.errors import ExportError
+from fornet.contract import LABELS_NAME
+from fornet.export.options import IOFormat
 from fornet.model import FoRNet
-from fornet.options import OptionGroup, option
-
-INPUT_FORMATS = ("normalized", "raw")
-CHANNEL_ORDERS = ("RGB", "BGR")
-OUTPUT_FORMATS = (LOGITS_NAME, LABELS_NAME)
-LABEL_DTYPES = ("uint8", "int32")
-PREPOST = OptionGroup("in-graph pre/post-processing")
-
-
-@dataclass(frozen=True)
-class IOFormat:
-    """The graph's input and output conventions (see the module docstring)."""
-
-    input: str = option("normalized", flag="--input", choices=INPUT_FORMATS, group=PREPOST,
-                        help="normalized: Nx3xHxW float RGB, already normalised; raw: NxHxWx3 uint8 frames, "
-                             "normalisation folded into the graph")
-    channel_order: str = option("RGB", flag="--channel-order", choices=CHANNEL_ORDERS, group=PREPOST,
-                                help="channel order of --input raw frames")
-    output: str = option(LOGITS_NAME, flag="--output", choices=OUTPUT_FORMATS, group=PREPOST,
-                         help="logits: NxCxHxW float scores; labels: NxHxW class indices (argmax at the input "
-                              "resolution, in the graph)")
-    label_dtype: str = option("uint8", flag="--label-dtype", choices=LABEL_DTYPES, group=PREPOST,
-                              help="dtype of --output labels")
-
-    def __post_init__(self) -> None:
-        for value, allowed, what in ((self.input, INPUT_FORMATS, "input format"),
-                                     (self.channel_order, CHANNEL_ORDERS, "channel order"),
-                                     (self.output, OUTPUT_FORMATS, "output format"),
-                                     (self.label_dtype, LABEL_DTYPES, "label dtype")):
-            if value not in allowed:
-                raise ExportError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
-        if self.channel_order != "RGB" and self.input != "raw":
-            raise ExportError("--channel-order applies to --input raw only; normalised input is always RGB")
-
-    @property
-    def output_names(self) -> list[str]:
-        """Graph output names, in order."""
-        return [self.output, MASKS_NAME]
-
-    def example_input(self, batch: int, size: tuple[int, int]) -> Tensor:
-        """A tensor of the graph input's shape and dtype (for tracing)."""
-        h, w = size
-        if self.input == "raw":
-            return torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)
-        return torch.randn(batch, 3, h, w)
 
 
 class ExportWrapper(nn.Module):

@@ -14,7 +14,7 @@ from pathlib import Path
 from fornet import __version__
 from fornet.calibration.labels import class_table
 from fornet.contract import INPUT_NAME, LABELS_NAME, LOGITS_NAME, MASKS_NAME, TOPK_GATE
-from fornet.export.prepost import IOFormat
+from fornet.export.options import IOFormat
 from fornet.hashing import sha256_file
 from fornet.model import FoRNetConfig
 from fornet.model.memory import activation_profile

@@ -7,6 +7,7 @@
 * :func:`float_shape_arithmetic` lists nodes that compute floats from tensor shapes (such
   arithmetic gets quantized or rounded differently by backends: k and sizes must be integers).
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

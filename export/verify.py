@@ -8,6 +8,7 @@ the exported file on the same images in the file's input format. The report give
 absolute logit difference, the argmax agreement over all pixels and the number of selected
 cells per ratio (which must equal the node's ``ks`` for every image).
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from fornet.calibration.cityscapes import CityscapesDataset
+from fornet.calibration.preprocess import preprocess
+from fornet.calibration.synth import generate_synthetic_cityscapes
+from fornet.calibration.synth_scene import MIN_SCENE_SIDE
 from fornet.contract import INPUT_NAME, MASKS_NAME
-from fornet.export.prepost import IOFormat
+from fornet.export.options import IOFormat
 from fornet.model import FoRNet
 from fornet.runtime.model_io import VerificationReport
+from fornet.runtime.onnxrt import OnnxRuntimeBackend
 
 
 def load_images(size: tuple[int, int], count: int, data_dir: str | os.PathLike[str] | None = None,
@@ -33,8 +40,6 @@ def load_images(size: tuple[int, int], count: int, data_dir: str | os.PathLike[s
     """
     import cv2
 
-    from fornet.calibration.cityscapes import CityscapesDataset
-
     def read(root: str | os.PathLike[str]) -> list[np.ndarray]:
         dataset = CityscapesDataset(root, split, require_labels=False)
         images = [dataset[i % len(dataset)].image for i in range(count)]
@@ -43,8 +48,6 @@ def load_images(size: tuple[int, int], count: int, data_dir: str | os.PathLike[s
 
     if data_dir is not None:
         return read(data_dir)
-    from fornet.calibration.synth import generate_synthetic_cityscapes
-    from fornet.calibration.synth_scene import MIN_SCENE_SIDE
 
     drawn = (max(size[0], MIN_SCENE_SIDE), max(size[1], MIN_SCENE_SIDE))
     with tempfile.TemporaryDirectory(prefix="fornet-verify-") as tmp:
@@ -79,11 +82,6 @@ def verify_onnx(model: FoRNet, onnx_path: str | os.PathLike[str], images: Sequen
         providers: ONNX Runtime execution providers (default: CPU).
         progress: show a progress bar.
     """
-    from tqdm import tqdm
-
-    from fornet.calibration.preprocess import preprocess
-    from fornet.runtime.onnxrt import OnnxRuntimeBackend
-
     agree = pixels = cells_agree = cells = 0
     max_diff = 0.0
     counts: set[tuple[int, ...]] = set()

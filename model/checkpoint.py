@@ -8,6 +8,7 @@ Accepted inputs (all read with ``torch.load(weights_only=True)``):
 * this project's checkpoint format, which also records the variant, its configuration,
   the input normalisation and the training configuration.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

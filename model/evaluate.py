@@ -15,12 +15,10 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+from tqdm import tqdm
 
 from fornet import __version__
 from fornet.atomic import ensure_writable_dir
@@ -28,10 +26,17 @@ from fornet.calibration.cityscapes import Sample
 from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from fornet.calibration.metrics import ConfusionMatrix, ScoreSummary, save_label_id_png
 from fornet.calibration.preprocess import preprocess
+from fornet.lazy import lazy_import
 from fornet.model.config import IMAGENET_MEAN, IMAGENET_STD
 from fornet.model.errors import ModelError
 from fornet.options import parse_device
 from fornet.records import Record
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:
+    torch = lazy_import("torch")  # scoring an exported model (fornet eval --model x.onnx) needs no torch
 
 
 class EvaluationError(ModelError):
@@ -144,7 +149,7 @@ def predict_labels(model: nn.Module, image_rgb: np.ndarray, input_size: tuple[in
         logits = out[0] if isinstance(out, (tuple, list)) else out
         size = tuple(image_rgb.shape[:2])
         if tuple(logits.shape[-2:]) != size:
-            logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+            logits = torch.nn.functional.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
         return logits.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
 
 
@@ -161,8 +166,6 @@ def score_predictor(predict: Predictor, dataset: LabelledImages, save_dir: str |
     Raises:
         EvaluationError: an empty data set, ``limit`` < 1 or an unlabelled image.
     """
-    from tqdm import tqdm
-
     if limit is not None and limit < 1:
         raise EvaluationError(f"limit must be at least 1 image, got {limit}; omit it to use every image")
     n = len(dataset) if limit is None else min(limit, len(dataset))

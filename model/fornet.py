@@ -1,4 +1,5 @@
 """The FoR-Net module: backbone -> selector -> nested Top-K gate -> multi-scale branches -> decoder."""
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

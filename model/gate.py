@@ -14,6 +14,7 @@ order of exactly equal scores; the deployed operator (ONNX function, plugin) doe
 flat cell index first. The two can only differ where selector logits tie exactly at the k-th
 value, which float32 logits of real images practically never do.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Parameters and multiply-accumulates are measured on the real module graph with
 ``torch.utils.flop_counter`` on the ``meta`` device (shapes only, no arithmetic), so even
 ``r101`` at 1024x2048 is instant.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ Each term follows the reference implementation's description (``docs`` of the pr
 When a batch has no valid pixel at all, every term is zero (not NaN) and still part of the
 autograd graph, so a training step on such a batch changes nothing.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

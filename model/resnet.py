@@ -8,6 +8,7 @@ output stride 8/16.
 Dilation follows torchvision's ``replace_stride_with_dilation``: a dilated stage's first block
 uses the previous stage's dilation (with stride 1) and its other blocks the new dilation.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ weights, optimiser, scheduler, step, best mIoU; written at every validation and 
 ``best.pth`` (the weights with the best validation mIoU). Both load with
 ``fornet.model.load_model``.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Every sample's augmentation is seeded by ``(seed, epoch, index)`` alone, and the
 of each epoch by ``(seed, epoch)``, so the stream that a resumed run sees after step ``n`` is
 exactly the one an uninterrupted run would have seen, whatever the number of loader workers.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ There is no launcher of our own: ``torchrun --nproc-per-node N -m fornet.model.t
 :func:`setup_environment` reads them and joins the process group (gloo on CPU, nccl on CUDA).
 Without them the run is a single process.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

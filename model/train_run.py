@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from tqdm import tqdm
+
 from fornet.atomic import ensure_writable_dir, write_text_atomic
 from fornet.errors import RecordError
 from fornet.model.errors import ModelError
@@ -165,8 +167,6 @@ class _TqdmHandler(logging.Handler):
     """Console log lines that do not break a running tqdm bar."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
-
         tqdm.write(self.format(record))
 
 

@@ -5,6 +5,7 @@ whose extra entries are plain tensors and numbers, loadable with ``torch.load(we
 ``iteration``, ``best_miou``, ``miou``, ``seed``, ``world_size``, ``optimizer``, ``scheduler``,
 ``scaler`` (fp16 loss scaling, or None) and ``rng`` (torch CPU / CUDA generator states).
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

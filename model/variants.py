@@ -1,4 +1,5 @@
 """``build_model`` / ``list_variants``: the public way to create a FoR-Net."""
+# ruff: noqa: TID253
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import torch
 
 from fornet.errors import FornetError
+from fornet.model.checkpoint import read_state_dict
 from fornet.model.config import VARIANTS, FoRNetConfig
 from fornet.model.fornet import FoRNet
 
@@ -53,8 +55,6 @@ def build_model(variant: str = "r101", num_classes: int = 19,
 
 def load_backbone_weights(model: FoRNet, path: str | os.PathLike[str]) -> None:
     """Copy a torchvision ResNet ``state_dict`` file into the model's stem and layers."""
-    from fornet.model.checkpoint import read_state_dict
-
     source = read_state_dict(path)
     renamed = {}
     for key, value in source.items():

@@ -12,17 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from fornet.runtime.backend import Backend
 from fornet.runtime.cpu_prepost import overlay, postprocess, preprocess_frames
+from fornet.runtime.cuda.prepost import GpuPrePost
 from fornet.runtime.errors import CudaError
 from fornet.runtime.model_io import ModelIO
-
-if TYPE_CHECKING:
-    from fornet.runtime.cuda.prepost import GpuPrePost
 
 
 class Segmentation(NamedTuple):
@@ -107,8 +105,6 @@ class GpuPipeline:
     """The CUDA pre/post kernels around a backend's device buffers (see the module docstring)."""
 
     def __init__(self, backend: DeviceBuffers, io: ModelIO, batch: int | None = None) -> None:
-        from fornet.runtime.cuda.prepost import GpuPrePost
-
         self.backend = backend
         self.io = io
         self.max_batch = io.batch or batch or backend.max_batch

@@ -85,7 +85,7 @@ class TorchBackend(Backend):
     def _activate_impl(self) -> None:
         import torch
 
-        from fornet.model import load_model
+        from fornet.model.checkpoint import load_model
 
         if self.device == "auto":
             self.device = "cuda:0" if torch.cuda.is_available() else "cpu"

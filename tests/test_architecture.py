@@ -1,13 +1,15 @@
-"""The layers contracts hold, and they would catch a back-edge (see docs/architecture.md)."""
+"""The layers contracts hold and catch a back-edge; ruff keeps imports where they belong (docs/architecture.md)."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.layer_view import layered_copy, lint_imports
+from tests.layer_view import REPO, layered_copy, lint_imports
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +70,34 @@ def test_no_test_module_imports_another() -> None:
             if any(name.rpartition(".")[2].startswith("test_") for name in names):
                 offenders.append(f"{path.relative_to(tests)}:{node.lineno}")
     assert not offenders, f"test modules imported by others (move the shared code to tests/helpers/): {offenders}"
+
+
+def _ruff(path: str, source: str) -> str:
+    """ruff's findings on ``source`` as if it were the checkout's file ``path`` (the repository's settings)."""
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", "--output-format", "concise", "--stdin-filename", path, "-"],
+                            input=source, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    return result.stdout
+
+
+@pytest.mark.parametrize(("path", "source", "rule"), [
+    # an own module imported inside a function hides an edge: it belongs at the top
+    ("runtime/planted.py", "def f():\n    from fornet.runtime.errors import FornetRuntimeError\n", "PLC0415"),
+    ("fornet/cli/planted.py", "def f():\n    import fornet.calibration.labels\n", "PLC0415"),
+    # a heavy library at the top of a light module loads with it (fornet --help, the torch-free runtime path)
+    ("runtime/planted.py", "import torch\n", "TID253"),
+    ("fornet/cli/planted.py", "from onnxruntime import InferenceSession\n", "TID253"),
+    ("fornet/cli/planted.py", "from fornet.model.checkpoint import load_model\n", "TID253"),
+])
+def test_ruff_refuses_a_misplaced_import(path: str, source: str, rule: str) -> None:
+    assert rule in _ruff(path, source)
+
+
+@pytest.mark.parametrize("source", [
+    "def f():\n    import torch\n",  # a heavy library where it is used
+    "def f():\n    from fornet.model.checkpoint import load_model\n",  # a torch-bound module where it is used
+    "from fornet.runtime.errors import FornetRuntimeError\n",  # an own module at the top
+])
+def test_ruff_accepts_the_import_rules(source: str) -> None:
+    assert "PLC0415" not in _ruff("runtime/planted.py", source)
+    assert "TID253" not in _ruff("runtime/planted.py", source)

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from fornet.cli.main import COMMAND_MODULES, build_parser, commands
-from fornet.export.api import ExportOptions
-from fornet.export.int8.pipeline import Int8Options
-from fornet.export.prepost import IOFormat
+from fornet.export.int8.options import Int8Options
+from fornet.export.options import ExportOptions, IOFormat
 from fornet.export.tensorrt.options import BuildOptions
 from fornet.model.train_config import TrainConfig
 from fornet.options import declared_flags, options_from_args, to_argv

@@ -38,8 +38,8 @@ def blocked(tmp_path: Path) -> dict[str, Path]:
 def test_eval_checks_outputs_first(lite: Any, synth_root: Path, blocked: dict[str, Path], flag: str, kind: str,
                                    message: str, monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("fornet.calibration.cityscapes.scan_split", _no_work)
-    monkeypatch.setattr("fornet.model.evaluate.evaluate", _no_work)
+    monkeypatch.setattr("fornet.cli.eval.scan_split", _no_work)
+    monkeypatch.setattr("fornet.cli.eval.evaluate", _no_work)
     assert eval_main(["--ckpt", str(lite.checkpoint), "--data", str(synth_root), flag, str(blocked[kind])]) == 2
     err = capsys.readouterr().err
     assert flag in err and message in err

@@ -125,8 +125,8 @@ def test_build_plugin_writes_under_the_working_directory(tmp_path: Path, monkeyp
         return build.out_dir / PLUGIN_LIBRARY_NAME
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("fornet.export.tensorrt.plugin_build.build_plugin_library", fake_build)
-    monkeypatch.setattr("fornet.runtime.cuda.toolchain.find_nvcc", lambda: None)
+    monkeypatch.setattr("fornet.cli.build_plugin.build_plugin_library", fake_build)
+    monkeypatch.setattr("fornet.cli.build_plugin.find_nvcc", lambda: None)
     assert build_plugin.main(["--cuda-arch", "87"]) == 0
     assert built == [tmp_path / "build" / "plugins"]
     assert plugin_search_paths()[0] == tmp_path / "build" / "plugins" / PLUGIN_LIBRARY_NAME

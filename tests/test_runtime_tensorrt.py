@@ -108,12 +108,12 @@ def test_missing_tensorrt_names_the_install(tmp_path):
 
 
 def test_engine_from_another_version_is_reported_before_anything_else(tmp_path, monkeypatch):
-    import fornet.runtime.tensorrt.env as env
+    import fornet.runtime.tensorrt.backend as trt_backend
 
     plan = tmp_path / "fornet.plan"
     plan.write_bytes(b"\0" * 16)
     ORIN.save(tmp_path / "fornet.plan.json")
-    monkeypatch.setattr(env, "require_tensorrt", lambda: "11.1.0.7")
+    monkeypatch.setattr(trt_backend, "require_tensorrt", lambda: "11.1.0.7")
     with pytest.raises(EngineVersionError, match=r"built by TensorRT 10\.3\.0\.26 but this machine has TensorRT 11"):
         TensorRTBackend(plan).activate()
 

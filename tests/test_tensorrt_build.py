@@ -59,7 +59,7 @@ def plugin_lib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PluginStub:
     library = tmp_path / "libfornet_plugins.so"
     library.write_bytes(b"\x7fELF fake")
     stub = PluginStub(library)
-    monkeypatch.setattr("fornet.runtime.tensorrt.plugins.load_plugin_library", stub)
+    monkeypatch.setattr(tensorrt_build, "load_plugin_library", stub)
     return stub
 
 

@@ -64,7 +64,7 @@ def install_tensorrt(monkeypatch: pytest.MonkeyPatch, *, deserialize_ok: bool = 
     install_fake_tensorrt(monkeypatch, TrtWorld(
         version="11.1.0.106", plan=PLAN, engine_information=DETAILED, deserialize_ok=deserialize_ok,
         log_on_failure="Serialization assertion magicTagRead == kMAGIC_TAG failed"))
-    monkeypatch.setattr("fornet.runtime.cuda.device.cuda_device", lambda: CudaDevice("H100", (9, 0)))
+    monkeypatch.setattr("fornet.export.tensorrt.inspect.cuda_device", lambda: CudaDevice("H100", (9, 0)))
     monkeypatch.setattr("fornet.runtime.tensorrt.plugins.find_plugin_library", fail_to_find)
 
 

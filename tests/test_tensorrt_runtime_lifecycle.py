@@ -20,7 +20,7 @@ import pytest
 
 from fornet.runtime.cuda.context import CudaContext
 from fornet.runtime.errors import CudaError, EngineLoadError
-from fornet.runtime.tensorrt import plugins
+from fornet.runtime.tensorrt import backend as trt_backend
 from fornet.runtime.tensorrt.backend import EngineVersionError, TensorRTBackend, classify_load_failure
 from fornet.runtime.tensorrt.plan_metadata import BuildSettings, GpuInfo
 from fornet.runtime.tensorrt.plugins import PluginLibraryError
@@ -114,7 +114,7 @@ def test_a_load_error_is_not_masked_by_cleanup(tmp_path: Path, cuda_world: CudaW
     def missing(path: Any = None) -> Path:
         raise PluginLibraryError("libfornet_plugins.so not found")
 
-    monkeypatch.setattr(plugins, "load_plugin_library", missing)
+    monkeypatch.setattr(trt_backend, "load_plugin_library", missing)
     with pytest.raises(error) as caught:
         TensorRTBackend(write_plan(tmp_path, sidecar=False)).activate()
     assert not isinstance(caught.value, FakeLogicError)
@@ -148,7 +148,7 @@ def test_cuda_graph_is_recaptured_after_each_batch_change(tmp_path: Path, trt_wo
         graphs.append(graph)
         return graph
 
-    monkeypatch.setattr("fornet.runtime.cuda.graph.CudaGraph", capture)
+    monkeypatch.setattr("fornet.runtime.tensorrt.backend.CudaGraph", capture)
     with backend:
         for batch in (2, 2, 1, 2, 2):  # the fakes assert the rule on every capture and replay
             backend.infer({"image": np.zeros((batch, 3, 4, 4), np.float32)})
@@ -175,7 +175,7 @@ def test_gpu_pipeline_frees_events_and_kernels_in_the_context(tmp_path: Path, tr
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from fornet.runtime.pipelines import GpuPipeline
 
-    monkeypatch.setattr("fornet.runtime.cuda.prepost.GpuPrePost", StubKernels)
+    monkeypatch.setattr("fornet.runtime.pipelines.GpuPrePost", StubKernels)
     io = types.SimpleNamespace(batch=None, input_dtype=np.dtype(np.float32), input_shape=lambda b: (b, 3, 4, 4))
     backend = TensorRTBackend(write_plan(tmp_path))
     backend.activate()
@@ -210,7 +210,7 @@ def test_a_plan_refuses_a_plugin_library_it_was_not_built_with(tmp_path: Path, t
     from fornet.runtime.tensorrt.plan_metadata import PluginInfo
 
     loaded: list[Path] = []
-    monkeypatch.setattr(plugins, "load_plugin_library", lambda path=None: loaded.append(Path(path)) or Path(path))
+    monkeypatch.setattr(trt_backend, "load_plugin_library", lambda path=None: loaded.append(Path(path)) or Path(path))
     built_with = tmp_path / "libfornet_plugins.so"
     built_with.write_bytes(b"the library the plan was built with")
     other = tmp_path / "rebuilt" / "libfornet_plugins.so"

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from fornet.export.deepstream import glib_keyfile
 from fornet.export.deepstream.graph import CLASS_MAP
 from fornet.export.deepstream.parser import UNLABELLED, parse_segmentation
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
 from fornet.export.errors import ExportError
+from fornet.runtime.segmenter import Segmenter
 
 #: The Python that has GLib's bindings (python3-gi) when this environment has not; override with $FORNET_GI_PYTHON.
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -28,9 +30,7 @@ _READER = Path(__file__).with_name("glib_keyfile.py")
 def read_key_file(path: Path, schema: dict[str, dict[str, str]]) -> dict[str, dict[str, Any]]:
     """The typed values of a key file, read by GLib; :class:`ExportError` listing unknown keys and bad values."""
     if importlib.util.find_spec("gi") is not None:
-        from fornet.export.deepstream.glib_keyfile import read_key_file as read
-
-        result = read(str(path), schema)
+        result = glib_keyfile.read_key_file(str(path), schema)
     else:
         python = os.environ.get("FORNET_GI_PYTHON", SYSTEM_PYTHON)
         try:
@@ -86,8 +86,6 @@ def check_deepstream_package(folder: Path, source_onnx: Path, frames: list[np.nd
     segmentation parser) must give the same labels as the Segmenter on ``source_onnx`` (the project's
     preprocessing), and no pixel may be left unlabelled.
     """
-    from fornet.runtime.segmenter import Segmenter
-
     configs = sorted(folder.glob("config_infer_*.txt"))
     if not configs:
         raise ExportError(f"{folder} has no config_infer_*.txt; write one with `fornet export --deepstream`")

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from fornet.calibration.cityscapes import CityscapesDataset
 from fornet.calibration.int8_calibrate import ModelInput
@@ -25,6 +26,7 @@ from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from fornet.calibration.metrics import ParityReport
 from fornet.contract import INPUT_NAME, MASKS_NAME
 from fornet.export.errors import ExportError
+from fornet.runtime.onnxrt import OnnxRuntimeBackend
 
 #: Largest accepted mIoU drop, in points (percent).
 DEFAULT_MAX_MIOU_DROP = 1.0
@@ -189,10 +191,6 @@ def evaluate_int8(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLik
     Raises:
         AccuracyGateError: no images, or a model that does not predict Cityscapes' 19 classes.
     """
-    from tqdm import tqdm
-
-    from fornet.runtime.onnxrt import OnnxRuntimeBackend
-
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n < 1:
         raise AccuracyGateError("the accuracy gate has no images to score; pass a labelled split "

@@ -15,6 +15,7 @@ every difference, unless ``--recalibrate`` is given (or another ``--out`` is use
 happens before anything in the folder is rewritten. The TensorRT version of the cache header is not
 part of the key: the cache is rewritten from the same ranges for any ``--trt-cache-version``.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from fornet import __version__
 from fornet.calibration.int8_calibrate import (
@@ -171,7 +174,6 @@ class Int8Manifest(Record):
 def tool_versions() -> dict[str, str]:
     """Versions of the tools whose behaviour shapes the ranges."""
     import cv2
-    import numpy as np
     import onnx
     import onnxruntime
 

@@ -16,6 +16,7 @@ layer placement"; NVIDIA's ModelOpt and pytorch-quantization place them this way
 :func:`placement_issues` reports each break of these rules; nodes meant to stay float (the
 selector head, the gate, layers kept in float by a fallback) are passed as ``expected_float``.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

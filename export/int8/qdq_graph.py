@@ -26,6 +26,7 @@ extra pins onnx and pulls ``onnxruntime-gpu`` and ``cupy``, which clash with pla
 The ranges come from :mod:`fornet.calibration.int8_calibrate` (quantize_static reads them from
 a calibration cache file and does not calibrate again).
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ the score is the fraction of pixels whose predicted class differs from the FP32 
 layers are then ranked, most sensitive first, and kept in FP32 one at a time until the accuracy
 gate passes (or a limit on the number of float layers is reached).
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from tqdm import tqdm
 
 from fornet.calibration.int8_calibrate import ActivationRanges
 from fornet.contract import INPUT_NAME
 from fornet.export.int8.accuracy_gate import GateReport
 from fornet.export.int8.qdq_graph import quantize_graph
+from fornet.runtime.onnxrt import OnnxRuntimeBackend
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,6 @@ class LayerSensitivity:
 
 def _classes(path: str | os.PathLike[str], feeds: Sequence[np.ndarray]) -> np.ndarray:
     """Predicted classes of every feed (argmax of logits, or the labels output)."""
-    from fornet.runtime.onnxrt import OnnxRuntimeBackend
-
     with OnnxRuntimeBackend(path, providers=["CPUExecutionProvider"]) as backend:
         main = next(iter(backend.output_specs))
         outputs = [backend.infer({INPUT_NAME: feed})[main] for feed in feeds]
@@ -63,8 +64,6 @@ def measure_sensitivity(fp32_path: str | os.PathLike[str], ranges: ActivationRan
     Returns:
         One entry per candidate, most sensitive first (ties keep graph order).
     """
-    from tqdm import tqdm
-
     reference = _classes(fp32_path, feeds)
     scores = []
     with tempfile.TemporaryDirectory(prefix="fornet-sensitivity-") as tmp:

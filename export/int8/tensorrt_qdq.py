@@ -27,6 +27,7 @@ these rules and calibrates on the CPU through ONNX Runtime. It is an optional ex
   ONNX Runtime file's), handed over as a TensorRT calibration cache: one calibration serves both
   files and is reused on the same terms.
 """
+# ruff: noqa: TID253
 
 from __future__ import annotations
 

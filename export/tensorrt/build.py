@@ -56,6 +56,7 @@ from fornet.runtime.tensorrt.plan_metadata import (
     TensorRecord,
     metadata_path,
 )
+from fornet.runtime.tensorrt.plugins import load_plugin_library
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -106,8 +107,6 @@ def build_engine(onnx_path: str | os.PathLike[str], plan_path: str | os.PathLike
     _check_parser_rules(summary)
     version = require_tensorrt()
     import tensorrt as trt
-
-    from fornet.runtime.tensorrt.plugins import load_plugin_library
 
     device = cuda_device()
     if cache is not None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fornet.export.api import ExportResult
 from fornet.export.errors import ExportError
 from fornet.export.tensorrt.build import build_engine, tensorrt_available
 from fornet.export.tensorrt.options import BuildOptions, engine_build_command
+
+if TYPE_CHECKING:
+    from fornet.export.api import ExportResult
 
 
 @dataclass(frozen=True)

@@ -8,22 +8,28 @@ output must come straight out of a ``Cast``.
 
 from __future__ import annotations
 
-import onnx
+from typing import TYPE_CHECKING
 
-_UINT8 = onnx.TensorProto.UINT8
+from fornet.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import onnx
+else:
+    onnx = lazy_import("onnx")  # fornet build --help needs no onnx
 
 
 def _uint8_names(model: onnx.ModelProto) -> set[str]:
     """Names of every tensor the (shape-inferred) graph types as UINT8."""
+    uint8 = onnx.TensorProto.UINT8
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     values = [*inferred.graph.input, *inferred.graph.output, *inferred.graph.value_info]
-    names = {value.name for value in values if value.type.tensor_type.elem_type == _UINT8}
+    names = {value.name for value in values if value.type.tensor_type.elem_type == uint8}
     for node in inferred.graph.node:
         if node.op_type == "Cast":
             to = next((attr.i for attr in node.attribute if attr.name == "to"), None)
-            if to == _UINT8:
+            if to == uint8:
                 names.update(node.output)
-    names.update(init.name for init in inferred.graph.initializer if init.data_type == _UINT8)
+    names.update(init.name for init in inferred.graph.initializer if init.data_type == uint8)
     return names
 
 

@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fornet.hashing import sha256_file
+from fornet.runtime.cuda.device import cuda_device
 from fornet.runtime.errors import EngineLoadError
+from fornet.runtime.tensorrt.env import LogTail, make_logger, require_tensorrt
 from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
+from fornet.runtime.tensorrt.plugins import PluginLibraryError, load_plugin_library
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,6 @@ def describe_engine(plan_path: str | os.PathLike[str], plugin: str | os.PathLike
     Raises:
         FornetError: no TensorRT or GPU, missing plugin library, or a plan this TensorRT cannot load.
     """
-    from fornet.hashing import sha256_file
-    from fornet.runtime.cuda.device import cuda_device
-    from fornet.runtime.tensorrt.env import LogTail, make_logger, require_tensorrt
-    from fornet.runtime.tensorrt.plugins import PluginLibraryError, load_plugin_library
-
     plan = Path(plan_path)
     if not plan.is_file():
         raise EngineLoadError(f"plan {plan} not found; build it with fornet-build")

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from fornet.export.tensorrt.errors import TensorRTBuildError
+from fornet.export.tensorrt.onnx_summary import inspect_onnx
 from fornet.options import OptionGroup, option, positive_int_arg, to_argv
 from fornet.runtime.tensorrt.plan_metadata import BuildSettings
+from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME, PluginLibraryError, find_plugin_library
 
 HARDWARE_COMPAT_LEVELS = ("none", "ampere+")
 DEFAULT_BATCH_RANGE = (1, 1, 4)
@@ -147,8 +149,6 @@ def trtexec_build_command(onnx_path: str | os.PathLike[str], plan_path: str | os
     plugin library (when not given: the one found here, else ``build/plugins/`` of a checkout) is
     passed with ``--staticPlugins``, which needs the default static registration.
     """
-    from fornet.export.tensorrt.onnx_summary import inspect_onnx
-
     opts = options or BuildOptions()
     summary = inspect_onnx(onnx_path)
     plan = Path(plan_path) if plan_path is not None else default_plan_path(onnx_path)
@@ -181,8 +181,6 @@ def trtexec_build_command(onnx_path: str | os.PathLike[str], plan_path: str | os
 
 def _plugin_for_command() -> Path:
     """The library found on this machine, else where `fornet-build-plugin` puts it in a checkout."""
-    from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME, PluginLibraryError, find_plugin_library
-
     try:
         return find_plugin_library()
     except PluginLibraryError:

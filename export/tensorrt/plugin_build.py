@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fornet.atomic import atomic_path, ensure_writable_dir
 from fornet.export.tensorrt.errors import TensorRTBuildError
+from fornet.runtime.cuda.device import NoGpuError, cuda_device
 from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME
 
 _ARCH = re.compile(r"\d{2,3}[af]?(-real|-virtual)?")
@@ -151,8 +152,6 @@ def _clean_failed_build(build: PluginBuild, created: list[Path]) -> None:
 
 def default_cuda_archs() -> tuple[str, ...] | None:
     """This machine's GPU, when there is one; else CMake's default list."""
-    from fornet.runtime.cuda.device import NoGpuError, cuda_device
-
     try:
         return (cuda_device().sm,)
     except NoGpuError:

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fornet.cli.command import Command
-from fornet.export.tensorrt.options import BuildOptions
+from fornet.export.tensorrt.build import build_engine
+from fornet.export.tensorrt.onnx_summary import inspect_onnx
+from fornet.export.tensorrt.options import BuildOptions, engine_build_command, trtexec_build_command
 from fornet.options import add_options, option, options_from_args
+from fornet.runtime.tensorrt.plan_metadata import metadata_path
 
 
 @dataclass(frozen=True)
@@ -39,15 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Build the plan, or print the commands that build it."""
-    from fornet.export.tensorrt.build import build_engine
-    from fornet.export.tensorrt.options import engine_build_command, trtexec_build_command
-    from fornet.runtime.tensorrt.plan_metadata import metadata_path
-
     target = options_from_args(BuildTarget, args)
     options = options_from_args(BuildOptions, args)
     if target.print_commands:
-        from fornet.export.tensorrt.onnx_summary import inspect_onnx
-
         print(engine_build_command(target.model, target.out, options))
         print(trtexec_build_command(target.model, target.out, options))
         if inspect_onnx(target.model).gate_function:

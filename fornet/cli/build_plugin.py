@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fornet.cli.command import Command
+from fornet.export.tensorrt.plugin_build import PluginBuild, build_plugin_library, default_cuda_archs, parse_cuda_archs
 from fornet.options import add_options, option, options_from_args
 from fornet.paths import default_plugin_build_dir, plugin_source_dir
+from fornet.runtime.cuda.toolchain import find_nvcc
 from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME
 
 
@@ -44,14 +46,6 @@ class PluginBuildOptions:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Configure and compile the library, then say how to use it."""
-    from fornet.export.tensorrt.plugin_build import (
-        PluginBuild,
-        build_plugin_library,
-        default_cuda_archs,
-        parse_cuda_archs,
-    )
-    from fornet.runtime.cuda.toolchain import find_nvcc
-
     options = options_from_args(PluginBuildOptions, args)
     build = PluginBuild(
         source=options.source or plugin_source_dir(),

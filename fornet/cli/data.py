@@ -15,10 +15,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fornet.calibration.cityscapes import scan_split
+from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from fornet.calibration.synth import generate_synthetic_cityscapes, prepare_output_root
 from fornet.cli.command import Command
 from fornet.errors import FornetError
 from fornet.options import add_options, count_arg, format_hw, hw_arg, option, options_from_args, positive_float_arg
 from fornet.progress import progress_wanted
+from fornet.runtime.video.synthetic import write_pan_video
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_synth(options: SynthOptions) -> int:
-    from fornet.calibration.synth import generate_synthetic_cityscapes, prepare_output_root
-
     for warning in prepare_output_root(options.out, options.force):
         print(f"warning: {warning}", file=sys.stderr)
     root = generate_synthetic_cityscapes(options.out, train=options.train, val=options.val, size=options.size,
@@ -91,9 +93,6 @@ def _run_synth(options: SynthOptions) -> int:
 
 
 def _run_check(options: CheckOptions) -> int:
-    from fornet.calibration.cityscapes import scan_split
-    from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-
     stats = scan_split(options.root, options.split, progress=progress_wanted(options.progress),
                        require_labels=options.require_labels)
     print(f"{options.root} [{options.split}]: {stats.images} images in {len(stats.cities)} cities, "
@@ -114,8 +113,6 @@ def _run_check(options: CheckOptions) -> int:
 
 
 def _run_video(options: VideoOptions) -> int:
-    from fornet.runtime.video.synthetic import write_pan_video
-
     if options.frames < 1:
         raise FornetError(f"--frames must be at least 1, got {options.frames}")
     write_pan_video(options.out, options.size, options.frames, fps=options.fps, seed=options.seed,

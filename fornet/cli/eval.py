@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from fornet.atomic import check_output_dir
+from fornet.calibration.cityscapes import CityscapesDataset, scan_split
 from fornet.calibration.labels import CLASS_NAMES
 from fornet.calibration.metrics import format_iou_table
 from fornet.cli.command import Command
 from fornet.cli.output import CommandOutput
+from fornet.model.evaluate import check_class_count, evaluate, resolve_device, score_predictor
 from fornet.options import (
     add_options,
     format_hw,
@@ -28,6 +30,7 @@ from fornet.options import (
 )
 from fornet.progress import progress_wanted
 from fornet.runtime.model_spec import MODEL, ModelSpec
+from fornet.runtime.segmenter import Segmenter
 
 #: The model flags ``fornet eval`` takes (``--ckpt`` is another name of ``--model``).
 MODEL_FIELDS = ("path", "backend", "device", "precision", "sidecar", "verify_sidecar", "plugin", "input_size",
@@ -57,9 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Check the outputs and the data, score the model, print the table and optionally write the JSON."""
-    from fornet.calibration.cityscapes import CityscapesDataset, scan_split
-    from fornet.model.evaluate import check_class_count, evaluate, resolve_device, score_predictor
-
     spec = options_from_args(ModelSpec, args)
     options = options_from_args(EvalOptions, args)
     output = CommandOutput(options.json)
@@ -80,8 +80,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                           limit=options.limit)
         where = f"{format_hw(spec.input_size) if spec.input_size else 'native size'} on {device}"
     else:
-        from fornet.runtime.segmenter import Segmenter
-
         with Segmenter(spec) as segmenter:
             check_class_count(segmenter.io.num_classes)
             variant = segmenter.io.variant

@@ -13,18 +13,19 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fornet.cli.command import Command
-from fornet.export.api import GRAPH, PRECISION, VERIFICATION, ExportOptions, ExportResult, export_onnx
 from fornet.export.errors import ExportError
-from fornet.export.int8.pipeline import INT8, Int8Options
-from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME
+from fornet.export.int8.options import INT8, Int8Options
+from fornet.export.options import GRAPH, PRECISION, PREPOST, VERIFICATION, ExportOptions, IOFormat
 from fornet.export.packages import PackageOptions, check_package_targets, write_packages
-from fornet.export.prepost import PREPOST, IOFormat
-from fornet.export.tensorrt.deploy import build_or_describe_engines
 from fornet.model.config import variant_option
 from fornet.options import OptionGroup, add_options, option, option_groups, options_from_args
 from fornet.progress import progress_wanted
+
+if TYPE_CHECKING:
+    from fornet.export.api import ExportResult
 
 EXAMPLES = """examples:
   fornet export --model run/best.pth --input-size 1024x2048 --out export/
@@ -117,6 +118,9 @@ def _show_int8_log() -> None:
 
 def run_export(args: argparse.Namespace) -> ExportResult:
     """Export as the parsed flags say and print what was written."""
+    from fornet.export.api import export_onnx  # torch
+    from fornet.export.int8.tensorrt_qdq import TRT_INT8_NAME  # onnx
+
     options = export_options_from_args(args)
     if options.int8 is not None:
         _show_int8_log()
@@ -151,6 +155,8 @@ def run_export(args: argparse.Namespace) -> ExportResult:
 
 def print_engine_step(result: ExportResult, plugin: Path | None, require_engine: bool) -> None:
     """Build the plans when TensorRT is importable (print them), else print the commands for the target."""
+    from fornet.export.tensorrt.deploy import build_or_describe_engines  # onnx
+
     step = build_or_describe_engines(result, plugin, require_engine)
     for plan in step.built:
         print(f"wrote {plan}")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from fornet.cli.command import Command
 from fornet.cli.output import CommandOutput
+from fornet.export.describe import describe_onnx
+from fornet.export.tensorrt.inspect import describe_engine
 from fornet.model.config import VARIANTS, variant_option
 from fornet.options import OptionGroup, add_options, hw_arg, json_option, option, options_from_args
 from fornet.runtime.model_spec import ModelSpec
@@ -42,8 +44,6 @@ def describe_model(spec: ModelSpec, input_size: tuple[int, int]) -> str:
     variant's facts at ``input_size``)."""
     name = spec.backend_class().NAME
     if name == "tensorrt":
-        from fornet.export.tensorrt.inspect import describe_engine
-
         return describe_engine(spec.path, spec.plugin)
     if name == "torch":
         from fornet.model.checkpoint import load_model
@@ -52,7 +52,6 @@ def describe_model(spec: ModelSpec, input_size: tuple[int, int]) -> str:
         model = load_model(spec.path)
         info = variant_info(model.checkpoint_info.variant, input_size, model.num_classes)
         return f"checkpoint {spec.path} ({model.checkpoint_info.variant})\n{format_info(info)}"
-    from fornet.export.describe import describe_onnx
 
     return describe_onnx(spec.path, spec.sidecar)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from fornet.cli.command import Command
 from fornet.model.train_config import HARDWARE, RUN, SCHEDULE, VALIDATION, TrainConfig
+from fornet.model.train_run import RunFolder
 from fornet.options import add_options, given_options, option, option_groups, options_from_args
 
 
@@ -38,7 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Start a new run, or resume one with the given flags replacing its saved options."""
     from fornet.model.train import TrainingError, existing_resume_file, train
-    from fornet.model.train_run import RunFolder
     from fornet.model.train_state import resume_config
 
     how = options_from_args(TrainRun, args)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fornet.atomic import ensure_writable_dir, write_bytes_atomic, write_text_atomic
+from fornet.calibration.labels import CLASS_NAMES, class_table
 from fornet.runtime.bench.environment import ThreadSettings
 from fornet.runtime.bench.record import AccuracyRecord, BenchReport, SpeedRecord
 from fornet.runtime.bench.runner import SCOPES, BenchResult
@@ -77,8 +78,6 @@ def _speed_lines(speed: SpeedRecord) -> list[str]:
 
 
 def _accuracy_lines(accuracy: AccuracyRecord) -> list[str]:
-    from fornet.calibration.labels import CLASS_NAMES
-
     labels = list(accuracy.scores)
     lines = [f"## Accuracy ({accuracy.split} split of {accuracy.data}, {accuracy.images} images)", "",
              "| backend | mIoU % | pixel accuracy % |", "| --- | --- | --- |"]
@@ -206,8 +205,6 @@ def iou_figure(accuracy: AccuracyRecord) -> Any:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from fornet.calibration.labels import CLASS_NAMES, class_table
 
     labels = list(accuracy.scores)
     positions = np.arange(len(CLASS_NAMES))

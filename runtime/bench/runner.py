@@ -30,8 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from fornet import __version__
+from fornet.atomic import ensure_writable_dir
+from fornet.calibration.cityscapes import CityscapesDataset
+from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from fornet.calibration.metrics import ConfusionMatrix, ParityReport, save_label_id_png
 from fornet.options import OptionGroup, hw_arg, option, percentage, positive_int_arg
 from fornet.progress import StatusLine
 from fornet.runtime.bench.environment import ThreadSettings, collect_environment, load_average
@@ -59,6 +64,7 @@ from fornet.runtime.model_io import ModelIO
 from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
 from fornet.runtime.tensorrt.plan_metadata import EngineMetadata
+from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME, PluginLibraryError, find_plugin_library
 
 SCOPES = ("compute", "copies", "end_to_end")
 SCOPE_TITLES = {
@@ -272,8 +278,6 @@ def disagreement_overlay(seg: Segmenter, frame: np.ndarray, pred: np.ndarray, ot
                          target: np.ndarray) -> np.ndarray:
     """``pred`` drawn on ``frame``, pixels where it differs from ``other`` (else: wrong vs ``target``) marked, above
     a legend of the classes present and the mark."""
-    from fornet.calibration.labels import IGNORE_INDEX
-
     image = seg.overlay(frame, pred, 0.5)
     marked = pred != other if other is not None else (pred != target) & (target != IGNORE_INDEX)
     image[marked] = DISAGREEMENT_BGR
@@ -284,13 +288,6 @@ def disagreement_overlay(seg: Segmenter, frame: np.ndarray, pred: np.ndarray, ot
 def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
                        options: BenchOptions) -> tuple[AccuracyRecord, list[tuple[str, np.ndarray]]]:
     """mIoU of the engine (and PyTorch) on ``options.data`` and their parity; the record and overlays."""
-    from tqdm import tqdm
-
-    from fornet.atomic import ensure_writable_dir
-    from fornet.calibration.cityscapes import CityscapesDataset
-    from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-    from fornet.calibration.metrics import ConfusionMatrix, ParityReport, save_label_id_png
-
     assert options.data is not None
     if engine.io.num_classes != NUM_CLASSES:
         raise BenchError(f"the engine predicts {engine.io.num_classes} classes but Cityscapes scoring needs "
@@ -337,8 +334,6 @@ def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
 def trtexec_command(plan: Path, io: ModelIO, timing: TimingSettings, batch: int = 1, cuda_graph: bool = False,
                     plugin: Path | None = None) -> str:
     """The trtexec command that times ``plan`` like the ``compute`` scope (same warm-up, iterations, batch)."""
-    from fornet.runtime.tensorrt.plugins import PLUGIN_LIBRARY_NAME, PluginLibraryError, find_plugin_library
-
     metadata = EngineMetadata.load_if_present(plan)
     argv = ["trtexec", f"--loadEngine={plan}"]
     if metadata is None or metadata.plugin is not None:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from tqdm import tqdm
+
 from fornet.options import OptionGroup, option, seconds_arg
 from fornet.runtime.errors import FornetRuntimeError
 
@@ -134,8 +136,6 @@ def spread_warning(label: str, stats: LatencyStats, threshold: float = DEFAULT_C
 def measure(candidates: Mapping[str, Callable[[], object]], settings: TimingSettings, batch: int = 1,
             progress: bool = False, desc: str = "timing") -> dict[str, LatencyStats]:
     """Warm up, then time ``candidates`` interleaved (see the module docstring)."""
-    from tqdm import tqdm
-
     names = list(candidates)
     with tqdm(total=len(names), desc=f"{desc}: warm-up", unit="model", disable=not progress, leave=False) as bar:
         for name in names:

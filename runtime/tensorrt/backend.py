@@ -28,14 +28,16 @@ from fornet.hashing import sha256_file
 from fornet.options import cuda_index, parse_device
 from fornet.runtime.backend import Backend, BackendError, BackendInputError, TensorSpec
 from fornet.runtime.cuda.context import CudaContext
+from fornet.runtime.cuda.graph import CudaGraph
 from fornet.runtime.errors import EngineLoadError, TensorRTError
 from fornet.runtime.model_io import ModelSidecar
+from fornet.runtime.tensorrt.env import LogTail, make_logger, require_tensorrt
 from fornet.runtime.tensorrt.plan_metadata import EngineMetadata, check_plan_binding, onnx_sidecar_for_plan
+from fornet.runtime.tensorrt.plugins import PluginLibraryError, find_plugin_library, load_plugin_library
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-    from fornet.runtime.cuda.graph import CudaGraph
     from fornet.runtime.model_spec import ModelSpec
 
 _log = logging.getLogger(__name__)
@@ -139,8 +141,6 @@ def classify_load_failure(plan: Path, version: str, log: str, plugin_error: Exce
         return EngineVersionError(f"{plan} was built by another TensorRT version than this {version}; rebuild it "
                                   f"here with fornet-build. Log:\n{log}")
     if "plugin" in lowered or plugin_error is not None:
-        from fornet.runtime.tensorrt.plugins import PluginLibraryError
-
         reason = f" (loading it failed: {plugin_error})" if plugin_error is not None else ""
         return PluginLibraryError(f"TensorRT {version} cannot deserialise {plan}: it needs the TopKGate plugin "
                                   f"library{reason}; build it with `fornet-build-plugin` and pass --plugin / "
@@ -214,8 +214,6 @@ class TensorRTBackend(Backend):
 
     # -- loading ---------------------------------------------------------------------------
     def _activate_impl(self) -> None:
-        from fornet.runtime.tensorrt.env import require_tensorrt
-
         if not self.path.is_file():
             raise BackendError(f"TensorRT plan not found: {self.path}; build one with fornet-build or fix the path")
         metadata = EngineMetadata.load_if_present(self.path)
@@ -234,8 +232,6 @@ class TensorRTBackend(Backend):
     def _load_plugin(self, metadata: EngineMetadata | None) -> Exception | None:
         """Load the plugin library when the plan needs it (the one it was built with); return a deferred error
         when unsure."""
-        from fornet.runtime.tensorrt.plugins import PluginLibraryError, find_plugin_library, load_plugin_library
-
         if metadata is not None and metadata.plugin is None and self.plugin is None:
             return None
         if metadata is not None and metadata.plugin is not None and metadata.plugin.serialized_in_plan \
@@ -253,8 +249,6 @@ class TensorRTBackend(Backend):
 
     def _load(self, metadata: EngineMetadata | None, version: str) -> None:
         import tensorrt as trt
-
-        from fornet.runtime.tensorrt.env import LogTail, make_logger
 
         assert self._cuda is not None
         plugin_error = self._load_plugin(metadata)
@@ -414,8 +408,6 @@ class TensorRTBackend(Backend):
             self._execute()
             return
         if self._graph is None:
-            from fornet.runtime.cuda.graph import CudaGraph
-
             self._execute()  # this call's work, uncaptured, right after the shape change
             self._stream.synchronize()
             self._graph = CudaGraph(int(self._stream.handle), self._execute)

@@ -15,6 +15,7 @@ from pathlib import Path
 from fornet.contract import TOPK_GATE
 from fornet.paths import checkout_plugin_build_dir, default_plugin_build_dir
 from fornet.runtime.errors import TensorRTError
+from fornet.runtime.tensorrt.env import require_tensorrt
 
 PLUGIN_LIBRARY_NAME = "libfornet_plugins.so"
 PLUGIN_ENV_VAR = "FORNET_PLUGIN_LIB"
@@ -87,8 +88,6 @@ def load_plugin_library(path: str | os.PathLike[str] | None = None) -> Path:
             registering TopKGate/1/fornet.
         fornet.runtime.tensorrt.env.TensorRTUnavailableError: TensorRT is not installed.
     """
-    from fornet.runtime.tensorrt.env import require_tensorrt
-
     require_tensorrt()
     import tensorrt as trt
 

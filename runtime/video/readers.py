@@ -34,6 +34,8 @@ from typing import Protocol
 import numpy as np
 
 from fornet.runtime.video.errors import SourceError
+from fornet.runtime.video.gst import GstReader, gst_available, source_pipeline
+from fornet.runtime.video.nvdec import NvdecReader, nvdec_available
 from fornet.runtime.video.uri import SourceSpec
 
 BACKENDS: tuple[str, ...] = ("auto", "pyav", "opencv", "gstreamer", "nvdec")
@@ -154,8 +156,6 @@ class GstSourceReader:
     """A GStreamer pipeline ending in a BGR appsink (see :mod:`fornet.runtime.video.gst`)."""
 
     def __init__(self, spec: SourceSpec, buffers: int, timeout_s: float, live: bool) -> None:
-        from fornet.runtime.video.gst import GstReader, source_pipeline
-
         location = Path(spec.location).absolute().as_uri() if spec.kind == "video" else spec.location
         pipeline = source_pipeline(spec.kind, location, buffers, timeout_s=timeout_s, live=live)
         self._reader = GstReader(pipeline, spec.display_name)
@@ -221,8 +221,6 @@ class Unblocked:
 
 def choose_backend(spec: SourceSpec, backend: str = "auto") -> str:
     """The library that reads ``spec`` (see the module docstring's table)."""
-    from fornet.runtime.video.gst import gst_available
-
     if backend not in BACKENDS:
         raise SourceError(f"unknown input backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if spec.kind == "images":
@@ -234,8 +232,6 @@ def choose_backend(spec: SourceSpec, backend: str = "auto") -> str:
     if backend != "auto":
         return backend
     if spec.kind == "video":
-        from fornet.runtime.video.nvdec import nvdec_available
-
         return "nvdec" if nvdec_available() else "pyav"
     if spec.kind in ("rtsp", "http", "v4l2") and gst_available():
         return "gstreamer"
@@ -248,8 +244,6 @@ def open_reader(spec: SourceSpec, backend: str, buffers: int, timeout_s: float, 
     if backend == "images":
         return ImageFilesReader(spec.files)
     if backend == "nvdec":
-        from fornet.runtime.video.nvdec import NvdecReader
-
         return NvdecReader(spec)
     if backend in ("pyav", "opencv"):
         reader = PyAVReader(spec, timeout_s) if backend == "pyav" else OpenCVReader(spec, timeout_s)

@@ -50,6 +50,7 @@ from fornet.redact import mask_credentials
 from fornet.runtime.video.encode import H264Writer, choose_encoder
 from fornet.runtime.video.errors import SinkError
 from fornet.runtime.video.frames import FrameResult
+from fornet.runtime.video.gst import GstRtspServer, import_gst, rtsp_encoder
 from fornet.runtime.video.rtsp_access import RtspAccess
 from fornet.runtime.video.uri import SinkSpec, parse_sink
 
@@ -273,8 +274,6 @@ class RtspSink:
 
     def __init__(self, address: str, fps: float = 25.0, source_id: int = 0, access: RtspAccess | None = None,
                  encoder: str = "auto") -> None:
-        from fornet.runtime.video.gst import import_gst, rtsp_encoder
-
         access = access or RtspAccess()
         hostport, _, path = address.partition("/")
         host, _, port = hostport.rpartition(":")
@@ -288,8 +287,6 @@ class RtspSink:
         self._server = None
 
     def write(self, result: FrameResult) -> None:
-        from fornet.runtime.video.gst import GstRtspServer
-
         if result.frame.source_id != self.source_id:
             return
         image = _rendered(result, "an RTSP output")

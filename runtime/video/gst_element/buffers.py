@@ -3,6 +3,8 @@
 For the ``fornetseg`` element and for applications that hand GStreamer frames to ``Segmenter``
 (examples/gst_embed.py); the layouts themselves are :mod:`~fornet.runtime.video.gst_element.frames`.
 """
+# ruff: noqa: TID253
+# (a GStreamer element: GStreamer is its job)
 
 from __future__ import annotations
 

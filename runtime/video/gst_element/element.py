@@ -17,6 +17,8 @@ posts an element message ``fornetseg-latency`` (``frame``, ``batch``, ``inferenc
 arrival to push of the batch's first frame); the last values are the read-only properties
 ``inference-ms`` and ``latency-ms``, the frame count ``frames``.
 """
+# ruff: noqa: TID253
+# (a GStreamer element: GStreamer is its job)
 
 from __future__ import annotations
 

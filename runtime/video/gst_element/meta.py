@@ -8,6 +8,8 @@ buffer copies and elements that keep metas (``queue``, ``tee``, ``appsink``). Fr
     from fornet.runtime.video.gst_element.meta import labels_of
     labels = labels_of(sample.get_buffer())        # H x W uint8 trainIds, or None
 """
+# ruff: noqa: TID253
+# (a GStreamer element: GStreamer is its job)
 
 from __future__ import annotations
 
