@@ -25,7 +25,6 @@ from fornet.export.staging import check_target
 from fornet.export.triton.check import check_repository
 from fornet.export.triton.repository import PACKAGE_KIND as TRITON_REPOSITORY
 from fornet.export.triton.repository import TritonRepositoryOptions, write_triton_repository
-from fornet.export.verify import load_images
 from fornet.options import OptionGroup, option
 
 PACKAGES = OptionGroup("deployment packages (Triton Inference Server, DeepStream)")
@@ -104,6 +103,8 @@ def write_packages(packages: PackageOptions, export: ExportOptions, onnx_path: P
     if packages.deepstream is not None:
         folder = write_deepstream_package(deployed_onnx, packages.deepstream, DeepStreamOptions(
             uri=packages.deepstream_uri, target=export.target, overwrite=packages.replace_packages))
+        from fornet.export.verify import load_images  # torch: deferred, `fornet export --help` stays light
+
         images = load_images(export.input_size, 2, export.verify_data, export.verify_split)
         checked = check_deepstream_package(folder, deployed_onnx, [image[..., ::-1] for image in images])
         written.append(f"wrote {folder} (checked with GLib, and nvinfer's input path and segmentation parser "
