@@ -32,6 +32,7 @@ from fornet.atomic import ensure_writable_dir, write_text_atomic
 from fornet.cli.command import friendly_errors
 from fornet.errors import FornetError
 from fornet.options import parse_hw
+from fornet.runtime.bench.timing import cuda_event_times
 
 KERNEL_SOURCE = Path(__file__).resolve().parent.parent / "plugins" / "topk_gate_kernel.cu"
 REFERENCE_RATIOS = (0.1, 0.2, 0.3, 0.4)
@@ -147,8 +148,8 @@ def run_case(launch: Any, *, batch: int, dtype: str, kind: str, channels: int, g
     )
     baseline = TopKGate(REFERENCE_RATIOS).eval().to(device)
     with torch.no_grad():
-        kernel_ms = _time(kernel, iters, warmup)
-        torch_ms = _time(lambda: baseline(features, scores), iters, warmup)
+        kernel_ms = cuda_event_times(kernel, iters, warmup)
+        torch_ms = cuda_event_times(lambda: baseline(features, scores), iters, warmup)
     return CaseResult(
         batch=batch, dtype=dtype, scores=kind, channels=channels, grid=grid, ks=tuple(ks),
         masks_exact=mismatched == 0, gated_exact=gated_exact, mismatched_cells=mismatched,
@@ -156,21 +157,6 @@ def run_case(launch: Any, *, batch: int, dtype: str, kind: str, channels: int, g
         torch_ms_median=statistics.median(torch_ms), torch_ms_p90=_p90(torch_ms),
     )
 
-
-def _time(fn: Any, iters: int, warmup: int) -> list[float]:
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
 
 
 def _p90(values: list[float]) -> float:

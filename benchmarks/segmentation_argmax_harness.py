@@ -36,6 +36,7 @@ from fornet.cli.command import friendly_errors
 from fornet.errors import FornetError
 from fornet.export.deepstream.parser import parse_segmentation
 from fornet.options import parse_hw
+from fornet.runtime.bench.timing import cuda_event_times
 
 KERNEL_SOURCE = Path(__file__).resolve().parent.parent / "export" / "deepstream" / "segmentation_argmax.cu"
 CLASSES = 19
@@ -121,7 +122,7 @@ def run_case(launch: Any, *, size: tuple[int, int], batch: int, dtype: str, orde
     gpu_path()
     torch.cuda.synchronize()
     got = host_labels.numpy()
-    gpu_ms = _time_gpu(gpu_path, iters, warmup)
+    gpu_ms = cuda_event_times(gpu_path, iters, warmup)
 
     def cpu_path() -> None:
         host_scores.copy_(device_scores)
@@ -134,21 +135,6 @@ def run_case(launch: Any, *, size: tuple[int, int], batch: int, dtype: str, orde
                       gpu_ms_median=statistics.median(gpu_ms), gpu_ms_p90=_p90(gpu_ms),
                       cpu_ms_median=statistics.median(cpu_ms), cpu_ms_p90=_p90(cpu_ms))
 
-
-def _time_gpu(fn: Any, iters: int, warmup: int) -> list[float]:
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
 
 
 def _time_cpu(fn: Any, iters: int) -> list[float]:

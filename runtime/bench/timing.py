@@ -167,3 +167,21 @@ def measure(candidates: Mapping[str, Callable[[], object]], settings: TimingSett
             bar.total = max(needed(), sum(spent.values()))
             bar.update(sum(spent.values()) - bar.n)
     return {name: LatencyStats(tuple(samples[name]), batch) for name in names}
+
+
+def cuda_event_times(fn: Callable[[], object], iters: int, warmup: int) -> list[float]:
+    """Milliseconds of each of ``iters`` calls of ``fn`` on the current CUDA stream, between two CUDA events
+    (after ``warmup`` untimed calls): the GPU time of kernels ``fn`` launches, not the host's."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return times
