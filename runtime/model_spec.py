@@ -165,8 +165,8 @@ class ModelSpec:
         if self.precision not in cls.PRECISIONS:
             raise ModelSpecError(f"the {cls.NAME} backend runs {self.path.name} in "
                                  f"{' or '.join(cls.PRECISIONS)}, not --precision {self.precision}"
-                                 + ("" if cls.NAME == "torch" else "; an exported file fixes its precision: export "
-                                    "or pick the file of that precision (fornet_fp16.onnx, fornet_int8.onnx)"))
+                                 + ("" if len(cls.PRECISIONS) > 1 else "; an exported file fixes its precision: "
+                                    "export or pick the file of that precision (fornet_fp16.onnx, fornet_int8.onnx)"))
         if self.prepost == "gpu" and not cls.GPU_PREPOST:
             raise ModelSpecError(f"--prepost gpu: the {cls.NAME} backend has no GPU pre/post kernels; use --prepost "
                                  "auto or cpu")
