@@ -97,8 +97,6 @@ class OpenVinoBackend(Backend):
         self.path = Path(path)
         self.precision = precision
         self.threads = threads
-        #: ``fp32`` or ``bf16``: the precision the model was compiled in (once active).
-        self.inference_precision: str | None = None
         self._compiled: Any = None
         self._request: Any = None
         self._inputs: list[str] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -176,3 +177,80 @@ def test_cli_bench_beside_pytorch_with_accuracy(lite: LiteExport, synth_root: Pa
     assert set(record.speed.scopes["compute"].results) == {"openvino-fp32-cpu", "pytorch-cpu"}
     assert record.accuracy is not None and record.accuracy.parity is not None
     assert record.accuracy.parity.agreement is not None and record.accuracy.parity.agreement > 0.99
+
+
+FAST = ["--warmup-s", "0", "--min-iters", "2", "--duration-s", "0", "--quiet", "--threads", "1", "--device", "cpu",
+        "--frame-size", "128x256"]
+
+
+def test_cli_bench_compares_backends_in_one_interleaved_run(lite: LiteExport, synth_root: Path,
+                                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ONNX Runtime, OpenVINO FP32 (and BF16) and PyTorch timed together; each scored and compared with PyTorch."""
+    out = tmp_path / "bench.json"
+    compare = ["--compare", "openvino:fp32", *(["--compare", "openvino:bf16"] if HAS_BF16 else [])]
+    assert bench_main(["--model", str(lite.onnx), *compare, "--ckpt", str(lite.checkpoint), *FAST, "--data",
+                       str(synth_root), "--limit", "2", "--bf16-gate", "warn", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Speed-up of each compared backend over onnxruntime-cpu" in text
+    record = BenchReport.load(out)
+    compared = ["openvino-fp32-cpu", *(["openvino-bf16-cpu"] if HAS_BF16 else [])]
+    assert record.speed is not None and record.accuracy is not None
+    for scope in record.speed.scopes.values():
+        assert list(scope.results) == ["onnxruntime-cpu", *compared, "pytorch-cpu"]
+        assert scope.speedup is not None and scope.speedup_over_engine is not None
+        assert set(scope.speedup_over_engine) == set(compared)
+    assert record.speed.reference == "pytorch-cpu"
+    assert set(record.accuracy.miou) == {"onnxruntime-cpu", "pytorch-cpu", *compared}
+    parity = record.accuracy.compared_parity
+    assert parity is not None and parity["openvino-fp32-cpu"].names == ("pytorch-cpu", "openvino-fp32-cpu")
+    assert parity["openvino-fp32-cpu"].agreement is not None and parity["openvino-fp32-cpu"].agreement >= 0.999
+    assert (record.bf16_gate is not None) == HAS_BF16
+    assert record.environment.versions["openvino"]
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize(("compare", "message"), [
+    ("nosuch", "--compare nosuch: unknown backend 'nosuch'"),
+    ("onnxruntime", "onnxruntime-cpu would be timed twice"),
+    ("openvino:fp16", "--compare openvino:fp16: the openvino backend runs fornet.onnx in auto or fp32 or bf16"),
+])
+def test_bad_compare_is_explained(lite: LiteExport, compare: str, message: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_main(["--model", str(lite.onnx), "--compare", compare, *FAST]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="this CPU reports no BF16 to OpenVINO")
+def test_bf16_gate_refuses_a_drop_above_the_limit(lite: LiteExport, synth_root: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The gate's verdict follows the measured drop: refused above --max-miou-drop (nothing timed), kept at it."""
+    argv = ["--model", str(lite.onnx), "--backend", "openvino", "--precision", "bf16", *FAST, "--data",
+            str(synth_root), "--limit", "4"]
+    measured = tmp_path / "measured.json"
+    assert bench_main([*argv, "--skip-speed", "--max-miou-drop", "0", "--bf16-gate", "warn", "--json",
+                       str(measured)]) == 0
+    gate = BenchReport.load(measured).bf16_gate
+    assert gate is not None and gate["openvino-bf16-cpu"].fp32 == "openvino-fp32-cpu"
+    drop = gate["openvino-bf16-cpu"].miou_drop_points
+    assert drop is not None
+    capsys.readouterr()
+    if drop > 0:
+        assert bench_main([*argv, "--max-miou-drop", "0"]) == 2
+        assert "BF16 gate openvino-bf16-cpu" in capsys.readouterr().err
+    kept = tmp_path / "kept.json"
+    assert bench_main([*argv, "--max-miou-drop", str(max(drop, 0) + 0.01), "--json", str(kept)]) == 0
+    record = BenchReport.load(kept)
+    assert record.bf16_gate is not None and record.bf16_gate["openvino-bf16-cpu"].passed and record.speed is not None
+
+
+def test_bf16_gate_verdicts() -> None:
+    from fornet.runtime.bench.bf16_gate import Bf16GateError, enforce
+    from tests.helpers.record_samples import BENCH
+
+    assert BENCH.bf16_gate is not None
+    passed = BENCH.bf16_gate["openvino-bf16-cpu"]
+    failed = replace(passed, miou_drop_points=0.8, bf16_miou=49.2, passed=False)
+    enforce({"openvino-bf16-cpu": passed}, "refuse")
+    with pytest.raises(Bf16GateError, match=r"drop 0\.800 points \(limit 0\.500\).*--bf16-gate warn"):
+        enforce({"openvino-bf16-cpu": failed}, "refuse")
+    enforce({"openvino-bf16-cpu": failed}, "warn")
