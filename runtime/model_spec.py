@@ -89,7 +89,8 @@ class ModelSpec:
                          default_text="auto: a GPU when the backend can use one here, else the CPU",
                          help="where the model runs (N means cuda:N)")
     precision: str = option("auto", flag="--precision", choices=PRECISIONS, group=MODEL,
-                            default_text="auto: the file's own; FP32 for a checkpoint",
+                            default_text="auto: the file's own; FP32 for a checkpoint; openvino: BF16 where the CPU "
+                                         "has it",
                             help="precision to run in, where the backend chooses (a checkpoint: fp16/bf16 autocast)")
     sidecar: Path | None = option(None, flag="--sidecar", parse=Path, metavar="JSON", group=MODEL,
                                   default_text="<model>.onnx.json beside the model",

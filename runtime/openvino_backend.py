@@ -81,7 +81,8 @@ class OpenVinoBackend(Backend):
 
     NAME = "openvino"
     SUFFIXES = (".onnx",)
-    LIBRARIES = (("openvino", INSTALL_HINT),)
+    #: onnx inlines the gate's function (a core dependency, but not in the torch- and onnx-free serving environment).
+    LIBRARIES = (("openvino", INSTALL_HINT), ("onnx", "pip install onnx"))
     DEVICES = frozenset({"cpu"})
     PRECISIONS = ("auto", *PRECISION_HINTS)
 

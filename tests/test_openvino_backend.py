@@ -254,3 +254,28 @@ def test_bf16_gate_verdicts() -> None:
     with pytest.raises(Bf16GateError, match=r"drop 0\.800 points \(limit 0\.500\).*--bf16-gate warn"):
         enforce({"openvino-bf16-cpu": failed}, "refuse")
     enforce({"openvino-bf16-cpu": failed}, "warn")
+
+
+@pytest.mark.slow
+def test_served_by_openvino_equals_onnxruntime(lite: LiteExport, tmp_path: Path) -> None:
+    """``fornet serve --backend openvino``: the Triton Python model runs OpenVINO; its labels are ONNX Runtime's."""
+    from fornet.runtime.serving.client import SegmentationClient
+    from fornet.runtime.serving.launcher import ServerProcess
+    from tests.helpers.triton_server import frames, server_options
+
+    options = server_options(lite.raw_labels, max_batch=2)
+    options = replace(options, model=replace(options.model, backend="openvino", precision="fp32"))
+    log = tmp_path / "server.log"
+    with log.open("w") as stream:
+        server = ServerProcess(options, log=stream).start()
+        try:
+            server.wait_ready(timeout_s=120)
+            with SegmentationClient(options.http_url) as client, \
+                    Segmenter(lite.raw_labels, backend="onnxruntime", device="cpu", threads=1) as local:
+                batch = frames(3, FRAME_SIZE, seed=2)
+                served, expected = [client.segment(f) for f in batch], [local(f) for f in batch]
+        finally:
+            status = server.stop(timeout_s=30)
+    assert status == 0, log.read_text()
+    assert "on openvino-fp32-cpu" in log.read_text()
+    assert _agreement(expected, served) >= FP32_AGREEMENT

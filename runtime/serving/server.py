@@ -69,7 +69,8 @@ def serve(options: ServerOptions) -> None:
                 strict=True,
             )
             signal.signal(signal.SIGTERM, _stop_on_sigterm)
-            print(f"serving {options.model.path} as '{MODEL_NAME}' ({segmenter.io.describe()}); max batch {max_batch}, "
+            print(f"serving {options.model.path} as '{MODEL_NAME}' on {segmenter.backend.label} "
+                  f"({segmenter.io.describe()}); max batch {max_batch}, "
                   f"queue {options.max_queue}; HTTP {options.http_url}, gRPC {options.host}:{options.grpc_port}, "
                   f"metrics {options.metrics_url}", flush=True)
             triton.serve()
