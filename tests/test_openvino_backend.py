@@ -13,7 +13,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from fornet.cli.bench import main as bench_main
 from fornet.cli.run import main as run_main
@@ -124,6 +126,14 @@ def test_missing_and_damaged_files(lite: LiteExport, tmp_path: Path) -> None:
         OpenVinoBackend(damaged).activate()
     with pytest.raises(BackendError, match="threads must be at least 1"):
         OpenVinoBackend(lite.onnx, threads=0)
+    unknown_op = tmp_path / "unknown_op.onnx"
+    graph = helper.make_graph([helper.make_node("Mystery", ["x"], ["y"], domain="elsewhere")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("elsewhere", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), unknown_op)
+    with pytest.raises(BackendError, match=r"OpenVINO cannot compile .*unknown_op\.onnx .*--backend onnxruntime"):
+        OpenVinoBackend(unknown_op).activate()
 
 
 @pytest.mark.fault
