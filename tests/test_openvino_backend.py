@@ -289,3 +289,20 @@ def test_served_by_openvino_equals_onnxruntime(lite: LiteExport, tmp_path: Path)
     assert status == 0, log.read_text()
     assert "on openvino-fp32-cpu" in log.read_text()
     assert _agreement(expected, served) >= FP32_AGREEMENT
+
+
+@pytest.mark.slow
+def test_int8_file_runs_close_to_onnxruntime_int8(lite: LiteExport, synth_root: Path, tmp_path: Path) -> None:
+    """``fornet_int8.onnx`` (Q/DQ) opens with OpenVINO; its labels are close to ONNX Runtime's INT8 labels
+    (the two runtimes' INT8 kernels round differently, so not identical)."""
+    from fornet.cli.export import main as export_main
+
+    out = tmp_path / "int8"
+    assert export_main(["--ckpt", str(lite.checkpoint), "--input-size", "64x128", "--out", str(out), "--no-verify",
+                        "--quiet", "--int8", "--calib-data", str(synth_root), "--calib-method", "minmax", "--gate",
+                        "plugin", "--no-accuracy-gate"]) == 0
+    frames = _frames()
+    reference, _ = _labels(out / "fornet_int8.onnx", frames, backend="onnxruntime")
+    labels, label = _labels(out / "fornet_int8.onnx", frames, backend="openvino", precision="fp32")
+    assert label == "openvino-fp32-cpu"
+    assert _agreement(reference, labels) >= 0.97
