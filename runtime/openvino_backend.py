@@ -39,11 +39,14 @@ BF16_CAPABILITY = "BF16"
 INSTALL_HINT = "pip install 'fornet-deploy[openvino]'"
 
 
-def cpu_capabilities() -> tuple[str, ...]:
-    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of this CPU (``BF16``, ``INT8``, ``FP32``, ...)."""
-    import openvino as ov
+def cpu_capabilities(core: Any = None) -> tuple[str, ...]:
+    """OpenVINO's ``OPTIMIZATION_CAPABILITIES`` of this CPU (``BF16``, ``INT8``, ``FP32``, ...), from ``core``
+    (an ``openvino.Core``; default: a new one)."""
+    if core is None:
+        import openvino as ov
 
-    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        core = ov.Core()
+    return tuple(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
 
 
 def resolve_precision(precision: str, capabilities: tuple[str, ...]) -> str:
@@ -131,7 +134,7 @@ class OpenVinoBackend(Backend):
         import openvino as ov
 
         core = ov.Core()
-        precision = resolve_precision(self.precision, tuple(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
+        precision = resolve_precision(self.precision, cpu_capabilities(core))
         graph = self._read_graph()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
                                   "PERFORMANCE_HINT": "LATENCY"}
