@@ -253,7 +253,7 @@ def test_bf16_gate_refuses_a_drop_above_the_limit(lite: LiteExport, synth_root: 
     assert record.bf16_gate is not None and record.bf16_gate["openvino-bf16-cpu"].passed and record.speed is not None
 
 
-def test_bf16_gate_verdicts() -> None:
+def test_bf16_gate_verdicts(caplog: pytest.LogCaptureFixture) -> None:
     from fornet.runtime.bench.bf16_gate import Bf16GateError, enforce
     from tests.helpers.record_samples import BENCH
 
@@ -264,6 +264,7 @@ def test_bf16_gate_verdicts() -> None:
     with pytest.raises(Bf16GateError, match=r"drop 0\.800 points \(limit 0\.500\).*--bf16-gate warn"):
         enforce({"openvino-bf16-cpu": failed}, "refuse")
     enforce({"openvino-bf16-cpu": failed}, "warn")
+    assert "drop 0.800 points (limit 0.500), pixel agreement 99.000%: FAIL (--bf16-gate warn" in caplog.text
 
 
 @pytest.mark.slow
