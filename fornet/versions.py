@@ -14,6 +14,7 @@ PACKAGES = {
     "numpy": ("numpy",),
     "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python"),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "openvino": ("openvino",),
     "torch": ("torch",),
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
     "pycuda": ("pycuda",),

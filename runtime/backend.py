@@ -106,6 +106,9 @@ class Backend(ABC):
         self.is_active = False
         #: Wall time in seconds of the last :meth:`infer` call's model run (after the input checks).
         self.last_inference_time: float | None = None
+        #: ``fp32``, ``fp16`` or ``bf16`` once active, for a backend that chooses the precision its float layers
+        #: run in (OpenVINO, PyTorch autocast); None where the model file fixes it.
+        self.inference_precision: str | None = None
 
     @classmethod
     @abstractmethod

@@ -89,7 +89,8 @@ class ModelSpec:
                          default_text="auto: a GPU when the backend can use one here, else the CPU",
                          help="where the model runs (N means cuda:N)")
     precision: str = option("auto", flag="--precision", choices=PRECISIONS, group=MODEL,
-                            default_text="auto: the file's own; FP32 for a checkpoint",
+                            default_text="auto: the file's own; FP32 for a checkpoint; openvino: BF16 where the CPU "
+                                         "has it",
                             help="precision to run in, where the backend chooses (a checkpoint: fp16/bf16 autocast)")
     sidecar: Path | None = option(None, flag="--sidecar", parse=Path, metavar="JSON", group=MODEL,
                                   default_text="<model>.onnx.json beside the model",
@@ -165,8 +166,8 @@ class ModelSpec:
         if self.precision not in cls.PRECISIONS:
             raise ModelSpecError(f"the {cls.NAME} backend runs {self.path.name} in "
                                  f"{' or '.join(cls.PRECISIONS)}, not --precision {self.precision}"
-                                 + ("" if cls.NAME == "torch" else "; an exported file fixes its precision: export "
-                                    "or pick the file of that precision (fornet_fp16.onnx, fornet_int8.onnx)"))
+                                 + ("" if len(cls.PRECISIONS) > 1 else "; an exported file fixes its precision: "
+                                    "export or pick the file of that precision (fornet_fp16.onnx, fornet_int8.onnx)"))
         if self.prepost == "gpu" and not cls.GPU_PREPOST:
             raise ModelSpecError(f"--prepost gpu: the {cls.NAME} backend has no GPU pre/post kernels; use --prepost "
                                  "auto or cpu")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, str] = {
     "tensorrt": "fornet.runtime.tensorrt.backend:TensorRTBackend",
     "onnxruntime": "fornet.runtime.onnxrt:OnnxRuntimeBackend",
+    "openvino": "fornet.runtime.openvino_backend:OpenVinoBackend",
     "torch": "fornet.runtime.torch_backend:TorchBackend",
 }
 

@@ -106,6 +106,7 @@ class TorchBackend(Backend):
         self._io = make_model_io(self.input_size, info.mean, info.std, names, colors, variant=info.variant,
                                  export_precision=f"pytorch-{precision}")
         self._model = model.eval()
+        self.inference_precision = precision
 
     def _deactivate_impl(self) -> None:
         self._model = None

@@ -7,7 +7,7 @@
 # backend, whose stub process must run on the very Python build the venv is made from (a stub
 # built for Debian's 3.11.2 fails on another 3.11 patch release), and it pins numpy<2. So the
 # server venv is made with the distribution's own /usr/bin/python3 and holds only what serving an
-# exported model needs: pytriton, ONNX Runtime, OpenCV and fornet-deploy itself (no torch).
+# exported model needs: pytriton, ONNX Runtime, OpenVINO (with onnx), OpenCV and fornet-deploy itself (no torch).
 # Debian/Ubuntu packages: python3-venv (the venv module) and python3-gi (the DeepStream config
 # check reads nvinfer key files with GLib); both are installed with apt-get when missing.
 set -euo pipefail
@@ -31,7 +31,7 @@ fi
 "$SYSTEM_PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -r "$HERE/setup/triton-requirements.txt"
-# fornet-deploy itself without its training/export dependencies (torch, onnx, onnxsim).
+# fornet-deploy itself without its training/export dependencies (torch, onnxsim; onnx only for OpenVINO, above).
 "$VENV/bin/python" -m pip install --quiet --no-deps -e "$HERE"
 # The bundled tritonserver looks for the Python-backend stub in backends/python; PyTriton copies the
 # one for this interpreter there when it starts, a plain `tritonserver` on a repository needs it too.

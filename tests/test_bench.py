@@ -70,7 +70,7 @@ def test_environment_record():
 def test_help_needs_no_backend():
     code = ("import sys; from fornet.cli.bench import COMMAND; text = COMMAND.parser().format_help(); "
             "assert '--engine' in text and '--warmup-s' in text and '--save-predictions' in text; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'pycuda') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt', 'pycuda') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

@@ -194,7 +194,8 @@ def test_device_spellings_name_the_same_device():
 
 def test_importing_the_api_loads_no_backend():
     code = ("import sys; from fornet.runtime import Segmenter; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'pycuda', 'cv2') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt', 'pycuda', 'cv2') "
+            "if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

@@ -44,6 +44,8 @@ class ScopeRecord:
     notes: tuple[str, ...]
     #: Median latency of the reference over the engine's (only with a reference measured in this scope).
     speedup: float | None = None
+    #: Median latency of the engine over each ``--compare`` backend's (above 1: that backend is faster).
+    speedup_over_engine: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,26 @@ class AccuracyRecord:
     scores: dict[str, ScoreSummary]
     miou: dict[str, float | None]
     parity: ParitySummary | None
+    #: Each ``--compare`` backend against the reference (PyTorch), else against the engine, by label.
+    compared_parity: dict[str, ParitySummary] | None = None
+
+
+@dataclass(frozen=True)
+class Bf16GateRecord:
+    """A model run in BF16 scored against the same model in FP32 (``fp32``, its label) on the accuracy data.
+
+    mIoU in percent, the drop in points (positive: BF16 is worse); ``parity`` is FP32 (``a``) vs BF16 (``b``).
+    """
+
+    fp32: str
+    split: str
+    images: int
+    max_miou_drop_points: float
+    fp32_miou: float | None
+    bf16_miou: float | None
+    miou_drop_points: float | None
+    passed: bool
+    parity: ParitySummary
 
 
 @dataclass(frozen=True)
@@ -96,7 +118,7 @@ class BenchReport(Record):
     DESCRIPTION: ClassVar[str] = "fornet-deploy benchmark report"
     FIX: ClassVar[str] = "run fornet-bench again with --json or --report"
     #: Sections that were not measured are left out.
-    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("speed", "accuracy")
+    OMIT_WHEN_NONE: ClassVar[tuple[str, ...]] = ("speed", "accuracy", "bf16_gate")
 
     fornet_version: str
     command: str
@@ -106,3 +128,5 @@ class BenchReport(Record):
     trtexec: str | None
     speed: SpeedRecord | None = None
     accuracy: AccuracyRecord | None = None
+    #: The BF16 gate of each model under test run in BF16 (only with --data), by label.
+    bf16_gate: dict[str, Bf16GateRecord] | None = None

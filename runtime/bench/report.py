@@ -19,6 +19,7 @@ import numpy as np
 
 from fornet.atomic import ensure_writable_dir, write_bytes_atomic, write_text_atomic
 from fornet.calibration.labels import CLASS_NAMES, class_table
+from fornet.runtime.bench.bf16_gate import describe
 from fornet.runtime.bench.environment import ThreadSettings
 from fornet.runtime.bench.record import AccuracyRecord, BenchReport, SpeedRecord
 from fornet.runtime.bench.runner import SCOPES, BenchResult
@@ -51,6 +52,7 @@ def _speed_lines(speed: SpeedRecord) -> list[str]:
     ]
     notes: list[str] = []
     speedups = []
+    over_engine = []
     for scope in SCOPES:
         entry = speed.scopes[scope]
         for label, stats in entry.results.items():
@@ -63,9 +65,15 @@ def _speed_lines(speed: SpeedRecord) -> list[str]:
         notes += entry.notes
         if entry.speedup is not None:
             speedups.append(f"{entry.title} {entry.speedup:.2f}x")
+        if entry.speedup_over_engine:
+            over_engine.append(f"{entry.title}: " + ", ".join(f"{label} {ratio:.2f}x"
+                                                             for label, ratio in entry.speedup_over_engine.items()))
     if speedups:
         lines += ["", f"Speed-up of {speed.engine} over {speed.reference} (median latency ratio, same "
                       f"interleaved run): {'; '.join(speedups)}."]
+    if over_engine:
+        lines += ["", f"Speed-up of each compared backend over {speed.engine} (median latency ratio, same "
+                      f"interleaved run): {'; '.join(over_engine)}."]
     lines += [""] + [f"- note: {note}" for note in notes]
     lines += ["", "End-to-end stages (median ms per call; GPU pre/post: CUDA event times):", "",
               "| backend | pre | infer | post | pre + post share of end to end |", "| --- | --- | --- | --- | --- |"]
@@ -82,8 +90,9 @@ def _accuracy_lines(accuracy: AccuracyRecord) -> list[str]:
     lines = [f"## Accuracy ({accuracy.split} split of {accuracy.data}, {accuracy.images} images)", "",
              "| backend | mIoU % | pixel accuracy % |", "| --- | --- | --- |"]
     lines += [f"| {label} | {_pct(s.miou)} | {_pct(s.pixel_accuracy)} |" for label, s in accuracy.scores.items()]
-    if accuracy.parity is not None:
-        lines += ["", "```", accuracy.parity.text, "```"]
+    for parity in (accuracy.parity, *(accuracy.compared_parity or {}).values()):
+        if parity is not None:
+            lines += ["", "```", parity.text, "```"]
     header = " | ".join(f"{label} IoU %" for label in labels)
     delta_header = f" {labels[0]} - {labels[1]} |" if len(labels) == 2 else ""
     lines += ["", f"| class | {header} |{delta_header}",
@@ -138,6 +147,8 @@ def render_markdown(record: BenchReport, files: list[str]) -> str:
                      f"Latency with copies): `{record.trtexec}`")
     if record.speed is not None:
         lines += ["", *_speed_lines(record.speed)]
+    if record.bf16_gate:
+        lines += ["", "## BF16 gate", "", *(f"- {describe(label, gate)}" for label, gate in record.bf16_gate.items())]
     if record.accuracy is not None:
         lines += ["", *_accuracy_lines(record.accuracy)]
     if files:

@@ -1,7 +1,7 @@
 """What ``fornet-bench`` measures: speed in three labelled scopes, accuracy and parity (a library).
 
-Speed scopes, each timed with :func:`fornet.runtime.bench.timing.measure` (engine and PyTorch
-interleaved when both run):
+Speed scopes, each timed with :func:`fornet.runtime.bench.timing.measure` (the engine, the same file
+opened by each ``--compare`` backend and PyTorch, interleaved in one run):
 
 * ``compute``: the model alone, inputs already where it reads them (device memory on a GPU).
 * ``copies``: the model with its host/device copies: a preprocessed host batch in, the raw output
@@ -13,9 +13,10 @@ On the CPU there are no host/device copies: ``copies`` is then the ``compute`` m
 itself, said so in the record. ONNX Runtime's CUDA provider copies inside ``run()``, so its
 ``compute`` scope is not measured.
 
-Accuracy (``data``): mIoU of the engine on a Cityscapes split and, with a checkpoint, of PyTorch on
-the same frames, with :class:`~fornet.calibration.metrics.ParityReport` (pixel agreement overall and
-on the boundary band, per-class IoU and mIoU deltas, engine minus PyTorch).
+Accuracy (``data``): mIoU of the engine (and each ``--compare`` backend) on a Cityscapes split and,
+with a checkpoint, of PyTorch on the same frames, with :class:`~fornet.calibration.metrics.ParityReport`
+(pixel agreement overall and on the boundary band, per-class IoU and mIoU deltas, engine minus
+PyTorch). A model run in BF16 first passes the BF16 gate (:mod:`fornet.runtime.bench.bf16_gate`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import math
 import operator
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from fornet.calibration.metrics import ConfusionMatrix, ParityReport, save_label_id_png
 from fornet.options import OptionGroup, hw_arg, option, percentage, positive_int_arg
 from fornet.progress import StatusLine
+from fornet.runtime.bench.bf16_gate import BF16_GATE_MODES, DEFAULT_MAX_BF16_DROP, bf16_gate, enforce
 from fornet.runtime.bench.environment import ThreadSettings, collect_environment, load_average
 from fornet.runtime.bench.legend import with_legend
 from fornet.runtime.bench.record import (
@@ -80,7 +82,7 @@ class BenchError(FornetRuntimeError):
     """Benchmark options that cannot work together."""
 
 
-REFERENCE = OptionGroup("PyTorch reference")
+REFERENCE = OptionGroup("PyTorch reference and other backends")
 ACCURACY = OptionGroup("accuracy")
 OUTPUT = OptionGroup("output")
 
@@ -128,6 +130,17 @@ class BenchOptions:
     cv_warning: float = option(DEFAULT_CV_WARNING, flag="--cv-warn", parse=percentage(None), metavar="PCT",
                                default_text=f"{100 * DEFAULT_CV_WARNING:g}", group=TIMING,
                                help="warn above this coefficient of variation")
+    compare: tuple[str, ...] = option(flag="--compare", action="append", default_factory=list, convert=tuple,
+                                      metavar="BACKEND[:PRECISION]", group=REFERENCE, default_text="",
+                                      help="also open the model file with BACKEND (at PRECISION) and time and score it "
+                                           "in the same interleaved run, e.g. --compare openvino:bf16 (repeatable)")
+    max_miou_drop: float = option(DEFAULT_MAX_BF16_DROP, flag="--max-miou-drop", parse=float, metavar="POINTS",
+                                  group=ACCURACY,
+                                  help="BF16 gate: largest accepted mIoU drop of a model run in BF16 against the same "
+                                       "model in FP32 on --data, checked before timing")
+    bf16_gate: str = option("refuse", flag="--bf16-gate", choices=BF16_GATE_MODES, group=ACCURACY,
+                            help="when a BF16 run loses more than --max-miou-drop: refuse (nothing is timed), or "
+                                 "warn and go on")
     speed: bool = option(True, flag="--skip-speed", convert=operator.not_, group=TIMING,
                          help="accuracy only (needs --data)")
     progress: bool = option(True, flag="--quiet", convert=operator.not_, group=OUTPUT, help="no progress bars")
@@ -143,6 +156,10 @@ class BenchOptions:
             raise BenchError("--save-predictions writes the predictions on --data: add --data DIR")
         if not self.speed and self.data is None:
             raise BenchError("nothing to do: --skip-speed needs --data for the accuracy run")
+        if not self.max_miou_drop >= 0.0:
+            raise BenchError(f"--max-miou-drop must be >= 0 points, got {self.max_miou_drop}; e.g. 0.5")
+        if self.bf16_gate not in BF16_GATE_MODES:
+            raise BenchError(f"--bf16-gate must be one of {', '.join(BF16_GATE_MODES)}, got {self.bf16_gate!r}")
 
     def engine_spec(self) -> ModelSpec:
         """The model under test; ``--variant`` goes to the reference when the model is not a checkpoint."""
@@ -150,6 +167,19 @@ class BenchOptions:
                 and self.ckpt is not None:
             return replace(self.model, variant=None)
         return self.model
+
+    def compared_specs(self) -> list[ModelSpec]:
+        """The model file opened by each ``--compare BACKEND[:PRECISION]`` (the other model flags kept), checked."""
+        specs = []
+        for entry in self.compare:
+            backend, _, precision = entry.partition(":")
+            try:
+                spec = replace(self.engine_spec(), backend=backend, precision=precision or "auto")
+                spec.backend_class()
+            except FornetRuntimeError as exc:
+                raise BenchError(f"--compare {entry}: {exc}") from None
+            specs.append(spec)
+        return specs
 
     def reference_spec(self, input_size: tuple[int, int]) -> ModelSpec | None:
         """The PyTorch reference at the engine's input size (None without ``--ckpt``)."""
@@ -225,26 +255,31 @@ def stage_summary(candidate: ScopeCandidate, stats: LatencyStats) -> StageSummar
     return StageSummary(pre_ms=pre, infer_ms=infer, post_ms=post, prepost_share=(pre + post) / stats.median)
 
 
-def _scope_record(scope: str, candidates: list[ScopeCandidate], stats: dict[str, LatencyStats]) -> ScopeRecord:
+def _scope_record(scope: str, candidates: list[ScopeCandidate], stats: dict[str, LatencyStats],
+                  reference: str | None) -> ScopeRecord:
+    engine = candidates[0].label
     speedup = None
-    if len(candidates) == 2 and all(c.label in stats for c in candidates):
-        engine, reference = (stats[c.label] for c in candidates)
-        speedup = reference.median / engine.median
+    if reference is not None and engine in stats and reference in stats:
+        speedup = stats[reference].median / stats[engine].median
+    over_engine = {c.label: stats[engine].median / stats[c.label].median for c in candidates[1:]
+                   if engine in stats and c.label in stats and c.label != reference}
     return ScopeRecord(
         title=SCOPE_TITLES[scope],
         results={c.label: stats[c.label].to_record() if c.label in stats else None for c in candidates},
         notes=tuple(c.notes[scope] for c in candidates if scope in c.notes),
         speedup=speedup,
+        speedup_over_engine=over_engine or None,
     )
 
 
-def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: BenchOptions) -> SpeedRecord:
-    """Time every scope for the engine (and the reference, interleaved); the ``speed`` record."""
+def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: BenchOptions,
+                    compared: Sequence[Segmenter] = ()) -> SpeedRecord:
+    """Time every scope for the engine (the compared backends and the reference, interleaved); the ``speed`` record."""
     if engine.io.batch is not None and engine.io.batch != options.batch:
         raise BenchError(f"the engine has a static batch of {engine.io.batch}; pass --batch {engine.io.batch} "
                          "(or re-export with `fornet export --dynamic-batch`)")
     frames = make_frames(options.frame_size, options.batch)
-    candidates = [scope_candidate(seg, frames) for seg in (engine, reference) if seg is not None]
+    candidates = [scope_candidate(seg, frames) for seg in (engine, *compared, reference) if seg is not None]
     stats: dict[str, dict[str, LatencyStats]] = {}
     scopes: dict[str, ScopeRecord] = {}
     warnings: list[str] = []
@@ -258,14 +293,15 @@ def speed_benchmark(engine: Segmenter, reference: Segmenter | None, options: Ben
             alias = c.scopes[scope]
             if isinstance(alias, str):
                 stats[scope][c.label] = stats[alias][c.label]
-        scopes[scope] = _scope_record(scope, candidates, stats[scope])
+        scopes[scope] = _scope_record(scope, candidates, stats[scope],
+                                      reference.backend.label if reference is not None else None)
     timing = options.timing
     return SpeedRecord(
         frame_size=options.frame_size, batch=options.batch, input_size=engine.input_size,
         settings=TimingRecord(warmup_s=timing.warmup_s, min_iters=timing.min_iters, duration_s=timing.duration_s,
                               description=timing.describe()),
         timer="host perf_counter around each synchronous call; candidates interleaved (A B, B A, ...)",
-        engine=candidates[0].label, reference=candidates[1].label if reference is not None else None,
+        engine=candidates[0].label, reference=reference.backend.label if reference is not None else None,
         scopes=scopes,
         stages={c.label: stage_summary(c, stats["end_to_end"][c.label]) for c in candidates},
         warnings=tuple(warnings),
@@ -285,9 +321,10 @@ def disagreement_overlay(seg: Segmenter, frame: np.ndarray, pred: np.ndarray, ot
     return with_legend(image, pred, seg.io.classes, seg.io.palette_bgr, (mark, DISAGREEMENT_BGR))
 
 
-def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
-                       options: BenchOptions) -> tuple[AccuracyRecord, list[tuple[str, np.ndarray]]]:
-    """mIoU of the engine (and PyTorch) on ``options.data`` and their parity; the record and overlays."""
+def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None, options: BenchOptions,
+                       compared: Sequence[Segmenter] = ()) -> tuple[AccuracyRecord, list[tuple[str, np.ndarray]]]:
+    """mIoU of the engine (the compared backends and PyTorch) on ``options.data`` and their parity with PyTorch
+    (else with the engine); the record and overlays."""
     assert options.data is not None
     if engine.io.num_classes != NUM_CLASSES:
         raise BenchError(f"the engine predicts {engine.io.num_classes} classes but Cityscapes scoring needs "
@@ -299,6 +336,8 @@ def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
     other_label = reference.backend.label if reference is not None else "reference"
     parity = ParityReport(NUM_CLASSES, IGNORE_INDEX, options.boundary_width) if reference is not None else None
     scores = parity.b if parity is not None else ConfusionMatrix(NUM_CLASSES, IGNORE_INDEX)
+    compared_parity = {seg.backend.label: ParityReport(NUM_CLASSES, IGNORE_INDEX, options.boundary_width)
+                       for seg in compared}
     overlays = []
     for index in tqdm(range(count), desc="accuracy", unit="img", disable=not options.progress):
         sample = dataset[index]
@@ -311,6 +350,8 @@ def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
             parity.update(other, pred, sample.label)
         else:
             scores.update(pred, sample.label)
+        for seg in compared:
+            compared_parity[seg.backend.label].update(pred if other is None else other, seg(frame), sample.label)
         if out_dir is not None:
             save_label_id_png(out_dir / f"{sample.name}_pred_labelIds.png", pred)
         if index < options.overlays:
@@ -318,6 +359,9 @@ def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
     scores_by_backend = {label: scores.to_record(CLASS_NAMES)}
     if parity is not None:
         scores_by_backend[other_label] = parity.a.to_record(CLASS_NAMES)
+    baseline = other_label if reference is not None else label
+    for name, report in compared_parity.items():
+        scores_by_backend[name] = report.b.to_record(CLASS_NAMES)
     record = AccuracyRecord(
         data=str(options.data), split=options.split, images=count,
         frames="the data set's images at their own size (BGR), labels at that size",
@@ -325,6 +369,8 @@ def accuracy_benchmark(engine: Segmenter, reference: Segmenter | None,
         scores=scores_by_backend,
         miou={name: entry.miou for name, entry in scores_by_backend.items()},
         parity=None if parity is None else parity.to_record(CLASS_NAMES, (other_label, label)),
+        compared_parity={name: report.to_record(CLASS_NAMES, (baseline, name))
+                         for name, report in compared_parity.items()} or None,
     )
     return record, overlays
 
@@ -358,15 +404,35 @@ def _threads(options: BenchOptions) -> ThreadSettings:
                           torch=torch.get_num_threads() if torch is not None else None)
 
 
+def _check_distinct_labels(models: list[Segmenter]) -> None:
+    """Refuse two models under test that reports would name alike (the same backend twice)."""
+    labels = [seg.backend.label for seg in models]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise BenchError(f"--compare: {', '.join(twice)} would be timed twice (the engine is {labels[0]}); compare "
+                         "other backends or precisions, e.g. --compare openvino:bf16")
+
+
 def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
     """Open the engine (and reference), measure what ``options`` ask for, close them; the result."""
     options.validate()
     spec = options.engine_spec()
     status = StatusLine("fornet bench", options.progress)
     status(f"opening {spec.path}")
+    compared_specs = options.compared_specs()
     engine = Segmenter(spec)
     reference = None
+    compared: list[Segmenter] = []
     try:
+        for compared_spec in compared_specs:
+            compared.append(Segmenter(compared_spec))
+        _check_distinct_labels([engine, *compared])
+        gate = None
+        if options.data is not None:
+            gate = bf16_gate([engine, *compared], options.data, options.split, limit=options.limit,
+                             max_drop=options.max_miou_drop, boundary_width=options.boundary_width,
+                             progress=options.progress) or None
+            enforce(gate or {}, options.bf16_gate)
         reference_spec = options.reference_spec(engine.input_size)
         if reference_spec is not None:
             status(f"opening the PyTorch reference {options.ckpt}")
@@ -374,10 +440,10 @@ def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
         environment = collect_environment(_threads(options))
         if options.speed:
             status(f"timing {len(SCOPES)} scopes, at least {options.timing.duration_s:g} s per model in each")
-        speed = speed_benchmark(engine, reference, options) if options.speed else None
+        speed = speed_benchmark(engine, reference, options, compared) if options.speed else None
         if options.data is not None:
             status(f"accuracy on {options.data} [{options.split}]")
-        accuracy, overlays = (accuracy_benchmark(engine, reference, options) if options.data is not None
+        accuracy, overlays = (accuracy_benchmark(engine, reference, options, compared) if options.data is not None
                               else (None, []))
         record = BenchReport(
             fornet_version=__version__, command=command,
@@ -389,10 +455,10 @@ def run_benchmark(options: BenchOptions, command: str = "") -> BenchResult:
             environment=replace(environment, load_average_after=load_average()),
             trtexec=trtexec_command(spec.path, engine.io, options.timing, options.batch, spec.cuda_graph,
                                     spec.plugin) if engine.backend_name == "tensorrt" else None,
-            speed=speed, accuracy=accuracy,
+            speed=speed, accuracy=accuracy, bf16_gate=gate,
         )
     finally:
-        engine.close()
-        if reference is not None:
-            reference.close()
+        for seg in (engine, *compared, reference):
+            if seg is not None:
+                seg.close()
     return BenchResult(record, overlays)

@@ -101,7 +101,8 @@ def serve(options: ServerOptions) -> None:
                     max_queue_delay_microseconds=options.queue_delay_us, default_queue_policy=queue)),
                 strict=True,
             )
-            print(f"serving {options.model.path} as '{MODEL_NAME}' ({segmenter.io.describe()}); max batch {max_batch}, "
+            print(f"serving {options.model.path} as '{MODEL_NAME}' on {segmenter.backend.label} "
+                  f"({segmenter.io.describe()}); max batch {max_batch}, "
                   f"queue {options.max_queue}; HTTP {options.http_url}, gRPC {options.host}:{options.grpc_port}, "
                   f"metrics {options.metrics_url}", flush=True)
             while not stop.wait(0.5) and triton.is_alive():

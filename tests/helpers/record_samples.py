@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fornet.calibration.int8_calibrate import METHOD_SETTINGS, ActivationRanges, ChannelStats, Preprocessing
+from fornet.calibration.metrics import ParitySummary
 from fornet.export.int8.accuracy_gate import ClassIouChange, GateRecord
 from fornet.export.int8.manifest import (
     CalibrationKey,
@@ -19,12 +20,24 @@ from fornet.export.int8.sensitivity import FallbackStep, LayerSensitivity, Sensi
 from fornet.export.int8.tensorrt_qdq import MODELOPT_SETTINGS
 from fornet.records import FileDigest
 from fornet.runtime.bench.environment import Environment
-from fornet.runtime.bench.record import BenchReport, EngineUnderTest, ScopeRecord, SpeedRecord, StageSummary
+from fornet.runtime.bench.record import (
+    BenchReport,
+    Bf16GateRecord,
+    EngineUnderTest,
+    ScopeRecord,
+    SpeedRecord,
+    StageSummary,
+)
 from fornet.runtime.bench.timing import LatencyStats, TimingRecord
 
-_SCOPE = ScopeRecord(title="t", results={"onnxruntime-cpu": LatencyStats((1.0, 2.0)).to_record()}, notes=())
+_SCOPE = ScopeRecord(title="t", results={"onnxruntime-cpu": LatencyStats((1.0, 2.0)).to_record(),
+                                         "openvino-bf16-cpu": LatencyStats((0.5, 1.0)).to_record()},
+                     notes=(), speedup_over_engine={"openvino-bf16-cpu": 2.0})
+_PARITY = ParitySummary(names=("openvino-fp32-cpu", "openvino-bf16-cpu"), boundary_width=3, pixels=64, agreement=0.99,
+                        boundary_pixels=8, boundary_agreement=None, miou_delta=-0.002,
+                        iou_delta={"road": -0.002, "car": None}, text="t")
 
-#: A speed-only benchmark of an ONNX file on the CPU.
+#: A benchmark of an ONNX file on the CPU beside OpenVINO BF16 (speed and the BF16 gate).
 BENCH = BenchReport(
     fornet_version="0.1.0", command="fornet-bench", trtexec="trtexec --loadEngine=x.plan", reference=None,
     engine=EngineUnderTest(path="x", backend="onnxruntime-cpu", model="m", input_size=(8, 8), batch=1,
@@ -37,6 +50,9 @@ BENCH = BenchReport(
                       scopes={s: _SCOPE for s in ("compute", "copies", "end_to_end")},
                       stages={"onnxruntime-cpu": StageSummary(pre_ms=0.1, infer_ms=1.0, post_ms=0.1,
                                                               prepost_share=0.15)}),
+    bf16_gate={"openvino-bf16-cpu": Bf16GateRecord(fp32="openvino-fp32-cpu", split="val", images=4,
+                                                   max_miou_drop_points=0.5, fp32_miou=50.0, bf16_miou=49.8,
+                                                   miou_drop_points=0.2, passed=True, parity=_PARITY)},
 )
 
 _GATE = GateRecord(data="data", split="val", images=4, max_miou_drop_points=1.0, fp32_miou=50.0,
