@@ -168,6 +168,10 @@ class ModelSidecar(Record):
 
     def model_io(self, source: str) -> ModelIO:
         """The runtime's view of this contract (``source`` names the file in errors)."""
+        if len(self.input.shape) != 4 or not self.outputs:
+            raise SidecarError(f"{source} is damaged: its input must have 4 dimensions (has {self.input.shape}) and "
+                               f"it must name an output (names {len(self.outputs)}); re-export the model with "
+                               "fornet export to write it again")
         image, output = self.input, self.outputs[0]
         batch = image.shape[0]
         return ModelIO(

@@ -62,11 +62,19 @@ RECORDS = [
 ]
 
 
+#: Packages that load only inside GStreamer's Python (the fornetseg element imports python3-gi); they write
+#: no record.
+GSTREAMER_PACKAGES = ("fornet.runtime.video.gst_element",)
+
+
 def _package_modules() -> list[str]:
-    """Every module of the installed packages (``[tool.setuptools] packages`` of pyproject.toml)."""
+    """Every module of the installed packages (``[tool.setuptools] packages`` of pyproject.toml), but those
+    of :data:`GSTREAMER_PACKAGES`."""
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     modules = []
     for name in packages:
+        if name in GSTREAMER_PACKAGES:
+            continue
         package = importlib.import_module(name)
         modules += [f"{name}.{m.name}" for m in pkgutil.iter_modules(package.__path__)
                     if not m.ispkg and m.name != "__main__"]

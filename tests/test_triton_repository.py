@@ -81,7 +81,7 @@ def test_existing_repository_is_refused_and_never_half_overwritten(exports, tmp_
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     repo = write_triton_repository(exports.raw_labels, tmp_path / "repo")
     before = {p.relative_to(repo): p.read_bytes() for p in repo.rglob("*") if p.is_file()}
-    with pytest.raises(ExportError, match=r"already exists.*--force"):
+    with pytest.raises(ExportError, match=r"already exists.*--replace-packages"):
         write_triton_repository(exports.onnx, repo)
     calls = []
 
