@@ -119,6 +119,24 @@ def test_empty_frame_over_plain_http_gets_a_400_naming_it_and_the_server_stays_u
         assert client.segment(frames(1, INPUT_SIZE, seed=4)[0]).shape == INPUT_SIZE
 
 
+@pytest.mark.fault
+def test_empty_frame_over_plain_grpc_gets_invalid_argument_naming_it(triton_server: RunningServer) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    tensor = grpcclient.InferInput("frames", [1, 0, 0, 3], "UINT8")
+    tensor.set_data_from_numpy(np.zeros((1, 0, 0, 3), np.uint8))
+    client = grpcclient.InferenceServerClient(f"{triton_server.options.host}:{triton_server.options.grpc_port}")
+    try:
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("fornet", [tensor])
+    finally:
+        client.close()
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT", info.value
+    assert "input 'frames' is empty (shape [1, 0, 0, 3])" in info.value.message()
+    assert "Traceback" not in info.value.message()
+
+
 def test_proxy_files_put_the_empty_input_check_in_front_of_pytritons_model() -> None:
     pytriton = {"file:1/model.py": b"pytriton model", "file:1/data.py": b"pytriton data"}
     files = with_empty_input_check(pytriton)
