@@ -15,13 +15,16 @@ import pytest
 from fornet.cli import bench
 from fornet.runtime.model_spec import ModelSpec
 from fornet.runtime.segmenter import Segmenter
+from fornet.runtime.serving import empty_input_check
 from fornet.runtime.serving.client import SegmentationClient
+from fornet.runtime.serving.empty_input_check import PROXY_MODULE, empty_input_message
 from fornet.runtime.serving.errors import RequestRejected, ServingError
 from fornet.runtime.serving.launcher import ServerProcess, server_environment
 from fornet.runtime.serving.load import run_load
 from fornet.runtime.serving.metrics import parse_batching_stats
 from fornet.runtime.serving.options import ServerOptions
 from fornet.runtime.serving.ports import require_free_ports
+from fornet.runtime.serving.proxy_files import with_empty_input_check
 from fornet.runtime.serving.triton_log import GPU_PROBE_LINE, NOTICE, GpuProbeFilter
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import (
@@ -104,20 +107,50 @@ def test_client_refuses_an_empty_frame_before_sending_it(triton_server: RunningS
 
 
 @pytest.mark.fault
-def test_zero_size_frame_over_plain_http_is_refused_and_the_server_stays_up(triton_server: RunningServer) -> None:
-    status, _ = post_zero_size_frame(triton_server.options.http_url)
-    assert status >= 400
+@pytest.mark.parametrize("shape", [(1, 0, 0, 3), (1, 16, 0, 3), (1, 0, 16, 3)])
+def test_empty_frame_over_plain_http_gets_a_400_naming_it_and_the_server_stays_up(triton_server: RunningServer,
+                                                                                 shape: tuple[int, ...]) -> None:
+    """Before the check, PyTriton's proxy model failed on it and answered 500 with its Python traceback."""
+    status, answer = post_zero_size_frame(triton_server.options.http_url, shape)
+    assert status == 400, answer
+    assert f"input 'frames' is empty (shape {list(shape)})" in answer and "Traceback" not in answer, answer
     with SegmentationClient(triton_server.options.http_url) as client:
         assert client.is_ready()
         assert client.segment(frames(1, INPUT_SIZE, seed=4)[0]).shape == INPUT_SIZE
 
 
 @pytest.mark.fault
-@pytest.mark.xfail(strict=True, reason="PyTriton's proxy model fails on a zero-size tensor before fornet's check "
-                                       "runs and answers 500 with its traceback (docs/serving.md)")
-def test_zero_size_frame_over_plain_http_gets_a_400_without_traceback(triton_server: RunningServer) -> None:
-    status, answer = post_zero_size_frame(triton_server.options.http_url)
-    assert status == 400 and "Traceback" not in answer, answer
+def test_empty_frame_over_plain_grpc_gets_invalid_argument_naming_it(triton_server: RunningServer) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    tensor = grpcclient.InferInput("frames", [1, 0, 0, 3], "UINT8")
+    tensor.set_data_from_numpy(np.zeros((1, 0, 0, 3), np.uint8))
+    client = grpcclient.InferenceServerClient(f"{triton_server.options.host}:{triton_server.options.grpc_port}")
+    try:
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("fornet", [tensor])
+    finally:
+        client.close()
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT", info.value
+    assert "input 'frames' is empty (shape [1, 0, 0, 3])" in info.value.message()
+    assert "Traceback" not in info.value.message()
+
+
+def test_proxy_files_put_the_empty_input_check_in_front_of_pytritons_model() -> None:
+    pytriton = {"file:1/model.py": b"pytriton model", "file:1/data.py": b"pytriton data"}
+    files = with_empty_input_check(pytriton)
+    assert files["file:1/data.py"] == b"pytriton data"
+    assert files[f"file:1/{PROXY_MODULE}.py"] == b"pytriton model"
+    assert files["file:1/model.py"] == Path(empty_input_check.__file__).read_bytes()
+    with pytest.raises(ServingError, match=r"setup/triton-env\.sh"):
+        with_empty_input_check({"file:1/data.py": b"pytriton data"})
+
+
+def test_empty_input_message_names_the_input_and_shape_and_passes_full_ones() -> None:
+    assert empty_input_message("frames", [1, 16, 16, 3]) is None
+    assert empty_input_message("frames", [2, 0, 16, 3]) == ("input 'frames' is empty (shape [2, 0, 16, 3]): send "
+                                                            "[N, H, W, 3] uint8 BGR frames with N, H and W at least 1")
 
 
 def test_health_and_prometheus_metrics(triton_server: RunningServer) -> None:

@@ -78,7 +78,8 @@ class SegmentationClient:
         """Send a ``[N, H, W, 3]`` batch as one request; return the named outputs.
 
         An empty batch or frame (a 0 in the shape) is refused here with :class:`ServingError`, before
-        anything is sent: the server cannot answer it with a plain error (see docs/serving.md).
+        anything is sent: the server answers an empty frame with a 400, but Triton never answers an
+        empty batch of 0 x 0 frames (see docs/serving.md).
         """
         from tritonclient.utils import np_to_triton_dtype
 

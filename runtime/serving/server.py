@@ -27,6 +27,7 @@ import numpy as np
 
 from fornet.errors import FornetError
 from fornet.runtime.segmenter import Segmenter
+from fornet.runtime.serving import proxy_files
 from fornet.runtime.serving.contract import FRAMES, LABELS, MODEL_NAME, OVERLAY, STOP_SIGNALS, served_max_batch
 from fornet.runtime.serving.errors import ServingError
 from fornet.runtime.serving.model import FrameSegmentation
@@ -78,6 +79,7 @@ def serve(options: ServerOptions) -> None:
     from pytriton.model_config import DynamicBatcher, ModelConfig, QueuePolicy, Tensor, TimeoutAction
     from pytriton.triton import Triton, TritonConfig
 
+    proxy_files.install()
     with Segmenter(options.model) as segmenter, gpu_probe_errors_hidden(segmenter.backend.runs_on_cpu):
         computation = FrameSegmentation(segmenter, options.overlay_alpha)
 

@@ -108,9 +108,10 @@ def seconds_until_ports_free(options: ServerOptions, timeout_s: float) -> float 
     return None
 
 
-def post_zero_size_frame(url: str) -> tuple[int, str]:
-    """A plain-HTTP request (no fornet client) with one 0 x 0 frame to model ``fornet``: the status and the answer."""
-    body = json.dumps({"inputs": [{"name": "frames", "shape": [1, 0, 0, 3], "datatype": "UINT8", "data": []}]})
+def post_zero_size_frame(url: str, shape: tuple[int, ...] = (1, 0, 0, 3)) -> tuple[int, str]:
+    """A plain-HTTP request (no fornet client) with an empty batch of this shape (one 0 x 0 frame by default)
+    to model ``fornet``: the status and the answer."""
+    body = json.dumps({"inputs": [{"name": "frames", "shape": list(shape), "datatype": "UINT8", "data": []}]})
     request = urllib.request.Request(f"{url}/v2/models/fornet/infer", data=body.encode(), method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
