@@ -58,7 +58,7 @@ def measure_step(checkpoint: Path, clip: Path, args: argparse.Namespace) -> dict
     from fornet.runtime.segmenter import Segmenter
     from fornet.runtime.video.bench import compare_file_pipeline
 
-    spec = ModelSpec(checkpoint, backend="torch", device=args.device, precision=args.precision,
+    spec = ModelSpec(checkpoint, backend="torch", device=args.device, precision=args.model_precision,
                      input_size=tuple(args.input_size))
     with Segmenter(spec) as segmenter:
         compute = scope_candidate(segmenter, make_frames(tuple(args.frame_size), 1)).scopes["compute"]
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="where results.json/.md go")
     parser.add_argument("--device", default="cuda", help="where the model runs (default: cuda)")
-    parser.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--precision", dest="model_precision", default="fp16", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--variant", default="lite")
     parser.add_argument("--frame-size", type=hw_arg, default=(1024, 2048), metavar="HxW")
     parser.add_argument("--input-size", type=hw_arg, default=(512, 1024), metavar="HxW")
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "benchmarks/video_device_step.py", *arguments]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.node() or 'unknown'} ({platform.machine()}, {platform.platform()})",
-        "device": args.device, "precision": args.precision, "variant": args.variant,
+        "device": args.device, "precision": args.model_precision, "variant": args.variant,
         "frame_size": list(args.frame_size), "input_size": list(args.input_size),
         "result": measure_step(checkpoint, clip, args),
     }
