@@ -1,10 +1,13 @@
 """Frame -> labels pipelines behind :class:`~fornet.runtime.segmenter.Segmenter`.
 
 :class:`CpuPipeline` pre/post-processes with NumPy/OpenCV (:mod:`fornet.runtime.cpu_prepost`)
-around any backend's ``infer``. :class:`GpuPipeline` runs the fused CUDA kernels around a TensorRT
-plan on one stream: frame up, pre kernel into the engine's input buffer, engine, post kernel from
-its output buffer, labels down. Both split the frames into chunks the model takes (its static
-batch, padded, or up to its largest dynamic batch) and time the three stages.
+around any backend's ``infer``. :class:`GpuPipeline` runs the fused CUDA kernels around the device
+buffers of a TensorRT plan or of the PyTorch model on a CUDA GPU, on one stream: frame up, pre kernel
+into the model's input buffer, model, post kernel from its output buffer, labels down. A frame that
+is already on the GPU (:class:`~fornet.runtime.cuda.device_array.DeviceArray`) is read where it is and
+its labels and overlay stay there (:meth:`GpuPipeline.run_device`): no host round trip. Both split
+the frames into chunks the model takes (its static batch, padded, or up to its largest dynamic batch)
+and time the three stages.
 """
 
 from __future__ import annotations
@@ -12,15 +15,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 
 from fornet.runtime.backend import Backend
 from fornet.runtime.cpu_prepost import overlay, postprocess, preprocess_frames
+from fornet.runtime.cuda.device_array import DeviceArray
 from fornet.runtime.cuda.prepost import GpuPrePost
 from fornet.runtime.errors import CudaError
 from fornet.runtime.model_io import ModelIO
+
+FrameT = TypeVar("FrameT")
 
 
 class Segmentation(NamedTuple):
@@ -28,6 +34,17 @@ class Segmentation(NamedTuple):
 
     labels: np.ndarray
     overlay: np.ndarray | None
+
+
+class DeviceSegmentation(NamedTuple):
+    """One device frame's result, left on the GPU: uint8 labels and, if asked for, the BGR overlay.
+
+    Both export ``__cuda_array_interface__`` (``torch.as_tensor(result.labels, device="cuda")``) and
+    must not outlive the segmenter that made them.
+    """
+
+    labels: DeviceArray
+    overlay: DeviceArray | None
 
 
 @dataclass
@@ -42,7 +59,7 @@ class StageTimes:
     post: float = 0.0
 
 
-def chunks(frames: Sequence[np.ndarray], size: int) -> Iterator[Sequence[np.ndarray]]:
+def chunks(frames: Sequence[FrameT], size: int) -> Iterator[Sequence[FrameT]]:
     """``frames`` in consecutive groups of at most ``size``."""
     for start in range(0, len(frames), size):
         yield frames[start:start + size]
@@ -120,9 +137,21 @@ class GpuPipeline:
         self._input_bytes = int(np.prod(io.input_shape(1))) * io.input_dtype.itemsize
 
     def run(self, frames: Sequence[np.ndarray], overlay_alpha: float | None) -> tuple[list[Segmentation], StageTimes]:
-        """Segment ``frames`` (already validated)."""
+        """Segment host ``frames`` (already validated); the results come back to the host."""
+        results, times = self._run(frames, overlay_alpha)  # host frames give host results
+        return [Segmentation(*cast("tuple[np.ndarray, np.ndarray | None]", result)) for result in results], times
+
+    def run_device(self, frames: Sequence[DeviceArray], overlay_alpha: float | None
+                   ) -> tuple[list[DeviceSegmentation], StageTimes]:
+        """Segment device ``frames`` (already checked) with no host copy; the results stay on the GPU."""
+        results, times = self._run(frames, overlay_alpha)  # device frames give device results
+        return [DeviceSegmentation(*cast("tuple[DeviceArray, DeviceArray | None]", result))
+                for result in results], times
+
+    def _run(self, frames: Sequence[np.ndarray | DeviceArray], overlay_alpha: float | None
+             ) -> tuple[list[tuple[np.ndarray | DeviceArray, np.ndarray | DeviceArray | None]], StageTimes]:
         times = StageTimes()
-        results: list[Segmentation] = []
+        results: list[tuple[np.ndarray | DeviceArray, np.ndarray | DeviceArray | None]] = []
         stream = self.backend.stream
         kernels = self._kernels
         if kernels is None:
@@ -142,11 +171,11 @@ class GpuPipeline:
                 self.backend.enqueue()
                 self._events[2].record(stream)
                 for index, frame in enumerate(group):
-                    kernels.postprocess(index, source + index * out_bytes, out_hw, frame.shape[:2],
-                                              overlay_alpha, stream)
+                    kernels.postprocess(index, source + index * out_bytes, out_hw, (frame.shape[0], frame.shape[1]),
+                                        overlay_alpha, stream)
                 self._events[3].record(stream)
                 stream.synchronize()
-                results += [Segmentation(*kernels.results(index, frame.shape[:2], overlay_alpha is not None))
+                results += [kernels.results(index, (frame.shape[0], frame.shape[1]), overlay_alpha is not None)
                             for index, frame in enumerate(group)]
                 times.pre += self._events[1].time_since(self._events[0]) / 1000
                 times.infer += self._events[2].time_since(self._events[1]) / 1000

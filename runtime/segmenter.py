@@ -14,13 +14,16 @@ classes and colours come from the export sidecar (``fornet.onnx.json``; a plan u
 of the ONNX it was built from), or from the checkpoint itself. Frames may have any size; labels
 come back at the frame's size. Which backend runs the model and which options it takes is the
 registry's business (:mod:`fornet.runtime.registry`, :class:`~fornet.runtime.model_spec.ModelSpec`);
-a backend with GPU kernels (TensorRT) pre/post-processes on the GPU unless ``prepost="cpu"``, the
-others on the CPU, with the same semantics (see :mod:`fornet.runtime.cpu_prepost`). ``close()``
+a backend on a CUDA GPU with device buffers (TensorRT, PyTorch) pre/post-processes on the GPU unless
+``prepost="cpu"``, the others on the CPU, with the same semantics (see :mod:`fornet.runtime.cpu_prepost`).
+Frames already on the GPU (PyTorch CUDA tensors, CuPy arrays, NVDEC frames) go to
+``segment_device(frames)``, whose labels and overlays stay on the GPU. ``close()``
 (or leaving the ``with`` block) frees the model and its GPU memory.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -36,10 +39,22 @@ from fornet.model.memory import check_memory
 from fornet.readable import check_readable
 from fornet.runtime.backend import Backend, deactivate_after_error
 from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
+from fornet.runtime.cuda.context import PycudaUnavailableError
+from fornet.runtime.cuda.device_array import check_device_frame, device_array_of, is_device_array
+from fornet.runtime.cuda.prepost import KernelBuildError
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO, ModelSidecar, SidecarError
 from fornet.runtime.model_spec import ModelSpec
-from fornet.runtime.pipelines import CpuPipeline, DeviceBuffers, GpuPipeline, Segmentation, StageTimes
+from fornet.runtime.pipelines import (
+    CpuPipeline,
+    DeviceBuffers,
+    DeviceSegmentation,
+    GpuPipeline,
+    Segmentation,
+    StageTimes,
+)
+
+_log = logging.getLogger(__name__)
 
 
 class SegmenterError(FornetRuntimeError):
@@ -139,10 +154,25 @@ class Segmenter:
                                  f"--batch {largest} or less, or rebuild the plan with --max-batch {batch}")
 
     def _make_pipeline(self) -> CpuPipeline | GpuPipeline:
-        if self._backend.GPU_PREPOST and self.spec.prepost != "cpu":
-            if not isinstance(self._backend, DeviceBuffers):
-                raise SegmenterError(f"{self._backend.name} says it has GPU pre/post but exposes no device buffers")
-            return GpuPipeline(self._backend, self.io, self.spec.batch)
+        """GPU pre/post where the backend runs on a GPU and has device buffers, unless ``prepost="cpu"``.
+
+        With ``prepost="auto"`` a machine that cannot build the kernels (no pycuda, no nvcc) falls
+        back to CPU pre/post-processing with a warning; ``prepost="gpu"`` raises instead.
+        """
+        backend = self._backend
+        if self.spec.prepost == "gpu" and backend.runs_on_cpu:
+            raise SegmenterError(f"--prepost gpu: {backend.name} runs on the CPU; pass --device cuda (or "
+                                 "--prepost auto)")
+        if backend.GPU_PREPOST and not backend.runs_on_cpu and self.spec.prepost != "cpu":
+            if not isinstance(backend, DeviceBuffers):
+                raise SegmenterError(f"{backend.name} says it has GPU pre/post but exposes no device buffers")
+            try:
+                return GpuPipeline(backend, self.io, self.spec.batch)
+            except (PycudaUnavailableError, KernelBuildError) as exc:
+                if self.spec.prepost == "gpu":
+                    raise
+                _log.warning("GPU pre/post-processing is not available here (%s); pre/post-processing on the CPU",
+                             exc)
         return CpuPipeline(self._backend, self.io, self.spec.batch)
 
     @property
@@ -187,6 +217,10 @@ class Segmenter:
 
     def segment_batch(self, frames: Sequence[np.ndarray], overlay_alpha: float | None = None) -> list[Segmentation]:
         """Segment several frames (of any sizes) in as few model runs as the model's batch allows."""
+        for index, frame in enumerate(frames):
+            if is_device_array(frame):
+                raise SegmenterError(f"frame {index} is in GPU memory: segment it with segment_device() (its labels "
+                                     "stay on the GPU), or copy it to the host first (tensor.cpu().numpy())")
         checked = [check_image(frame, f"frame {index}") for index, frame in enumerate(frames)]
         if not checked:
             raise SegmenterError("segment_batch got no frames; pass at least one")
@@ -195,6 +229,30 @@ class Segmenter:
         with self._lock:
             self._require_open()
             results, self.last_times = self._pipeline.run(checked, overlay_alpha)
+        return results
+
+    def segment_device(self, frames: Sequence[object], overlay_alpha: float | None = None) -> list[DeviceSegmentation]:
+        """Segment frames that are already on the GPU, with no host round trip.
+
+        Each frame is a uint8 ``H x W x 3`` BGR array in device memory exporting
+        ``__cuda_array_interface__`` or DLPack (a PyTorch CUDA tensor, a CuPy array, an NVDEC frame);
+        rows may be pitched. Labels and overlays come back as device arrays
+        (:class:`~fornet.runtime.pipelines.DeviceSegmentation`). Needs GPU pre/post-processing
+        (:attr:`gpu_prepost`: TensorRT, or PyTorch on a CUDA GPU, with pycuda and nvcc).
+        """
+        if not isinstance(self._pipeline, GpuPipeline):
+            raise SegmenterError(f"segment_device() needs GPU pre/post-processing, and this segmenter "
+                                 f"({self._backend.label}) pre/post-processes on the CPU: open the model on a CUDA "
+                                 "GPU with TensorRT or PyTorch (device='cuda', prepost='auto' or 'gpu'; pycuda and "
+                                 "nvcc installed), or pass host frames to segment_batch()")
+        checked = [check_device_frame(device_array_of(frame), f"frame {index}") for index, frame in enumerate(frames)]
+        if not checked:
+            raise SegmenterError("segment_device got no frames; pass at least one")
+        if overlay_alpha is not None:
+            alpha_to_256(overlay_alpha)
+        with self._lock:
+            self._require_open()
+            results, self.last_times = self._pipeline.run_device(checked, overlay_alpha)
         return results
 
     def submit(self, frame: np.ndarray, overlay_alpha: float | None = None) -> Future[Segmentation]:

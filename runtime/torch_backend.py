@@ -3,6 +3,12 @@
 Inputs and outputs are named like the exported ONNX graph (``image`` -> ``logits``, ``masks``), so
 the segmenter and the benchmark drive it exactly as they drive an engine. It runs in eval mode
 without autograd, on the CPU or one CUDA device.
+
+On a CUDA GPU it also offers device buffers (:class:`~fornet.runtime.pipelines.DeviceBuffers`), so the
+GPU pre/post kernels run around it as they run around a TensorRT plan: a persistent input and
+``logits`` tensor, and one CUDA stream created by pycuda in the device's primary context (the one
+PyTorch uses) and handed to PyTorch as an ``ExternalStream``; kernels and model are ordered on it and
+share the tensors' memory with no copy.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from fornet.calibration.labels import class_table
 from fornet.model.memory import activation_profile, check_memory
 from fornet.options import parse_device
 from fornet.runtime.backend import Backend, BackendError, TensorSpec
+from fornet.runtime.cuda.context import CudaContext, release_quietly
 from fornet.runtime.cuda.device import NoGpuError
 from fornet.runtime.model_io import ModelIO, make_model_io
 
@@ -49,6 +56,7 @@ class TorchBackend(Backend):
     OPTIONS = frozenset({"input_size", "variant"})
     PRECISIONS = ("auto", "fp32", "fp16", "bf16")
     READS_SIDECAR = False
+    GPU_PREPOST = True  # on a CUDA device (runs_on_cpu is False); pycuda launches the kernels
 
     def __init__(self, checkpoint: str | os.PathLike[str], input_size: tuple[int, int], device: int | str = "cpu",
                  variant: str | None = None, threads: int | None = None, precision: str = "auto") -> None:
@@ -64,6 +72,7 @@ class TorchBackend(Backend):
         self.precision = precision
         self._model: Any = None
         self._io: ModelIO | None = None
+        self._buffers: _DeviceBuffers | None = None
 
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> TorchBackend:
@@ -110,6 +119,9 @@ class TorchBackend(Backend):
 
     def _deactivate_impl(self) -> None:
         self._model = None
+        if self._buffers is not None:
+            buffers, self._buffers = self._buffers, None
+            buffers.close()
         if self.device.startswith("cuda"):
             import torch
 
@@ -161,3 +173,105 @@ class TorchBackend(Backend):
                 torch.cuda.synchronize(self.device)
 
         return compute
+
+    # -- device buffers, for the GPU pre/post kernels (runtime.pipelines.DeviceBuffers) -------
+    def _device_buffers(self) -> _DeviceBuffers:
+        self._require_active()
+        if self.runs_on_cpu:
+            raise BackendError(f"{self.name} runs on the CPU; its tensors are not device buffers (use --device cuda "
+                               "for GPU pre/post-processing)")
+        if self._buffers is None:
+            self._buffers = _DeviceBuffers(self.device, self.input_size, self._model.config.num_classes, self._run)
+        return self._buffers
+
+    @property
+    def cuda_context(self) -> CudaContext:
+        """The primary context of the model's GPU, as pycuda holds it."""
+        return self._device_buffers().context
+
+    @property
+    def stream(self) -> Any:
+        """The pycuda stream the model and the kernels run on."""
+        return self._device_buffers().stream
+
+    def set_batch(self, batch: int) -> None:
+        """Size the input and output tensors for ``batch`` frames (they grow, never shrink)."""
+        self._device_buffers().set_batch(batch)
+
+    def device_pointer(self, name: str) -> int:
+        """The device address of tensor ``name`` (``image`` or ``logits``)."""
+        return self._device_buffers().pointer(name)
+
+    def output_shape(self, name: str) -> tuple[int, ...]:
+        """The shape of output ``name`` for the current batch."""
+        return self._device_buffers().shape(name)
+
+    def enqueue(self) -> None:
+        """Run the model on the input tensor, on the stream, into the ``logits`` tensor (no wait)."""
+        self._device_buffers().enqueue()
+
+
+class _DeviceBuffers:
+    """The persistent tensors and the shared stream of a PyTorch model on a GPU (see the module docstring)."""
+
+    def __init__(self, device: str, input_size: tuple[int, int], classes: int,
+                 run: Callable[[Any], tuple[Any, Any]]) -> None:
+        import torch
+
+        self._device = torch.device(device)
+        self.context = CudaContext(self._device.index or 0)
+        try:
+            with self.context as context:
+                self.stream: Any = context.driver.Stream()
+        except BaseException:
+            release_quietly(self.context)
+            raise
+        self._torch_stream = torch.cuda.ExternalStream(self.stream.handle, device=self._device)
+        self._input_size = input_size
+        self._classes = classes
+        self._run = run
+        self._batch = 0
+        self._tensors: dict[str, Any] = {}
+
+    def set_batch(self, batch: int) -> None:
+        import torch
+
+        if batch < 1:
+            raise BackendError(f"batch must be at least 1, got {batch}")
+        if not self._tensors or self._tensors["image"].shape[0] < batch:
+            h, w = self._input_size
+            with torch.cuda.stream(self._torch_stream):
+                self._tensors = {
+                    "image": torch.empty((batch, 3, h, w), dtype=torch.float32, device=self._device),
+                    "logits": torch.empty((batch, self._classes, h, w), dtype=torch.float32, device=self._device)}
+        self._batch = batch
+
+    def _tensor(self, name: str) -> Any:
+        if not self._batch:
+            raise BackendError("set_batch() first: the device tensors are sized per batch")
+        if name not in self._tensors:
+            raise BackendError(f"no device tensor {name!r}: the GPU pipeline reads 'image' and 'logits'")
+        return self._tensors[name]
+
+    def pointer(self, name: str) -> int:
+        return int(self._tensor(name).data_ptr())
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return (self._batch, *self._tensor(name).shape[1:])
+
+    def enqueue(self) -> None:
+        import torch
+
+        with torch.cuda.stream(self._torch_stream):
+            logits, _ = self._run(self._tensors["image"][:self._batch])
+            self._tensors["logits"][:self._batch].copy_(logits)
+
+    def close(self) -> None:
+        """Wait for the stream, then free the tensors and the stream inside the context, and release it."""
+
+        def free() -> None:
+            self.stream.synchronize()
+            self._tensors = {}
+            self.stream = None
+
+        self.context.close(free)

@@ -142,7 +142,7 @@ def test_kernels_need_nvcc_at_run_time(monkeypatch):
     from fornet.runtime.cuda.prepost import KernelBuildError, compile_prepost_module
 
     monkeypatch.setattr(prepost, "find_nvcc", lambda: None)
-    with pytest.raises(KernelBuildError, match="gpu_prepost=False"):
+    with pytest.raises(KernelBuildError, match="--prepost cpu"):
         compile_prepost_module()
 
 
@@ -226,7 +226,7 @@ def test_gpu_pre_post_equal_cpu_pre_post_and_onnxruntime(plan):
     plan_path, onnx_path = plan
     frames = [np.random.default_rng(s).integers(0, 256, (h, w, 3), dtype=np.uint8)
               for s, (h, w) in enumerate([(128, 256), (100, 150), (64, 128), (720, 1280)])]
-    with (Segmenter(plan_path) as gpu, Segmenter(plan_path, gpu_prepost=False) as cpu,
+    with (Segmenter(plan_path) as gpu, Segmenter(plan_path, prepost="cpu") as cpu,
           Segmenter(plan_path, cuda_graph=True) as graph, Segmenter(onnx_path, device="cpu") as ort):
         assert gpu.gpu_prepost and not cpu.gpu_prepost
         for frame in frames:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fornet.runtime.cpu_prepost import alpha_to_256
+from fornet.runtime.cuda.device_array import DeviceArray, synchronize_stream
 from fornet.runtime.cuda.toolchain import find_nvcc
 from fornet.runtime.errors import CudaError
 from fornet.runtime.model_io import ModelIO
@@ -42,14 +43,14 @@ def compile_prepost_module() -> Any:
     if nvcc is None:
         raise KernelBuildError("the GPU pre/post kernels are compiled at first use with nvcc, which was not found "
                                "($CUDACXX, PATH, /usr/local/cuda/bin/nvcc); install the CUDA toolkit (JetPack ships "
-                               "it) or use CPU pre/post-processing (Segmenter(..., gpu_prepost=False))")
+                               "it) or pre/post-process on the CPU (--prepost cpu; Segmenter(..., prepost='cpu'))")
     compiler = importlib.import_module("pycuda.compiler")
     try:
         return compiler.SourceModule(KERNEL_SOURCE.read_text(encoding="utf-8"), nvcc=str(nvcc), no_extern_c=True,
                                      options=["-O3", "-std=c++17"])
     except Exception as exc:  # pycuda.driver.CompileError, LogicError, ...
         raise KernelBuildError(f"cannot build {KERNEL_SOURCE.name} with {nvcc}: {exc}; check the CUDA toolkit "
-                               "matches the driver, or use gpu_prepost=False") from exc
+                               "matches the driver, or pre/post-process on the CPU (--prepost cpu)") from exc
 
 
 def _grid(height: int, width: int) -> tuple[int, int]:
@@ -104,17 +105,26 @@ class _DeviceScratch:
 
 
 class _Slot:
-    """Staging for one frame of a batch: frame in, labels and overlay out, the score pass's cells."""
+    """Staging for one frame of a batch: frame in, labels and overlay out, the score pass's cells.
+
+    ``source`` is where the post kernel reads the frame for the overlay (address, row pitch): the
+    staged upload, or the caller's device frame (kept alive in ``device_frame`` until the results are
+    taken). ``device_results`` holds the labels and overlay of a device frame, which stay on the GPU.
+    """
 
     def __init__(self, cuda: Any) -> None:
         self.frame = _Staging(cuda)
         self.labels = _Staging(cuda)
         self.overlay = _Staging(cuda)
         self.cells = _DeviceScratch(cuda)
+        self.source: tuple[int, int] = (0, 0)
+        self.device_frame: DeviceArray | None = None
+        self.device_results: tuple[DeviceArray, DeviceArray | None] | None = None
 
     def free(self) -> None:
         for staging in (self.frame, self.labels, self.overlay, self.cells):
             staging.free()
+        self.device_frame = self.device_results = None
 
 
 class GpuPrePost:
@@ -129,7 +139,7 @@ class GpuPrePost:
         input_type, output_type = io.input_dtype.name, io.output_dtype.name
         if input_type not in PRE_KERNELS or output_type not in POST_KERNELS:
             raise KernelBuildError(f"no GPU kernels for {input_type} input / {output_type} output; use "
-                                   "gpu_prepost=False")
+                                   "--prepost cpu")
         self._cuda = cuda
         self._io = io
         module = compile_prepost_module()
@@ -148,39 +158,64 @@ class GpuPrePost:
         cuda.memcpy_htod(self._palette, palette)
         self._slots: list[_Slot] = []
 
+    def _device_array(self, shape: tuple[int, ...]) -> DeviceArray:
+        """New uint8 device memory of ``shape``, owned by the returned array (freed when it goes)."""
+        allocation = self._cuda.mem_alloc(int(np.prod(shape)))
+        return DeviceArray.contiguous(int(allocation), shape, np.dtype(np.uint8), allocation)
+
     def _slot(self, index: int) -> _Slot:
         while len(self._slots) <= index:
             self._slots.append(_Slot(self._cuda))
         return self._slots[index]
 
-    def preprocess(self, index: int, frame: np.ndarray, destination: int, stream: Any) -> None:
-        """Upload ``frame`` (uint8 BGR) into slot ``index`` and write the network input at ``destination``."""
+    def preprocess(self, index: int, frame: np.ndarray | DeviceArray, destination: int, stream: Any) -> None:
+        """Write the network input of ``frame`` (uint8 BGR) at ``destination``.
+
+        A host frame is uploaded into slot ``index`` first; a device frame (already checked by
+        :func:`~fornet.runtime.cuda.device_array.check_device_frame`) is read where it is, after its
+        producer stream, if it names one, has finished.
+        """
         slot = self._slot(index)
-        h, w = frame.shape[:2]
-        slot.frame.ensure(frame.nbytes)
-        np.copyto(slot.frame.view(frame.shape), frame)
-        self._cuda.memcpy_htod_async(slot.frame.device, slot.frame.view(frame.shape), stream)
+        h, w = frame.shape[0], frame.shape[1]
+        if isinstance(frame, DeviceArray):
+            if frame.stream is not None:
+                synchronize_stream(frame.stream)
+            slot.device_frame, slot.source = frame, (frame.pointer, frame.strides[0])
+        else:
+            slot.frame.ensure(frame.nbytes)
+            np.copyto(slot.frame.view(frame.shape), frame)
+            self._cuda.memcpy_htod_async(slot.frame.device, slot.frame.view(frame.shape), stream)
+            slot.device_frame, slot.source = None, (int(slot.frame.device), w * 3)
         dst_h, dst_w = self._io.input_size
         scales = (1.0 / (dst_h / h), 1.0 / (dst_w / w))  # OpenCV's in/out scales, computed its way
         swap_rb = int(self._io.channel_order == "RGB")  # frames are BGR
-        args: list[Any] = [slot.frame.device, h, w, w * 3, destination, dst_h, dst_w, *scales, swap_rb]
+        args: list[Any] = [*slot.source[:1], h, w, slot.source[1], destination, dst_h, dst_w, *scales, swap_rb]
         if not self._io.raw_input:
             args += [*self._io.mean, *self._io.std]
         self._pre.prepared_async_call(_grid(dst_h, dst_w), _BLOCK, stream, *args)
 
     def postprocess(self, index: int, source: int, source_hw: tuple[int, int], frame_hw: tuple[int, int],
                     overlay_alpha: float | None, stream: Any) -> None:
-        """Labels (and the overlay) of slot ``index`` from the network output at ``source``; download them."""
+        """Labels (and the overlay) of slot ``index`` from the network output at ``source``.
+
+        A host frame's results are downloaded into the slot's pinned buffers; a device frame's are
+        written to new device memory, which :meth:`results` hands over.
+        """
         slot = self._slot(index)
         h, w = frame_hw
-        slot.labels.ensure(h * w)
-        overlay = 0
-        if overlay_alpha is not None:
-            slot.overlay.ensure(h * w * 3)
-            overlay = slot.overlay.device
+        if slot.device_frame is not None:
+            labels = self._device_array((h, w))
+            drawn = None if overlay_alpha is None else self._device_array((h, w, 3))
+            slot.device_results = (labels, drawn)
+            labels_at, overlay = labels.pointer, 0 if drawn is None else drawn.pointer
+        else:
+            slot.labels.ensure(h * w)
+            if overlay_alpha is not None:
+                slot.overlay.ensure(h * w * 3)
+            labels_at, overlay = int(slot.labels.device), 0 if overlay_alpha is None else int(slot.overlay.device)
         alpha = 0 if overlay_alpha is None else alpha_to_256(overlay_alpha)
         classes, (src_h, src_w) = self._io.num_classes, source_hw
-        drawing = (slot.labels.device, h, w, slot.frame.device, w * 3, overlay, self._palette, classes, alpha)
+        drawing = (labels_at, h, w, *slot.source, overlay, self._palette, classes, alpha)
         if self._certain is None:
             self._post.prepared_async_call(_grid(h, w), _BLOCK, stream, source, classes, src_h, src_w, *drawing)
         else:  # scores: the network pixels' certain labels, margins and magnitudes, then the frame pixels
@@ -191,14 +226,22 @@ class GpuPrePost:
                                               certain, margins, magnitudes)
             self._post.prepared_async_call(_grid(h, w), _BLOCK, stream, source, classes, src_h, src_w, certain,
                                            margins, magnitudes, src_h / h, src_w / w, *drawing)
-        self._cuda.memcpy_dtoh_async(slot.labels.view((h, w)), slot.labels.device, stream)
-        if overlay_alpha is not None:
-            self._cuda.memcpy_dtoh_async(slot.overlay.view((h, w, 3)), slot.overlay.device, stream)
+        if slot.device_frame is None:
+            self._cuda.memcpy_dtoh_async(slot.labels.view((h, w)), slot.labels.device, stream)
+            if overlay_alpha is not None:
+                self._cuda.memcpy_dtoh_async(slot.overlay.view((h, w, 3)), slot.overlay.device, stream)
 
-    def results(self, index: int, frame_hw: tuple[int, int],
-                with_overlay: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Copies of slot ``index``'s labels and overlay (after the stream was synchronised)."""
+    def results(self, index: int, frame_hw: tuple[int, int], with_overlay: bool
+                ) -> tuple[np.ndarray, np.ndarray | None] | tuple[DeviceArray, DeviceArray | None]:
+        """Slot ``index``'s labels and overlay (after the stream was synchronised).
+
+        Host copies for a host frame; for a device frame, the device arrays :meth:`postprocess` wrote
+        (the slot lets go of them and of the frame).
+        """
         slot = self._slot(index)
+        if slot.device_results is not None:
+            results, slot.device_results, slot.device_frame = slot.device_results, None, None
+            return results
         h, w = frame_hw
         overlay = slot.overlay.view((h, w, 3)).copy() if with_overlay else None
         return slot.labels.view((h, w)).copy(), overlay
