@@ -136,19 +136,20 @@ class GpuPipeline:
                 raise
         self._input_bytes = int(np.prod(io.input_shape(1))) * io.input_dtype.itemsize
 
-    def run(self, frames: Sequence[np.ndarray], overlay_alpha: float | None) -> tuple[list[Segmentation], StageTimes]:
-        """Segment host ``frames`` (already validated); the results come back to the host."""
-        results, times = self._run(frames, overlay_alpha)  # host frames give host results
+    def run(self, frames: Sequence[np.ndarray | DeviceArray], overlay_alpha: float | None
+            ) -> tuple[list[Segmentation], StageTimes]:
+        """Segment ``frames`` (already validated; host or device); the results come back to the host."""
+        results, times = self._run(frames, overlay_alpha, keep_on_device=False)
         return [Segmentation(*cast("tuple[np.ndarray, np.ndarray | None]", result)) for result in results], times
 
-    def run_device(self, frames: Sequence[DeviceArray], overlay_alpha: float | None
+    def run_device(self, frames: Sequence[np.ndarray | DeviceArray], overlay_alpha: float | None
                    ) -> tuple[list[DeviceSegmentation], StageTimes]:
-        """Segment device ``frames`` (already checked) with no host copy; the results stay on the GPU."""
-        results, times = self._run(frames, overlay_alpha)  # device frames give device results
+        """Segment ``frames`` (already checked); the results stay on the GPU."""
+        results, times = self._run(frames, overlay_alpha, keep_on_device=True)
         return [DeviceSegmentation(*cast("tuple[DeviceArray, DeviceArray | None]", result))
                 for result in results], times
 
-    def _run(self, frames: Sequence[np.ndarray | DeviceArray], overlay_alpha: float | None
+    def _run(self, frames: Sequence[np.ndarray | DeviceArray], overlay_alpha: float | None, keep_on_device: bool
              ) -> tuple[list[tuple[np.ndarray | DeviceArray, np.ndarray | DeviceArray | None]], StageTimes]:
         times = StageTimes()
         results: list[tuple[np.ndarray | DeviceArray, np.ndarray | DeviceArray | None]] = []
@@ -172,7 +173,7 @@ class GpuPipeline:
                 self._events[2].record(stream)
                 for index, frame in enumerate(group):
                     kernels.postprocess(index, source + index * out_bytes, out_hw, (frame.shape[0], frame.shape[1]),
-                                        overlay_alpha, stream)
+                                        overlay_alpha, stream, keep_on_device)
                 self._events[3].record(stream)
                 stream.synchronize()
                 results += [kernels.results(index, (frame.shape[0], frame.shape[1]), overlay_alpha is not None)

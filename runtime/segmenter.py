@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from fornet.readable import check_readable
 from fornet.runtime.backend import Backend, deactivate_after_error
 from fornet.runtime.cpu_prepost import alpha_to_256, overlay, preprocess_frames
 from fornet.runtime.cuda.context import PycudaUnavailableError
-from fornet.runtime.cuda.device_array import check_device_frame, device_array_of, is_device_array
+from fornet.runtime.cuda.device_array import DeviceArray, check_device_frame, device_array_of, is_device_array
 from fornet.runtime.cuda.prepost import KernelBuildError
 from fornet.runtime.errors import FornetRuntimeError
 from fornet.runtime.model_io import ModelIO, ModelSidecar, SidecarError
@@ -55,6 +55,9 @@ from fornet.runtime.pipelines import (
 )
 
 _log = logging.getLogger(__name__)
+#: How to get GPU pre/post-processing, for the messages that need it.
+_GPU_PREPOST_FIX = ("open the model on a CUDA GPU with TensorRT or PyTorch (device='cuda', prepost 'auto' or 'gpu'; "
+                    "pycuda and nvcc installed)")
 
 
 class SegmenterError(FornetRuntimeError):
@@ -215,20 +218,22 @@ class Segmenter:
         """Labels of one frame and, with ``overlay_alpha``, the frame blended with the class colours."""
         return self.segment_batch([frame], overlay_alpha)[0]
 
-    def segment_batch(self, frames: Sequence[np.ndarray], overlay_alpha: float | None = None) -> list[Segmentation]:
-        """Segment several frames (of any sizes) in as few model runs as the model's batch allows."""
-        for index, frame in enumerate(frames):
-            if is_device_array(frame):
-                raise SegmenterError(f"frame {index} is in GPU memory: segment it with segment_device() (its labels "
-                                     "stay on the GPU), or copy it to the host first (tensor.cpu().numpy())")
-        checked = [check_image(frame, f"frame {index}") for index, frame in enumerate(frames)]
-        if not checked:
-            raise SegmenterError("segment_batch got no frames; pass at least one")
+    def segment_batch(self, frames: Sequence[np.ndarray | object], overlay_alpha: float | None = None
+                      ) -> list[Segmentation]:
+        """Segment several frames (of any sizes) in as few model runs as the model's batch allows.
+
+        Frames are uint8 BGR NumPy arrays or, with GPU pre/post-processing (:attr:`gpu_prepost`),
+        device arrays too (see :meth:`segment_device`), read in place; the results are host arrays.
+        """
+        checked = self._checked_frames(frames, "segment_batch")
         if overlay_alpha is not None:
             alpha_to_256(overlay_alpha)
         with self._lock:
             self._require_open()
-            results, self.last_times = self._pipeline.run(checked, overlay_alpha)
+            if isinstance(self._pipeline, GpuPipeline):
+                results, self.last_times = self._pipeline.run(checked, overlay_alpha)
+            else:  # _checked_frames let only host frames through
+                results, self.last_times = self._pipeline.run(cast("list[np.ndarray]", checked), overlay_alpha)
         return results
 
     def segment_device(self, frames: Sequence[object], overlay_alpha: float | None = None) -> list[DeviceSegmentation]:
@@ -242,12 +247,9 @@ class Segmenter:
         """
         if not isinstance(self._pipeline, GpuPipeline):
             raise SegmenterError(f"segment_device() needs GPU pre/post-processing, and this segmenter "
-                                 f"({self._backend.label}) pre/post-processes on the CPU: open the model on a CUDA "
-                                 "GPU with TensorRT or PyTorch (device='cuda', prepost='auto' or 'gpu'; pycuda and "
-                                 "nvcc installed), or pass host frames to segment_batch()")
-        checked = [check_device_frame(device_array_of(frame), f"frame {index}") for index, frame in enumerate(frames)]
-        if not checked:
-            raise SegmenterError("segment_device got no frames; pass at least one")
+                                 f"({self._backend.label}) pre/post-processes on the CPU: {_GPU_PREPOST_FIX}, or "
+                                 "pass host frames to segment_batch()")
+        checked = self._checked_frames(frames, "segment_device")
         if overlay_alpha is not None:
             alpha_to_256(overlay_alpha)
         with self._lock:
@@ -255,13 +257,29 @@ class Segmenter:
             results, self.last_times = self._pipeline.run_device(checked, overlay_alpha)
         return results
 
+    def _checked_frames(self, frames: Sequence[object], method: str) -> list[np.ndarray | DeviceArray]:
+        """Each frame checked: a host image, or (with GPU pre/post) a device frame's view."""
+        checked: list[np.ndarray | DeviceArray] = []
+        for index, frame in enumerate(frames):
+            if not is_device_array(frame):
+                checked.append(check_image(frame, f"frame {index}"))
+            elif isinstance(self._pipeline, GpuPipeline):
+                checked.append(check_device_frame(device_array_of(frame), f"frame {index}"))
+            else:
+                raise SegmenterError(f"frame {index} is in GPU memory and this segmenter ({self._backend.label}) "
+                                     f"pre/post-processes on the CPU: {_GPU_PREPOST_FIX}, or copy the frame to the "
+                                     "host first (tensor.cpu().numpy())")
+        if not checked:
+            raise SegmenterError(f"{method} got no frames; pass at least one")
+        return checked
+
     def submit(self, frame: np.ndarray, overlay_alpha: float | None = None) -> Future[Segmentation]:
         """Segment ``frame`` on the segmenter's worker thread; results arrive in submission order.
 
         Safe from any thread and from a future's done-callback; after :meth:`close` it raises
         :class:`SegmenterError`.
         """
-        check_image(frame, "frame")
+        self._checked_frames([frame], "submit")
         with self._state:
             if self._closing:
                 raise SegmenterError("this segmenter was closed; create a new one")

@@ -98,9 +98,10 @@ def test_a_cpu_segmenter_refuses_device_frames_and_names_both_ways_out(lite):
     device_frame = DeviceArray.contiguous(4096, (64, 128, 3), UINT8, None)
     with Segmenter(lite.onnx, device="cpu") as segmenter:
         assert not segmenter.gpu_prepost
-        with pytest.raises(SegmenterError, match=r"segment_device\(\) needs GPU pre/post.*segment_batch"):
+        with pytest.raises(SegmenterError, match=r"segment_device\(\) needs GPU pre/post.*'cuda'.*segment_batch"):
             segmenter.segment_device([device_frame])
-        with pytest.raises(SegmenterError, match=r"frame 1 is in GPU memory: segment it with segment_device\(\)"):
+        with pytest.raises(SegmenterError, match=r"frame 1 is in GPU memory and this segmenter \(onnxruntime-cpu\) "
+                                                 r"pre/post-processes on the CPU: open .*tensor.cpu\(\).numpy\(\)"):
             segmenter.segment_batch([np.zeros((64, 128, 3), np.uint8), device_frame])
 
 
@@ -157,5 +158,8 @@ def test_device_frames_stay_on_the_gpu_and_equal_the_host_path(lite):
                 assert result.overlay is not None and host.overlay is not None
                 np.testing.assert_array_equal(torch.as_tensor(result.overlay, device="cuda").cpu().numpy(),
                                               host.overlay)
+                (downloaded,) = segmenter.segment_batch([device_frame], overlay_alpha=0.5)  # device in, host out
+                np.testing.assert_array_equal(downloaded.labels, host.labels)
+                np.testing.assert_array_equal(downloaded.overlay, host.overlay)
         with pytest.raises(DeviceFrameError, match="channels last"):
             segmenter.segment_device([torch.from_numpy(frames[0]).cuda().permute(2, 0, 1)])

@@ -109,7 +109,7 @@ class _Slot:
 
     ``source`` is where the post kernel reads the frame for the overlay (address, row pitch): the
     staged upload, or the caller's device frame (kept alive in ``device_frame`` until the results are
-    taken). ``device_results`` holds the labels and overlay of a device frame, which stay on the GPU.
+    taken). ``device_results`` holds labels and an overlay that stay on the GPU.
     """
 
     def __init__(self, cuda: Any) -> None:
@@ -195,15 +195,15 @@ class GpuPrePost:
         self._pre.prepared_async_call(_grid(dst_h, dst_w), _BLOCK, stream, *args)
 
     def postprocess(self, index: int, source: int, source_hw: tuple[int, int], frame_hw: tuple[int, int],
-                    overlay_alpha: float | None, stream: Any) -> None:
+                    overlay_alpha: float | None, stream: Any, keep_on_device: bool = False) -> None:
         """Labels (and the overlay) of slot ``index`` from the network output at ``source``.
 
-        A host frame's results are downloaded into the slot's pinned buffers; a device frame's are
-        written to new device memory, which :meth:`results` hands over.
+        They are downloaded into the slot's pinned buffers, or with ``keep_on_device`` written to new
+        device memory, which :meth:`results` hands over.
         """
         slot = self._slot(index)
         h, w = frame_hw
-        if slot.device_frame is not None:
+        if keep_on_device:
             labels = self._device_array((h, w))
             drawn = None if overlay_alpha is None else self._device_array((h, w, 3))
             slot.device_results = (labels, drawn)
@@ -226,7 +226,7 @@ class GpuPrePost:
                                               certain, margins, magnitudes)
             self._post.prepared_async_call(_grid(h, w), _BLOCK, stream, source, classes, src_h, src_w, certain,
                                            margins, magnitudes, src_h / h, src_w / w, *drawing)
-        if slot.device_frame is None:
+        if not keep_on_device:
             self._cuda.memcpy_dtoh_async(slot.labels.view((h, w)), slot.labels.device, stream)
             if overlay_alpha is not None:
                 self._cuda.memcpy_dtoh_async(slot.overlay.view((h, w, 3)), slot.overlay.device, stream)
@@ -235,12 +235,13 @@ class GpuPrePost:
                 ) -> tuple[np.ndarray, np.ndarray | None] | tuple[DeviceArray, DeviceArray | None]:
         """Slot ``index``'s labels and overlay (after the stream was synchronised).
 
-        Host copies for a host frame; for a device frame, the device arrays :meth:`postprocess` wrote
-        (the slot lets go of them and of the frame).
+        Host copies, or the device arrays :meth:`postprocess` wrote with ``keep_on_device``; the slot
+        lets go of them and of a device frame.
         """
         slot = self._slot(index)
+        slot.device_frame = None
         if slot.device_results is not None:
-            results, slot.device_results, slot.device_frame = slot.device_results, None, None
+            results, slot.device_results = slot.device_results, None
             return results
         h, w = frame_hw
         overlay = slot.overlay.view((h, w, 3)).copy() if with_overlay else None
