@@ -88,10 +88,11 @@ def test_cli_run_and_report(lite: LiteExport, tmp_path_factory: pytest.TempPathF
     assert status == 0
     printed = capsys.readouterr().out
     assert "FPS" in printed and "infer" in printed and "age" in printed
+    assert "(pre/infer/post: wall time)" in printed  # CPU pre/post: no CUDA events to read
     ran = "nvenc" if nvenc_opens() else "x264"  # auto: NVENC where the GPU has an encoder
     assert f"{out}: encoder {ran}" in printed
     report = PipelineReport.load(tmp_path / "report.json")
-    assert report.frames == len(clip.truth)
+    assert report.frames == len(clip.truth) and report.stage_clock == "wall"
     # the report names the reader that ran: NVDEC where PyNvVideoCodec and a GPU are, else PyAV on the CPU
     assert report.sources[0].backend == ("nvdec" if nvdec_available() else "pyav")
     assert report.encoders == {str(out): ran}

@@ -217,7 +217,7 @@ class VideoPipeline:
 
     def report(self) -> PipelineReport:
         """Timing so far (callable from any thread, e.g. a signal handler)."""
-        return self.stats.report(self.sources)
+        return self.stats.report(self.sources, "cuda-events" if self.segmenter.gpu_prepost else "wall")
 
     def stop(self) -> None:
         """Ask the pipeline to finish: results in flight are still delivered, then it closes."""

@@ -126,6 +126,9 @@ class PipelineReport(Record):
     #: The H.264 encoder each video or RTSP output ran with (``x264`` or ``nvenc``), by output.
     encoders: dict[str, str] = field(default_factory=dict)
     run: RunInfo | None = None
+    #: What timed ``pre``, ``infer`` and ``post``: ``cuda-events`` (GPU time on the stream, the CUDA
+    #: pre/post kernels) or ``wall`` (host time, CPU pre/post).
+    stage_clock: str = "wall"
 
     @classmethod
     def upgrade(cls, version: int, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -145,7 +148,8 @@ class PipelineReport(Record):
             lines.append(f"model {self.run.model} [{self.run.backend}, {self.run.device}]")
         lines += [f"{self.frames} frames in {self.seconds:.1f} s: {self.fps:.1f} FPS "
                   f"({self.batches} engine calls, mean batch {self.mean_batch:.2f})",
-                  f"{'stage':<8} {'median ms':>10} {'p90 ms':>8} {'mean ms':>8}"]
+                  f"{'stage':<8} {'median ms':>10} {'p90 ms':>8} {'mean ms':>8}   (pre/infer/post: "
+                  f"{'GPU time, CUDA events' if self.stage_clock == 'cuda-events' else 'wall time'})"]
         for name, s in [*self.stages.items(), ("age", self.age)]:
             lines.append(f"{name:<8} {s.median_ms:>10.2f} {s.p90_ms:>8.2f} {s.mean_ms:>8.2f}")
         lines += [f"{output}: encoder {encoder}" for output, encoder in self.encoders.items()]
@@ -195,8 +199,8 @@ class PipelineStats:
         """Frames per second since the clock started (cheap: for a progress line on every frame)."""
         return self.frames / max(time.monotonic() - self._start, 1e-9)
 
-    def report(self, sources: Sequence[VideoSource]) -> PipelineReport:
-        """The summary so far."""
+    def report(self, sources: Sequence[VideoSource], stage_clock: str = "wall") -> PipelineReport:
+        """The summary so far; ``stage_clock`` says what timed pre/infer/post (:attr:`PipelineReport.stage_clock`)."""
         with self._lock:
             elapsed = max(time.monotonic() - self._start, 1e-9)
             stages = {name: Summary.of(list(values), len(values)) for name, values in self._stages.items()}
@@ -208,7 +212,7 @@ class PipelineStats:
                 for s in sources)
             return PipelineReport(self.frames, round(elapsed, 3), self.frames / elapsed, self.batches,
                                   self._batched_frames / max(self.batches, 1), stages,
-                                  Summary.of(list(self._age), len(self._age)), summaries)
+                                  Summary.of(list(self._age), len(self._age)), summaries, stage_clock=stage_clock)
 
 
 @contextlib.contextmanager
