@@ -1,26 +1,26 @@
 """One-shot device check: everything this project can verify on a GPU machine without TensorRT.
 
-Steps (each a separate process with its own time limit, so one failure never hides the others):
+Steps (each a separate process with its own time limit, so one failure never hides the others), the
+most telling first, as a step that no longer fits the budget (:data:`BUDGET_S`) is skipped:
 
 1. ``environment``: GPU, driver, nvcc, PyTorch, CuPy, pycuda (its ``VERSION_TEXT``) and PyNvVideoCodec
    versions;
-2. ``compile_*``: both CUDA sources (``plugins/topk_gate_kernel.cu``, ``runtime/cuda/prepost.cu``)
-   compiled by nvcc for this GPU's architecture;
-3. ``gate_kernel``: the TopKGate kernel bit-exact against the NumPy reference at Cityscapes sizes
-   (128x256 cells, k up to 13,107, batch 1-4, FP32/FP16) and timed beside torch.topk + scatter
-   (``benchmarks/gate_kernel_harness.py``);
-4. ``prepost_kernels``: the pre/post kernels against the CPU path (labels bit-exact, pre within
+2. ``compile_prepost``: ``runtime/cuda/prepost.cu`` compiled by nvcc for this GPU's architecture;
+3. ``prepost_kernels``: the pre/post kernels against the CPU path (labels bit-exact, pre within
    one grey level of the resize) (``benchmarks/prepost_kernel_harness.py``);
-5. ``pycuda_runtime``: the runtime's pycuda context, stream, pinned-buffer, CUDA-graph and close()
+4. ``pycuda_runtime``: the runtime's pycuda context, stream, pinned-buffer, CUDA-graph and close()
    paths (``benchmarks/pycuda_runtime_check.py``);
-6. ``plugin_harness``: the TensorRT plugin run as TensorRT runs it (``plugins/harness``), against each
-   TensorRT header set: the host steps, then enqueue in two execution contexts on device buffers,
-   bit-exact against the NumPy reference; ``plugin_harness_memcheck``: the same under
-   compute-sanitizer memcheck (device memory errors and leaks);
-7. ``video``: ``fornet bench --video`` on a generated 1024x2048 H.264 clip with the PyTorch backend on
-   the GPU (FP16) as the engine: engine-only, segmenter and pipeline FPS, their ratios, per-stage
-   times, frame age and the reader that ran (``benchmarks/video_device_step.py``);
-8. ``pytest_gpu``: ``pytest -m gpu``.
+5. ``video``: ``fornet bench --video`` on a generated 1024x2048 H.264 clip with the PyTorch backend on
+   the GPU (FP16, GPU pre/post kernels) as the engine: engine-only, segmenter and pipeline FPS, their
+   ratios, per-stage times, frame age and the reader that ran (``benchmarks/video_device_step.py``);
+6. ``plugin_build`` (in the background from here on, on the CPU): the TensorRT plugin harness
+   (``plugins/harness``) built against each TensorRT header set, and its host steps;
+7. ``pytest_gpu``: ``pytest -m gpu`` (device frames, the PyTorch backend's GPU pre/post, NVDEC, ...);
+8. ``compile_topk_gate_kernel`` and ``gate_kernel``: the TopKGate kernel bit-exact against the NumPy
+   reference at Cityscapes sizes (128x256 cells, k up to 13,107, batch 1-4, FP32/FP16) and timed beside
+   torch.topk + scatter (``benchmarks/gate_kernel_harness.py``);
+9. ``plugin_harness``: the plugin's enqueue in two execution contexts on device buffers, bit-exact
+   against the NumPy reference; ``plugin_harness_memcheck``: the same under compute-sanitizer memcheck.
 
     python benchmarks/device_check.py --out build/device-check            # on the GPU machine
     python benchmarks/device_check.py --out build/device-check --dry-run  # anywhere: plan + input checks
@@ -59,9 +59,11 @@ BUNDLE_REQUIRED = ("pycuda", "pydantic", "pynvvideocodec")
 SYSTEM_MODULES = {"torch": "PyTorch with CUDA", "cupy": "CuPy for the machine's CUDA", "numpy": "numpy",
                   "cv2": "opencv-python-headless", "tqdm": "tqdm", "pytest": "pytest and pytest-timeout",
                   "onnxruntime": "onnxruntime", "av": "PyAV (the video step's x264 encoder)"}
-#: Seconds the steps may take together: with the offline pycuda build before them (about a minute)
-#: the check stays under 11 minutes; a step gets what is left when its own limit is longer.
-BUDGET_S = 560
+#: Seconds the steps may take together: with the offline pycuda build before them (35 s with its
+#: sources compiled in parallel; PYCUDA_BUILD_S allowed) the check stays within 6 minutes. A step gets
+#: what is left when its own limit is longer, and is skipped once nothing is left.
+BUDGET_S = 300
+PYCUDA_BUILD_S = 60
 
 
 @dataclass
@@ -72,6 +74,10 @@ class Step:
     command: list[str]
     timeout_s: int
     results: str | None = None  # the step's own results folder, relative to --out
+    #: Started and left running beside the next steps (CPU work such as a build); joined before ``joins``.
+    background: bool = False
+    #: The background step this one waits for before it starts.
+    joins: str | None = None
     rc: int | None = None
     seconds: float | None = None
     output_tail: list[str] = field(default_factory=list)
@@ -103,36 +109,46 @@ def _nvcc() -> str:
 def plan_steps(out: Path, python: str) -> list[Step]:
     """The steps, in order, with the commands they run."""
     arch, nvcc = _gpu_arch(), _nvcc()
-    steps = [Step("environment", [python, str(Path(__file__).resolve()), "--environment"], 30)]
-    steps += [Step(f"compile_{source.stem}", [nvcc, "-c", "-std=c++17", "-O3", f"-arch={arch}", str(source),
-                                              "-o", str(out / "objects" / f"{source.stem}_{arch}.o")], 60)
-              for source in CUDA_SOURCES]
-    steps += [
-        Step("gate_kernel", [python, str(HARNESSES["gate_kernel_harness"]), "--out", str(out / "gate-kernel"),
-                             "--grid", "128x256", "--batches", "1,2,3,4", "--dtypes", "fp32,fp16"], 120,
-             "gate-kernel"),
+    # Most telling first: a step that no longer fits the budget is skipped, never the kernels' checks.
+    compile_steps = {source.stem: Step(f"compile_{source.stem}", [nvcc, "-c", "-std=c++17", "-O3", f"-arch={arch}",
+                                                                  str(source), "-o",
+                                                                  str(out / "objects" / f"{source.stem}_{arch}.o")],
+                                       45)
+                     for source in CUDA_SOURCES}
+    build, *device_harness = plugin_harness_steps(out, python, arch)
+    steps = [
+        Step("environment", [python, str(Path(__file__).resolve()), "--environment"], 20),
+        compile_steps["prepost"],
         Step("prepost_kernels", [python, str(HARNESSES["prepost_kernel_harness"]), "--out",
-                                 str(out / "prepost-kernels")], 90, "prepost-kernels"),
+                                 str(out / "prepost-kernels")], 45, "prepost-kernels"),
         Step("pycuda_runtime", [python, str(HARNESSES["pycuda_runtime_check"]), "--out",
-                                str(out / "pycuda-runtime")], 45, "pycuda-runtime"),
-        *plugin_harness_steps(out, python, arch),
+                                str(out / "pycuda-runtime")], 30, "pycuda-runtime"),
         Step("video", [python, str(HARNESSES["video_device_step"]), "--out", str(out / "video"), "--device", "cuda",
-                       "--precision", "fp16"], 150, "video"),
+                       "--precision", "fp16"], 75, "video"),
+        build,  # nvcc/CMake on the CPU from here on, beside the GPU steps (after the timed video step)
         Step("pytest_gpu", [python, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-o",
                             "addopts=-ra", f"--junitxml={out / 'pytest-gpu.xml'}", *map(str, gpu_test_files())],
-             150),
+             90),
+        compile_steps["topk_gate_kernel"],
+        Step("gate_kernel", [python, str(HARNESSES["gate_kernel_harness"]), "--out", str(out / "gate-kernel"),
+                             "--grid", "128x256", "--batches", "1,2,3,4", "--dtypes", "fp32,fp16"], 45,
+             "gate-kernel"),
+        *device_harness,
     ]
     return steps
 
 
 def plugin_harness_steps(out: Path, python: str, arch: str) -> list[Step]:
-    """The plugin conformance harness with its enqueue steps, then the same under compute-sanitizer
-    memcheck (builds shared through one build folder; each header set the harness finds)."""
-    check = [python, str(HARNESSES["plugin_check"]), "--device", "--strict", "--cuda-arch", arch.removeprefix("sm_"),
+    """The plugin conformance harness: its build and host steps in the background (after the timed video
+    step), then its enqueue steps on device buffers, then the same under compute-sanitizer memcheck
+    (one build folder shared; each header set the harness finds)."""
+    check = [python, str(HARNESSES["plugin_check"]), "--strict", "--cuda-arch", arch.removeprefix("sm_"),
              "--build-root", str(out / "plugin-harness" / "build")]
-    return [Step("plugin_harness", [*check, "--out", str(out / "plugin-harness")], 150, "plugin-harness"),
-            Step("plugin_harness_memcheck", [*check, "--compute-sanitizer", "memcheck", "--out",
-                                             str(out / "plugin-harness-memcheck")], 120, "plugin-harness-memcheck")]
+    return [Step("plugin_build", [*check, "--out", str(out / "plugin-build")], 150, "plugin-build", background=True),
+            Step("plugin_harness", [*check, "--device", "--out", str(out / "plugin-harness")], 60, "plugin-harness",
+                 joins="plugin_build"),
+            Step("plugin_harness_memcheck", [*check, "--device", "--compute-sanitizer", "memcheck", "--out",
+                                             str(out / "plugin-harness-memcheck")], 60, "plugin-harness-memcheck")]
 
 
 def gpu_test_files() -> list[Path]:
@@ -266,25 +282,62 @@ def check_inputs(out: Path, wheels: Path | None) -> list[str]:
     return problems + bundle_problems(wheels)
 
 
-def run_step(step: Step, left_s: float) -> None:
-    """Run ``step`` for at most its limit or ``left_s``; record rc, seconds and the last output lines."""
-    start = time.perf_counter()
-    limit = min(step.timeout_s, left_s)
-    if limit < 1:
-        step.rc, step.seconds, step.output_tail = 124, 0.0, ["skipped: the check's time budget is spent"]
-        return
-    try:
-        done = subprocess.run(step.command, capture_output=True, text=True, check=False, timeout=limit,
-                              cwd=REPO)
-        step.rc, output = done.returncode, done.stdout + done.stderr
-    except subprocess.TimeoutExpired as exc:
-        step.rc = 124
-        output = f"{exc.stdout or ''}{exc.stderr or ''}\ntimed out after {limit:.0f} s"
-        output = output if isinstance(output, str) else output.decode(errors="replace")
-    except OSError as exc:
-        step.rc, output = 127, f"cannot run {step.command[0]}: {exc}"
-    step.seconds = round(time.perf_counter() - start, 1)
-    step.output_tail = output.strip().splitlines()[-25:]
+class StepProcess:
+    """A step's process: started now, finished (rc, seconds, output tail recorded) by :meth:`finish`."""
+
+    def __init__(self, step: Step, log: Path) -> None:
+        self.step = step
+        self._log_path = log
+        self._start = time.perf_counter()
+        self._process: subprocess.Popen[bytes] | None = None
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as output:
+            try:  # the output goes to a file: a pipe nobody reads would stall a background step
+                self._process = subprocess.Popen(step.command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
+            except OSError as exc:
+                self._finish(127, f"cannot run {step.command[0]}: {exc}")
+
+    def finish(self, left_s: float) -> None:
+        """Wait for the process until its own limit (counted from its start) or ``left_s``, whichever is first."""
+        if self._process is None:
+            return
+        limit = max(0.0, min(self.step.timeout_s - (time.perf_counter() - self._start), left_s))
+        try:
+            rc = self._process.wait(timeout=limit)
+            note = ""
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            rc, note = 124, f"\ntimed out after {time.perf_counter() - self._start:.0f} s"
+        self._finish(rc, self._log_path.read_text(encoding="utf-8", errors="replace") + note)
+
+    def _finish(self, rc: int, output: str) -> None:
+        self._process = None
+        self.step.rc, self.step.seconds = rc, round(time.perf_counter() - self._start, 1)
+        self.step.output_tail = output.strip().splitlines()[-25:]
+
+
+def run_steps(steps: list[Step], out: Path, budget_s: float) -> None:
+    """Run ``steps`` in order within ``budget_s``: each for at most its limit or what is left of the budget
+    (none left: skipped, rc 124); background steps run beside the next ones until a step ``joins`` them."""
+    deadline = time.monotonic() + budget_s
+    running: dict[str, StepProcess] = {}
+    for step in steps:
+        if step.joins in running:
+            running.pop(step.joins).finish(deadline - time.monotonic())
+        left = deadline - time.monotonic()
+        if left < 1:
+            step.rc, step.seconds, step.output_tail = 124, 0.0, ["skipped: the check's time budget is spent"]
+            continue
+        print(f"[device-check] {step.name} ...{' (in the background)' if step.background else ''}", flush=True)
+        process = StepProcess(step, out / "logs" / f"{step.name}.log")
+        if step.background:
+            running[step.name] = process
+            continue
+        process.finish(left)
+        print(f"[device-check] {step.name}: {'pass' if step.ok else 'FAIL'} ({step.seconds} s)", flush=True)
+    for process in running.values():  # a background step nothing joined
+        process.finish(deadline - time.monotonic())
 
 
 def to_markdown(steps: list[Step], status: str, env: dict[str, str] | None) -> str:
@@ -347,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run or problems:
         status = "dry run" if not problems else "inputs wrong"
         for step in steps:
-            print(f"would run ({step.timeout_s:>3} s max): {' '.join(step.command)}")
+            where = " in the background" if step.background else ""
+            print(f"would run ({step.timeout_s:>3} s max{where}): {' '.join(step.command)}")
+        print(f"time budget: {BUDGET_S} s for the steps, after about {PYCUDA_BUILD_S} s for the pycuda build")
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         if out.is_dir():
@@ -355,11 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(problems)} input problem(s); summary in {out}")
         return 2 if problems else 0
     env = environment()
-    deadline = time.monotonic() + BUDGET_S
-    for step in steps:
-        print(f"[device-check] {step.name} ...", flush=True)
-        run_step(step, deadline - time.monotonic())
-        print(f"[device-check] {step.name}: {'pass' if step.ok else 'FAIL'} ({step.seconds} s)", flush=True)
+    run_steps(steps, out, BUDGET_S)
     status = "pass" if all(step.ok for step in steps) else "fail"
     write_summary(out, steps, status, env, problems)
     print(to_markdown(steps, status, env))

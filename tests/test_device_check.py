@@ -26,11 +26,15 @@ def test_dry_run_plans_every_step_and_writes_the_summary(tmp_path: Path) -> None
     summary = json.loads((tmp_path / "check" / "summary.json").read_text())
     assert summary["status"] == "dry run" and summary["input_problems"] == []
     names = [step["name"] for step in summary["steps"]]
-    assert names == ["environment", "compile_topk_gate_kernel", "compile_prepost", "gate_kernel", "prepost_kernels",
-                     "pycuda_runtime", "plugin_harness", "plugin_harness_memcheck", "video", "pytest_gpu"]
+    assert names == ["environment", "compile_prepost", "prepost_kernels", "pycuda_runtime", "video", "plugin_build",
+                     "pytest_gpu", "compile_topk_gate_kernel", "gate_kernel", "plugin_harness",
+                     "plugin_harness_memcheck"]
+    assert [step["name"] for step in summary["steps"] if step["background"]] == ["plugin_build"]
+    assert "time budget: 300 s for the steps, after about 60 s for the pycuda build" in done.stdout
     commands = {step["name"]: " ".join(step["command"]) for step in summary["steps"]}
     assert "--grid 128x256 --batches 1,2,3,4 --dtypes fp32,fp16" in commands["gate_kernel"]
-    assert "plugin_check.py --device --strict" in commands["plugin_harness"]
+    assert "plugin_check.py --strict" in commands["plugin_build"] and "--device" not in commands["plugin_build"]
+    assert "--device" in commands["plugin_harness"]
     assert "--compute-sanitizer memcheck" in commands["plugin_harness_memcheck"]
     assert "-m gpu" in commands["pytest_gpu"] and "test_tensorrt_runtime_lifecycle.py" in commands["pytest_gpu"]
     assert "video_device_step.py" in commands["video"] and "--device cuda --precision fp16" in commands["video"]
@@ -106,6 +110,38 @@ def load_device_check():
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def test_the_check_fits_six_minutes_with_the_pycuda_build() -> None:
+    device_check = load_device_check()
+    assert device_check.BUDGET_S + device_check.PYCUDA_BUILD_S <= 360
+
+
+def test_steps_run_in_order_beside_a_background_step_and_stop_at_the_budget(tmp_path: Path) -> None:
+    """Real processes: the background step runs while the next step does, is joined where a step says so,
+    and a step that no longer fits the budget is skipped, not started."""
+    device_check = load_device_check()
+    python = sys.executable
+    marker = tmp_path / "built"
+    steps = [
+        device_check.Step("build", [python, "-c", f"import time, pathlib; time.sleep(1.0); "
+                                                  f"pathlib.Path({str(marker)!r}).write_text('x'); print('built')"],
+                          30, background=True),
+        device_check.Step("beside", [python, "-c", f"import pathlib; print(pathlib.Path({str(marker)!r}).exists())"],
+                          30),
+        device_check.Step("after", [python, "-c", f"import pathlib; assert pathlib.Path({str(marker)!r}).exists()"],
+                          30, joins="build"),
+        device_check.Step("slow", [python, "-c", "import time; time.sleep(30)"], 30),
+        device_check.Step("late", [python, "-c", "print('never')"], 30),
+    ]
+    device_check.run_steps(steps, tmp_path, budget_s=4.0)
+    build, beside, after, slow, late = steps
+    assert (build.rc, build.output_tail) == (0, ["built"])
+    assert (beside.rc, beside.output_tail) == (0, ["False"])  # ran while the build was still running
+    assert after.rc == 0  # waited for the build
+    assert slow.rc == 124 and "timed out" in slow.output_tail[-1] and slow.seconds < 10
+    assert late.rc == 124 and late.output_tail == ["skipped: the check's time budget is spent"]
+    assert (tmp_path / "logs" / "build.log").read_text().strip() == "built"
 
 
 def test_environment_reports_pycuda_by_its_version_text(monkeypatch: pytest.MonkeyPatch) -> None:
