@@ -45,12 +45,19 @@ NVDEC_AUTO_STREAMS = ("rtsp",)
 
 @functools.cache
 def nvdec_available() -> bool:
-    """Whether PyNvVideoCodec is importable and PyTorch sees a CUDA GPU (checked once)."""
+    """Whether PyTorch sees a CUDA GPU and PyNvVideoCodec loads there (checked once): its import loads the
+    driver's video codec libraries, which a container started without the ``video`` driver capability lacks."""
     if importlib.util.find_spec("PyNvVideoCodec") is None or importlib.util.find_spec("torch") is None:
         return False
     import torch
 
-    return bool(torch.cuda.is_available())
+    if not torch.cuda.is_available():
+        return False
+    try:
+        _load_pynvvideocodec()
+    except SourceError:
+        return False
+    return True
 
 
 def _load_pynvvideocodec() -> ModuleType:
