@@ -132,7 +132,8 @@ def _frames(reader_backend: str, url: str, count: int) -> list[np.ndarray]:
 @pytest.mark.rtsp_server
 def test_nvdec_decodes_the_rtsp_stream_like_pyav(rtsp_server: RtspTestServer) -> None:
     """NVDEC decodes the live test stream; each frame matches one of PyAV's (each client gets the pattern from
-    its start; the colour conversion may differ by a few levels)."""
+    its start; H.264 decoding is exact, the conversion to BGR may round differently). A white ball on black:
+    a black frame is about 4 levels from the pattern, a range mistake (16 read as black) about 16."""
     if not nvdec_available():
         pytest.skip(f"NVDEC is not usable: {INSTALL}")
     url = f"rtsp://127.0.0.1:{rtsp_server.port}/cam"
@@ -145,4 +146,4 @@ def test_nvdec_decodes_the_rtsp_stream_like_pyav(rtsp_server: RtspTestServer) ->
     for index, frame in enumerate(decoded):
         assert frame.shape == (*FRAME_SIZE, 3) and frame.dtype == np.uint8
         closest = min(np.abs(frame.astype(int) - expected).mean() for expected in reference)
-        assert closest < 3, f"frame {index}: no PyAV frame within 3 levels (closest {closest:.2f})"
+        assert closest < 2, f"frame {index}: no PyAV frame within 2 levels (closest {closest:.2f})"
