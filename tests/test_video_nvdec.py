@@ -132,8 +132,8 @@ def _frames(reader_backend: str, url: str, count: int) -> list[np.ndarray]:
 @pytest.mark.rtsp_server
 def test_nvdec_decodes_the_rtsp_stream_like_pyav(rtsp_server: RtspTestServer) -> None:
     """NVDEC decodes the live test stream; each frame matches one of PyAV's (each client gets the pattern from
-    its start; H.264 decoding is exact, the conversion to BGR may round differently). A white ball on black:
-    a black frame is about 4 levels from the pattern, a range mistake (16 read as black) about 16."""
+    its start; H.264 decoding is exact, the conversion to BGR may round differently). A range mistake
+    (limited-range black, 16, left as 16) is 16 levels off on the black background."""
     if not nvdec_available():
         pytest.skip(f"NVDEC is not usable: {INSTALL}")
     url = f"rtsp://127.0.0.1:{rtsp_server.port}/cam"
