@@ -9,17 +9,20 @@ input          auto                                     also possible (``backend
 =============  ======================================  ==========================================
 video file     NVDEC where installed, else PyAV (FFmpeg)  nvdec, pyav, opencv, gstreamer
 images         OpenCV ``imread``                        -
-rtsp, http     GStreamer when reachable, else PyAV      pyav, opencv, gstreamer
+rtsp           NVDEC where installed, else GStreamer    nvdec, pyav, opencv, gstreamer
+               when reachable, else PyAV
+http           GStreamer when reachable, else PyAV      nvdec, pyav, opencv, gstreamer
 v4l2           GStreamer when reachable, else OpenCV    opencv, gstreamer
 csi, gst://    GStreamer (required)                     -
 =============  ======================================  ==========================================
 
 Stream readers are opened with bounded waits (PyAV ``timeout``, OpenCV open/read timeouts,
 GStreamer ``tcp-timeout`` and a pull timeout). Those are not enough on their own: a frozen server
-keeps PyAV and OpenCV blocked (or handing out stale frames) for seconds longer than asked. For live
-inputs PyAV and OpenCV therefore read on a thread of their own (:class:`Unblocked`), so ``read``
-returns ``None`` on time and the source's watchdog can act; the stuck connection is closed by its
-own thread when its read finally returns.
+keeps PyAV and OpenCV blocked (or handing out stale frames) for seconds longer than asked, and
+NVDEC's demuxer takes no timeout at all. For live inputs PyAV, OpenCV and NVDEC therefore open and
+read on a thread of their own (:class:`Unblocked`), so ``read`` returns ``None`` on time and the
+source's watchdog can act; the stuck connection is closed by its own thread when its read finally
+returns.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -35,7 +38,7 @@ import numpy as np
 
 from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.gst import GstReader, gst_available, source_pipeline
-from fornet.runtime.video.nvdec import NvdecReader, nvdec_available
+from fornet.runtime.video.nvdec import NVDEC_AUTO_STREAMS, NVDEC_KINDS, NvdecReader, NvdecStreamReader, nvdec_available
 from fornet.runtime.video.uri import SourceSpec
 
 BACKENDS: tuple[str, ...] = ("auto", "pyav", "opencv", "gstreamer", "nvdec")
@@ -152,6 +155,10 @@ class OpenCVReader:
         self._capture.release()
 
 
+#: Readers that block in ``read`` (and in their open): :class:`Unblocked` runs them for live inputs.
+BlockingReader = PyAVReader | OpenCVReader | NvdecStreamReader
+
+
 class GstSourceReader:
     """A GStreamer pipeline ending in a BGR appsink (see :mod:`fornet.runtime.video.gst`)."""
 
@@ -170,26 +177,45 @@ class GstSourceReader:
 
 
 class Unblocked:
-    """Run a blocking reader on its own thread; ``read(timeout_s)`` returns ``None`` on time.
+    """Open and run a blocking reader on its own thread; ``read(timeout_s)`` returns ``None`` on time.
 
-    The thread owns the inner reader: it reads, hands frames over one at a time, and closes the
-    reader when it ends (end of input, error, or :meth:`close`), so no call crosses threads.
+    The thread owns the inner reader: it opens it (``open_inner``), reads, hands frames over one at a
+    time, and closes the reader when it ends (end of input, error, or :meth:`close`), so no call
+    crosses threads. The constructor waits for the open: its :class:`SourceError` is raised here, and
+    an open still blocked after ``open_timeout_s`` (``None``: no limit, for readers that bound their
+    own open) is an error too; that reader is closed by its thread once its open returns.
     """
 
-    def __init__(self, inner: PyAVReader | OpenCVReader) -> None:
-        self.fps = inner.fps
-        self.total = inner.total
-        self._inner = inner
+    def __init__(self, open_inner: Callable[[], BlockingReader], name: str,
+                 open_timeout_s: float | None = None) -> None:
         self._handoff: queue.Queue[np.ndarray | BaseException] = queue.Queue(maxsize=1)
+        self._opened: queue.Queue[BlockingReader | BaseException] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fornet-reader", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(open_inner,), name="fornet-reader", daemon=True)
         self._thread.start()
+        try:
+            opened = self._opened.get(timeout=open_timeout_s)
+        except queue.Empty:
+            self._stop.set()
+            raise SourceError(f"{name} did not answer within {open_timeout_s:g} s of opening (--watchdog-s, at "
+                              "least 3 s); check that the server runs and that the address, port, path and login "
+                              "are right (ffprobe URL shows what the server answers)") from None
+        if isinstance(opened, BaseException):
+            raise opened
+        self.fps = opened.fps
+        self.total = opened.total
 
-    def _run(self) -> None:
+    def _run(self, open_inner: Callable[[], BlockingReader]) -> None:
+        try:
+            inner = open_inner()
+        except BaseException as exc:  # handed to the constructor, which raises it
+            self._opened.put(exc)
+            return
+        self._opened.put(inner)
         try:
             while not self._stop.is_set():
                 try:
-                    item: np.ndarray | BaseException | None = self._inner.read(1.0)
+                    item: np.ndarray | BaseException | None = inner.read(1.0)
                 except (EOFError, SourceError) as exc:
                     item = exc
                 if item is None:
@@ -203,7 +229,7 @@ class Unblocked:
                 if isinstance(item, BaseException):
                     return
         finally:
-            self._inner.close()
+            inner.close()
 
     def read(self, timeout_s: float) -> np.ndarray | None:
         try:
@@ -229,10 +255,16 @@ def choose_backend(spec: SourceSpec, backend: str = "auto") -> str:
         if backend not in ("auto", "gstreamer"):
             raise SourceError(f"{spec.kind} inputs need GStreamer; drop --input-backend {backend}")
         return "gstreamer"
+    if backend == "nvdec" and spec.kind not in NVDEC_KINDS:
+        raise SourceError(f"NVDEC reads video files and rtsp/http streams, not {spec.kind} inputs; use "
+                          "--input-backend auto (or opencv|gstreamer)")
     if backend != "auto":
         return backend
-    if spec.kind == "video":
-        return "nvdec" if nvdec_available() else "pyav"
+    if spec.kind == "video" or spec.kind in NVDEC_AUTO_STREAMS:
+        if nvdec_available():
+            return "nvdec"
+        if spec.kind == "video":
+            return "pyav"
     if spec.kind in ("rtsp", "http", "v4l2") and gst_available():
         return "gstreamer"
     return "opencv" if spec.kind == "v4l2" else "pyav"
@@ -244,8 +276,13 @@ def open_reader(spec: SourceSpec, backend: str, buffers: int, timeout_s: float, 
     if backend == "images":
         return ImageFilesReader(spec.files)
     if backend == "nvdec":
-        return NvdecReader(spec)
+        if spec.kind == "video":
+            return NvdecReader(spec)
+        # its demuxer has no timeout of its own: the open is bounded like PyAV's
+        return Unblocked(lambda: NvdecStreamReader(spec), spec.display_name, max(timeout_s, 3.0))
     if backend in ("pyav", "opencv"):
-        reader = PyAVReader(spec, timeout_s) if backend == "pyav" else OpenCVReader(spec, timeout_s)
-        return Unblocked(reader) if spec.live else reader
+        def open_inner() -> PyAVReader | OpenCVReader:
+            return PyAVReader(spec, timeout_s) if backend == "pyav" else OpenCVReader(spec, timeout_s)
+
+        return Unblocked(open_inner, spec.display_name) if spec.live else open_inner()
     return GstSourceReader(spec, buffers, timeout_s, spec.live if live is None else live)

@@ -98,9 +98,10 @@ class RunOptions:
     json: Path | None = json_option("the run's report (model, FPS, stage times, frame age, sources, encoders, "
                                     "versions)", OUTPUTS)
     input_backend: str = option("auto", flag="--input-backend", choices=BACKENDS,
-                                default_text="NVDEC for video files where PyNvVideoCodec and a GPU are, GStreamer "
-                                             "for streams and cameras when python3-gi is reachable, else "
-                                             "PyAV/OpenCV",
+                                default_text="NVDEC for video files and rtsp:// where PyNvVideoCodec and a GPU "
+                                             "are, else GStreamer for streams and cameras when python3-gi is "
+                                             "reachable, else PyAV/OpenCV (nvdec reads files and rtsp/http "
+                                             "streams)",
                                 group=INPUTS, help="library that reads the inputs")
     input_kind: str = option("auto", flag="--input-kind", choices=INPUT_KINDS, group=INPUTS,
                              default_text="live for cameras, streams and gst:// pipelines; file for files and "

@@ -21,6 +21,7 @@ import pytest
 
 from fornet.runtime.video import SourceError, VideoSource
 from fornet.runtime.video.gst import gst_available
+from fornet.runtime.video.nvdec import INSTALL, nvdec_available
 
 #: The Python with python3-gi and the RTSP server's introspection data (``make system-deps``).
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -106,8 +107,9 @@ def rtsp_server_available() -> bool:
 
 NEEDS_GST = pytest.mark.skipif(not gst_available(),
                                reason="GStreamer's Python bindings are not reachable from this Python")
-#: The input backends of the stream tests.
-STREAM_BACKENDS = ["pyav", pytest.param("gstreamer", marks=NEEDS_GST)]
+NEEDS_NVDEC = [pytest.mark.gpu, pytest.mark.skipif(not nvdec_available(), reason=f"NVDEC is not usable: {INSTALL}")]
+#: The input backends of the stream tests (NVDEC on a GPU machine with PyNvVideoCodec).
+STREAM_BACKENDS = ["pyav", pytest.param("gstreamer", marks=NEEDS_GST), pytest.param("nvdec", marks=NEEDS_NVDEC)]
 
 
 class RtspTestServer:
