@@ -147,3 +147,53 @@ def test_nvdec_decodes_the_rtsp_stream_like_pyav(rtsp_server: RtspTestServer) ->
         assert frame.shape == (*FRAME_SIZE, 3) and frame.dtype == np.uint8
         closest = min(np.abs(frame.astype(int) - expected).mean() for expected in reference)
         assert closest < 2, f"frame {index}: no PyAV frame within 2 levels (closest {closest:.2f})"
+
+
+# ------------------------------------------------------------------ frames that stay on the GPU
+
+def test_cpu_readers_keep_host_frames_when_a_pipeline_asks_for_device_frames(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Only NVDEC decodes into device memory: a CPU reader says no, and its frames stay NumPy arrays."""
+    from fornet.runtime.video.readers import decode_to_device
+    from tests.helpers.video import pan_clip
+
+    clip = pan_clip(tmp_path_factory)
+    with VideoSource(str(clip.path), backend="pyav") as source:
+        assert source.decode_to_device(True) is False
+        frame = next(iter(source))
+        assert isinstance(frame.image, np.ndarray)
+    reader = open_reader(parse_source(str(clip.path)), "pyav", 2, 5.0)
+    try:
+        assert decode_to_device(reader, True) is False
+    finally:
+        reader.close()
+
+
+@pytest.mark.gpu
+def test_nvdec_frames_stay_on_the_gpu_through_a_gpu_prepost_pipeline(
+        lite: LiteExport, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """Decoder -> pre kernel -> PyTorch -> post/overlay kernels with no frame on the host; the labels agree
+    with the same pipeline fed by PyAV's host frames (the decoders differ by a grey level or two)."""
+    from fornet.runtime import ModelSpec, Segmenter
+    from fornet.runtime.cuda.device_array import DeviceArray
+    from fornet.runtime.video import VideoPipeline
+    from tests.helpers.video import pan_clip
+
+    if not nvdec_available():
+        pytest.skip("needs PyNvVideoCodec (the gpu-video extra)")
+    clip = pan_clip(tmp_path_factory)
+    spec = ModelSpec(lite.checkpoint, input_size=(64, 128), device="cuda:0")
+    with Segmenter(spec) as segmenter:
+        assert segmenter.gpu_prepost
+        labels: dict[str, list[np.ndarray]] = {}
+        for backend in ("nvdec", "pyav"):
+            pipeline = VideoPipeline(segmenter, [VideoSource(str(clip.path), backend=backend)], render="overlay")
+            results = list(pipeline)
+            on_device = {isinstance(result.frame.image, DeviceArray) for result in results}
+            assert on_device == {backend == "nvdec"}
+            assert all(result.overlay is not None for result in results)
+            labels[backend] = [result.labels for result in results]
+            assert pipeline.report().stage_clock == "cuda-events"
+    assert len(labels["nvdec"]) == len(labels["pyav"]) == len(clip.truth)
+    agree = np.mean([np.mean(a == b) for a, b in zip(labels["nvdec"], labels["pyav"], strict=True)])
+    assert agree >= 0.98, agree

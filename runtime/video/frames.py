@@ -6,13 +6,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fornet.runtime.cuda.device_array import DeviceArray
+
 
 @dataclass(frozen=True)
 class Frame:
     """One captured frame.
 
     Attributes:
-        image: uint8 ``H x W x 3`` BGR.
+        image: uint8 ``H x W x 3`` BGR: a host array, or a device array when the source decodes on the
+            GPU and the pipeline's segmenter pre/post-processes there (NVDEC; the frame stays on the GPU).
         source_id: index of the source in the pipeline (0 for a lone source).
         index: frame number within the source, counting every frame read (dropped ones included).
         capture_time: wall-clock seconds (``time.time()``) when the frame was read.
@@ -23,7 +26,7 @@ class Frame:
         file: the image file it was read from (image inputs), else ``None``.
     """
 
-    image: np.ndarray
+    image: np.ndarray | DeviceArray
     source_id: int
     index: int
     capture_time: float

@@ -10,7 +10,9 @@ that ran.
 Both readers have NVDEC write interleaved RGB in device memory (``OutputColorType.RGB``: the
 decoder converts from the stream's YUV itself, by the colour matrix and range the stream signals);
 the frame is taken into PyTorch through DLPack (no copy on the device), turned to BGR and copied to
-the host, where the pipeline takes it.
+the host, where the pipeline takes it; or, when the pipeline's segmenter pre/post-processes on the
+GPU (``device_frames``), handed over in device memory as a
+:class:`~fornet.runtime.cuda.device_array.DeviceArray`, so the frame never leaves the GPU.
 
 Files go through ``SimpleDecoder``. A stream goes through PyNvVideoCodec's own FFmpeg demuxer
 (``CreateDemuxer``: packets) and a decoder made for the stream's codec (``CreateDecoder``); each
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from fornet.runtime.cuda.device_array import DeviceArray, device_array_of
 from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.uri import SourceSpec
 
@@ -75,15 +78,20 @@ def _load_pynvvideocodec() -> ModuleType:
     return nvc
 
 
-def _host_bgr(frame: Any, name: str) -> np.ndarray:
-    """A decoded RGB frame (device memory) as a BGR ``H x W x 3`` uint8 array on the host."""
+def _bgr_frame(frame: Any, name: str, on_device: bool) -> np.ndarray | DeviceArray:
+    """A decoded RGB frame (device memory) as a BGR ``H x W x 3`` uint8 frame: on the host, or with
+    ``on_device`` a new device array (the flip copies on the GPU, so the decoder may reuse its surface)."""
     import torch
 
     rgb = torch.from_dlpack(frame)  # H x W x 3 uint8 on the GPU, no copy
     if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != torch.uint8:
         raise SourceError(f"NVDEC gave {name} frames of shape {tuple(rgb.shape)} ({rgb.dtype}), not H x W x 3 "
                           "8-bit RGB (a 10/12-bit or 4:4:4 stream?); read it on the CPU with --input-backend pyav")
-    return np.ascontiguousarray(rgb.flip(-1).cpu().numpy())
+    if not on_device:
+        return np.ascontiguousarray(rgb.flip(-1).cpu().numpy())
+    bgr = rgb.flip(-1)
+    torch.cuda.current_stream(rgb.device).synchronize()  # ready when handed over: no stream to wait on later
+    return device_array_of(bgr)
 
 
 class NvdecReader:
@@ -106,14 +114,17 @@ class NvdecReader:
         rate = getattr(metadata, "average_fps", None)
         self.fps: float | None = float(rate) if rate else None
         self._next = 0
+        #: Hand frames over in device memory (a pipeline whose segmenter pre/post-processes on the GPU).
+        self.device_frames = False
 
-    def read(self, timeout_s: float) -> np.ndarray | None:
-        """The next frame (BGR, host memory); ``EOFError`` after the last."""
+    def read(self, timeout_s: float) -> np.ndarray | DeviceArray | None:
+        """The next frame (BGR; host memory, or device memory with :attr:`device_frames`); ``EOFError`` after
+        the last."""
         if self._decoder is None or self.total is None or self._next >= self.total:
             raise EOFError
         frame = self._decoder[self._next]
         self._next += 1
-        return _host_bgr(frame, self._name)
+        return _bgr_frame(frame, self._name, self.device_frames)
 
     def close(self) -> None:
         """Drop the decoder (its device memory goes with it)."""
@@ -143,19 +154,23 @@ class NvdecStreamReader:
                               "read it on the CPU with --input-backend pyav") from exc
         self.fps: float | None = float(rate) if rate and rate > 0 else None
         self.total: int | None = None
-        self._frames: deque[np.ndarray] = deque()
+        self._frames: deque[np.ndarray | DeviceArray] = deque()
         self._ended = False
+        #: Hand frames over in device memory (a pipeline whose segmenter pre/post-processes on the GPU).
+        self.device_frames = False
 
-    def read(self, timeout_s: float) -> np.ndarray | None:
-        """The next frame (BGR, host memory), blocking until one is decoded (``timeout_s`` is not
-        honoured here: see the class docstring); ``EOFError`` after the last."""
+    def read(self, timeout_s: float) -> np.ndarray | DeviceArray | None:
+        """The next frame (BGR; host memory, or device memory with :attr:`device_frames`), blocking
+        until one is decoded (``timeout_s`` is not honoured here: see the class docstring); ``EOFError``
+        after the last."""
         while not self._frames:
             if self._ended or self._decoder is None:
                 raise EOFError
             try:
                 packet = self._demuxer.Demux()
                 # each frame goes to the host before the next Decode may reuse its device memory
-                self._frames.extend(_host_bgr(frame, self._name) for frame in self._decoder.Decode(packet))
+                self._frames.extend(_bgr_frame(frame, self._name, self.device_frames)
+                                    for frame in self._decoder.Decode(packet))
             except SourceError:
                 raise
             except Exception as exc:  # PyNvVideoCodec raises plain RuntimeErrors and its PyNvVCException*

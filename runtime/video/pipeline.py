@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from fornet.runtime.cuda.device_array import DeviceArray
 from fornet.runtime.video.errors import VideoError
 from fornet.runtime.video.frames import Frame, FrameResult
 from fornet.runtime.video.sinks import JsonLinesSink, Sink
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from fornet.runtime.segmenter import Segmenter
 
 Render = Literal["overlay", "mask", "none"]
-Callback = Callable[[np.ndarray, np.ndarray, FrameResult], None]
+Callback = Callable[[np.ndarray | DeviceArray, np.ndarray, FrameResult], None]
 _END = object()
 
 
@@ -155,14 +156,20 @@ class VideoPipeline:
         if result.overlay is not None:  # blended on the GPU
             return
         if self.render == "overlay":
-            result.overlay = self.segmenter.overlay(result.frame.image, result.labels, self.alpha)
+            image = result.frame.image
+            if isinstance(image, DeviceArray):  # start() asks for device frames only with the GPU overlay
+                raise VideoError("a device frame reached the CPU overlay; render with the GPU pre/post kernels")
+            result.overlay = self.segmenter.overlay(image, result.labels, self.alpha)
         elif self.render == "mask":
             result.overlay = self._lut[result.labels]
 
     def start(self) -> None:
         """Start the sources and the segmentation thread (``__iter__`` does it)."""
         if self._thread is None:
+            # With the GPU pre/post kernels, NVDEC frames stay on the GPU from the decoder to the overlay.
+            on_device = self.segmenter.gpu_prepost
             for source in self.sources:
+                source.decode_to_device(on_device)
                 source.start(self._ready)
             self.stats.restart_clock()
             self._thread = threading.Thread(target=self._segment_loop, name="fornet-segment", daemon=True)

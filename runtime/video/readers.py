@@ -36,6 +36,7 @@ from typing import Protocol
 
 import numpy as np
 
+from fornet.runtime.cuda.device_array import DeviceArray
 from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.gst import GstReader, gst_available, source_pipeline
 from fornet.runtime.video.nvdec import NVDEC_AUTO_STREAMS, NVDEC_KINDS, NvdecReader, NvdecStreamReader, nvdec_available
@@ -52,7 +53,7 @@ class Reader(Protocol):
     #: Number of frames of a file input, when known.
     total: int | None
 
-    def read(self, timeout_s: float) -> np.ndarray | None: ...
+    def read(self, timeout_s: float) -> np.ndarray | DeviceArray | None: ...
 
     def close(self) -> None: ...
 
@@ -188,7 +189,7 @@ class Unblocked:
 
     def __init__(self, open_inner: Callable[[], BlockingReader], name: str,
                  open_timeout_s: float | None = None) -> None:
-        self._handoff: queue.Queue[np.ndarray | BaseException] = queue.Queue(maxsize=1)
+        self._handoff: queue.Queue[np.ndarray | DeviceArray | BaseException] = queue.Queue(maxsize=1)
         self._opened: queue.Queue[BlockingReader | BaseException] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(open_inner,), name="fornet-reader", daemon=True)
@@ -204,6 +205,8 @@ class Unblocked:
             raise opened
         self.fps = opened.fps
         self.total = opened.total
+        #: The reader the thread owns: only to set its :func:`decode_to_device` flag from here.
+        self.inner = opened
 
     def _run(self, open_inner: Callable[[], BlockingReader]) -> None:
         try:
@@ -215,7 +218,7 @@ class Unblocked:
         try:
             while not self._stop.is_set():
                 try:
-                    item: np.ndarray | BaseException | None = inner.read(1.0)
+                    item: np.ndarray | DeviceArray | BaseException | None = inner.read(1.0)
                 except (EOFError, SourceError) as exc:
                     item = exc
                 if item is None:
@@ -231,7 +234,7 @@ class Unblocked:
         finally:
             inner.close()
 
-    def read(self, timeout_s: float) -> np.ndarray | None:
+    def read(self, timeout_s: float) -> np.ndarray | DeviceArray | None:
         try:
             item = self._handoff.get(timeout=timeout_s)
         except queue.Empty:
@@ -243,6 +246,19 @@ class Unblocked:
     def close(self) -> None:
         """Ask the thread to stop; it closes the connection when its current read returns."""
         self._stop.set()
+
+
+def decode_to_device(reader: Reader, on_device: bool) -> bool:
+    """Have ``reader`` hand frames over in device memory where it decodes on the GPU (NVDEC); whether it will.
+
+    A pipeline whose segmenter pre/post-processes on the GPU asks for it: the frame then goes from the
+    decoder to the pre kernel without leaving the GPU. Readers that decode on the CPU ignore it.
+    """
+    target = reader.inner if isinstance(reader, Unblocked) else reader
+    if not isinstance(target, NvdecReader | NvdecStreamReader):
+        return False
+    target.device_frames = on_device
+    return on_device
 
 
 def choose_backend(spec: SourceSpec, backend: str = "auto") -> str:

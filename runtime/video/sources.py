@@ -41,10 +41,11 @@ from types import TracebackType
 
 import numpy as np
 
+from fornet.runtime.cuda.device_array import DeviceArray
 from fornet.runtime.video.buffer import FrameBuffer
 from fornet.runtime.video.errors import SourceError
 from fornet.runtime.video.frames import Frame
-from fornet.runtime.video.readers import Reader, choose_backend, open_reader
+from fornet.runtime.video.readers import Reader, choose_backend, decode_to_device, open_reader
 from fornet.runtime.video.stats import stage_range
 from fornet.runtime.video.uri import SourceSpec, parse_source
 from fornet.runtime.video.watchdog import Backoff, Watchdog
@@ -149,6 +150,7 @@ class VideoSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._notify: threading.Event | None = None
+        self._device_frames = False
         if self.live:
             self._first_frame(open_timeout_s)
 
@@ -170,7 +172,13 @@ class VideoSource:
         self._reader.close()
         raise SourceError(f"{self.name} delivered no first frame: {problem}; {FIRST_FRAME_FIX[self.spec.kind]}")
 
-    def _frame(self, image: np.ndarray, decode_s: float) -> Frame:
+    def decode_to_device(self, on_device: bool) -> bool:
+        """Have the reader hand frames over in device memory where it decodes on the GPU (NVDEC), now and
+        after every reconnection; whether it will (see :func:`~fornet.runtime.video.readers.decode_to_device`)."""
+        self._device_frames = on_device
+        return decode_to_device(self._reader, on_device)
+
+    def _frame(self, image: np.ndarray | DeviceArray, decode_s: float) -> Frame:
         """The next frame of this source, captured now."""
         index = self.frames_read
         name, file = (self.output_names[index], self.spec.files[index]) if self.output_names else ("", None)
@@ -280,6 +288,7 @@ class VideoSource:
                 return
             try:
                 self._reader = open_reader(self.spec, self.backend, self.buffer.capacity, self.watchdog_s, self.live)
+                decode_to_device(self._reader, self._device_frames)
             except SourceError as exc:
                 log.info("%s: reconnection attempt %d failed: %s", self.name, self._backoff.attempts, exc)
                 continue
