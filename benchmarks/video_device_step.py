@@ -8,7 +8,10 @@ records:
 * segmenter FPS: frame -> labels, one after another, on the decoded frames in memory;
 * pipeline FPS: the video pipeline from the file to an overlay H.264 file (decode, segment, overlay,
   encode overlapped) and its ratio to the engine-only and segmenter FPS;
-* the last pipeline round's per-stage times, frame age and which reader decoded the clip.
+* the last pipeline round's per-stage times (CUDA event times with the GPU pre/post kernels), frame age
+  (median, p90, p99), which reader decoded the clip and whether the frames stayed on the GPU (NVDEC
+  into the kernels), and the issue's targets: pipeline >= 0.9 x engine-only, p99 frame age <= two
+  periods of a 30 FPS source, pre + post + overlay <= 10% of the frame's time.
 
     python benchmarks/video_device_step.py --out build/device-check/video
 
@@ -66,15 +69,27 @@ def measure_step(checkpoint: Path, clip: Path, args: argparse.Namespace) -> dict
         engine = measure({"engine": compute}, TimingSettings(0.2, args.min_iters, args.duration_s))["engine"]
         video = compare_file_pipeline(segmenter, str(clip), rounds=args.rounds)
         backend = type(segmenter.backend).__name__
+        gpu_prepost = segmenter.gpu_prepost
     engine_fps = 1000 / engine.median
+    stages = video.report.stages
+    readers = [source.backend for source in video.report.sources]
+    model_ms = stages["pre"].median_ms + stages["infer"].median_ms + stages["post"].median_ms
+    prepost_share = (stages["pre"].median_ms + stages["post"].median_ms) / model_ms if model_ms else 0.0
+    p99_age = video.report.age.p99_ms or 0.0
     return {
-        "backend": backend, "engine_fps": engine_fps, "engine": asdict(engine.to_record()),
+        "backend": backend, "gpu_prepost": gpu_prepost, "stage_clock": video.report.stage_clock,
+        "frames_on_device": gpu_prepost and readers == ["nvdec"],
+        "engine_fps": engine_fps, "engine": asdict(engine.to_record()),
         "segmenter_fps": video.segmenter_fps, "pipeline_fps": video.pipeline_fps,
         "pipeline_over_engine": video.pipeline_fps / engine_fps, "pipeline_over_segmenter": video.ratio,
         "pipeline_rounds": list(video.pipeline_rounds), "segmenter_rounds": list(video.segmenter_rounds),
-        "readers": [source.backend for source in video.report.sources],
-        "stages_ms": {name: asdict(stage) for name, stage in video.report.stages.items()},
+        "readers": readers, "stages_ms": {name: asdict(stage) for name, stage in stages.items()},
         "frame_age_ms": asdict(video.report.age), "frames": video.frames,
+        # pre + post (the overlay is drawn by the post kernel) as a share of the frame's pre + infer + post
+        "prepost_share": prepost_share,
+        "targets": {"pipeline_over_engine >= 0.9": video.pipeline_fps / engine_fps >= 0.9,
+                    "p99 frame age <= 2 periods of 30 FPS (66.7 ms)": p99_age <= 2000 / 30,
+                    "GPU pre + post + overlay <= 10%": prepost_share <= 0.10},
     }
 
 
@@ -87,16 +102,21 @@ def to_markdown(record: dict[str, Any]) -> str:
         f"- command: `{record['command']}`",
         f"- engine: PyTorch ({result['backend']}), {record['device']}, {record['precision']}, {record['variant']} at "
         f"{record['input_size'][0]}x{record['input_size'][1]}; clip {record['frame_size'][0]}x"
-        f"{record['frame_size'][1]} H.264, {result['frames']} frames; reader {', '.join(result['readers'])}", "",
+        f"{record['frame_size'][1]} H.264, {result['frames']} frames; reader {', '.join(result['readers'])}",
+        f"- pre/post: {'GPU kernels' if result['gpu_prepost'] else 'CPU'} (stage times: {result['stage_clock']}); "
+        f"frames stay on the GPU from the decoder: {'yes' if result['frames_on_device'] else 'no'}", "",
         "| engine-only FPS | segmenter FPS | pipeline FPS | pipeline / engine | pipeline / segmenter | "
-        "frame age median / p90 ms |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "frame age median / p90 / p99 ms | pre + post share |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         f"| {result['engine_fps']:.1f} | {result['segmenter_fps']:.1f} | {result['pipeline_fps']:.1f} | "
         f"{result['pipeline_over_engine']:.2f} | {result['pipeline_over_segmenter']:.2f} | "
-        f"{result['frame_age_ms']['median_ms']:.1f} / {result['frame_age_ms']['p90_ms']:.1f} |", "",
+        f"{result['frame_age_ms']['median_ms']:.1f} / {result['frame_age_ms']['p90_ms']:.1f} / "
+        f"{result['frame_age_ms']['p99_ms']:.1f} | {100 * result['prepost_share']:.1f}% |", "",
         "| stage | median ms | p90 ms |", "| --- | --- | --- |",
         *(f"| {name} | {stage['median_ms']:.2f} | {stage['p90_ms']:.2f} |"
-          for name, stage in result["stages_ms"].items()),
+          for name, stage in result["stages_ms"].items()), "",
+        "| target (issue: GPU machine, lite, 1024x2048) | met |", "| --- | --- |",
+        *(f"| {target} | {'yes' if met else 'no'} |" for target, met in result["targets"].items()),
     ]
     return "\n".join(lines) + "\n"
 

@@ -262,4 +262,9 @@ def test_video_step_runs_and_records_on_the_cpu(tmp_path: Path) -> None:
     assert result["frames"] == 6 and result["readers"] == ["pyav"]
     assert result["engine_fps"] > 0 and result["pipeline_fps"] > 0 and result["pipeline_over_engine"] > 0
     assert set(result["stages_ms"]) == {"decode", "pre", "infer", "post", "render", "encode"}
-    assert "| engine-only FPS |" in (tmp_path / "video" / "results.md").read_text()
+    assert (result["gpu_prepost"], result["stage_clock"], result["frames_on_device"]) == (False, "wall", False)
+    assert 0 < result["prepost_share"] < 1 and result["frame_age_ms"]["p99_ms"] >= result["frame_age_ms"]["p90_ms"]
+    assert len(result["targets"]) == 3
+    markdown = (tmp_path / "video" / "results.md").read_text()
+    assert "| engine-only FPS |" in markdown and "pre/post: CPU (stage times: wall)" in markdown
+    assert "| pipeline_over_engine >= 0.9 |" in markdown

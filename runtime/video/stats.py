@@ -53,19 +53,22 @@ def stage_range(name: str) -> contextlib.AbstractContextManager[object]:
 
 @dataclass(frozen=True)
 class Summary:
-    """Milliseconds over the sample window: median, 90th percentile, mean, and the sample count."""
+    """Milliseconds over the sample window: median, 90th and 99th percentile, mean, and the sample count
+    (``p99_ms`` is ``None`` in reports written before it was recorded)."""
 
     median_ms: float
     p90_ms: float
     mean_ms: float
     count: int
+    p99_ms: float | None = None
 
     @classmethod
     def of(cls, seconds: Sequence[float], count: int) -> Summary:
         if not seconds:
-            return cls(0.0, 0.0, 0.0, count)
+            return cls(0.0, 0.0, 0.0, count, 0.0)
         values = np.asarray(seconds) * 1000
-        return cls(float(np.median(values)), float(np.percentile(values, 90)), float(values.mean()), count)
+        return cls(float(np.median(values)), float(np.percentile(values, 90)), float(values.mean()), count,
+                   float(np.percentile(values, 99)))
 
 
 @dataclass(frozen=True)
