@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
 from collections import deque
 from types import ModuleType
 from typing import Any
@@ -89,9 +90,27 @@ def _bgr_frame(frame: Any, name: str, on_device: bool) -> np.ndarray | DeviceArr
                           "8-bit RGB (a 10/12-bit or 4:4:4 stream?); read it on the CPU with --input-backend pyav")
     if not on_device:
         return np.ascontiguousarray(rgb.flip(-1).cpu().numpy())
-    bgr = rgb.flip(-1)
-    torch.cuda.current_stream(rgb.device).synchronize()  # ready when handed over: no stream to wait on later
+    # On a stream of the reader's own (PyTorch's are non-blocking), so the copy overlaps the model's work
+    # on the segmentation thread's stream; ready when handed over: the consumer has no stream to wait on.
+    stream = _copy_stream(rgb.device.index or 0)
+    with torch.cuda.stream(stream):
+        bgr = rgb.flip(-1)
+    stream.synchronize()
     return device_array_of(bgr)
+
+
+_copy_streams = threading.local()
+
+
+def _copy_stream(gpu: int) -> Any:
+    """This thread's PyTorch stream on GPU ``gpu`` for the decoder's BGR copies (made once per thread)."""
+    import torch
+
+    streams: dict[int, Any] = getattr(_copy_streams, "streams", {})
+    if gpu not in streams:
+        streams[gpu] = torch.cuda.Stream(device=gpu)
+        _copy_streams.streams = streams
+    return streams[gpu]
 
 
 class NvdecReader:
