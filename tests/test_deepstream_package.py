@@ -44,6 +44,7 @@ CUDA_ERROR_INVALID_VALUE = 1
 INFER_FLOAT, INFER_HALF, INFER_INT8, INFER_INT32 = 0, 1, 2, 3
 #: FornetSegmentationStatus (fornet_segmentation.h).
 SEG_OK, SEG_UNSUPPORTED_DATA_TYPE, SEG_BAD_DIMS, SEG_BAD_ORDER, SEG_CLASS_MISMATCH = 0, 1, 2, 3, 4
+SEG_BAD_ARGUMENT = 8
 
 
 @pytest.fixture(scope="module")
@@ -447,7 +448,7 @@ def test_gpu_meta_library_builds_with_the_readme_command(raw_logits: Path, tmp_p
     assert not lib.fornet_segmentation_meta_create(1, b"probabilities", 19, 0.0, 2)
     context = lib.fornet_segmentation_meta_create(1, b"probabilities", 19, 0.0, 0)
     assert context
-    assert lib.fornet_segmentation_meta_attach(context, None) == -8  # FORNET_SEGMENTATION_BAD_ARGUMENT
+    assert lib.fornet_segmentation_meta_attach(context, None) == -SEG_BAD_ARGUMENT
     lib.fornet_segmentation_meta_destroy(context)
 
 

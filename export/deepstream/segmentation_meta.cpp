@@ -140,9 +140,9 @@ bool hasSegmentationMeta(NvDsFrameMeta const* frame, guint uniqueId)
     for (NvDsMetaList* item = frame->frame_user_meta_list; item != nullptr; item = item->next)
     {
         auto const* userMeta = static_cast<NvDsUserMeta const*>(item->data);
-        if (userMeta->base_meta.meta_type == NVDSINFER_SEGMENTATION_META
-            && static_cast<NvDsInferSegmentationMeta const*>(userMeta->user_meta_data)->unique_id
-                == static_cast<gint>(uniqueId))
+        auto const* meta = static_cast<NvDsInferSegmentationMeta const*>(userMeta->user_meta_data);
+        if (userMeta->base_meta.meta_type == NVDSINFER_SEGMENTATION_META && meta != nullptr
+            && meta->unique_id == static_cast<gint>(uniqueId))
         {
             return true;
         }
