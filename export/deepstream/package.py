@@ -222,11 +222,12 @@ def _scores_text(io: ModelIO) -> str:
   nvinfer's segmentation-threshold=0 labels every pixel); nvinfer copies them to the host
   ({4 * io.num_classes} bytes per pixel) and runs its parser loop on the CPU; `nvsegvisual` draws the result.
   Simple, slower at high resolution.
-- `{GPU_SCORES_CONFIG}` (network-type=100, output-tensor-meta=1, disable-output-host-copy=1): the same
-  graph, its scores left on the GPU. `{GPU_PARSER_LIBRARY}` labels them there with nvinfer's own parser
-  rule (threshold, -1 class; `{GPU_PARSER_FILE}`), copies only int32 labels (4 bytes per pixel) to the
-  host and attaches `NvDsInferSegmentationMeta` as nvinfer does (`{GPU_META_FILE}`), so `nvsegvisual` and
-  probes reading NVDSINFER_SEGMENTATION_META work downstream (its `class_probabilities_map` is NULL: the
+- `{GPU_SCORES_CONFIG}` (network-type=100,
+  output-tensor-meta=1, disable-output-host-copy=1): the same graph, its scores left on the GPU.
+  `{GPU_PARSER_LIBRARY}` labels them there with nvinfer's own parser rule (threshold, -1 class;
+  `{GPU_PARSER_FILE}`), copies only int32 labels (4 bytes per pixel) to the host and attaches
+  `NvDsInferSegmentationMeta` as nvinfer does (`{GPU_META_FILE}`), so `nvsegvisual` and probes
+  reading NVDSINFER_SEGMENTATION_META work downstream (its `class_probabilities_map` is NULL: the
   probabilities stay on the GPU). Build it in this folder (DeepStream's headers, GStreamer's
   `libgstreamer-plugins-base1.0-dev`; sm_87 Orin, sm_110 Thor, your dGPU's otherwise):
 
@@ -234,9 +235,10 @@ def _scores_text(io: ModelIO) -> str:
   {gpu_parser_build_command()}
   ```
 
-  `python3 fornet_probe.py --gpu-parser URI` runs nvinfer with this config, calls the library from a probe
-  on nvinfer's src pad (ctypes, `fornet_segmentation_meta_attach(context, hash(buffer))`) and draws with
-  `nvsegvisual`; a C pipeline adds `fornet_segmentation_meta_probe` as a buffer probe (`{GPU_HEADER_SOURCE.name}`).
+  `python3 fornet_probe.py --gpu-parser URI` runs nvinfer with this config, calls the library from a
+  probe on nvinfer's src pad (ctypes: `fornet_segmentation_meta_attach(context, hash(buffer))`) and
+  draws with `nvsegvisual`; a C pipeline adds `fornet_segmentation_meta_probe` as a buffer probe
+  (`{GPU_HEADER_SOURCE.name}`).
   deepstream-app cannot run a probe, so its config keeps the CPU parser.
 """
 
