@@ -208,7 +208,8 @@ int collectFrames(FornetSegmentationMeta const& context, NvDsBatchMeta* batch, i
     return 0;
 }
 
-//! Label every pending frame into its host class map (one synchronisation for the batch).
+//! Label every pending frame into its host class map (one synchronisation for the batch). On a failure the
+//! stream is drained first, so that no copy queued before it still writes into a class map the caller frees.
 int labelFrames(FornetSegmentationMeta& context, int device, std::vector<PendingFrame>& pending)
 {
     size_t total = 0;
@@ -231,6 +232,7 @@ int labelFrames(FornetSegmentationMeta& context, int device, std::vector<Pending
             shape.height, shape.width, context.order, context.threshold, deviceMap, context.stream));
         if (status != cudaSuccess)
         {
+            cudaStreamSynchronize(context.stream);
             return cudaFailure(status, "launching the argmax kernel");
         }
         entry.classMap = g_new(gint, pixels);
@@ -238,6 +240,7 @@ int labelFrames(FornetSegmentationMeta& context, int device, std::vector<Pending
             entry.classMap, deviceMap, pixels * sizeof(int32_t), cudaMemcpyDeviceToHost, context.stream);
         if (status != cudaSuccess)
         {
+            cudaStreamSynchronize(context.stream);
             return cudaFailure(status, "copying the class map to the host");
         }
         offset += pixels;
