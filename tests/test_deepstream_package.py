@@ -395,6 +395,28 @@ def test_gpu_meta_reads_the_kernel_arguments_from_the_layer(
     assert text == "ok" if status == SEG_OK else ("unknown" not in text and len(text) > 20)
 
 
+class _TypedKeyFile:
+    """GLib.KeyFile's typed getters over the values GLib read (:func:`read_key_file`), for the probe's
+    ``parser_settings`` in this Python, which has no gi; a missing key or a wrong type fails as in GLib."""
+
+    def __init__(self, values: dict[str, dict[str, object]]) -> None:
+        self.values = values
+
+    def _get(self, group: str, key: str, kind: type) -> object:
+        value = self.values[group][key]
+        assert type(value) is kind, f"{key} is {value!r}, not {kind.__name__}"
+        return value
+
+    def get_integer(self, group: str, key: str) -> object:
+        return self._get(group, key, int)
+
+    def get_double(self, group: str, key: str) -> object:
+        return self._get(group, key, float)
+
+    def get_string(self, group: str, key: str) -> object:
+        return self._get(group, key, str)
+
+
 def test_gpu_scores_config_leaves_the_scores_on_the_gpu(raw_logits: Path, tmp_path: Path) -> None:
     """The GPU-parser config runs the scores form's graph and engine with tensor meta and no host copy, with the
     parser settings the library reads; the package ships the library's sources and the command that builds it."""
@@ -411,6 +433,8 @@ def test_gpu_scores_config_leaves_the_scores_on_the_gpu(raw_logits: Path, tmp_pa
     assert gpu_parser_build_command() in readme and "fornet_probe.py --gpu-parser" in readme
     probe = runpy.run_path(str(package / "fornet_probe.py"), run_name="fornet_probe")
     assert probe["GPU_CONFIG"] == GPU_SCORES_CONFIG and probe["GPU_LIBRARY"] == f"./{GPU_PARSER_LIBRARY}"
+    values = read_key_file(package / GPU_SCORES_CONFIG, NVINFER_SCHEMA)  # GLib's typed values of the config
+    assert probe["parser_settings"](_TypedKeyFile(values)) == (1, "probabilities", 19, 0.0, 0)
     description = probe["gpu_pipeline_description"]("file:///v.mp4")
     assert f"! nvinfer name=infer config-file-path={GPU_SCORES_CONFIG} ! nvsegvisual name=seg " in description
     assert f"width={INPUT_SIZE[1]} height={INPUT_SIZE[0]}" in description
