@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import os
 import runpy
 import shlex
 import subprocess
@@ -17,7 +18,16 @@ import pytest
 
 from fornet.export.deepstream.check import check_deepstream_package, nvinfer_labels, nvinfer_output, read_key_file
 from fornet.export.deepstream.graph import nvinfer_graph
-from fornet.export.deepstream.package import GPU_PARSER_SOURCE, DeepStreamOptions, write_deepstream_package
+from fornet.export.deepstream.package import (
+    DEEPSTREAM_ROOT,
+    GPU_PARSER_LIBRARY,
+    GPU_PARSER_SOURCE,
+    GPU_PARSER_SOURCES,
+    GPU_SCORES_CONFIG,
+    DeepStreamOptions,
+    gpu_parser_build_command,
+    write_deepstream_package,
+)
 from fornet.export.deepstream.parser import UNLABELLED, parse_segmentation
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
 from fornet.export.errors import ExportError
@@ -30,6 +40,11 @@ from tests.helpers.triton_server import frames
 REPO = Path(__file__).resolve().parent.parent
 #: cudaErrorInvalidValue (driver_types.h), what the GPU parser returns for bad arguments.
 CUDA_ERROR_INVALID_VALUE = 1
+#: NvDsInferDataType (nvdsinfer.h): FLOAT, HALF, INT8, INT32.
+INFER_FLOAT, INFER_HALF, INFER_INT8, INFER_INT32 = 0, 1, 2, 3
+#: FornetSegmentationStatus (fornet_segmentation.h).
+SEG_OK, SEG_UNSUPPORTED_DATA_TYPE, SEG_BAD_DIMS, SEG_BAD_ORDER, SEG_CLASS_MISMATCH = 0, 1, 2, 3, 4
+SEG_BAD_ARGUMENT = 8
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +62,7 @@ def test_both_forms_check_out(raw_logits: Path, tmp_path: Path) -> None:
     package = write_deepstream_package(raw_logits, tmp_path / "ds", DeepStreamOptions(uri="rtsp://camera/stream"))
     assert check_deepstream_package(package, raw_logits, frames(2, INPUT_SIZE, seed=7)) == [
         "config_infer_primary_fornet_labels.txt", "config_infer_primary_fornet_scores.txt",
-        "deepstream_app_config.txt"]
+        "config_infer_primary_fornet_scores_gpu.txt", "deepstream_app_config.txt"]
     scores = read_key_file(package / "config_infer_primary_fornet_scores.txt", NVINFER_SCHEMA)["property"]
     labels = read_key_file(package / "config_infer_primary_fornet_labels.txt", NVINFER_SCHEMA)["property"]
     assert (scores["network-type"], scores["segmentation-output-order"], scores["net-scale-factor"]) == (2, 0, 1.0)
@@ -66,6 +81,21 @@ def test_labels_export_gives_the_labels_form_only(lite: LiteExport, tmp_path: Pa
     package = write_deepstream_package(source, tmp_path / "ds")
     assert check_deepstream_package(package, source, frames(1, INPUT_SIZE, seed=8)) == [
         "config_infer_primary_fornet_labels.txt", "deepstream_app_config.txt"]
+    assert not any((package / name).exists() for name in GPU_PARSER_SOURCES)
+    assert "--gpu-parser" not in (package / "README.md").read_text()
+
+
+@pytest.mark.fault
+def test_gpu_parser_probe_refuses_a_labels_only_package(lite: LiteExport, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--gpu-parser needs the scores form: a labels-only package's probe says so before starting GStreamer."""
+    package = write_deepstream_package(lite.raw_labels, tmp_path / "ds")
+    probe = runpy.run_path(str(package / "fornet_probe.py"), run_name="fornet_probe")
+    assert probe["GPU_CONFIG"] is None
+    with pytest.raises(SystemExit) as exited:
+        probe["main"](["--gpu-parser", "file:///v.mp4"])
+    assert exited.value.code == 2
+    assert "this package has no scores form (exported with --output labels)" in capsys.readouterr().err
 
 
 def test_wrong_colour_format_fails_the_numeric_check(raw_logits: Path, tmp_path: Path) -> None:
@@ -338,6 +368,112 @@ def test_gpu_parser_refuses_bad_arguments(gpu_parser: ctypes.CDLL, dtype: int, c
         ctypes.c_void_p(None if null else scores.ctypes.data), dtype, 1, classes, 4, 4, order, ctypes.c_float(0.0),
         ctypes.c_void_p(labels.ctypes.data))
     assert status == CUDA_ERROR_INVALID_VALUE and (labels == 7).all()
+
+
+@pytest.mark.parametrize(("data_type", "dims", "order", "expected_classes", "status", "shape"), [
+    (INFER_FLOAT, (19, 64, 128), 0, 19, SEG_OK, (0, 19, 64, 128)),
+    (INFER_HALF, (64, 128, 19), 1, 0, SEG_OK, (1, 19, 64, 128)),
+    (INFER_INT32, (64, 128, 1), 0, 0, SEG_UNSUPPORTED_DATA_TYPE, None),
+    (INFER_INT8, (19, 64, 128), 0, 19, SEG_UNSUPPORTED_DATA_TYPE, None),
+    (INFER_FLOAT, (1, 19, 64, 128), 0, 19, SEG_BAD_DIMS, None),
+    (INFER_FLOAT, (19, 0, 128), 0, 19, SEG_BAD_DIMS, None),
+    (INFER_FLOAT, (19, 64, 128), 2, 19, SEG_BAD_ORDER, None),
+    (INFER_FLOAT, (64, 128, 19), 0, 19, SEG_CLASS_MISMATCH, None),
+])
+def test_gpu_meta_reads_the_kernel_arguments_from_the_layer(
+        gpu_parser: ctypes.CDLL, data_type: int, dims: tuple[int, ...], order: int, expected_classes: int,
+        status: int, shape: tuple[int, int, int, int] | None) -> None:
+    """What fornet_segmentation_meta.cpp passes the kernel for an NvDsInferLayerInfo (data type, dims without the
+    batch axis) and the config's segmentation-output-order and num-detected-classes; bad layers are named."""
+    sizes = (ctypes.c_uint * 8)(*dims)
+    out = (ctypes.c_int * 4)(-7, -7, -7, -7)  # FornetScoreShape: dtype, classes, height, width
+    got = gpu_parser.fornet_segmentation_layer_shape(data_type, len(dims), sizes, order, expected_classes, out)
+    assert got == status
+    assert tuple(out) == (shape if shape is not None else (-7, -7, -7, -7))
+    gpu_parser.fornet_segmentation_status_text.restype = ctypes.c_char_p
+    text = gpu_parser.fornet_segmentation_status_text(got).decode()
+    assert text == "ok" if status == SEG_OK else ("unknown" not in text and len(text) > 20)
+
+
+class _TypedKeyFile:
+    """GLib.KeyFile's typed getters over the values GLib read (:func:`read_key_file`), for the probe's
+    ``parser_settings`` in this Python, which has no gi; a missing key or a wrong type fails as in GLib."""
+
+    def __init__(self, values: dict[str, dict[str, object]]) -> None:
+        self.values = values
+
+    def _get(self, group: str, key: str, kind: type) -> object:
+        value = self.values[group][key]
+        assert type(value) is kind, f"{key} is {value!r}, not {kind.__name__}"
+        return value
+
+    def get_integer(self, group: str, key: str) -> object:
+        return self._get(group, key, int)
+
+    def get_double(self, group: str, key: str) -> object:
+        return self._get(group, key, float)
+
+    def get_string(self, group: str, key: str) -> object:
+        return self._get(group, key, str)
+
+
+def test_gpu_scores_config_leaves_the_scores_on_the_gpu(raw_logits: Path, tmp_path: Path) -> None:
+    """The GPU-parser config runs the scores form's graph and engine with tensor meta and no host copy, with the
+    parser settings the library reads; the package ships the library's sources and the command that builds it."""
+    package = write_deepstream_package(raw_logits, tmp_path / "ds")
+    cpu = read_key_file(package / "config_infer_primary_fornet_scores.txt", NVINFER_SCHEMA)["property"]
+    gpu = read_key_file(package / GPU_SCORES_CONFIG, NVINFER_SCHEMA)["property"]
+    assert (gpu["network-type"], gpu["output-tensor-meta"], gpu["disable-output-host-copy"]) == (100, 1, True)
+    same = ("onnx-file", "model-engine-file", "output-blob-names", "segmentation-threshold",
+            "segmentation-output-order", "num-detected-classes", "custom-lib-path", "model-color-format")
+    assert {key: gpu[key] for key in same} == {key: cpu[key] for key in same}
+    for name, source in GPU_PARSER_SOURCES.items():
+        assert (package / name).read_bytes() == source.read_bytes()
+    readme = (package / "README.md").read_text()
+    assert gpu_parser_build_command() in readme and "fornet_probe.py --gpu-parser" in readme
+    probe = runpy.run_path(str(package / "fornet_probe.py"), run_name="fornet_probe")
+    assert probe["GPU_CONFIG"] == GPU_SCORES_CONFIG and probe["GPU_LIBRARY"] == f"./{GPU_PARSER_LIBRARY}"
+    values = read_key_file(package / GPU_SCORES_CONFIG, NVINFER_SCHEMA)  # GLib's typed values of the config
+    assert probe["parser_settings"](_TypedKeyFile(values)) == (1, "probabilities", 19, 0.0, 0)
+    description = probe["gpu_pipeline_description"]("file:///v.mp4")
+    assert f"! nvinfer name=infer config-file-path={GPU_SCORES_CONFIG} ! nvsegvisual name=seg " in description
+    assert f"width={INPUT_SIZE[1]} height={INPUT_SIZE[0]}" in description
+
+
+@pytest.mark.fault
+def test_gpu_scores_config_without_tensor_meta_fails_the_check(raw_logits: Path, tmp_path: Path) -> None:
+    """Without output-tensor-meta=1 nvinfer attaches no scores for the library to label: the check names it."""
+    package = write_deepstream_package(raw_logits, tmp_path / "ds")
+    config = package / GPU_SCORES_CONFIG
+    config.write_text(config.read_text().replace("output-tensor-meta=1", "output-tensor-meta=0"))
+    with pytest.raises(ExportError, match=r"network-type=100 needs output-tensor-meta=1 and output class_map "
+                                          r"\(labels\) or probabilities"):
+        check_deepstream_package(package, raw_logits, frames(1, INPUT_SIZE, seed=2))
+
+
+@pytest.mark.gpu
+def test_gpu_meta_library_builds_with_the_readme_command(raw_logits: Path, tmp_path: Path) -> None:
+    """On a DeepStream machine ($FORNET_DEEPSTREAM_ROOT, else DeepStream's install folder): the README's nvcc
+    command builds the library in the package folder, and its entry points refuse bad arguments."""
+    root = Path(os.environ.get("FORNET_DEEPSTREAM_ROOT", DEEPSTREAM_ROOT))
+    if not (root / "sources" / "includes" / "gstnvdsmeta.h").is_file() or find_nvcc() is None:
+        pytest.skip(f"needs DeepStream (headers under {root}/sources/includes; $FORNET_DEEPSTREAM_ROOT) and nvcc")
+    package = write_deepstream_package(raw_logits, tmp_path / "ds")
+    arch = os.environ.get("FORNET_DEEPSTREAM_ARCH", "sm_87")
+    done = subprocess.run(["bash", "-c", gpu_parser_build_command(arch, str(root))], cwd=package,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    lib = ctypes.CDLL(str(package / GPU_PARSER_LIBRARY))
+    lib.fornet_segmentation_meta_create.restype = ctypes.c_void_p
+    lib.fornet_segmentation_meta_create.argtypes = [ctypes.c_uint, ctypes.c_char_p, ctypes.c_int, ctypes.c_float,
+                                                    ctypes.c_int]
+    lib.fornet_segmentation_meta_attach.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.fornet_segmentation_meta_destroy.argtypes = [ctypes.c_void_p]
+    assert not lib.fornet_segmentation_meta_create(1, b"probabilities", 19, 0.0, 2)
+    context = lib.fornet_segmentation_meta_create(1, b"probabilities", 19, 0.0, 0)
+    assert context
+    assert lib.fornet_segmentation_meta_attach(context, None) == -SEG_BAD_ARGUMENT
+    lib.fornet_segmentation_meta_destroy(context)
 
 
 def _load_argmax_harness() -> ModuleType:

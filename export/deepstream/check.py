@@ -1,7 +1,8 @@
 """Check a DeepStream package here: GLib parses every config with nvinfer's typed semantics, every key is a
 documented one, and nvinfer's whole path (scale, offsets, colour format, the graph on ONNX Runtime, then
-nvinfer's segmentation parser with its threshold and -1 class, or the labels form's class map) gives the
-labels the project's own preprocessing and Segmenter give on the same frame.
+nvinfer's segmentation parser with its threshold and -1 class, which the package's GPU library applies too,
+or the labels form's class map) gives the labels the project's own preprocessing and Segmenter give on the
+same frame.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from fornet.export.deepstream import glib_keyfile
-from fornet.export.deepstream.graph import CLASS_MAP
+from fornet.export.deepstream.graph import CLASS_MAP, PROBABILITIES
 from fornet.export.deepstream.parser import UNLABELLED, parse_segmentation
 from fornet.export.deepstream.schema import DEEPSTREAM_APP_SCHEMA, NVINFER_SCHEMA
 from fornet.export.errors import ExportError
@@ -71,11 +72,13 @@ def nvinfer_labels(config: Path, frame: np.ndarray) -> np.ndarray:
     """The ``H x W`` int32 labels nvinfer gives ``frame``: :func:`nvinfer_output`, then (``network-type=2``)
     nvinfer's segmentation parser, which gives -1 to a pixel no score of which passes ``segmentation-threshold``."""
     prop, output = nvinfer_output(config, frame)
-    if prop["network-type"] == 2:
+    layer = prop["output-blob-names"]
+    if prop["network-type"] == 100 and (layer not in (CLASS_MAP, PROBABILITIES) or prop.get("output-tensor-meta") != 1):
+        raise ExportError(f"{config}: network-type=100 needs output-tensor-meta=1 and output {CLASS_MAP} (labels) "
+                          f"or {PROBABILITIES} (labelled by the package's GPU library)")
+    if prop["network-type"] == 2 or layer == PROBABILITIES:  # nvinfer's parser, or the GPU library's same rule
         return parse_segmentation(output, prop.get("segmentation-threshold", 0.0),
                                   prop.get("segmentation-output-order", 0))
-    if prop["output-blob-names"] != CLASS_MAP or prop.get("output-tensor-meta") != 1:
-        raise ExportError(f"{config}: network-type=100 needs output-tensor-meta=1 and output {CLASS_MAP}")
     return output.astype(np.int32)
 
 

@@ -26,19 +26,30 @@ NETWORK_MODES = {"fp32": 0, "int8": 1, "fp16": 2}
 COLOR_FORMATS = {"RGB": 0, "BGR": 1}
 
 
+#: The scores graph labelled on the GPU by the package's library (fornet_segmentation_meta.cpp) from a probe:
+#: network-type=100 with the scores as tensor meta, on the scores form's ONNX file.
+SCORES_GPU = "scores_gpu"
+
+
 @dataclass(frozen=True)
 class NvinferForm:
-    """One form's config: its ONNX file name and the lines that differ between the forms."""
+    """One config: its form (a graph form, or :data:`SCORES_GPU`), its ONNX file name and the lines that differ
+    between the forms."""
 
     form: str
     onnx_file: str
 
     def keys(self, io: ModelIO) -> dict[str, str]:
         """The form-specific keys."""
+        # probabilities are > 0 and the best one >= 1/C: threshold 0 labels every pixel with the argmax
+        parser = {"output-blob-names": PROBABILITIES, "segmentation-output-order": "0",
+                  "segmentation-threshold": "0.0", "num-detected-classes": str(io.num_classes)}
         if self.form == "scores":
-            # probabilities are > 0 and the best one >= 1/C: threshold 0 labels every pixel with the argmax
-            return {"network-type": "2", "output-blob-names": PROBABILITIES, "segmentation-output-order": "0",
-                    "segmentation-threshold": "0.0", "num-detected-classes": str(io.num_classes)}
+            return {"network-type": "2", **parser}
+        if self.form == SCORES_GPU:
+            # the scores stay on the GPU (no host copy); the package's library labels them from a probe and
+            # attaches NvDsInferSegmentationMeta with this threshold and order
+            return {"network-type": "100", "output-tensor-meta": "1", "disable-output-host-copy": "1", **parser}
         return {"network-type": "100", "output-tensor-meta": "1", "output-blob-names": CLASS_MAP}
 
 

@@ -8,8 +8,12 @@ Files (built in a staging folder, renamed into place):
 * ``fornet_labels.onnx`` + ``config_infer_primary_fornet_labels.txt``: network-type=100 +
   output-tensor-meta=1; the argmax runs in the graph on the GPU and 4 bytes per pixel (int32) leave
   it; a probe (``fornet_probe.py``, pyds) reads the tensor meta.
-* ``fornet_segmentation_argmax.cu`` (scores form): nvinfer's segmentation parser as a CUDA kernel with a C
-  launcher, built on the device, for a probe that labels the scores on the GPU (network-type=100).
+* ``config_infer_primary_fornet_scores_gpu.txt`` + ``fornet_segmentation_argmax.cu``,
+  ``fornet_segmentation_meta.cpp``, ``fornet_segmentation.h`` (scores form): the scores graph with
+  network-type=100, output-tensor-meta=1 and no host copy; one library built on the device (nvinfer's
+  segmentation parser as a CUDA kernel, and the code a pad probe calls to label each frame's tensor meta on
+  the GPU and attach ``NvDsInferSegmentationMeta``, which ``nvsegvisual`` draws); ``fornet_probe.py
+  --gpu-parser`` runs it.
 * ``labels.txt``, ``deepstream_app_config.txt`` (a file or RTSP URI source; the software encoder on
   modules without NVENC), ``fornet_probe.py``, README.md (with the ``fornet build`` commands of the
   strongly typed plans an FP16 package names as ``model-engine-file``).
@@ -24,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fornet.export.deepstream.graph import CLASS_MAP, nvinfer_graph
-from fornet.export.deepstream.nvinfer import NETWORK_MODES, STRONGLY_TYPED_PRECISIONS, NvinferForm, nvinfer_config
+from fornet.export.deepstream.nvinfer import (
+    NETWORK_MODES,
+    SCORES_GPU,
+    STRONGLY_TYPED_PRECISIONS,
+    NvinferForm,
+    nvinfer_config,
+)
 from fornet.export.deepstream.probe_example import PROBE_PY
 from fornet.export.errors import ExportError
 from fornet.export.staging import staged_folder
@@ -34,9 +44,23 @@ from fornet.runtime.model_io import ModelIO, ModelSidecar, read_sidecar
 
 #: The plugin library `fornet build-plugin` builds on the device.
 PLUGIN_LIBRARY = "libfornet_plugins.so"
+_HERE = Path(__file__).parent
 #: nvinfer's segmentation parser on the GPU (CUDA source shipped in the scores-form package).
-GPU_PARSER_SOURCE = Path(__file__).with_name("segmentation_argmax.cu")
+GPU_PARSER_SOURCE = _HERE / "segmentation_argmax.cu"
 GPU_PARSER_FILE = "fornet_segmentation_argmax.cu"
+#: The DeepStream side: labels each frame's tensor meta with the kernel and attaches NvDsInferSegmentationMeta.
+GPU_META_SOURCE = _HERE / "segmentation_meta.cpp"
+GPU_META_FILE = "fornet_segmentation_meta.cpp"
+#: Their C interface (the same name in the package and here: both sources include it).
+GPU_HEADER_SOURCE = _HERE / "fornet_segmentation.h"
+#: Package file name -> source, of the GPU parser library's sources.
+GPU_PARSER_SOURCES = {GPU_PARSER_FILE: GPU_PARSER_SOURCE, GPU_META_FILE: GPU_META_SOURCE,
+                      GPU_HEADER_SOURCE.name: GPU_HEADER_SOURCE}
+#: The library built from them on the device, and the nvinfer config it reads the scores of.
+GPU_PARSER_LIBRARY = "libfornet_segmentation_meta.so"
+GPU_SCORES_CONFIG = f"config_infer_primary_fornet_{SCORES_GPU}.txt"
+#: Where DeepStream installs itself (its headers under sources/includes, its libraries under lib).
+DEEPSTREAM_ROOT = "/opt/nvidia/deepstream/deepstream"
 DEFAULT_URI = "file:///path/to/video.mp4"
 #: The kind of package written (its ``.fornet-package.json`` marker; see :mod:`fornet.export.staging`).
 PACKAGE_KIND = "DeepStream package"
@@ -150,6 +174,15 @@ file-loop=0
 """
 
 
+def gpu_parser_build_command(arch: str = "sm_87", deepstream_root: str = DEEPSTREAM_ROOT) -> str:
+    """The shell command, run in the package folder on the device, that builds :data:`GPU_PARSER_LIBRARY` (the
+    kernel and the meta code in one library) against DeepStream's headers and libraries, for ``sm_<arch>``."""
+    return (f"nvcc -O3 -std=c++17 -shared -Xcompiler -fPIC -arch={arch} -I{deepstream_root}/sources/includes "
+            f"$(pkg-config --cflags-only-I gstreamer-video-1.0) -o {GPU_PARSER_LIBRARY} {GPU_PARSER_FILE} "
+            f"{GPU_META_FILE} -L{deepstream_root}/lib -Xlinker -rpath={deepstream_root}/lib -lnvdsgst_meta "
+            "-lnvds_meta $(pkg-config --libs gstreamer-1.0)")
+
+
 def plan_build_commands(forms: list[str], plugin: bool) -> list[str]:
     """The ``fornet build`` commands that build, on the device, the strongly typed plans of the forms' graphs."""
     options = BuildOptions(plugin=Path(PLUGIN_LIBRARY)) if plugin else None
@@ -189,12 +222,24 @@ def _scores_text(io: ModelIO) -> str:
   nvinfer's segmentation-threshold=0 labels every pixel); nvinfer copies them to the host
   ({4 * io.num_classes} bytes per pixel) and runs its parser loop on the CPU; `nvsegvisual` draws the result.
   Simple, slower at high resolution.
-- `{GPU_PARSER_FILE}`: the same parser (threshold, -1 class) as a CUDA kernel, so the per-pixel loop
-  leaves the CPU: set `network-type=100` and `output-tensor-meta=1` in a copy of the scores config, build
-  the library (sm_87 Orin, sm_110 Thor)
-  `nvcc -O3 -std=c++17 -shared -Xcompiler -fPIC -arch=sm_87 -o libfornet_segmentation_argmax.so {GPU_PARSER_FILE}`
-  and call `fornet_segmentation_argmax()` from a probe on the layer's device buffer
-  (`NvDsInferTensorMeta.out_buf_ptrs_dev[0]`); only int32 labels (4 bytes per pixel) leave the GPU.
+- `{GPU_SCORES_CONFIG}` (network-type=100,
+  output-tensor-meta=1, disable-output-host-copy=1): the same graph, its scores left on the GPU.
+  `{GPU_PARSER_LIBRARY}` labels them there with nvinfer's own parser rule (threshold, -1 class;
+  `{GPU_PARSER_FILE}`), copies only int32 labels (4 bytes per pixel) to the host and attaches
+  `NvDsInferSegmentationMeta` as nvinfer does (`{GPU_META_FILE}`), so `nvsegvisual` and probes
+  reading NVDSINFER_SEGMENTATION_META work downstream (its `class_probabilities_map` is NULL: the
+  probabilities stay on the GPU). Build it in this folder (DeepStream's headers, GStreamer's
+  `libgstreamer-plugins-base1.0-dev`; sm_87 Orin, sm_110 Thor, your dGPU's otherwise):
+
+  ```sh
+  {gpu_parser_build_command()}
+  ```
+
+  `python3 fornet_probe.py --gpu-parser URI` runs nvinfer with this config, calls the library from a
+  probe on nvinfer's src pad (ctypes: `fornet_segmentation_meta_attach(context, hash(buffer))`) and
+  draws with `nvsegvisual`; a C pipeline adds `fornet_segmentation_meta_probe` as a buffer probe
+  (`{GPU_HEADER_SOURCE.name}`).
+  deepstream-app cannot run a probe, so its config keeps the CPU parser.
 """
 
 
@@ -205,6 +250,8 @@ def readme(io: ModelIO, forms: list[str], plugin: bool, precision: str) -> str:
                    if plugin else "The graph uses TensorRT's own TopK (gate=native): no plugin library is needed.\n\n")
     scores = _scores_text(io) if "scores" in forms else ""
     precision_text = _precision_text(precision, forms, plugin)
+    gpu_run = ("python3 fornet_probe.py --gpu-parser rtsp://camera/stream   # scores labelled on the GPU (build "
+               f"{GPU_PARSER_LIBRARY} first)\n" if "scores" in forms else "")
     return f"""# FoR-Net for DeepStream 7.x (JetPack 6.1/6.2, TensorRT 10.3)
 
 Written by `fornet export --deepstream`. Input {io.input_size[0]}x{io.input_size[1]}, {io.num_classes} classes,
@@ -221,7 +268,7 @@ model-engine-file):
 ```sh
 deepstream-app -c deepstream_app_config.txt          # edit [source0] uri= first (file:// or rtsp://)
 python3 fornet_probe.py rtsp://camera/stream           # labels form with the probe
-```
+{gpu_run}```
 """
 
 
@@ -254,7 +301,11 @@ def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options:
                 io, NvinferForm(form, onnx_file), precision=precision, batch=options.batch,
                 plugin_library=PLUGIN_LIBRARY if plugin else None), encoding="utf-8")
         if "scores" in forms:
-            (staging / GPU_PARSER_FILE).write_bytes(GPU_PARSER_SOURCE.read_bytes())
+            (staging / GPU_SCORES_CONFIG).write_text(nvinfer_config(
+                io, NvinferForm(SCORES_GPU, "fornet_scores.onnx"), precision=precision, batch=options.batch,
+                plugin_library=PLUGIN_LIBRARY if plugin else None), encoding="utf-8")
+            for name, source in GPU_PARSER_SOURCES.items():
+                (staging / name).write_bytes(source.read_bytes())
         (staging / "labels.txt").write_text("".join(f"{name}\n" for name in io.classes), encoding="utf-8")
         primary = f"config_infer_primary_fornet_{forms[0]}.txt"
         (staging / "deepstream_app_config.txt").write_text(app_config(io, primary, options, "scores" in forms),
@@ -262,6 +313,7 @@ def write_deepstream_package(onnx_path: str | Path, folder: str | Path, options:
         h, w = io.input_size
         (staging / "fornet_probe.py").write_text(PROBE_PY.format(
             layer=CLASS_MAP, height=h, width=w, colors=json.dumps(io.colors.tolist()),
-            classes=json.dumps(list(io.classes))), encoding="utf-8")
+            classes=json.dumps(list(io.classes)), gpu_config=repr(GPU_SCORES_CONFIG if "scores" in forms else None),
+            gpu_library=GPU_PARSER_LIBRARY), encoding="utf-8")
         (staging / "README.md").write_text(readme(io, forms, plugin, precision), encoding="utf-8")
     return folder

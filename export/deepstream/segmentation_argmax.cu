@@ -1,13 +1,14 @@
 /*
  * nvinfer's segmentation parser on the GPU, for DeepStream (fornet export --deepstream ships this
- * file in the package as fornet_segmentation_argmax.cu).
+ * file in the package as fornet_segmentation_argmax.cu, with fornet_segmentation.h, its interface).
  *
  * nvinfer's network-type=2 parser (fillSegmentationOutput) labels each pixel on the CPU: a
  * C x H x W float copy to the host (76 bytes per pixel for 19 classes) and a 19-step loop per
- * pixel. Run the scores graph with network-type=100 and output-tensor-meta=1 instead, and call
- * fornet_segmentation_argmax() from a probe on the output layer's device buffer
- * (NvDsInferTensorMeta::out_buf_ptrs_dev[0]): one thread per pixel computes the label with
- * nvinfer's own rule, and only the int32 class map (4 bytes per pixel) need leave the GPU.
+ * pixel. Run the scores graph with network-type=100 and output-tensor-meta=1 instead, and label
+ * the output layer's device buffer (NvDsInferTensorMeta::out_buf_ptrs_dev) with
+ * fornet_segmentation_argmax(): one thread per pixel computes the label with nvinfer's own rule,
+ * and only the int32 class map (4 bytes per pixel) need leave the GPU. fornet_segmentation_meta.cpp
+ * does that from a pad probe and attaches the NvDsInferSegmentationMeta nvinfer would.
  *
  * The rule, exactly as nvinfer's loop: max = -1, label = -1; for each class c in order, if
  * score[c] > max and score[c] > threshold then label = c, max = score[c]. So a pixel gets the
@@ -16,13 +17,18 @@
  * runs; the tests compile this file with -DFORNET_SEGMENTATION_ARGMAX_HOST_REFERENCE (the same
  * per-pixel function on the CPU) and compare the two on machines without a GPU.
  *
- * Plain CUDA runtime API and a C ABI: no DeepStream header is needed (none is published outside
- * the DeepStream SDK), so a C/C++ probe or Python (ctypes) can call it with the pointers it reads
- * from the tensor meta. Build on the device (sm_87: Orin; sm_110: Thor; your dGPU's otherwise):
+ * Plain CUDA runtime API and a C ABI, no DeepStream header: fornet_segmentation_layer_shape() turns an
+ * output layer's data type and dims (NvDsInferLayerInfo, passed as plain numbers) into the kernel's
+ * arguments, so a C/C++ probe or Python (ctypes) can call the launcher with what it reads from the
+ * tensor meta. Build alone on the device (sm_87: Orin; sm_110: Thor; your dGPU's otherwise):
  *
  *     nvcc -O3 -std=c++17 -shared -Xcompiler -fPIC -arch=sm_87 \
  *         -o libfornet_segmentation_argmax.so fornet_segmentation_argmax.cu
+ *
+ * or with fornet_segmentation_meta.cpp into one library (the package README has the command).
  */
+#include "fornet_segmentation.h"
+
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -99,14 +105,7 @@ bool validArguments(void const* scores, int dtype, int batch, ScoreLayout const&
 
 } // namespace
 
-/*
- * Label ``batch`` frames of scores on ``stream`` (asynchronous; synchronise before reading
- * ``classMap``). ``scores``: device memory, float32 (dtype 0) or float16 (dtype 1), frames one
- * after another, each classes x height x width (order 0, segmentation-output-order=0) or
- * height x width x classes (order 1). ``classMap``: device memory for batch x height x width
- * int32 labels (-1: unlabelled). Returns a cudaError_t: cudaSuccess, cudaErrorInvalidValue for
- * bad arguments, or the launch's error.
- */
+// Declared and documented in fornet_segmentation.h.
 extern "C" int fornet_segmentation_argmax(void const* scores, int dtype, int batch, int classes, int height,
     int width, int order, float threshold, int32_t* classMap, cudaStream_t stream)
 {
@@ -128,6 +127,67 @@ extern "C" int fornet_segmentation_argmax(void const* scores, int dtype, int bat
             static_cast<__half const*>(scores), batch, layout, threshold, classMap);
     }
     return static_cast<int>(cudaGetLastError());
+}
+
+//! NvDsInferDataType's FLOAT and HALF (nvdsinfer.h), the layer types the kernel reads.
+constexpr int kInferFloat = 0;
+constexpr int kInferHalf = 1;
+
+extern "C" int fornet_segmentation_layer_shape(int dataType, unsigned int numDims, unsigned int const* dims,
+    int order, int expectedClasses, FornetScoreShape* shape)
+{
+    if (dataType != kInferFloat && dataType != kInferHalf)
+    {
+        return FORNET_SEGMENTATION_UNSUPPORTED_DATA_TYPE;
+    }
+    if (order != 0 && order != 1)
+    {
+        return FORNET_SEGMENTATION_BAD_ORDER;
+    }
+    if (dims == nullptr || shape == nullptr || numDims != 3)
+    {
+        return FORNET_SEGMENTATION_BAD_DIMS;
+    }
+    for (unsigned int i = 0; i < numDims; ++i)
+    {
+        if (dims[i] == 0 || dims[i] > static_cast<unsigned int>(INT32_MAX))
+        {
+            return FORNET_SEGMENTATION_BAD_DIMS;
+        }
+    }
+    // order 0: C x H x W (nvinfer's getDimsCHWFromDims); order 1: H x W x C (getDimsHWCFromDims)
+    int const classes = static_cast<int>(order == 0 ? dims[0] : dims[2]);
+    if (expectedClasses > 0 && classes != expectedClasses)
+    {
+        return FORNET_SEGMENTATION_CLASS_MISMATCH;
+    }
+    shape->dtype = dataType == kInferFloat ? 0 : 1;
+    shape->classes = classes;
+    shape->height = static_cast<int>(order == 0 ? dims[1] : dims[0]);
+    shape->width = static_cast<int>(order == 0 ? dims[2] : dims[1]);
+    return FORNET_SEGMENTATION_OK;
+}
+
+extern "C" char const* fornet_segmentation_status_text(int status)
+{
+    switch (status)
+    {
+    case FORNET_SEGMENTATION_OK: return "ok";
+    case FORNET_SEGMENTATION_UNSUPPORTED_DATA_TYPE:
+        return "the output layer is neither FP32 nor FP16: export the scores graph (probabilities) for it";
+    case FORNET_SEGMENTATION_BAD_DIMS:
+        return "the output layer is not C x H x W or H x W x C: name the scores layer (probabilities)";
+    case FORNET_SEGMENTATION_BAD_ORDER: return "segmentation-output-order must be 0 (C x H x W) or 1 (H x W x C)";
+    case FORNET_SEGMENTATION_CLASS_MISMATCH:
+        return "the output layer's class count differs from num-detected-classes in the nvinfer config";
+    case FORNET_SEGMENTATION_NO_BATCH_META:
+        return "the buffer has no NvDsBatchMeta: put the probe after nvstreammux and nvinfer";
+    case FORNET_SEGMENTATION_NO_LAYER:
+        return "nvinfer's tensor meta has no such output layer: check output-blob-names in the nvinfer config";
+    case FORNET_SEGMENTATION_CUDA_ERROR: return "a CUDA call failed (see the message printed with it)";
+    case FORNET_SEGMENTATION_BAD_ARGUMENT: return "a null context or buffer was passed";
+    default: return "unknown status";
+    }
 }
 
 #ifdef FORNET_SEGMENTATION_ARGMAX_HOST_REFERENCE
