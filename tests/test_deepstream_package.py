@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import json
 import os
 import runpy
 import shlex
@@ -34,6 +35,7 @@ from fornet.export.errors import ExportError
 from fornet.export.staging import MARKER_NAME, PackageMarker
 from fornet.runtime.cuda.toolchain import find_nvcc
 from tests.helpers.deepstream import awkward_scores, nvinfer_loop
+from tests.helpers.gst_element import GST_ENV, NEEDS_GST_ENV
 from tests.helpers.runtime_models import INPUT_SIZE, LiteExport
 from tests.helpers.triton_server import frames
 
@@ -395,28 +397,28 @@ def test_gpu_meta_reads_the_kernel_arguments_from_the_layer(
     assert text == "ok" if status == SEG_OK else ("unknown" not in text and len(text) > 20)
 
 
-class _TypedKeyFile:
-    """GLib.KeyFile's typed getters over the values GLib read (:func:`read_key_file`), for the probe's
-    ``parser_settings`` in this Python, which has no gi; a missing key or a wrong type fails as in GLib."""
-
-    def __init__(self, values: dict[str, dict[str, object]]) -> None:
-        self.values = values
-
-    def _get(self, group: str, key: str, kind: type) -> object:
-        value = self.values[group][key]
-        assert type(value) is kind, f"{key} is {value!r}, not {kind.__name__}"
-        return value
-
-    def get_integer(self, group: str, key: str) -> object:
-        return self._get(group, key, int)
-
-    def get_double(self, group: str, key: str) -> object:
-        return self._get(group, key, float)
-
-    def get_string(self, group: str, key: str) -> object:
-        return self._get(group, key, str)
+#: Runs the probe's parser_settings on a real GLib.KeyFile, in a system Python with gi and numpy (the GStreamer
+#: element's environment, as a DeepStream machine's Python has them).
+_PARSER_SETTINGS_WITH_GLIB = """
+import json, runpy, sys
+from gi.repository import GLib
+probe = runpy.run_path(sys.argv[1], run_name="fornet_probe")
+key_file = GLib.KeyFile()
+key_file.load_from_file(sys.argv[2], GLib.KeyFileFlags.NONE)
+print(json.dumps(probe["parser_settings"](key_file)))
+"""
 
 
+def parser_settings_with_glib(probe: Path, config: Path) -> list[object]:
+    """The probe's ``parser_settings`` of ``config``, read by GLib's own typed getters."""
+    command = [str(GST_ENV / "bin" / "python"), "-c", _PARSER_SETTINGS_WITH_GLIB, str(probe), str(config)]
+    done = subprocess.run(command, capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@NEEDS_GST_ENV
 def test_gpu_scores_config_leaves_the_scores_on_the_gpu(raw_logits: Path, tmp_path: Path) -> None:
     """The GPU-parser config runs the scores form's graph and engine with tensor meta and no host copy, with the
     parser settings the library reads; the package ships the library's sources and the command that builds it."""
@@ -433,8 +435,8 @@ def test_gpu_scores_config_leaves_the_scores_on_the_gpu(raw_logits: Path, tmp_pa
     assert gpu_parser_build_command() in readme and "fornet_probe.py --gpu-parser" in readme
     probe = runpy.run_path(str(package / "fornet_probe.py"), run_name="fornet_probe")
     assert probe["GPU_CONFIG"] == GPU_SCORES_CONFIG and probe["GPU_LIBRARY"] == f"./{GPU_PARSER_LIBRARY}"
-    values = read_key_file(package / GPU_SCORES_CONFIG, NVINFER_SCHEMA)  # GLib's typed values of the config
-    assert probe["parser_settings"](_TypedKeyFile(values)) == (1, "probabilities", 19, 0.0, 0)
+    assert parser_settings_with_glib(package / "fornet_probe.py", package / GPU_SCORES_CONFIG) == [
+        1, "probabilities", 19, 0.0, 0]
     description = probe["gpu_pipeline_description"]("file:///v.mp4")
     assert f"! nvinfer name=infer config-file-path={GPU_SCORES_CONFIG} ! nvsegvisual name=seg " in description
     assert f"width={INPUT_SIZE[1]} height={INPUT_SIZE[0]}" in description
