@@ -9,9 +9,7 @@ drill of tests/test_video_rtsp.py and the fail-fast cases of tests/test_video_se
 from __future__ import annotations
 
 import importlib.util
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +32,6 @@ NO_PYNVVIDEOCODEC = importlib.util.find_spec("PyNvVideoCodec") is None
 def _cpu_stream_reader() -> str:
     """The reader ``auto`` gives an RTSP stream where NVDEC is not usable."""
     return "gstreamer" if gst_available() else "pyav"
-
-
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port that accepts TCP connections and never answers (a hung server)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        yield listener.getsockname()[1]
 
 
 def test_auto_reads_rtsp_with_nvdec_only_where_it_is_usable() -> None:

@@ -183,15 +183,6 @@ def test_rtsp_output_login_is_refused_on_the_command_line(lite: LiteExport, tmp_
 # -- E: a wrong or unreachable stream fails fast, with the fix -----------------------------------------------------
 
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port that accepts TCP connections and never answers (a hung server)."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        yield listener.getsockname()[1]
-
-
 @pytest.mark.rtsp_server
 @pytest.mark.parametrize("backend", STREAM_BACKENDS)
 @pytest.mark.parametrize("case", ["refused", "wrong mount", "silent server"])

@@ -112,19 +112,27 @@ def segmentation_probe(pad, info, state):
     import pyds
     from gi.repository import Gst
 
-    batch = pyds.gst_buffer_get_nvds_batch_meta(hash(info.get_buffer()))
-    frames = batch.frame_meta_list
+    for frame_meta, user_meta in frame_user_metas(info.get_buffer(),
+                                                  pyds.NvDsMetaType.NVDSINFER_SEGMENTATION_META):
+        segmentation = pyds.NvDsInferSegmentationMeta.cast(user_meta.user_meta_data)
+        report(state, frame_meta.frame_num, np.asarray(pyds.get_segmentation_masks(segmentation)))
+    return Gst.PadProbeReturn.OK
+
+
+def frame_user_metas(buffer, meta_type):
+    """Each frame's user metas of ``meta_type`` in the batch meta of ``buffer``, as (frame meta, user meta)."""
+    import pyds
+
+    frames = pyds.gst_buffer_get_nvds_batch_meta(hash(buffer)).frame_meta_list
     while frames is not None:
         frame_meta = pyds.NvDsFrameMeta.cast(frames.data)
         metas = frame_meta.frame_user_meta_list
         while metas is not None:
             user_meta = pyds.NvDsUserMeta.cast(metas.data)
-            if user_meta.base_meta.meta_type == pyds.NvDsMetaType.NVDSINFER_SEGMENTATION_META:
-                segmentation = pyds.NvDsInferSegmentationMeta.cast(user_meta.user_meta_data)
-                report(state, frame_meta.frame_num, np.asarray(pyds.get_segmentation_masks(segmentation)))
+            if user_meta.base_meta.meta_type == meta_type:
+                yield frame_meta, user_meta
             metas = metas.next
         frames = frames.next
-    return Gst.PadProbeReturn.OK
 
 
 def report(state, frame_num, labels):
@@ -163,22 +171,13 @@ def probe(pad, info, state):
     from gi.repository import Gst
 
     buffer = info.get_buffer()
-    batch = pyds.gst_buffer_get_nvds_batch_meta(hash(buffer))
-    frames = batch.frame_meta_list
-    while frames is not None:
-        frame_meta = pyds.NvDsFrameMeta.cast(frames.data)
-        metas = frame_meta.frame_user_meta_list
-        while metas is not None:
-            user_meta = pyds.NvDsUserMeta.cast(metas.data)
-            if user_meta.base_meta.meta_type == pyds.NvDsMetaType.NVDSINFER_TENSOR_OUTPUT_META:
-                labels = labels_of(pyds.NvDsInferTensorMeta.cast(user_meta.user_meta_data))
-                if labels is not None:
-                    blend(pyds.get_nvds_buf_surface(hash(buffer), frame_meta.batch_id), labels)
-                    if platform.machine() == "aarch64":
-                        pyds.unmap_nvds_buf_surface(hash(buffer), frame_meta.batch_id)
-                    report(state, frame_meta.frame_num, labels)
-            metas = metas.next
-        frames = frames.next
+    for frame_meta, user_meta in frame_user_metas(buffer, pyds.NvDsMetaType.NVDSINFER_TENSOR_OUTPUT_META):
+        labels = labels_of(pyds.NvDsInferTensorMeta.cast(user_meta.user_meta_data))
+        if labels is not None:
+            blend(pyds.get_nvds_buf_surface(hash(buffer), frame_meta.batch_id), labels)
+            if platform.machine() == "aarch64":
+                pyds.unmap_nvds_buf_surface(hash(buffer), frame_meta.batch_id)
+            report(state, frame_meta.frame_num, labels)
     return Gst.PadProbeReturn.OK
 
 
