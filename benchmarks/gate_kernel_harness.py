@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import statistics
 import subprocess
 import sys
@@ -28,11 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fornet.atomic import ensure_writable_dir, write_text_atomic
 from fornet.cli.command import friendly_errors
 from fornet.errors import FornetError
 from fornet.options import parse_hw
 from fornet.runtime.bench.timing import cuda_event_times
+from fornet.runtime.cuda.harness import harness_machine, write_harness_results
 
 KERNEL_SOURCE = Path(__file__).resolve().parent.parent / "plugins" / "topk_gate_kernel.cu"
 REFERENCE_RATIOS = (0.1, 0.2, 0.3, 0.4)
@@ -212,37 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     if not dtypes or any(d not in _FEATURE_TYPE for d in dtypes):
         raise FornetError(f"--dtypes takes fp32 and/or fp16, got {args.dtypes!r}")
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    import torch
-
-    from fornet.runtime.cuda.device import cuda_device
-    from fornet.runtime.cuda.toolchain import find_nvcc
-
-    if not torch.cuda.is_available():
-        raise FornetError("the harness needs a CUDA GPU and a CUDA build of PyTorch; run it on a GPU machine")
-    nvcc = args.nvcc or find_nvcc()
-    if nvcc is None:
-        raise FornetError("nvcc not found; install the CUDA toolkit or pass --nvcc")
-    device = cuda_device()
-    out = ensure_writable_dir(args.out)
+    machine = harness_machine(args.nvcc)
     with tempfile.TemporaryDirectory() as build:
-        launch = load_launcher(compile_gate_library(nvcc, device.sm, Path(build)))
+        launch = load_launcher(compile_gate_library(machine.nvcc, machine.device.sm, Path(build)))
         results = [
             run_case(launch, batch=batch, dtype=dtype, kind=kind, channels=args.channels, grid=args.grid,
                      iters=args.iters, warmup=args.warmup, seed=args.seed + index)
             for index, (batch, dtype, kind) in enumerate(
                 (b, d, k) for b in batches for d in dtypes for k in SCORE_KINDS)
         ]
-    environment = {"gpu": f"{device.name} (sm_{device.sm})", "torch": torch.__version__,
-                   "cuda": str(torch.version.cuda), "nvcc": str(nvcc)}
-    payload = {"environment": environment,
-               "cases": [{**asdict(r), "exact": r.exact} for r in results]}
-    write_text_atomic(out / "results.json", json.dumps(payload, indent=2) + "\n")
-    markdown = to_markdown(results, environment)
-    write_text_atomic(out / "results.md", markdown)
-    print(markdown)
-    failures = [r for r in results if not r.exact]
-    print(f"{len(results) - len(failures)}/{len(results)} cases exact; wrote {out / 'results.json'}")
-    return 1 if failures else 0
+    return write_harness_results(args.out, machine, [{**asdict(r), "exact": r.exact} for r in results],
+                                 [r.exact for r in results], to_markdown(results, machine.environment))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import statistics
 import subprocess
 import sys
@@ -31,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from fornet.atomic import ensure_writable_dir, write_text_atomic
 from fornet.cli.command import friendly_errors
 from fornet.errors import FornetError
 from fornet.export.deepstream.parser import parse_segmentation
 from fornet.options import parse_hw
 from fornet.runtime.bench.timing import cuda_event_times
+from fornet.runtime.cuda.harness import harness_machine, write_harness_results
 
 KERNEL_SOURCE = Path(__file__).resolve().parent.parent / "export" / "deepstream" / "segmentation_argmax.cu"
 CLASSES = 19
@@ -194,35 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sizes = [parse_hw(size) for size in args.sizes.split(",") if size.strip()]
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    import torch
-
-    from fornet.runtime.cuda.device import cuda_device
-    from fornet.runtime.cuda.toolchain import find_nvcc
-
-    if not torch.cuda.is_available():
-        raise FornetError("the harness needs a CUDA GPU and a CUDA build of PyTorch; run it on a GPU machine")
-    nvcc = args.nvcc or find_nvcc()
-    if nvcc is None:
-        raise FornetError("nvcc not found; install the CUDA toolkit or pass --nvcc")
-    device = cuda_device()
-    out = ensure_writable_dir(args.out)
+    machine = harness_machine(args.nvcc)
     cases = [(size, batch, dtype, order, kind) for size in sizes for batch in batches for dtype in _DTYPES
              for order in (0, 1) for kind in SCORE_KINDS]
     with tempfile.TemporaryDirectory() as build:
-        launch = load_launcher(compile_library(nvcc, device.sm, Path(build)))
+        launch = load_launcher(compile_library(machine.nvcc, machine.device.sm, Path(build)))
         results = [run_case(launch, size=size, batch=batch, dtype=dtype, order=order, kind=kind, iters=args.iters,
                             warmup=args.warmup, seed=args.seed + index)
                    for index, (size, batch, dtype, order, kind) in enumerate(cases)]
-    environment = {"gpu": f"{device.name} (sm_{device.sm})", "torch": torch.__version__,
-                   "cuda": str(torch.version.cuda), "nvcc": str(nvcc)}
-    payload = {"environment": environment, "cases": [asdict(r) for r in results]}
-    write_text_atomic(out / "results.json", json.dumps(payload, indent=2) + "\n")
-    markdown = to_markdown(results, environment)
-    write_text_atomic(out / "results.md", markdown)
-    print(markdown)
-    failures = [r for r in results if not r.exact]
-    print(f"{len(results) - len(failures)}/{len(results)} cases exact; wrote {out / 'results.json'}")
-    return 1 if failures else 0
+    return write_harness_results(args.out, machine, [asdict(r) for r in results], [r.exact for r in results],
+                                 to_markdown(results, machine.environment))
 
 
 if __name__ == "__main__":

@@ -34,20 +34,29 @@ _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
 _CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
 
 
+def cuda_driver() -> ctypes.CDLL:
+    """The CUDA driver library (``libcuda``), loaded through ``ctypes``.
+
+    Raises:
+        NoGpuError: no driver library.
+    """
+    library = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+    try:
+        return ctypes.CDLL(library)
+    except OSError as exc:
+        raise NoGpuError(
+            f"no CUDA driver ({library} not loadable: {exc}); TensorRT engines are built and run on the "
+            "target GPU: run this on the Jetson / GPU machine with the NVIDIA driver installed"
+        ) from exc
+
+
 def cuda_device() -> CudaDevice:
     """Query device 0 through the CUDA driver library (no pycuda or torch needed).
 
     Raises:
         NoGpuError: no driver library or no device.
     """
-    library = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
-    try:
-        cuda = ctypes.CDLL(library)
-    except OSError as exc:
-        raise NoGpuError(
-            f"no CUDA driver ({library} not loadable: {exc}); TensorRT engines are built and run on the "
-            "target GPU: run this on the Jetson / GPU machine with the NVIDIA driver installed"
-        ) from exc
+    cuda = cuda_driver()
     count = ctypes.c_int(0)
     device = ctypes.c_int(0)
     if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:

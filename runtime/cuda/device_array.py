@@ -18,13 +18,12 @@ needed" is synchronised (CUDA driver ``cuStreamSynchronize``) before the frame i
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from fornet.runtime.cuda.device import cuda_driver
 from fornet.runtime.errors import CudaError
 
 #: DLPack's device type of CUDA memory (``kDLCUDA``) and of CUDA managed memory (``kDLCUDAManaged``).
@@ -146,18 +145,7 @@ def check_device_frame(frame: DeviceArray, what: str = "frame") -> DeviceArray:
 
 def synchronize_stream(handle: int) -> None:
     """Wait for the producer stream ``handle`` (a ``CUstream``; 1 and 2 are the legacy and per-thread default)."""
-    status = _libcuda().cuStreamSynchronize(ctypes.c_void_p(handle))
+    status = cuda_driver().cuStreamSynchronize(ctypes.c_void_p(handle))
     if status != 0:
         raise CudaError(f"cuStreamSynchronize on the frame's producer stream failed (CUresult {status}); the "
                         "producer's CUDA work failed or its stream was destroyed")
-
-
-@functools.cache
-def _libcuda() -> Any:
-    """The CUDA driver library (loaded once; pycuda has already loaded it where the GPU pipeline runs)."""
-    name = ctypes.util.find_library("cuda") or "libcuda.so.1"
-    try:
-        return ctypes.CDLL(name)
-    except OSError as exc:
-        raise CudaError(f"the CUDA driver library ({name}) cannot be loaded ({exc}); run on a machine with an "
-                        "NVIDIA GPU and its driver") from exc
