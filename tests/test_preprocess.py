@@ -28,6 +28,19 @@ def test_normalisation_by_hand() -> None:
     np.testing.assert_allclose(out[:, 1, 2], -MEAN / STD, rtol=1e-6)
 
 
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_the_table_lookup_gives_the_bits_of_whole_image_float32_arithmetic(order: str) -> None:
+    """The per-value table must equal (x / 255 - mean) / std computed over the image in float32, bit for bit
+    (the GPU pre kernel and the exported graphs are checked against these values); strided input too."""
+    image = _random_image(37, 53, seed=4)
+    strided = np.ascontiguousarray(np.concatenate([image, image], axis=1))[:, ::2]
+    for source in (image, strided):
+        rgb = source if order == "RGB" else source[:, :, ::-1]
+        chw = rgb.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+        expected = (chw - MEAN.astype(np.float32).reshape(3, 1, 1)) / STD.astype(np.float32).reshape(3, 1, 1)
+        np.testing.assert_array_equal(preprocess(source, channel_order=order), expected)
+
+
 def test_bgr_input_matches_rgb() -> None:
     rgb = _random_image(5, 7)
     np.testing.assert_array_equal(preprocess(rgb[:, :, ::-1].copy(), channel_order="BGR"), preprocess(rgb))
