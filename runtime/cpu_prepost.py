@@ -31,7 +31,10 @@ pixels whose label has no colour keep the frame's value.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,6 +169,9 @@ _SAFE_MAGNITUDE = np.float32(2.0**100)
 #: magnitude plus the rival's own margin, so twice that bound is left to spare.
 _MARGIN_RELATIVE = np.float32(2.0**-20)
 _MARGIN_ABSOLUTE = np.float32(2.0**-126)
+#: Threads of the certain-label pass (the usable CPUs, at most 4), and the fewest rows worth a band.
+_POST_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+_MIN_BAND_ROWS = 64
 #: The label code of a network pixel or cell that must be interpolated.
 _OPEN = np.uint8(255)
 
@@ -213,10 +219,34 @@ def _certain_labels(scores: np.ndarray) -> np.ndarray:
     return np.where(moderate & (count == 1), label, _OPEN)
 
 
+def _certain_labels_in_bands(scores: np.ndarray) -> np.ndarray:
+    """:func:`_certain_labels` of the whole map, computed in row bands on threads (NumPy's loops release the
+    GIL). Each band is given one row of its neighbours' on either side, so its 3 x 3 neighbourhoods are the
+    whole map's: the labels are the same."""
+    height = scores.shape[1]
+    bands = min(_POST_THREADS, height // _MIN_BAND_ROWS)
+    if bands < 2:
+        return _certain_labels(scores)
+    edges = [height * index // bands for index in range(bands + 1)]
+
+    def band(index: int) -> np.ndarray:
+        top, bottom = edges[index], edges[index + 1]
+        low, high = max(top - 1, 0), min(bottom + 1, height)
+        return _certain_labels(scores[:, low:high])[top - low:top - low + bottom - top]
+
+    return np.concatenate(list(_post_executor().map(band, range(bands))))
+
+
+@functools.cache
+def _post_executor() -> ThreadPoolExecutor:
+    """The post-processing threads (one per usable CPU, up to :data:`_POST_THREADS`), made on first use."""
+    return ThreadPoolExecutor(max_workers=_POST_THREADS, thread_name_prefix="fornet-post")
+
+
 def certain_cells(scores: np.ndarray) -> np.ndarray:
     """Per cell (a network pixel and its right, lower and lower-right neighbours): the label every frame
     pixel between them takes for certain, or 255 where the fast path interpolates."""
-    certain = _certain_labels(scores)
+    certain = _certain_labels_in_bands(scores)
     agreed = _over_cell(certain, np.minimum) == _over_cell(certain, np.maximum)
     return np.where(agreed, certain, _OPEN)
 

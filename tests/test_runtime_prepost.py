@@ -217,6 +217,33 @@ def test_fast_post_equals_the_full_path_bit_for_bit(kind):
                                                                     f"{source.dtype}")
 
 
+@pytest.mark.parametrize("kind", MAP_KINDS)
+def test_the_certain_pass_in_row_bands_on_threads_equals_one_pass(kind, monkeypatch):
+    """Bands of 2 rows on 3 threads (every band edge a neighbourhood edge) give the one-pass labels, and the
+    fast path then still equals the full path."""
+    from fornet.runtime import cpu_prepost
+
+    # Row 1's near tie is certain by its own magnitude, not by row 2's (4x larger): the band above row 2
+    # must see row 2 to leave row 1 open, as the one pass does.
+    edge = np.zeros((2, 4, 3), np.float32)
+    edge[0, 1], edge[1, 1] = 1.0, np.float32(1.0 - 1.5 * 2.0**-20)
+    edge[0, 2] = 4.0
+    assert cpu_prepost.certain_cells(edge)[1].tolist() == [255, 255, 255]
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        net = (int(rng.integers(5, 14)), int(rng.integers(2, 12)))
+        scores = edge if seed == 0 else score_map(kind, rng, int(rng.integers(2, 20)), net)
+        net = scores.shape[1:]
+        one_pass = cpu_prepost.certain_cells(scores)
+        with monkeypatch.context() as patched:
+            patched.setattr(cpu_prepost, "_POST_THREADS", 3)
+            patched.setattr(cpu_prepost, "_MIN_BAND_ROWS", 2)
+            np.testing.assert_array_equal(cpu_prepost.certain_cells(scores), one_pass, err_msg=f"{kind} {seed}")
+            frame = (int(rng.integers(net[0], 40)), int(rng.integers(1, 40)))
+            np.testing.assert_array_equal(upsampled_labels(scores, frame, full_path_above=1.0),
+                                          upsampled_argmax(scores, frame), err_msg=f"{kind} seed {seed}")
+
+
 def test_near_ties_defeat_the_fast_path_without_its_margin():
     """The near-tie maps are adversarial: cells whose four argmaxes agree interpolate to another label."""
     for seed in range(5):
