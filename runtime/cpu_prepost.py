@@ -117,6 +117,16 @@ class LinearTaps:
     weight_high: np.ndarray
 
 
+    def part(self, start: int, stop: int) -> LinearTaps:
+        """The taps of outputs ``start`` to ``stop`` (exclusive)."""
+        return LinearTaps(self.low[start:stop], self.high[start:stop], self.weight_low[start:stop],
+                          self.weight_high[start:stop])
+
+    def shifted(self, offset: int) -> LinearTaps:
+        """The same taps indexing a source cut ``offset`` entries later."""
+        return LinearTaps(self.low - offset, self.high - offset, self.weight_low, self.weight_high)
+
+
 def linear_taps(size_in: int, size_out: int) -> LinearTaps:
     """Half-pixel bilinear taps, computed as the module docstring defines (and ``prepost.cu`` does)."""
     source = np.maximum((np.arange(size_out, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5, 0.0)
@@ -139,7 +149,11 @@ def upsample_scores(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     scores = _check_scores(scores)
     if scores.shape[1:] == tuple(size):
         return scores
-    rows, cols = linear_taps(scores.shape[1], size[0]), linear_taps(scores.shape[2], size[1])
+    return _resize(scores, linear_taps(scores.shape[1], size[0]), linear_taps(scores.shape[2], size[1]))
+
+
+def _resize(scores: np.ndarray, rows: LinearTaps, cols: LinearTaps) -> np.ndarray:
+    """The output rows ``rows`` and columns ``cols`` of the bilinear resize of ``scores``."""
     with np.errstate(invalid="ignore", over="ignore"):  # infinities and NaN scores follow IEEE
         across = scores.take(cols.low, axis=2)
         across *= cols.weight_low
@@ -258,21 +272,44 @@ def upsampled_labels(scores: np.ndarray, size: tuple[int, int], full_path_above:
     a margin float32 rounding cannot overturn (see ``_MARGIN_RELATIVE``), gives every frame pixel
     between them that label; the other frame pixels interpolate their scores exactly as the reference
     does and take the argmax. (Label 255 of a 256-class model always takes the exact path.) Where more
-    than ``full_path_above`` of the frame's pixels need interpolating (noise-like scores), interpolating
-    them one by one is slower than the whole resize, and the full path runs instead: the same labels.
+    than ``full_path_above`` of a band's pixels need interpolating (noise-like scores), interpolating
+    them one by one is slower than resizing the band, and that runs instead: the same labels. The
+    frame's rows are labelled in bands on the post-processing threads.
     """
     scores = _check_scores(scores)
-    classes, h, w = scores.shape
+    _, h, w = scores.shape
     if (h, w) == tuple(size):
         return argmax_labels(scores)
     rows, cols = linear_taps(h, size[0]), linear_taps(w, size[1])
-    out = certain_cells(scores).take(rows.low, axis=0).take(cols.low, axis=1)
+    cells = certain_cells(scores)
+    out = np.empty(size, dtype=np.uint8)
+    bands = max(1, min(_POST_THREADS, size[0] // _MIN_BAND_ROWS))
+    edges = [size[0] * index // bands for index in range(bands + 1)]
+
+    def band(index: int) -> None:
+        top, bottom = edges[index], edges[index + 1]
+        _label_rows(scores, cells, rows.part(top, bottom), cols, out[top:bottom], full_path_above)
+
+    if bands == 1:
+        band(0)
+    else:
+        list(_post_executor().map(band, range(bands)))
+    return out
+
+
+def _label_rows(scores: np.ndarray, cells: np.ndarray, rows: LinearTaps, cols: LinearTaps, out: np.ndarray,
+                full_path_above: float) -> None:
+    """Write the labels of the frame rows ``rows`` into ``out`` (see :func:`upsampled_labels`)."""
+    classes, _, w = scores.shape
+    out[...] = cells.take(rows.low, axis=0).take(cols.low, axis=1)
     open_pixels = out == _OPEN
     if np.count_nonzero(open_pixels) > full_path_above * out.size:
-        return upsampled_argmax(scores, size)
+        first, last = int(rows.low.min()), int(rows.high.max())
+        out[...] = argmax_labels(_resize(scores[:, first:last + 1], rows.shifted(first), cols))
+        return
     ys, xs = np.nonzero(open_pixels)
     if len(ys):
-        flat = scores.reshape(classes, h * w)
+        flat = scores.reshape(classes, -1)
         top, bottom = rows.low[ys] * w, rows.high[ys] * w
         left, right = cols.low[xs], cols.high[xs]
         wx0, wx1 = cols.weight_low[xs], cols.weight_high[xs]
@@ -281,7 +318,6 @@ def upsampled_labels(scores: np.ndarray, size: tuple[int, int], full_path_above:
             lower = flat.take(bottom + left, axis=1) * wx0 + flat.take(bottom + right, axis=1) * wx1
             mixed = upper * rows.weight_low[ys] + lower * rows.weight_high[ys]
         out[ys, xs] = argmax_labels(mixed[:, None, :])[0]
-    return out
 
 
 def postprocess(output: np.ndarray, frame_size: tuple[int, int], io: ModelIO) -> np.ndarray:

@@ -93,6 +93,9 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         if self.threads is not None:
             options.intra_op_num_threads = self.threads
+        # ONNX Runtime's threads spin for a while after each run by default, which takes the CPUs from the
+        # pre/post-processing that follows (at 1024x2048 on 2 vCPUs: post 25 -> 17.5 ms, inference unchanged).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if not self.optimize:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:

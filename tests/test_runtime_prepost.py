@@ -220,7 +220,7 @@ def test_fast_post_equals_the_full_path_bit_for_bit(kind):
 @pytest.mark.parametrize("kind", MAP_KINDS)
 def test_the_certain_pass_in_row_bands_on_threads_equals_one_pass(kind, monkeypatch):
     """Bands of 2 rows on 3 threads (every band edge a neighbourhood edge) give the one-pass labels, and the
-    fast path then still equals the full path."""
+    fast path, its frame rows in bands too, still equals the full path."""
     from fornet.runtime import cpu_prepost
 
     # Row 1's near tie is certain by its own magnitude, not by row 2's (4x larger): the band above row 2
@@ -240,8 +240,9 @@ def test_the_certain_pass_in_row_bands_on_threads_equals_one_pass(kind, monkeypa
             patched.setattr(cpu_prepost, "_MIN_BAND_ROWS", 2)
             np.testing.assert_array_equal(cpu_prepost.certain_cells(scores), one_pass, err_msg=f"{kind} {seed}")
             frame = (int(rng.integers(net[0], 40)), int(rng.integers(1, 40)))
-            np.testing.assert_array_equal(upsampled_labels(scores, frame, full_path_above=1.0),
-                                          upsampled_argmax(scores, frame), err_msg=f"{kind} seed {seed}")
+            for full_path_above in (1.0, 0.0):  # every band interpolating pixel by pixel, or resizing itself
+                np.testing.assert_array_equal(upsampled_labels(scores, frame, full_path_above=full_path_above),
+                                              upsampled_argmax(scores, frame), err_msg=f"{kind} seed {seed}")
 
 
 def test_near_ties_defeat_the_fast_path_without_its_margin():
