@@ -65,7 +65,7 @@ def preprocess_frames(frames: Sequence[np.ndarray], io: ModelIO, batch: int | No
     images = [preprocess_frame(frame, io) for frame in frames]
     if batch is not None:
         images += [images[-1]] * (batch - len(images))
-    return np.stack(images)
+    return images[0][None] if len(images) == 1 else np.stack(images)  # one frame: a view, no copy
 
 
 def argmax_labels(scores: np.ndarray) -> np.ndarray:
