@@ -19,7 +19,10 @@ most telling first, as a step that no longer fits the budget (:data:`BUDGET_S`) 
 8. ``compile_topk_gate_kernel`` and ``gate_kernel``: the TopKGate kernel bit-exact against the NumPy
    reference at Cityscapes sizes (128x256 cells, k up to 13,107, batch 1-4, FP32/FP16) and timed beside
    torch.topk + scatter (``benchmarks/gate_kernel_harness.py``);
-9. ``plugin_harness``: the plugin's enqueue in two execution contexts on device buffers, bit-exact
+9. ``deepstream_parser_kernel``: the DeepStream package's GPU segmentation parser
+   (``export/deepstream/segmentation_argmax.cu``) against nvinfer's rule in NumPy, bit-exact, and timed
+   (``benchmarks/segmentation_argmax_harness.py``);
+10. ``plugin_harness``: the plugin's enqueue in two execution contexts on device buffers, bit-exact
    against the NumPy reference; ``plugin_harness_memcheck``: the same under compute-sanitizer memcheck.
 
     python benchmarks/device_check.py --out build/device-check            # on the GPU machine
@@ -48,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 CUDA_SOURCES = (REPO / "plugins" / "topk_gate_kernel.cu", REPO / "runtime" / "cuda" / "prepost.cu")
 HARNESSES = {**{name: REPO / "benchmarks" / f"{name}.py"
                 for name in ("gate_kernel_harness", "prepost_kernel_harness", "pycuda_runtime_check",
+                             "segmentation_argmax_harness",
                              "video_device_step", "build_pycuda")},
              "plugin_check": REPO / "plugins" / "harness" / "plugin_check.py"}
 #: The offline bundle's one list (pinned, complete: installed with --no-deps) and its size limit.
@@ -133,6 +137,8 @@ def plan_steps(out: Path, python: str) -> list[Step]:
         Step("gate_kernel", [python, str(HARNESSES["gate_kernel_harness"]), "--out", str(out / "gate-kernel"),
                              "--grid", "128x256", "--batches", "1,2,3,4", "--dtypes", "fp32,fp16"], 45,
              "gate-kernel"),
+        Step("deepstream_parser_kernel", [python, str(HARNESSES["segmentation_argmax_harness"]), "--out",
+                                          str(out / "deepstream-parser-kernel")], 40, "deepstream-parser-kernel"),
         *device_harness,
     ]
     return steps

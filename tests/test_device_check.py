@@ -27,8 +27,8 @@ def test_dry_run_plans_every_step_and_writes_the_summary(tmp_path: Path) -> None
     assert summary["status"] == "dry run" and summary["input_problems"] == []
     names = [step["name"] for step in summary["steps"]]
     assert names == ["environment", "compile_prepost", "prepost_kernels", "pycuda_runtime", "video", "plugin_build",
-                     "pytest_gpu", "compile_topk_gate_kernel", "gate_kernel", "plugin_harness",
-                     "plugin_harness_memcheck"]
+                     "pytest_gpu", "compile_topk_gate_kernel", "gate_kernel", "deepstream_parser_kernel",
+                     "plugin_harness", "plugin_harness_memcheck"]
     assert [step["name"] for step in summary["steps"] if step["background"]] == ["plugin_build"]
     assert "time budget: 300 s for the steps, after about 60 s for the pycuda build" in done.stdout
     commands = {step["name"]: " ".join(step["command"]) for step in summary["steps"]}
