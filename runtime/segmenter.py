@@ -239,10 +239,11 @@ class Segmenter:
     def segment_device(self, frames: Sequence[object], overlay_alpha: float | None = None) -> list[DeviceSegmentation]:
         """Segment frames that are already on the GPU, with no host round trip.
 
-        Each frame is a uint8 ``H x W x 3`` BGR array in device memory exporting
+        Each frame is a uint8 ``H x W x 3`` BGR array in the model GPU's memory exporting
         ``__cuda_array_interface__`` or DLPack (a PyTorch CUDA tensor, a CuPy array, an NVDEC frame);
-        rows may be pitched. Labels and overlays come back as device arrays
-        (:class:`~fornet.runtime.pipelines.DeviceSegmentation`). Needs GPU pre/post-processing
+        rows may be pitched. A producer stream the interface names is waited for. Labels and overlays
+        come back as device arrays (:class:`~fornet.runtime.pipelines.DeviceSegmentation`). Needs GPU
+        pre/post-processing
         (:attr:`gpu_prepost`: TensorRT, or PyTorch on a CUDA GPU, with pycuda and nvcc).
         """
         if not isinstance(self._pipeline, GpuPipeline):

@@ -26,6 +26,7 @@ source's watchdog.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import threading
@@ -96,7 +97,7 @@ def _bgr_frame(frame: Any, name: str, on_device: bool) -> np.ndarray | DeviceArr
     with torch.cuda.stream(stream):
         bgr = rgb.flip(-1)
     stream.synchronize()
-    return device_array_of(bgr)
+    return dataclasses.replace(device_array_of(bgr), stream=None)  # PyTorch names its current stream: done
 
 
 _copy_streams = threading.local()
