@@ -243,8 +243,7 @@ class Segmenter:
         ``__cuda_array_interface__`` or DLPack (a PyTorch CUDA tensor, a CuPy array, an NVDEC frame);
         rows may be pitched. A producer stream the interface names is waited for. Labels and overlays
         come back as device arrays (:class:`~fornet.runtime.pipelines.DeviceSegmentation`). Needs GPU
-        pre/post-processing
-        (:attr:`gpu_prepost`: TensorRT, or PyTorch on a CUDA GPU, with pycuda and nvcc).
+        pre/post-processing (:attr:`gpu_prepost`: TensorRT, or PyTorch on a CUDA GPU, with pycuda and nvcc).
         """
         if not isinstance(self._pipeline, GpuPipeline):
             raise SegmenterError(f"segment_device() needs GPU pre/post-processing, and this segmenter "
