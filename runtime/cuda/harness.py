@@ -41,7 +41,7 @@ def harness_machine(nvcc: Path | None) -> HarnessMachine:
         raise FornetError("the harness needs a CUDA GPU and a CUDA build of PyTorch; run it on a GPU machine")
     found = nvcc or find_nvcc()
     if found is None:
-        raise FornetError("nvcc not found; install the CUDA toolkit or pass --nvcc")
+        raise FornetError("nvcc not found; install the CUDA toolkit, or point $CUDACXX at nvcc")
     device = cuda_device()
     return HarnessMachine(device, found, {"gpu": f"{device.name} (sm_{device.sm})", "torch": torch.__version__,
                                           "cuda": str(torch.version.cuda), "nvcc": str(found)})
