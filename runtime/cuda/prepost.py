@@ -157,10 +157,13 @@ class GpuPrePost:
         self._palette: Any = cuda.mem_alloc(palette.nbytes)
         cuda.memcpy_htod(self._palette, palette)
         self._slots: list[_Slot] = []
+        #: Device results' memory: returned to the pool when their arrays go, reused for the next frames
+        #: (no cuMemAlloc per frame).
+        self._results_pool: Any = importlib.import_module("pycuda.tools").DeviceMemoryPool()
 
     def _device_array(self, shape: tuple[int, ...]) -> DeviceArray:
-        """New uint8 device memory of ``shape``, owned by the returned array (freed when it goes)."""
-        allocation = self._cuda.mem_alloc(int(np.prod(shape)))
+        """uint8 device memory of ``shape`` from the results pool, owned by the returned array."""
+        allocation = self._results_pool.allocate(int(np.prod(shape)))
         return DeviceArray.contiguous(int(allocation), shape, np.dtype(np.uint8), allocation)
 
     def _slot(self, index: int) -> _Slot:
@@ -258,6 +261,8 @@ class GpuPrePost:
                 slot.free()
             if self._palette is not None:
                 self._palette.free()
+            # Results still held by the caller are freed when they go; the pool keeps none back.
+            self._results_pool.stop_holding()
         finally:
             self._slots = []
             self._palette = None
