@@ -32,10 +32,12 @@ pixels whose label has no colour keep the frame's value.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -183,6 +185,7 @@ _SAFE_MAGNITUDE = np.float32(2.0**100)
 #: magnitude plus the rival's own margin, so twice that bound is left to spare.
 _MARGIN_RELATIVE = np.float32(2.0**-20)
 _MARGIN_ABSOLUTE = np.float32(2.0**-126)
+T = TypeVar("T")
 #: Threads of the certain-label pass (the usable CPUs, at most 4), and the fewest rows worth a band.
 _POST_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
 _MIN_BAND_ROWS = 64
@@ -234,21 +237,27 @@ def _certain_labels(scores: np.ndarray) -> np.ndarray:
 
 
 def _certain_labels_in_bands(scores: np.ndarray) -> np.ndarray:
-    """:func:`_certain_labels` of the whole map, computed in row bands on threads (NumPy's loops release the
-    GIL). Each band is given one row of its neighbours' on either side, so its 3 x 3 neighbourhoods are the
-    whole map's: the labels are the same."""
+    """:func:`_certain_labels` of the whole map, computed in row bands (:func:`_in_bands`). Each band is given
+    one row of its neighbours' on either side, so its 3 x 3 neighbourhoods are the whole map's: the labels
+    are the same."""
     height = scores.shape[1]
-    bands = min(_POST_THREADS, height // _MIN_BAND_ROWS)
-    if bands < 2:
-        return _certain_labels(scores)
-    edges = [height * index // bands for index in range(bands + 1)]
 
-    def band(index: int) -> np.ndarray:
-        top, bottom = edges[index], edges[index + 1]
+    def band(top: int, bottom: int) -> np.ndarray:
         low, high = max(top - 1, 0), min(bottom + 1, height)
         return _certain_labels(scores[:, low:high])[top - low:top - low + bottom - top]
 
-    return np.concatenate(list(_post_executor().map(band, range(bands))))
+    return np.concatenate(_in_bands(height, band))
+
+
+def _in_bands(height: int, work: Callable[[int, int], T]) -> list[T]:
+    """``work(top, bottom)`` of consecutive row bands covering ``height`` rows: one band per post thread, each
+    at least :data:`_MIN_BAND_ROWS` rows, run on the post threads (NumPy's loops release the GIL)."""
+    bands = max(1, min(_POST_THREADS, height // _MIN_BAND_ROWS))
+    edges = [height * index // bands for index in range(bands + 1)]
+    spans = list(itertools.pairwise(edges))
+    if bands == 1:
+        return [work(*spans[0])]
+    return list(_post_executor().map(lambda span: work(*span), spans))
 
 
 @functools.cache
@@ -283,17 +292,8 @@ def upsampled_labels(scores: np.ndarray, size: tuple[int, int], full_path_above:
     rows, cols = linear_taps(h, size[0]), linear_taps(w, size[1])
     cells = certain_cells(scores)
     out = np.empty(size, dtype=np.uint8)
-    bands = max(1, min(_POST_THREADS, size[0] // _MIN_BAND_ROWS))
-    edges = [size[0] * index // bands for index in range(bands + 1)]
-
-    def band(index: int) -> None:
-        top, bottom = edges[index], edges[index + 1]
-        _label_rows(scores, cells, rows.part(top, bottom), cols, out[top:bottom], full_path_above)
-
-    if bands == 1:
-        band(0)
-    else:
-        list(_post_executor().map(band, range(bands)))
+    _in_bands(size[0], lambda top, bottom: _label_rows(scores, cells, rows.part(top, bottom), cols,
+                                                       out[top:bottom], full_path_above))
     return out
 
 
