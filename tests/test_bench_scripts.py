@@ -67,7 +67,7 @@ def test_post_upsample_script(tmp_path, capsys):
         assert 0 <= row["open_pixels"] <= 1 and row["speedup"] > 0 and row["cpu_speedup"] > 0
     table = out.read_text()
     assert "| scene |" in table and "command: `python benchmarks/post_upsample_bench.py --out" in table
-    assert "CPU time of the calling thread" in table
+    assert "CPU time of the process, all threads" in table and "post thread(s)" in table
     assert "wrote" in capsys.readouterr().out
 
 

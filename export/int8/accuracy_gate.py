@@ -1,8 +1,9 @@
 """The INT8 accuracy gate: ``fornet.onnx`` and ``fornet_int8.onnx`` scored with ONNX Runtime on a labelled split.
 
 Both files run on the same images through the same preprocessing as calibration and evaluation
-(:class:`~fornet.calibration.int8_calibrate.ModelInput`); logits are upsampled bilinearly (labels
-with nearest neighbour) to the label's resolution and scored as the official evaluator does
+(:class:`~fornet.calibration.int8_calibrate.ModelInput`); logits become labels at the label's resolution
+as the runtime makes them (exact bilinear upsampling and argmax, labels outputs resized nearest-exact:
+:mod:`fornet.runtime.cpu_prepost`) and are scored as the official evaluator does
 (:class:`~fornet.calibration.metrics.ParityReport`: one confusion matrix per file over the split).
 The report holds the mIoU of each, the drop in points, per-class IoU deltas, the pixel agreement
 of INT8 with FP32 overall and on the ground truth's boundary band, and the selected cells per
@@ -26,6 +27,7 @@ from fornet.calibration.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from fornet.calibration.metrics import ParityReport
 from fornet.contract import INPUT_NAME, MASKS_NAME
 from fornet.export.errors import ExportError
+from fornet.runtime.cpu_prepost import resize_labels, upsampled_labels
 from fornet.runtime.onnxrt import OnnxRuntimeBackend
 
 #: Largest accepted mIoU drop, in points (percent).
@@ -156,19 +158,11 @@ class GateReport:
 
 
 def _labels(main: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """One image's trainIds at ``size`` from ``C x H x W`` logits or ``H x W`` labels."""
-    import cv2
-
-    h, w = size
+    """One image's trainIds at ``size`` from ``C x H x W`` logits or ``H x W`` labels, as the runtime computes
+    them (:func:`~fornet.runtime.cpu_prepost.upsampled_labels`, nearest-exact for labels)."""
     if main.ndim == 3:
-        scores = main.astype(np.float32, copy=False)
-        if scores.shape[1:] != size:
-            hwc = np.ascontiguousarray(scores.transpose(1, 2, 0))
-            resized = cv2.resize(hwc, (w, h), interpolation=cv2.INTER_LINEAR)
-            return resized.reshape(h, w, -1).argmax(axis=2).astype(np.uint8)
-        return scores.argmax(axis=0).astype(np.uint8)
-    labels = main.astype(np.uint8)
-    return labels if labels.shape == size else cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        return upsampled_labels(main, size)
+    return resize_labels(main.astype(np.uint8), size)
 
 
 def evaluate_int8(fp32_path: str | os.PathLike[str], int8_path: str | os.PathLike[str], dataset: CityscapesDataset,
