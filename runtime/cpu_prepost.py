@@ -157,17 +157,19 @@ def upsample_scores(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def _resize(scores: np.ndarray, rows: LinearTaps, cols: LinearTaps) -> np.ndarray:
     """The output rows ``rows`` and columns ``cols`` of the bilinear resize of ``scores``."""
     with np.errstate(invalid="ignore", over="ignore"):  # infinities and NaN scores follow IEEE
-        across = scores.take(cols.low, axis=2)
-        across *= cols.weight_low
-        right = scores.take(cols.high, axis=2)
-        right *= cols.weight_high
-        across += right
-        out = across.take(rows.low, axis=1)
-        out *= rows.weight_low[:, None]
-        below = across.take(rows.high, axis=1)
-        below *= rows.weight_high[:, None]
-        out += below
+        across = _weighted(scores, cols.low, cols.weight_low, axis=2)
+        across += _weighted(scores, cols.high, cols.weight_high, axis=2)
+        out = _weighted(across, rows.low, rows.weight_low, axis=1)
+        out += _weighted(across, rows.high, rows.weight_high, axis=1)
     return out
+
+
+def _weighted(values: np.ndarray, index: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
+    """``values`` taken at ``index`` along ``axis``, each taken entry times its ``weight`` (a new array, scaled
+    in place: one rounding, as the module docstring's arithmetic has it)."""
+    taken = values.take(index, axis=axis)
+    taken *= weight.reshape(weight.shape + (1,) * (values.ndim - axis - 1))
+    return taken
 
 
 def upsampled_argmax(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -335,21 +337,14 @@ def _label_rows(scores: np.ndarray, cells: np.ndarray, rows: LinearTaps, cols: L
         left, right = cols.low[xs], cols.high[xs]
         wx0, wx1 = cols.weight_low[xs], cols.weight_high[xs]
         with np.errstate(invalid="ignore", over="ignore"):  # as in upsample_scores, in place
-            upper = _weighted(flat, top + left, wx0)
-            upper += _weighted(flat, top + right, wx1)
+            upper = _weighted(flat, top + left, wx0, axis=1)
+            upper += _weighted(flat, top + right, wx1, axis=1)
             upper *= rows.weight_low[ys]
-            lower = _weighted(flat, bottom + left, wx0)
-            lower += _weighted(flat, bottom + right, wx1)
+            lower = _weighted(flat, bottom + left, wx0, axis=1)
+            lower += _weighted(flat, bottom + right, wx1, axis=1)
             lower *= rows.weight_high[ys]
             upper += lower
         out[ys, xs] = argmax_labels(upper[:, None, :])[0]
-
-
-def _weighted(flat: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """The ``C x n`` scores at flat pixel ``index``, times ``weight`` (a new array, scaled in place)."""
-    values = flat.take(index, axis=1)
-    values *= weight
-    return values
 
 
 def postprocess(output: np.ndarray, frame_size: tuple[int, int], io: ModelIO) -> np.ndarray:
